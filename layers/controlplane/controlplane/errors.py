@@ -1,0 +1,78 @@
+"""Errors are types. The state machines' Retry/Catch match these class names (Lambda reports ``errorType``).
+
+- ``RetryableError`` and its subclasses: transient; ASL retries them with back-off and jitter.
+- ``PermanentError`` and its subclasses: retrying cannot help; ASL routes them to rollback or failure.
+
+Kubernetes ``ApiException`` statuses map through :func:`controlplane.kube.errors.from_api_exception`
+(modelled on kopf's ``errors.py``): 404 NotFound, 409 Conflict, 422 Invalid are permanent; 429 and 5xx retryable.
+"""
+
+from __future__ import annotations
+
+
+class ControlPlaneError(Exception):
+    """Base of every error the control plane raises on purpose."""
+
+
+class PermanentError(ControlPlaneError):
+    """Retrying the same step with the same input cannot succeed."""
+
+
+class RetryableError(ControlPlaneError):
+    """A transient failure: throttling, 5xx, timeouts. Safe to retry the same step."""
+
+
+class InputValidationError(PermanentError):
+    """The input of an execution or a step is malformed; the message names the field."""
+
+
+class ConfigurationError(PermanentError):
+    """The function's configuration (environment variables) is missing or invalid."""
+
+
+class ManifestValidationError(PermanentError):
+    """A rendered Kubernetes object fails schema or policy validation; nothing was written."""
+
+
+class PlanError(PermanentError):
+    """The requested release cannot be planned (unknown repository, missing digest, quarantined digest, ...)."""
+
+
+class KubernetesNotFoundError(PermanentError):
+    """404 from the Kubernetes API."""
+
+
+class KubernetesConflictError(PermanentError):
+    """409 from the Kubernetes API (stale resourceVersion, server-side apply conflict, already exists)."""
+
+
+class KubernetesInvalidError(PermanentError):
+    """422 from the Kubernetes API: the server rejected an object."""
+
+
+class KubernetesForbiddenError(PermanentError):
+    """401/403 from the Kubernetes API: the deploy role lacks a permission."""
+
+
+class KubernetesTransientError(RetryableError):
+    """429, 5xx, timeouts or connection resets from the Kubernetes API."""
+
+
+class AwsThrottledError(RetryableError):
+    """An AWS API throttled or failed transiently."""
+
+
+class RolloutFailedError(PermanentError):
+    """A workload of the release will not become healthy (fail-fast pod state or progress deadline)."""
+
+
+class DeadlineExceededError(PermanentError):
+    """The release did not become healthy within its overall deadline."""
+
+
+class SmokeTestFailedError(PermanentError):
+    """A service's /health did not answer 200 through the API server's service proxy."""
+
+
+class RollbackFailedError(PermanentError):
+    """Rolling back to the last known-good release failed: operators must act."""
