@@ -1,0 +1,1 @@
+"""The AWS side: EKS access, ECR, CloudFormation, the release ledger (DynamoDB), notifications (SNS)."""
