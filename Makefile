@@ -36,8 +36,8 @@ lint: setup
 
 checks: setup
 	$(VENV)/bin/cfn-lint template.yaml manifests/cloudformation/*.yaml
-	$(SAMVENV)/bin/sam validate --lint --template template.yaml --region us-east-1
-	$(SAMVENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build > .aws-sam-build.log 2>&1 || (cat .aws-sam-build.log; exit 1)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAMVENV)/bin/sam validate --lint --template template.yaml --region us-east-1
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAMVENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build > .aws-sam-build.log 2>&1 || (cat .aws-sam-build.log; exit 1)
 
 test: setup lint checks
 	$(PY) -m pytest -q
