@@ -14,6 +14,24 @@ REPOSITORY_PREFIX: Final = "clinical-trials/"
 VPC_CIDR: Final = "10.0.0.0/16"
 ENVIRONMENTS: Final = ("staging", "production")
 
+# Where the platform's data stores live: the database subnets of the VPC (RDS PostgreSQL and ElastiCache Redis,
+# per the seed's "Database Subnet"). NetworkPolicies allow egress to these CIDRs only; the Terraform/CloudFormation
+# side must place the subnets here.
+DATABASE_SUBNET_CIDRS: Final = ("10.0.20.0/24", "10.0.21.0/24", "10.0.22.0/24")
+POSTGRES_PORT: Final = 5432
+REDIS_PORT: Final = 6379
+
+# Labels every rendered object carries. The control plane owns (and may prune) exactly the objects with MANAGED_BY.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "synthetictrialstudio-controlplane"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+PART_OF: Final = "synthetictrialstudio"
+LABEL_ENVIRONMENT: Final = "synthetictrialstudio.io/environment"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+
+# The API gateway is the only service behind the load balancer; the others are reached through it.
+EDGE_SERVICE: Final = "api-gateway"
+
 
 @dataclass(frozen=True)
 class Service:
@@ -42,6 +60,16 @@ SERVICES: Final[tuple[Service, ...]] = (
 )
 
 SERVICE_NAMES: Final = tuple(s.name for s in SERVICES)
+
+
+def ecr_registry(account_id: str, region: str) -> str:
+    """The ECR registry host of ``account_id`` in ``region``."""
+    return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
+
+
+def pinned_image(account_id: str, region: str, service_name: str, digest: str) -> str:
+    """``<account>.dkr.ecr.<region>.amazonaws.com/clinical-trials/<service>@sha256:<hex>``: the only image form."""
+    return f"{ecr_registry(account_id, region)}/{REPOSITORY_PREFIX}{service_name}@{digest}"
 
 
 def service(name: str) -> Service:
