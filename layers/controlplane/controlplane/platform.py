@@ -29,6 +29,30 @@ PART_OF: Final = "synthetictrialstudio"
 LABEL_ENVIRONMENT: Final = "synthetictrialstudio.io/environment"
 LABEL_NAME: Final = "app.kubernetes.io/name"
 
+# Kubernetes facts both rendering and validation rely on.
+CLUSTER_SCOPED_KINDS: Final = frozenset(
+    {
+        "Namespace",
+        "CustomResourceDefinition",
+        "StorageClass",
+        "ClusterSecretStore",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PriorityClass",
+        "PersistentVolume",
+    }
+)
+# Where each workload kind keeps its pod spec.
+POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
 # The API gateway is the only service behind the load balancer; the others are reached through it.
 EDGE_SERVICE: Final = "api-gateway"
 
