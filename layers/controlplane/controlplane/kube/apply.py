@@ -1,0 +1,268 @@
+"""Server-side apply of a release's objects, its dry-run diff, and pruning what left the release.
+
+Every object goes through one ``PATCH`` (``application/apply-patch+yaml``) with the one field manager of the
+control plane. To tell ``created`` / ``configured`` / ``unchanged`` apart without a ``GET`` per object, the objects
+we own of each type and namespace are listed once (label selector on :data:`OWNERSHIP_LABEL`) just before the
+first object of that type is applied; an object is ``unchanged`` when its resourceVersion did not move (or, for
+servers that write no-op applies, its content did not change), ``created`` when the server answers 201.
+
+Validation and ordering of the objects are the caller's job (``controlplane.validate``, ``controlplane.render``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.dynamic import DynamicClient
+
+from controlplane import platform
+from controlplane.errors import KubernetesNotFoundError, ManifestValidationError
+from controlplane.kube.client import dynamic_client, list_objects, request_json
+from controlplane.kube.diff import RELEASE_ANNOTATION, field_changes, normalized
+from controlplane.kube.errors import translate_errors
+from controlplane.models.kube import AppliedObject, ApplyAction, ApplyResult, ObjectDiff, ObjectRef
+from controlplane.observability import logger
+
+FIELD_MANAGER = "synthetictrialstudio-controlplane"
+OWNERSHIP_LABEL = platform.LABEL_MANAGED_BY
+OWNERSHIP_VALUE = platform.MANAGED_BY
+OWNERSHIP_SELECTOR = f"{OWNERSHIP_LABEL}={OWNERSHIP_VALUE}"
+# Deleting these loses data or everything inside them: pruning spares them unless explicitly allowed.
+PROTECTED_KINDS = frozenset({"Namespace", "PersistentVolumeClaim"})
+
+__all__ = [
+    "FIELD_MANAGER",
+    "OWNERSHIP_LABEL",
+    "OWNERSHIP_VALUE",
+    "PROTECTED_KINDS",
+    "RELEASE_ANNOTATION",
+    "apply_objects",
+    "diff_objects",
+    "live_owned_objects",
+    "prune",
+]
+
+
+def apply_objects(
+    api: ApiClient,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    release_id: str,
+    dry_run: bool = False,
+    force: bool = True,
+) -> ApplyResult:
+    """Server-side apply ``objects`` in the given order, each annotated with ``release_id``.
+
+    ``force`` takes over fields another manager owns (the control plane is the source of truth); without it an
+    ownership conflict raises ``KubernetesConflictError`` naming the fields. ``dry_run`` asks the server to
+    validate and default without persisting (``dryRun=All``); actions then say what applying would do.
+    Stops at the first failure (raised as a :mod:`controlplane.errors` type); re-running is safe.
+    """
+    _check_owned(objects)
+    dyn = dynamic_client(api)
+    live = _LiveIndex(dyn)
+    applied: list[AppliedObject] = []
+    for obj in objects:
+        ref = ObjectRef.of(obj)
+        with translate_errors(ref):
+            resource = _resource(dyn, ref)
+            before = live.get(resource, ref)
+            status, after = _server_side_apply(
+                dyn, resource, ref, _with_release(obj, release_id), dry_run=dry_run, force=force
+            )
+        action = _action(status, before, after, dry_run=dry_run)
+        meta = after.get("metadata") or {}
+        applied.append(
+            AppliedObject(
+                ref=ref,
+                action=action,
+                resource_version=meta.get("resourceVersion"),
+                generation=meta.get("generation"),
+                uid=meta.get("uid"),
+            )
+        )
+    result = ApplyResult(release_id=release_id, dry_run=dry_run, objects=tuple(applied))
+    logger.info(
+        "applied release objects",
+        extra={
+            "release_id": release_id,
+            "dry_run": dry_run,
+            "created": len(result.refs("created")),
+            "configured": len(result.refs("configured")),
+            "unchanged": len(result.refs("unchanged")),
+        },
+    )
+    return result
+
+
+def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, release_id: str = "diff") -> list[ObjectDiff]:
+    """What applying ``objects`` would change: each live object against the server's dry-run result.
+
+    Server-owned fields (managedFields, resourceVersion, generation, uid, timestamps, status) and the release-id
+    annotation are ignored. Objects that would be created are listed with no field changes.
+    """
+    _check_owned(objects)
+    dyn = dynamic_client(api)
+    live = _LiveIndex(dyn)
+    diffs: list[ObjectDiff] = []
+    for obj in objects:
+        ref = ObjectRef.of(obj)
+        with translate_errors(ref):
+            resource = _resource(dyn, ref)
+            before = live.get(resource, ref)
+            status, after = _server_side_apply(
+                dyn, resource, ref, _with_release(obj, release_id), dry_run=True, force=True
+            )
+            if before is None and status != 201:  # exists, but not (yet) ours: read it to compare
+                _, before = request_json(dyn, "GET", resource.path(name=ref.name, namespace=ref.namespace))
+        if status == 201 or before is None:
+            diffs.append(ObjectDiff(ref=ref, action="created"))
+            continue
+        changes = field_changes(normalized(before), normalized(after))
+        diffs.append(ObjectDiff(ref=ref, action="configured" if changes else "unchanged", changes=tuple(changes)))
+    return diffs
+
+
+def live_owned_objects(
+    api: ApiClient, namespaces: Iterable[str], kinds: Iterable[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The live objects carrying the ownership label, of ``kinds`` (apiVersion, kind) in ``namespaces``.
+
+    Cluster-scoped kinds are listed once, whatever the namespaces. One list request per kind and namespace.
+    """
+    dyn = dynamic_client(api)
+    namespaces = list(dict.fromkeys(namespaces))
+    found: list[dict[str, Any]] = []
+    for api_version, kind in dict.fromkeys(kinds):
+        with translate_errors(f"{kind} ({api_version})"):
+            resource = dyn.resources.get(api_version=api_version, kind=kind)
+            for namespace in namespaces if resource.namespaced else [None]:
+                found.extend(list_objects(dyn, resource, namespace, label_selector=OWNERSHIP_SELECTOR))
+    return found
+
+
+def prune(
+    api: ApiClient,
+    *,
+    keep: Iterable[ObjectRef],
+    namespaces: Iterable[str],
+    kinds: Iterable[tuple[str, str]],
+    allow: Iterable[str] = frozenset(),
+) -> list[ObjectRef]:
+    """Delete the owned objects of ``kinds`` in ``namespaces`` that are not in ``keep``; return what was deleted.
+
+    Only objects carrying the ownership label are candidates. Namespaces and PersistentVolumeClaims are spared
+    unless ``allow`` names their kind (``"PersistentVolumeClaim"``) or the object (its ``ObjectRef.key``).
+    Deletion propagates in the background and is preconditioned on the uid that was listed, so an object
+    recreated meanwhile is not deleted. An object already gone counts as pruned by someone else (not returned).
+    """
+    keep_keys = {ref.key for ref in keep}
+    allowed = set(allow)
+    dyn = dynamic_client(api)
+    deleted: list[ObjectRef] = []
+    for obj in live_owned_objects(api, namespaces, kinds):
+        ref = ObjectRef.of(obj)
+        meta = obj.get("metadata") or {}
+        if ref.key in keep_keys or meta.get("deletionTimestamp"):
+            continue
+        if ref.kind in PROTECTED_KINDS and ref.kind not in allowed and ref.key not in allowed:
+            logger.info("prune spares protected object", extra={"object": ref.key})
+            continue
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": meta.get("uid")} if meta.get("uid") else None,
+        }
+        try:
+            with translate_errors(ref):
+                resource = _resource(dyn, ref)
+                request_json(
+                    dyn, "DELETE", resource.path(name=ref.name, namespace=ref.namespace), body=_drop_none(body)
+                )
+        except KubernetesNotFoundError:
+            continue
+        logger.info("pruned object that left the release", extra={"object": ref.key})
+        deleted.append(ref)
+    return deleted
+
+
+@dataclass
+class _LiveIndex:
+    """The owned live objects of each (type, namespace), listed on first use: one request per type and namespace."""
+
+    dyn: DynamicClient
+    _cache: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def get(self, resource: Any, ref: ObjectRef) -> dict[str, Any] | None:
+        key = (ref.group, ref.kind, ref.namespace)
+        if key not in self._cache:
+            items = list_objects(self.dyn, resource, ref.namespace, label_selector=OWNERSHIP_SELECTOR)
+            self._cache[key] = {item["metadata"]["name"]: item for item in items}
+        return self._cache[key].get(ref.name)
+
+
+def _check_owned(objects: Sequence[Mapping[str, Any]]) -> None:
+    """Every object must carry the ownership label (rendering adds it); otherwise nothing is written."""
+    missing = [
+        ObjectRef.of(o).key
+        for o in objects
+        if ((o.get("metadata") or {}).get("labels") or {}).get(OWNERSHIP_LABEL) != OWNERSHIP_VALUE
+    ]
+    if missing:
+        raise ManifestValidationError(
+            f"objects without label {OWNERSHIP_SELECTOR} (rendering adds it): {', '.join(missing)}"
+        )
+
+
+def _resource(dyn: DynamicClient, ref: ObjectRef) -> Any:
+    resource = dyn.resources.get(api_version=ref.api_version, kind=ref.kind)
+    if resource.namespaced and not ref.namespace:
+        raise ManifestValidationError(f"{ref.key}: {ref.kind} is namespaced but the object names no namespace")
+    return resource
+
+
+def _with_release(obj: Mapping[str, Any], release_id: str) -> dict[str, Any]:
+    body = copy.deepcopy(dict(obj))
+    annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[RELEASE_ANNOTATION] = release_id
+    return body
+
+
+def _server_side_apply(
+    dyn: DynamicClient, resource: Any, ref: ObjectRef, body: dict[str, Any], *, dry_run: bool, force: bool
+) -> tuple[int, dict[str, Any]]:
+    query: list[tuple[str, str]] = [("fieldManager", FIELD_MANAGER)]
+    if force:
+        query.append(("force", "true"))
+    if dry_run:
+        query.append(("dryRun", "All"))
+    return request_json(
+        dyn,
+        "PATCH",
+        resource.path(name=ref.name, namespace=ref.namespace),
+        body=body,
+        content_type="application/apply-patch+yaml",
+        query_params=query,
+    )
+
+
+def _action(status: int, before: dict[str, Any] | None, after: dict[str, Any], *, dry_run: bool) -> ApplyAction:
+    if status == 201:
+        return "created"
+    if before is None:  # it existed without our label: applying adopts it
+        return "configured"
+    before_rv = (before.get("metadata") or {}).get("resourceVersion")
+    after_rv = (after.get("metadata") or {}).get("resourceVersion")
+    if not dry_run and before_rv is not None and before_rv == after_rv:
+        return "unchanged"
+    same = normalized(before, keep_release_id=True) == normalized(after, keep_release_id=True)
+    return "unchanged" if same else "configured"
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}

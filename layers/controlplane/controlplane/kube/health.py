@@ -1,0 +1,409 @@
+"""Is the release healthy yet? kubectl's rollout-status rules plus fail-fast pod checks; one look, no waiting.
+
+The rollout verdicts follow ``kubectl/pkg/polymorphichelpers/rollout_status.go`` (``kubectl rollout status``):
+
+- Deployment: once ``metadata.generation <= status.observedGeneration``: a Progressing condition with reason
+  ``ProgressDeadlineExceeded`` fails; then it waits while ``updatedReplicas < spec.replicas``, while
+  ``status.replicas > updatedReplicas`` (old replicas pending termination) and while
+  ``availableReplicas < updatedReplicas``.
+- StatefulSet (RollingUpdate): observed generation, ``readyReplicas`` against ``spec.replicas``, the partition,
+  then ``updateRevision == currentRevision``.
+- DaemonSet (RollingUpdate): observed generation, ``updatedNumberScheduled`` and ``numberAvailable`` against
+  ``desiredNumberScheduled``.
+
+Waiting for a progress deadline (10 minutes by default) is slow for states that will not heal, so
+:func:`pod_failures` fails fast on pods of the *new* revision that have been, for longer than a grace period:
+
+- waiting with ``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName`` or ``CreateContainerConfigError``
+  (these need no restart count: they fail as soon as the grace period is over; the grace lets a registry blip
+  or a Secret written a moment later by the External Secrets Operator heal);
+- waiting with ``CrashLoopBackOff`` after at least ``restart_threshold`` restarts;
+- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``).
+
+How long a container state has lasted: the pod's ``ContainersReady`` condition, when False, records when the
+containers last stopped being ready (for a new pod, about when it started); else the pod's ``startTime``; else its
+``creationTimestamp``. Unschedulable uses the ``PodScheduled`` condition's ``lastTransitionTime``. The
+kubelet reports no timestamp for a waiting state, so these are the closest the API offers. Terminating pods
+(``deletionTimestamp``) and finished ones (phase Succeeded/Failed) are not judged.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from controlplane.errors import InputValidationError
+from controlplane.kube.client import dynamic_client, list_objects
+from controlplane.kube.errors import translate_errors
+from controlplane.models.kube import HealthReport, ObjectRef, PodFailure, RolloutStatus
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+POD_TEMPLATE_HASH = "pod-template-hash"
+CONTROLLER_REVISION_HASH = "controller-revision-hash"
+
+IMAGE_OR_CONFIG_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+)
+CRASH_LOOP = "CrashLoopBackOff"
+UNSCHEDULABLE = "Unschedulable"
+
+Obj = Mapping[str, Any]
+
+
+def deployment_status(obj: Obj) -> RolloutStatus:
+    """kubectl's verdict on a Deployment (``kubectl rollout status deployment/<name>``)."""
+    meta, spec, status = _parts(obj)
+    name = meta.get("name")
+    ref = _ref(obj)
+    if _int(meta.get("generation")) > _int(status.get("observedGeneration")):
+        return _waiting(ref, "SpecNotObserved", "Waiting for deployment spec update to be observed...")
+    progressing = _condition(status, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        message = f'deployment "{name}" exceeded its progress deadline'
+        if progressing.get("message"):
+            message += f": {progressing['message']}"
+        return RolloutStatus(ref=ref, done=False, failed=True, reason="ProgressDeadlineExceeded", message=message)
+    wanted = spec.get("replicas")
+    updated = _int(status.get("updatedReplicas"))
+    replicas = _int(status.get("replicas"))
+    available = _int(status.get("availableReplicas"))
+    prefix = f'Waiting for deployment "{name}" rollout to finish'
+    if wanted is not None and updated < wanted:
+        return _waiting(
+            ref, "UpdatingReplicas", f"{prefix}: {updated} out of {wanted} new replicas have been updated..."
+        )
+    if replicas > updated:
+        return _waiting(
+            ref, "OldReplicasPending", f"{prefix}: {replicas - updated} old replicas are pending termination..."
+        )
+    if available < updated:
+        return _waiting(
+            ref, "ReplicasUnavailable", f"{prefix}: {available} of {updated} updated replicas are available..."
+        )
+    return RolloutStatus(ref=ref, done=True, reason="RolledOut", message=f'deployment "{name}" successfully rolled out')
+
+
+def statefulset_status(obj: Obj) -> RolloutStatus:
+    """kubectl's verdict on a StatefulSet (only RollingUpdate has a rollout status; others count as done)."""
+    meta, spec, status = _parts(obj)
+    ref = _ref(obj)
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return RolloutStatus(
+            ref=ref, done=True, reason="NoRolloutStatus", message="rollout status is only available for RollingUpdate"
+        )
+    observed = _int(status.get("observedGeneration"))
+    if observed == 0 or _int(meta.get("generation")) > observed:
+        return _waiting(ref, "SpecNotObserved", "Waiting for statefulset spec update to be observed...")
+    wanted = spec.get("replicas")
+    ready = _int(status.get("readyReplicas"))
+    if wanted is not None and ready < wanted:
+        return _waiting(ref, "ReplicasNotReady", f"Waiting for {wanted - ready} pods to be ready...")
+    updated = _int(status.get("updatedReplicas"))
+    rolling = strategy.get("rollingUpdate")
+    if rolling is not None:
+        partition = rolling.get("partition")
+        if wanted is not None and partition is not None and updated < wanted - partition:
+            return _waiting(
+                ref,
+                "PartitionedRolloutPending",
+                f"Waiting for partitioned roll out to finish: {updated} out of {wanted - partition} new pods "
+                "have been updated...",
+            )
+        return RolloutStatus(
+            ref=ref,
+            done=True,
+            reason="RolledOut",
+            message=f"partitioned roll out complete: {updated} new pods have been updated...",
+        )
+    update_revision, current_revision = status.get("updateRevision"), status.get("currentRevision")
+    if update_revision != current_revision:
+        return _waiting(
+            ref,
+            "RevisionPending",
+            f"waiting for statefulset rolling update to complete {updated} pods at revision {update_revision}...",
+        )
+    return RolloutStatus(
+        ref=ref,
+        done=True,
+        reason="RolledOut",
+        message=f"statefulset rolling update complete {_int(status.get('currentReplicas'))} pods at revision "
+        f"{current_revision}...",
+    )
+
+
+def daemonset_status(obj: Obj) -> RolloutStatus:
+    """kubectl's verdict on a DaemonSet (only RollingUpdate has a rollout status; others count as done)."""
+    meta, spec, status = _parts(obj)
+    name = meta.get("name")
+    ref = _ref(obj)
+    if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
+        return RolloutStatus(
+            ref=ref, done=True, reason="NoRolloutStatus", message="rollout status is only available for RollingUpdate"
+        )
+    if _int(meta.get("generation")) > _int(status.get("observedGeneration")):
+        return _waiting(ref, "SpecNotObserved", "Waiting for daemon set spec update to be observed...")
+    desired = _int(status.get("desiredNumberScheduled"))
+    updated = _int(status.get("updatedNumberScheduled"))
+    available = _int(status.get("numberAvailable"))
+    prefix = f'Waiting for daemon set "{name}" rollout to finish'
+    if updated < desired:
+        return _waiting(ref, "UpdatingPods", f"{prefix}: {updated} out of {desired} new pods have been updated...")
+    if available < desired:
+        return _waiting(ref, "PodsUnavailable", f"{prefix}: {available} of {desired} updated pods are available...")
+    return RolloutStatus(ref=ref, done=True, reason="RolledOut", message=f'daemon set "{name}" successfully rolled out')
+
+
+STATUS_VIEWERS: dict[str, Callable[[Obj], RolloutStatus]] = {
+    "Deployment": deployment_status,
+    "StatefulSet": statefulset_status,
+    "DaemonSet": daemonset_status,
+}
+
+
+def rollout_status(obj: Obj) -> RolloutStatus:
+    """The verdict for a Deployment, StatefulSet or DaemonSet, by its kind."""
+    viewer = STATUS_VIEWERS.get(str(obj.get("kind")))
+    if viewer is None:
+        raise InputValidationError(
+            f"no rollout status for kind {obj.get('kind')!r}; known: {', '.join(STATUS_VIEWERS)}"
+        )
+    return viewer(obj)
+
+
+def pod_failures(
+    pods: Iterable[Obj], *, now: datetime, grace_seconds: int = 60, restart_threshold: int = 3
+) -> list[PodFailure]:
+    """Pods (of the new revision) in states that waiting will not heal, once they lasted over the grace period.
+
+    ``now`` should be timezone-aware; a naive value is taken as UTC.
+    """
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    grace = timedelta(seconds=grace_seconds)
+    failures: list[PodFailure] = []
+    for pod in pods:
+        meta, _, status = _parts(pod)
+        if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        scheduled = _condition(status, "PodScheduled")
+        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
+            since = _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
+            if since and now - since > grace:
+                failures.append(
+                    PodFailure(
+                        namespace=namespace,
+                        pod=name,
+                        reason=UNSCHEDULABLE,
+                        message=str(scheduled.get("message") or "no node can run the pod"),
+                        since=since,
+                    )
+                )
+            continue
+        since = _containers_unready_since(meta, status)
+        if since is None or now - since <= grace:
+            continue
+        for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            failure = _container_failure(container, restart_threshold)
+            if failure is not None:
+                reason, message = failure
+                failures.append(
+                    PodFailure(
+                        namespace=namespace,
+                        pod=name,
+                        container=container.get("name"),
+                        reason=reason,
+                        message=message,
+                        since=since,
+                        restart_count=_int(container.get("restartCount")),
+                    )
+                )
+    return failures
+
+
+def check_workloads(
+    api: ApiClient,
+    workloads: Iterable[ObjectRef],
+    *,
+    now: datetime,
+    grace_seconds: int = 60,
+    restart_threshold: int = 3,
+) -> HealthReport:
+    """One look at ``workloads``: each one's rollout status and its new revision's failing pods.
+
+    Requests: per namespace, one list per workload kind, one list of ReplicaSets (when there are Deployments)
+    and one list of Pods; never one request per workload.
+    """
+    refs = list(dict.fromkeys(workloads))
+    for ref in refs:
+        if ref.kind not in STATUS_VIEWERS:
+            raise InputValidationError(f"{ref.key}: not a workload with a rollout status ({', '.join(STATUS_VIEWERS)})")
+        if not ref.namespace:
+            raise InputValidationError(f"{ref.key}: a workload needs a namespace")
+    dyn = dynamic_client(api)
+    by_namespace: dict[str, list[ObjectRef]] = defaultdict(list)
+    for ref in refs:
+        by_namespace[str(ref.namespace)].append(ref)
+
+    statuses: list[RolloutStatus] = []
+    failures: list[PodFailure] = []
+    for namespace, members in by_namespace.items():
+        with translate_errors(f"workloads in namespace {namespace}"):
+            live = _list_kinds(dyn, namespace, {(r.api_version, r.kind) for r in members})
+            replicasets = (
+                _list_kinds(dyn, namespace, {("apps/v1", "ReplicaSet")})
+                if any(r.kind == "Deployment" for r in members)
+                else {}
+            )
+            pods = _list_kinds(dyn, namespace, {("v1", "Pod")})
+        pod_list = list(pods.values())
+        for ref in members:
+            obj = live.get((ref.kind, ref.name))
+            if obj is None:
+                statuses.append(
+                    RolloutStatus(
+                        ref=ref, done=False, failed=True, reason="NotFound", message=f"{ref.key} does not exist"
+                    )
+                )
+                continue
+            statuses.append(rollout_status(obj))
+            new_pods = _new_revision_pods(obj, list(replicasets.values()), pod_list)
+            found = pod_failures(new_pods, now=now, grace_seconds=grace_seconds, restart_threshold=restart_threshold)
+            failures.extend(f.model_copy(update={"workload": ref}) for f in found)
+
+    healthy = all(s.done and not s.failed for s in statuses) and not failures
+    return HealthReport(checked_at=now, healthy=healthy, workloads=tuple(statuses), failures=tuple(failures))
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` satisfy a LabelSelector (matchLabels and matchExpressions); ``None`` matches nothing."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def current_replicaset(deployment: Obj, replicasets: Iterable[Obj]) -> Obj | None:
+    """The Deployment's ReplicaSet of its current revision (same revision annotation, owned by it)."""
+    meta = deployment.get("metadata") or {}
+    revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+    if revision is None:
+        return None
+    for rs in replicasets:
+        rs_meta = rs.get("metadata") or {}
+        if (rs_meta.get("annotations") or {}).get(REVISION_ANNOTATION) == revision and _owned_by(rs, deployment):
+            return rs
+    return None
+
+
+def _new_revision_pods(workload: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+    kind = workload.get("kind")
+    spec = workload.get("spec") or {}
+    if kind == "Deployment":
+        rs = current_replicaset(workload, replicasets)
+        if rs is None:
+            return []
+        rs_selector = (rs.get("spec") or {}).get("selector")
+        return [p for p in pods if selector_matches(rs_selector, _labels(p))]
+    matching = [p for p in pods if selector_matches(spec.get("selector"), _labels(p))]
+    if kind == "StatefulSet":
+        update_revision = (workload.get("status") or {}).get("updateRevision")
+        if update_revision:
+            return [p for p in matching if _labels(p).get(CONTROLLER_REVISION_HASH) == update_revision]
+    return [p for p in matching if _owned_by(p, workload) or not (p.get("metadata") or {}).get("ownerReferences")]
+
+
+def _list_kinds(dyn: Any, namespace: str, kinds: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) → object for every object of ``kinds`` in ``namespace``; one list request per kind."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for api_version, kind in sorted(kinds):
+        resource = dyn.resources.get(api_version=api_version, kind=kind)
+        for item in list_objects(dyn, resource, namespace):
+            found[(kind, item["metadata"]["name"])] = item
+    return found
+
+
+def _container_failure(container: Obj, restart_threshold: int) -> tuple[str, str] | None:
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason")
+    message = str(waiting.get("message") or "")
+    if reason in IMAGE_OR_CONFIG_REASONS:
+        return str(reason), message or f"container {container.get('name')} is waiting: {reason}"
+    if reason == CRASH_LOOP and _int(container.get("restartCount")) >= restart_threshold:
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        detail = f"exit code {last.get('exitCode')}" if last.get("exitCode") is not None else "no exit code"
+        if last.get("reason"):
+            detail += f" ({last['reason']})"
+        if last.get("message"):
+            detail += f": {last['message']}"
+        return (
+            CRASH_LOOP,
+            f"restarted {container.get('restartCount')} times; last termination {detail}. {message}".strip(),
+        )
+    return None
+
+
+def _containers_unready_since(meta: Obj, status: Obj) -> datetime | None:
+    ready = _condition(status, "ContainersReady")
+    if ready and ready.get("status") == "False":
+        since = _time(ready.get("lastTransitionTime"))
+        if since:
+            return since
+    return _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+
+
+def _owned_by(obj: Obj, owner: Obj) -> bool:
+    uid = (owner.get("metadata") or {}).get("uid")
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return uid is None or any(r.get("uid") == uid for r in refs)
+
+
+def _parts(obj: Obj) -> tuple[Obj, Obj, Obj]:
+    return obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+
+
+def _ref(obj: Obj) -> ObjectRef | None:
+    try:
+        return ObjectRef.of(obj)
+    except (KeyError, ValueError):
+        return None
+
+
+def _labels(obj: Obj) -> Mapping[str, str]:
+    labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    return labels
+
+
+def _condition(status: Obj, kind: str) -> Obj | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+def _waiting(ref: ObjectRef | None, reason: str, message: str) -> RolloutStatus:
+    return RolloutStatus(ref=ref, done=False, reason=reason, message=message)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
