@@ -167,6 +167,15 @@ _CUSTOM_CHECKS: Final[Mapping[tuple[str, str], Callable[[Mapping[str, Any]], lis
 # --- pod security and our workload policy --------------------------------------------------------------------------
 
 
+def _m(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else empty: objects that fail the schema may have any shape."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _seq(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _pod_spec(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
     path = platform.POD_SPEC_PATHS.get(str(obj.get("kind")))
     if path is None:
@@ -179,7 +188,7 @@ def _pod_spec(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
 
 def _containers(spec: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
     for list_name in ("initContainers", "containers", "ephemeralContainers"):
-        for i, container in enumerate(spec.get(list_name) or []):
+        for i, container in enumerate(_seq(spec.get(list_name))):
             if isinstance(container, Mapping):
                 yield list_name, f"{prefix}.{list_name}[{i}]", container
 
@@ -195,16 +204,16 @@ def _pod_problems(obj: Mapping[str, Any], image_re: re.Pattern[str]) -> list[Pro
         for host_field in ("hostNetwork", "hostPID", "hostIPC")
         if spec.get(host_field)
     )
-    for i, volume in enumerate(spec.get("volumes") or []):
+    for i, volume in enumerate(_seq(spec.get("volumes"))):
         kinds = set(volume) - {"name"} if isinstance(volume, Mapping) else set()
         problems.extend(
             (f"{prefix}.volumes[{i}].{kind}", f"{kind} volumes are not allowed (restricted)")
             for kind in sorted(kinds - _RESTRICTED_VOLUME_TYPES)
         )
-    pod_sc = spec.get("securityContext") or {}
+    pod_sc = _m(spec.get("securityContext"))
     if pod_sc.get("runAsUser") == 0:
         problems.append((f"{prefix}.securityContext.runAsUser", "must not be 0 (restricted)"))
-    pod_seccomp = (pod_sc.get("seccompProfile") or {}).get("type")
+    pod_seccomp = _m(pod_sc.get("seccompProfile")).get("type")
     if pod_seccomp is not None and pod_seccomp not in _ALLOWED_SECCOMP:
         problems.append((f"{prefix}.securityContext.seccompProfile.type", "must be RuntimeDefault or Localhost"))
     for list_name, path, container in _containers(spec, prefix):
@@ -216,16 +225,16 @@ def _container_problems(
     list_name: str, path: str, container: Mapping[str, Any], pod_sc: Mapping[str, Any], image_re: re.Pattern[str]
 ) -> list[Problem]:
     problems: list[Problem] = []
-    sc = container.get("securityContext") or {}
+    sc = _m(container.get("securityContext"))
     scp = f"{path}.securityContext"
     if sc.get("privileged"):
         problems.append((f"{scp}.privileged", "must not be true (restricted)"))
     if sc.get("allowPrivilegeEscalation") is not False:
         problems.append((f"{scp}.allowPrivilegeEscalation", "must be false (restricted)"))
-    capabilities = sc.get("capabilities") or {}
-    if "ALL" not in (capabilities.get("drop") or []):
+    capabilities = _m(sc.get("capabilities"))
+    if "ALL" not in _seq(capabilities.get("drop")):
         problems.append((f"{scp}.capabilities.drop", "must include ALL (restricted)"))
-    added = set(capabilities.get("add") or []) - _ALLOWED_ADDED_CAPABILITIES
+    added = {str(c) for c in _seq(capabilities.get("add"))} - _ALLOWED_ADDED_CAPABILITIES
     if added:
         problems.append((f"{scp}.capabilities.add", f"may add only NET_BIND_SERVICE, not {sorted(added)} (restricted)"))
     non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
@@ -233,23 +242,23 @@ def _container_problems(
         problems.append((f"{scp}.runAsNonRoot", "must be true here or in the pod securityContext (restricted)"))
     if sc.get("runAsUser") == 0:
         problems.append((f"{scp}.runAsUser", "must not be 0 (restricted)"))
-    seccomp = (sc.get("seccompProfile") or {}).get("type", (pod_sc.get("seccompProfile") or {}).get("type"))
+    seccomp = _m(sc.get("seccompProfile")).get("type", _m(pod_sc.get("seccompProfile")).get("type"))
     if seccomp not in _ALLOWED_SECCOMP:
         problems.append(
             (f"{scp}.seccompProfile.type", "must be RuntimeDefault or Localhost, here or in the pod (restricted)")
         )
     if sc.get("readOnlyRootFilesystem") is not True:
         problems.append((f"{scp}.readOnlyRootFilesystem", "must be true (platform policy)"))
-    for i, port in enumerate(container.get("ports") or []):
+    for i, port in enumerate(_seq(container.get("ports"))):
         if isinstance(port, Mapping) and port.get("hostPort"):
             problems.append((f"{path}.ports[{i}].hostPort", "host ports are not allowed"))
     if list_name != "ephemeralContainers":
-        resources = container.get("resources") or {}
+        resources = _m(container.get("resources"))
         problems.extend(
             (f"{path}.resources.{section}.{resource}", "required (platform policy)")
             for section in ("requests", "limits")
             for resource in ("cpu", "memory")
-            if not (resources.get(section) or {}).get(resource)
+            if not _m(resources.get(section)).get(resource)
         )
     if list_name == "containers":
         problems.extend(
@@ -276,9 +285,8 @@ def _container_problems(
 
 
 def _ownership_problems(obj: Mapping[str, Any]) -> list[Problem]:
-    found = obj.get("metadata")
-    metadata: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-    labels = metadata.get("labels") or {}
+    metadata = _m(obj.get("metadata"))
+    labels = _m(metadata.get("labels"))
     problems: list[Problem] = []
     for key, value in ((platform.LABEL_MANAGED_BY, platform.MANAGED_BY), (platform.LABEL_PART_OF, platform.PART_OF)):
         if labels.get(key) != value:
