@@ -1,0 +1,247 @@
+"""CloudFormation in the local cloud: what moto skips, created through the matching APIs, and a fault switch.
+
+moto's CloudFormation creates the resource types it models and silently skips the rest (EKS, ElastiCache, Secrets
+Manager, IAM OIDC providers, ...); it never fails or rolls back. With :class:`CfnFaults` installed (every LocalCloud
+does), after moto's ``CreateStack`` / ``UpdateStack`` / ``ExecuteChangeSet``:
+
+* ``AWS::EKS::Cluster`` and ``AWS::EKS::Nodegroup`` in the stack's template are created through the EKS API (names
+  resolved from properties, parameters and the stack's resources; unresolvable role/subnet values get placeholders),
+  with ``CREATE_COMPLETE`` resource events. If a cluster emulator was bound to the cluster name
+  (:meth:`CfnFaults.bind_cluster`, or the cloud's own ``cluster``), the cluster is registered with it
+  (``DescribeCluster`` returns the emulator's endpoint/CA; node group sizes drive its NodePool).
+* Other skipped types stay skipped: they are listed in :attr:`CfnFaults.skipped` per stack (not silently).
+* :meth:`CfnFaults.fail_next` arms one failure for a stack name: the next create (``CREATE_FAILED``,
+  ``ROLLBACK_COMPLETE``) or update (``UPDATE_ROLLBACK_COMPLETE``) ends in that state, with resource and stack events
+  carrying ``ResourceStatusReason`` as CloudFormation writes them. After an update rollback the stack's template is
+  the previous one again (moto's already-updated resources are not reverted).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from unittest import mock
+
+from local.aws.template import Pseudo, Resolver, TemplateError
+
+if TYPE_CHECKING:
+    from local.aws.cloud import ClusterLike, LocalCloud
+
+FailureState = Literal["CREATE_FAILED", "ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"]
+_CREATE_STATES = {"CREATE_FAILED", "ROLLBACK_COMPLETE"}
+_HANDLED_SKIPPED = {"AWS::EKS::Cluster", "AWS::EKS::Nodegroup"}
+_KNOWN_SKIPPED = {
+    "AWS::EKS::Addon", "AWS::EKS::AccessEntry", "AWS::EKS::PodIdentityAssociation", "AWS::ElastiCache::CacheCluster",
+    "AWS::ElastiCache::ReplicationGroup", "AWS::ElastiCache::SubnetGroup", "AWS::SecretsManager::Secret",
+    "AWS::IAM::OIDCProvider",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Fault:
+    state: FailureState
+    reason: str
+    resource: str | None
+
+
+class CfnFaults:
+    """Fault switch and skipped-resource hook for moto's CloudFormation (see the module docstring)."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self._cloud = cloud
+        self._faults: dict[str, _Fault] = {}
+        self._bound: dict[str, ClusterLike] = {}
+        self._lock = threading.Lock()
+        self.skipped: dict[str, list[tuple[str, str]]] = {}
+
+    def fail_next(
+        self,
+        stack_name: str,
+        state: FailureState = "ROLLBACK_COMPLETE",
+        reason: str = "Resource handler returned message: \"Internal failure\"",
+        *,
+        resource: str | None = None,
+    ) -> None:
+        """Make the next create (CREATE_FAILED, ROLLBACK_COMPLETE) or update (UPDATE_ROLLBACK_COMPLETE) of a stack fail."""
+        with self._lock:
+            self._faults[stack_name] = _Fault(state, reason, resource)
+
+    def bind_cluster(self, cluster_name: str, cluster: ClusterLike) -> None:
+        """Register this emulator when a stack creates an EKS cluster named ``cluster_name``."""
+        self._bound[cluster_name] = cluster
+
+    def _take(self, stack_name: str, *, update: bool) -> _Fault | None:
+        with self._lock:
+            fault = self._faults.get(stack_name)
+            if fault is None or (fault.state in _CREATE_STATES) == update:
+                return None
+            return self._faults.pop(stack_name)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        from moto.cloudformation import models as cfn_models  # noqa: PLC0415
+
+        backend_cls = cfn_models.CloudFormationBackend
+        original_create = backend_cls.create_stack
+        original_update = backend_cls.update_stack
+        original_execute = backend_cls.execute_change_set
+        faults = self
+
+        def create_stack(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            stack = original_create(backend, name, *args, **kwargs)
+            faults._after(stack, faults._take(name, update=False), event_model=cfn_models.Event)
+            return stack
+
+        def update_stack(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            previous = backend.get_stack(name).template
+            stack = original_update(backend, name, *args, **kwargs)
+            faults._after(stack, faults._take(name, update=True), event_model=cfn_models.Event, previous=previous)
+            return stack
+
+        def execute_change_set(backend: Any, change_set_name: str, stack_name: str | None = None) -> Any:
+            stack = next(
+                (s for s in backend.stacks.values() if stack_name in {s.name, s.stack_id}),
+                None,
+            )
+            previous = stack.template if stack is not None else None
+            result = original_execute(backend, change_set_name, stack_name)
+            stack = next((s for s in backend.stacks.values() if stack_name in {s.name, s.stack_id}), stack)
+            if stack is not None:
+                update = stack.status.startswith("UPDATE")
+                fault = faults._take(stack.name, update=update)
+                faults._after(stack, fault, event_model=cfn_models.Event, previous=previous if update else None)
+            return result
+
+        with (
+            mock.patch.object(backend_cls, "create_stack", create_stack),
+            mock.patch.object(backend_cls, "update_stack", update_stack),
+            mock.patch.object(backend_cls, "execute_change_set", execute_change_set),
+        ):
+            yield
+
+    # -- after moto has done its part -------------------------------------------------------------------------------
+    def _after(self, stack: Any, fault: _Fault | None, *, event_model: Any, previous: str | None = None) -> None:
+        resources: dict[str, Any] = stack.template_dict.get("Resources") or {}
+        self.skipped[stack.name] = [
+            (logical, body.get("Type")) for logical, body in resources.items() if body.get("Type") in _KNOWN_SKIPPED
+        ]
+
+        def event(logical: str, kind: str, status: str, reason: str | None = None, physical: str = "") -> None:
+            stack.events.append(
+                event_model(
+                    stack_id=stack.stack_id,
+                    stack_name=stack.name,
+                    logical_resource_id=logical,
+                    physical_resource_id=physical,
+                    resource_type=kind,
+                    resource_status=status,
+                    resource_status_reason=reason,
+                )
+            )
+
+        if fault is None:
+            self._create_skipped(stack, resources, event)
+            return
+        failed = fault.resource or next(
+            (logical for logical, body in resources.items() if body.get("Type") in _HANDLED_SKIPPED),
+            next(iter(resources), stack.name),
+        )
+        failed_type = str((resources.get(failed) or {}).get("Type", "AWS::CloudFormation::Stack"))
+        stack_type = "AWS::CloudFormation::Stack"
+        if fault.state == "UPDATE_ROLLBACK_COMPLETE":
+            event(failed, failed_type, "UPDATE_FAILED", fault.reason)
+            event(stack.name, stack_type, "UPDATE_ROLLBACK_IN_PROGRESS", f"The following resource(s) failed to update: [{failed}].")
+            event(stack.name, stack_type, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
+            event(stack.name, stack_type, "UPDATE_ROLLBACK_COMPLETE")
+            if previous is not None:
+                stack.template = previous
+                stack._parse_template()
+        else:
+            event(failed, failed_type, "CREATE_FAILED", fault.reason)
+            summary = f"The following resource(s) failed to create: [{failed}]."
+            if fault.state == "CREATE_FAILED":
+                event(stack.name, stack_type, "CREATE_FAILED", summary)
+            else:
+                event(stack.name, stack_type, "ROLLBACK_IN_PROGRESS", f"{summary} Rollback requested by user.")
+                for logical, body in resources.items():
+                    event(logical, str(body.get("Type")), "DELETE_COMPLETE")
+                event(stack.name, stack_type, "ROLLBACK_COMPLETE")
+        stack.status = fault.state
+
+    def _create_skipped(self, stack: Any, resources: dict[str, Any], event: Any) -> None:
+        handled = {k: v for k, v in resources.items() if v.get("Type") in _HANDLED_SKIPPED}
+        if not handled:
+            return
+        cloud = self._cloud
+        parameters = dict(getattr(stack.resource_map, "resolved_parameters", {}) or {})
+        resolver = Resolver(pseudo=Pseudo(cloud.region, cloud.account_id, stack.name), parameters=parameters)
+        for logical in resources:
+            try:
+                physical = stack.resource_map[logical]
+            except Exception:  # noqa: BLE001, S112 - moto raises varied errors for skipped resources
+                continue
+            if physical is not None:
+                resolver.refs[logical] = getattr(physical, "physical_resource_id", logical)
+        eks = cloud.client("eks")
+        for logical, body in handled.items():
+            if body["Type"] != "AWS::EKS::Cluster":
+                continue
+            props = _resolve_lenient(resolver, body.get("Properties") or {})
+            name = str(props.get("Name") or f"{stack.name}-{logical}")
+            if name not in eks.list_clusters()["clusters"]:
+                vpc = props.get("ResourcesVpcConfig") or {}
+                subnets = [s for s in vpc.get("SubnetIds", []) if isinstance(s, str)] or ["subnet-local-a"]
+                eks.create_cluster(
+                    name=name,
+                    version=str(props.get("Version", "1.31")),
+                    roleArn=_arn_or(props.get("RoleArn"), f"arn:aws:iam::{cloud.account_id}:role/{name}-cluster"),
+                    resourcesVpcConfig={"subnetIds": subnets},
+                )
+            resolver.refs[logical] = name
+            resolver.attrs[logical] = {"Arn": f"arn:aws:eks:{cloud.region}:{cloud.account_id}:cluster/{name}"}
+            event(logical, "AWS::EKS::Cluster", "CREATE_COMPLETE", physical=name)
+            emulator = self._bound.get(name) or cloud.cluster
+            if emulator is not None:
+                cloud.register_cluster(name, emulator)
+        for logical, body in handled.items():
+            if body["Type"] != "AWS::EKS::Nodegroup":
+                continue
+            props = _resolve_lenient(resolver, body.get("Properties") or {})
+            cluster_name = str(props.get("ClusterName"))
+            group = str(props.get("NodegroupName") or logical)
+            scaling = props.get("ScalingConfig") or {}
+            desired = int(scaling.get("DesiredSize", 2))
+            instance_type = str((props.get("InstanceTypes") or ["m6i.large"])[0])
+            eks.create_nodegroup(
+                clusterName=cluster_name,
+                nodegroupName=group,
+                scalingConfig={
+                    "minSize": int(scaling.get("MinSize", 1)),
+                    "maxSize": int(scaling.get("MaxSize", max(desired, 1))),
+                    "desiredSize": desired,
+                },
+                instanceTypes=[instance_type],
+                nodeRole=_arn_or(props.get("NodeRole"), f"arn:aws:iam::{cloud.account_id}:role/{cluster_name}-nodes"),
+                subnets=[s for s in props.get("Subnets", []) if isinstance(s, str)] or ["subnet-local-a"],
+            )
+            event(logical, "AWS::EKS::Nodegroup", "CREATE_COMPLETE", physical=f"{cluster_name}/{group}")
+            emulator = self._bound.get(cluster_name) or cloud.cluster
+            if emulator is not None:
+                emulator.nodes.set_group(group, desired, instance_type)
+
+
+def _resolve_lenient(resolver: Resolver, props: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        try:
+            out[key] = resolver.resolve(value)
+        except (TemplateError, KeyError, IndexError, TypeError):
+            out[key] = None
+    return out
+
+
+def _arn_or(value: Any, fallback: str) -> str:
+    return value if isinstance(value, str) and value.startswith("arn:") else fallback

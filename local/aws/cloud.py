@@ -1,0 +1,609 @@
+"""`LocalCloud`: moto + in-process Lambda + simulated time + the Kubernetes emulator, built from the SAM template."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+from unittest import mock
+
+import boto3
+
+from local.aws.eventbridge import envelope, target_input
+from local.aws.lambdas import InvocationResult, LambdaRuntime
+from local.aws.provision import EventSource, Provisioner, Resource
+from local.aws.seams import patched_moto, pattern_matches
+from local.aws.template import Pseudo, Resolver, TemplateError, creation_order, load_template, resolve_parameters
+from local.aws.timing import ClockTimekeeper, TimeMode
+from local.cluster.clock import SimClock
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+ACCOUNT_ID = "123456789012"  # moto's default account
+_FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+_POLL_S = 0.01
+
+
+class NodePoolLike(Protocol):
+    def set_group(self, name: str, desired: int, instance_type: str) -> Any: ...
+
+
+class ClusterLike(Protocol):
+    """What the harness needs from ``local.cluster.Cluster`` (a stub with these attributes works too)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def ca_data(self) -> str: ...
+
+    @property
+    def clock(self) -> SimClock: ...
+
+    @property
+    def nodes(self) -> NodePoolLike: ...
+
+
+class LocalCloudError(RuntimeError):
+    """Base class of the harness's own errors."""
+
+
+class ExecutionTimeoutError(LocalCloudError, TimeoutError):
+    """An execution was still running when ``wait_execution``'s deadline passed."""
+
+
+class RedriveNotSupportedError(LocalCloudError):
+    """moto 5.2.5 does not implement ``states:RedriveExecution``."""
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    id: int
+    type: str
+    state_name: str | None
+    timestamp: datetime
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    history: tuple[HistoryEvent, ...]
+
+    def states_entered(self) -> list[str]:
+        """Names of the states entered, in order (a state entered twice appears twice)."""
+        return [e.state_name for e in self.history if e.type.endswith("StateEntered") and e.state_name]
+
+    def count(self, event_type: str) -> int:
+        return sum(1 for e in self.history if e.type == event_type)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event (or schedule firing) delivered to one target."""
+
+    source: str  # rule or schedule name
+    target_arn: str
+    input: str
+    execution_arn: str | None = None
+    invocation: InvocationResult | None = None
+
+
+@dataclass(frozen=True)
+class NodegroupSpec:
+    instance_type: str = "m6i.large"
+    desired: int = 2
+    min_size: int = 1
+    max_size: int = 10
+
+
+@dataclass
+class _ScanResult:
+    status: str
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _client(service: str, region: str) -> Any:
+    return boto3.client(service, region_name=region)  # type: ignore[call-overload]
+
+
+class LocalCloud:
+    """The AWS side of the local cloud; use as a context manager.
+
+    ``template=None`` starts an empty cloud (moto + seams, no resources). With a cluster, the cloud shares its clock;
+    otherwise it uses ``clock`` or a new :class:`SimClock`.
+    """
+
+    _active_lock = threading.Lock()
+    _active: LocalCloud | None = None
+
+    def __init__(
+        self,
+        template: str | Path | None = DEFAULT_TEMPLATE,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        cluster: ClusterLike | None = None,
+        clock: SimClock | None = None,
+        time_mode: TimeMode = "simulated",
+        acceleration: float = 1.0,
+        stack_name: str = "synthetictrialstudio",
+        region: str = "us-east-1",
+        layers_on_path: bool = True,
+    ) -> None:
+        if cluster is not None and clock is not None and cluster.clock is not clock:
+            raise ValueError("pass either a cluster or a clock: the cloud must share the cluster's clock")
+        self.template_path = Path(template).resolve() if template is not None else None
+        self.parameters = dict(parameters or {})
+        self.cluster = cluster
+        self.clock = cluster.clock if cluster is not None else (clock or SimClock())
+        self.time = ClockTimekeeper(self.clock, time_mode, acceleration)
+        self.stack_name = stack_name
+        self.region = region
+        self.account_id = ACCOUNT_ID
+        self.layers_on_path = layers_on_path
+        self.runtime = LambdaRuntime()
+        self.resources: dict[str, Resource] = {}
+        self.event_sources: list[EventSource] = []
+        self._clusters: dict[str, ClusterLike] = {}
+        self._scan_results: dict[tuple[str, str], _ScanResult] = {}
+        self._push_count = 0
+        self._stack: ExitStack | None = None
+        self.cfn_faults: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalCloud:
+        with LocalCloud._active_lock:
+            if LocalCloud._active is not None:
+                raise LocalCloudError("another LocalCloud is active: moto's mock and the seams are process-wide")
+            LocalCloud._active = self
+        stack = ExitStack()
+        stack.callback(self._release)
+        try:
+            from moto import mock_aws  # noqa: PLC0415 - moto is imported only when a cloud starts
+
+            from local.aws.cfn import CfnFaults  # noqa: PLC0415
+
+            stack.enter_context(
+                mock.patch.dict(os.environ, {**_FAKE_ENV, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
+            )
+            stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+            stack.enter_context(patched_moto(self.time, self._invoke_from_moto))
+            stack.callback(self._stop_running_executions)
+            if self.time.mode == "realtime":
+                self.clock.run_realtime(self.time.acceleration)
+                stack.callback(self.clock.stop)
+            self.cfn_faults = CfnFaults(self)
+            stack.enter_context(self.cfn_faults.installed())
+            if self.template_path is not None:
+                self._provision(self.template_path, stack)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+    def _release(self) -> None:
+        with LocalCloud._active_lock:
+            LocalCloud._active = None
+
+    def _provision(self, path: Path, stack: ExitStack) -> None:
+        template = load_template(path)
+        resolver = Resolver(
+            pseudo=Pseudo(self.region, self.account_id, self.stack_name),
+            parameters=resolve_parameters(template, self.parameters),
+            mappings=template.get("Mappings") or {},
+            condition_defs=template.get("Conditions") or {},
+        )
+        provisioner = Provisioner(
+            resolver=resolver, template_dir=path.parent, runtime=self.runtime, globals_=template.get("Globals") or {}
+        )
+        resources: dict[str, Any] = template["Resources"]
+        for logical_id in creation_order(resources):
+            body = resources[logical_id]
+            condition = body.get("Condition")
+            if condition and not resolver.condition(condition):
+                continue
+            self.resources[logical_id] = provisioner.create(logical_id, body)
+        self.event_sources = provisioner.event_sources
+        self.outputs = {
+            key: resolver.resolve(value.get("Value")) for key, value in (template.get("Outputs") or {}).items()
+        }
+        if self.layers_on_path:
+            for layer in provisioner.layer_paths:
+                if str(layer) not in sys.path:
+                    sys.path.insert(0, str(layer))
+                    stack.callback(sys.path.remove, str(layer))
+
+    def _stop_running_executions(self) -> None:
+        sfn = self.client("stepfunctions")
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+            for execution in running["executions"]:
+                sfn.stop_execution(executionArn=execution["executionArn"], cause="LocalCloud closed")
+
+    # -- lookups ----------------------------------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` in the cloud's region (only valid inside the ``with`` block)."""
+        return _client(service, self.region)
+
+    def resource(self, logical_id: str) -> Resource:
+        try:
+            return self.resources[logical_id]
+        except KeyError:
+            raise LocalCloudError(f"no resource {logical_id!r} in the template") from None
+
+    def ref(self, logical_id: str) -> Any:
+        """What ``!Ref`` of the logical id returns (function/table name, state machine/topic ARN, ...)."""
+        return self.resource(logical_id).ref
+
+    def arn(self, logical_id: str) -> str:
+        resource = self.resource(logical_id)
+        return str(resource.attrs.get("Arn") or resource.ref)
+
+    def _state_machine_arn(self, state_machine: str) -> str:
+        if state_machine.startswith("arn:"):
+            return state_machine
+        if state_machine in self.resources:
+            return self.arn(state_machine)
+        return f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{state_machine}"
+
+    # -- Lambda -----------------------------------------------------------------------------------------------------
+    def _invoke_from_moto(self, function_name: str, function_arn: str, body: str | bytes | None) -> tuple[bytes, str | None]:
+        spec = self.runtime.lookup(function_arn) or self.runtime.lookup(function_name)
+        if spec is None:
+            error = {
+                "errorType": "LocalCloud.NoInProcessHandler",
+                "errorMessage": f"function {function_name} exists in moto but not in the template",
+            }
+            return json.dumps(error).encode(), "Unhandled"
+        result = self.runtime.invoke(spec.arn, body)
+        return result.payload, result.function_error
+
+    def invoke(self, function: str, payload: Any = None) -> InvocationResult:
+        """Invoke a function (logical id, name or ARN) through the real ``lambda:Invoke`` API."""
+        name = self.ref(function) if function in self.resources else function
+        response = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload or {}).encode())
+        return InvocationResult(response["Payload"].read(), response.get("FunctionError"))
+
+    # -- Step Functions ---------------------------------------------------------------------------------------------
+    def start_execution(self, state_machine: str, input: Any = None, name: str | None = None) -> str:  # noqa: A002
+        """Start an execution of a state machine (logical id, name or ARN); returns the execution ARN."""
+        response = self.client("stepfunctions").start_execution(
+            stateMachineArn=self._state_machine_arn(state_machine),
+            name=name or str(uuid.uuid4()),
+            input=json.dumps({} if input is None else input),
+        )
+        return str(response["executionArn"])
+
+    def describe_execution(self, arn: str) -> dict[str, Any]:
+        return dict(self.client("stepfunctions").describe_execution(executionArn=arn))
+
+    def wait_execution(self, arn: str, timeout: float = 30.0) -> ExecutionResult:
+        """Block until the execution leaves RUNNING or ``timeout`` real seconds pass (then ExecutionTimeoutError)."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while True:
+            described = self.describe_execution(arn)
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() >= deadline:
+                entered = [e.state_name for e in self.history(arn) if e.type.endswith("StateEntered")]
+                raise ExecutionTimeoutError(f"{arn} still RUNNING after {timeout}s; states entered: {entered[-5:]}")
+            pause.wait(_POLL_S)
+        output = described.get("output")
+        return ExecutionResult(
+            arn=arn,
+            status=str(described["status"]),
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            history=tuple(self.history(arn)),
+        )
+
+    def run(self, state_machine: str, input: Any = None, timeout: float = 30.0) -> ExecutionResult:  # noqa: A002
+        return self.wait_execution(self.start_execution(state_machine, input), timeout=timeout)
+
+    def history(self, arn: str) -> list[HistoryEvent]:
+        """The execution's history events in order, each with the state name where the event has one."""
+        sfn = self.client("stepfunctions")
+        events: list[HistoryEvent] = []
+        for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            events.append(
+                HistoryEvent(
+                    id=int(event["id"]),
+                    type=str(event["type"]),
+                    state_name=details.get("name"),
+                    timestamp=event["timestamp"],
+                    details=details,
+                )
+            )
+        return events
+
+    def redrive(self, arn: str) -> str:
+        """Not available: moto 5.2.5 has no ``RedriveExecution``. Start a new execution with the same input instead."""
+        raise RedriveNotSupportedError(f"moto does not implement RedriveExecution (execution {arn})")
+
+    def send_task_success(self, token: str, output: Any) -> None:
+        self.client("stepfunctions").send_task_success(taskToken=token, output=json.dumps(output))
+
+    def send_task_failure(self, token: str, error: str, cause: str = "") -> None:
+        self.client("stepfunctions").send_task_failure(taskToken=token, error=error, cause=cause)
+
+    # -- EventBridge and Scheduler ----------------------------------------------------------------------------------
+    def put_events(self, entries: Sequence[Mapping[str, Any]]) -> list[Delivery]:
+        """``events:PutEvents`` into moto, then deliver each event to the targets of every matching rule."""
+        response = self.client("events").put_events(Entries=[dict(e) for e in entries])
+        if response.get("FailedEntryCount"):
+            raise LocalCloudError(f"PutEvents rejected entries: {response['Entries']}")
+        deliveries: list[Delivery] = []
+        for entry in entries:
+            event = envelope(entry, account=self.account_id, region=self.region, time=self.clock.utcnow())
+            deliveries += self.deliver_event(event, bus=str(entry.get("EventBusName") or "default"))
+        return deliveries
+
+    def deliver_event(self, event: Mapping[str, Any], bus: str = "default") -> list[Delivery]:
+        """Deliver an event envelope (e.g. an AWS service event) to the targets of every matching, enabled rule."""
+        events = self.client("events")
+        deliveries: list[Delivery] = []
+        for rule in events.list_rules(EventBusName=bus)["Rules"]:
+            if rule.get("State") != "ENABLED" or not rule.get("EventPattern"):
+                continue
+            if not pattern_matches(rule["EventPattern"], dict(event)):
+                continue
+            targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
+            for target in targets:
+                payload = target_input(target, event, rule_name=rule["Name"], rule_arn=rule["Arn"])
+                deliveries.append(self._deliver(rule["Name"], target["Arn"], payload))
+        return deliveries
+
+    def _deliver(self, source: str, target_arn: str, payload: str) -> Delivery:
+        service = target_arn.split(":")[2]
+        if service == "states":
+            response = self.client("stepfunctions").start_execution(
+                stateMachineArn=target_arn, name=str(uuid.uuid4()), input=payload
+            )
+            return Delivery(source, target_arn, payload, execution_arn=str(response["executionArn"]))
+        if service == "lambda":
+            return Delivery(source, target_arn, payload, invocation=self.runtime.invoke(target_arn, payload))
+        # SQS, logs and event-bus targets are delivered by moto itself; other targets are not emulated.
+        return Delivery(source, target_arn, payload)
+
+    def fire_schedule(self, name_or_logical_id: str) -> Delivery:
+        """Fire a schedule now: a Scheduler schedule or a ``Schedule`` rule, by name or (generated) logical id."""
+        source = next(
+            (s for s in self.event_sources if name_or_logical_id in {s.name, s.logical_id}),
+            None,
+        )
+        if source is None:
+            raise LocalCloudError(f"no schedule {name_or_logical_id!r}")
+        if source.kind == "schedule":
+            schedule = self.client("scheduler").get_schedule(Name=source.name, GroupName=source.bus_or_group)
+            target = schedule["Target"]
+            return self._deliver(source.name, target["Arn"], target.get("Input") or "{}")
+        events = self.client("events")
+        rule = events.describe_rule(Name=source.name, EventBusName=source.bus_or_group)
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.account_id,
+            "time": self.clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [rule["Arn"]],
+            "detail": {},
+        }
+        target = next(t for t in events.list_targets_by_rule(Rule=source.name)["Targets"] if t["Arn"] == source.target_arn)
+        return self._deliver(source.name, target["Arn"], target_input(target, event, rule_name=source.name, rule_arn=rule["Arn"]))
+
+    # -- EKS --------------------------------------------------------------------------------------------------------
+    def register_cluster(
+        self,
+        name: str,
+        cluster: ClusterLike,
+        *,
+        nodegroups: Mapping[str, NodegroupSpec] | None = None,
+        version: str = "1.31",
+    ) -> None:
+        """Make ``eks:DescribeCluster(name)`` return the emulator's endpoint and CA; node groups drive its NodePool.
+
+        Creates the cluster in moto if it does not exist yet (e.g. when a CloudFormation stack already created it).
+        ``eks:UpdateNodegroupConfig`` on any of the cluster's node groups calls ``cluster.nodes.set_group``.
+        """
+        from moto.eks.models import eks_backends  # noqa: PLC0415
+
+        eks = self.client("eks")
+        if name not in eks.list_clusters()["clusters"]:
+            eks.create_cluster(
+                name=name,
+                version=version,
+                roleArn=f"arn:aws:iam::{self.account_id}:role/{name}-cluster",
+                resourcesVpcConfig={"subnetIds": ["subnet-local-a", "subnet-local-b"]},
+            )
+        backend = eks_backends[self.account_id][self.region]
+        record = backend.clusters[name]
+        record.endpoint = cluster.endpoint
+        record.certificate_authority = {"data": cluster.ca_data}
+        self._clusters[name] = cluster
+        self._install_nodegroup_hook(backend)
+        for group, spec in (nodegroups or {}).items():
+            if group not in record.nodegroups:
+                eks.create_nodegroup(
+                    clusterName=name,
+                    nodegroupName=group,
+                    scalingConfig={"minSize": spec.min_size, "maxSize": spec.max_size, "desiredSize": spec.desired},
+                    instanceTypes=[spec.instance_type],
+                    nodeRole=f"arn:aws:iam::{self.account_id}:role/{name}-nodes",
+                    subnets=["subnet-local-a", "subnet-local-b"],
+                )
+            cluster.nodes.set_group(group, spec.desired, spec.instance_type)
+
+    def _install_nodegroup_hook(self, backend: Any) -> None:
+        if getattr(backend, "_localcloud_hooked", False):
+            return
+        original = backend.update_nodegroup_config
+
+        def update_nodegroup_config(cluster_name: str, nodegroup_name: str, **kwargs: Any) -> Any:
+            result = original(cluster_name, nodegroup_name, **kwargs)
+            emulator = self._clusters.get(cluster_name)
+            if emulator is not None:
+                group = backend.clusters[cluster_name].nodegroups[nodegroup_name]
+                instance_type = (group.instance_types or ["m6i.large"])[0]
+                emulator.nodes.set_group(nodegroup_name, int(group.scaling_config["desiredSize"]), instance_type)
+            return result
+
+        backend.update_nodegroup_config = update_nodegroup_config
+        backend._localcloud_hooked = True
+
+    # -- ECR --------------------------------------------------------------------------------------------------------
+    def push_image(self, repository: str, tag: str, *, emit_event: bool = True) -> str:
+        """Put an image manifest into ECR (no Docker) and return its digest (sha256 of the manifest bytes).
+
+        Creates the repository if it does not exist. With ``emit_event`` the ``ECR Image Action`` PUSH/SUCCESS event
+        goes to the default bus, as ECR sends it.
+        """
+        ecr = self.client("ecr")
+        try:
+            ecr.describe_repositories(repositoryNames=[repository])
+        except ecr.exceptions.RepositoryNotFoundException:
+            ecr.create_repository(repositoryName=repository)
+        self._push_count += 1
+        seed = f"{repository}:{tag}:{self._push_count}".encode()
+        layers = [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": 1024 * (i + 1),
+                "digest": "sha256:" + hashlib.sha256(seed + f":layer{i}".encode()).hexdigest(),
+            }
+            for i in range(2)
+        ]
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "size": 512,
+                    "digest": "sha256:" + hashlib.sha256(seed + b":config").hexdigest(),
+                },
+                "layers": layers,
+            },
+            indent=3,
+        )
+        digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+        ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag, imageDigest=digest)
+        if emit_event:
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "ECR Image Action",
+                "source": "aws.ecr",
+                "account": self.account_id,
+                "time": self.clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": self.region,
+                "resources": [],
+                "detail": {
+                    "result": "SUCCESS",
+                    "repository-name": repository,
+                    "image-digest": digest,
+                    "action-type": "PUSH",
+                    "image-tag": tag,
+                },
+            }
+            self.deliver_event(event)
+        return digest
+
+    def set_scan_findings(
+        self,
+        repository: str,
+        digest: str,
+        findings: Sequence[Mapping[str, Any]] = (),
+        *,
+        status: str = "COMPLETE",
+    ) -> None:
+        """What ``ecr:DescribeImageScanFindings`` returns for this image from now on (status and basic findings)."""
+        from moto.ecr.models import ecr_backends  # noqa: PLC0415
+
+        backend = ecr_backends[self.account_id][self.region]
+        self._install_scan_hook(backend)
+        self._scan_results[(repository, digest)] = _ScanResult(status, [dict(f) for f in findings])
+
+    def _install_scan_hook(self, backend: Any) -> None:
+        if getattr(backend, "_localcloud_hooked", False):
+            return
+        original = backend.describe_image_scan_findings
+
+        def describe_image_scan_findings(registry_id: str | None, repository_name: str, image_id: dict[str, Any]) -> Any:
+            digest = image_id.get("imageDigest")
+            repo = backend._get_repository(repository_name, registry_id)
+            image = repo._get_image(image_id.get("imageTag"), digest)
+            digest = image.get_image_digest()
+            result = self._scan_results.get((repository_name, digest))
+            if result is None:
+                return original(registry_id=registry_id, repository_name=repository_name, image_id=image_id)
+            counts: dict[str, int] = {}
+            for finding in result.findings:
+                severity = str(finding.get("severity", "UNDEFINED"))
+                counts[severity] = counts.get(severity, 0) + 1
+            response: dict[str, Any] = {
+                "registryId": repo.registry_id,
+                "repositoryName": repository_name,
+                "imageId": {"imageDigest": digest, **({"imageTag": image.image_tag} if image.image_tag else {})},
+                "imageScanStatus": {"status": result.status, "description": f"scan {result.status.lower()}"},
+            }
+            if result.status == "COMPLETE":
+                response["imageScanFindings"] = {
+                    "imageScanCompletedAt": self.clock.utcnow(),
+                    "vulnerabilitySourceUpdatedAt": self.clock.utcnow(),
+                    "findings": result.findings,
+                    "findingSeverityCounts": counts,
+                }
+            return response
+
+        backend.describe_image_scan_findings = describe_image_scan_findings
+        backend._localcloud_hooked = True
+
+    def registered_clusters(self) -> Iterator[str]:
+        return iter(self._clusters)
+
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "ClusterLike",
+    "Delivery",
+    "ExecutionResult",
+    "ExecutionTimeoutError",
+    "HistoryEvent",
+    "LocalCloud",
+    "LocalCloudError",
+    "NodegroupSpec",
+    "RedriveNotSupportedError",
+    "TemplateError",
+]

@@ -1,0 +1,221 @@
+"""Every place where the harness reaches into moto's private internals, in one module.
+
+moto is pinned (requirements/dev.txt). :func:`check_seams` verifies each seam still has the shape the patches rely
+on and raises :class:`SeamMovedError` naming the one that moved; it runs when a :class:`~local.aws.LocalCloud` starts
+and in ``tests/integration/aws/test_seams.py``. The seams:
+
+* ``moto.awslambda.models.LambdaFunction.invoke(self, body, request_headers, response_headers)`` — every Lambda
+  Invoke (boto3 ``lambda.invoke``, Step Functions ``arn:aws:states:::lambda:invoke`` and plain function ARNs) ends
+  here; replaced by the in-process runtime (no Docker).
+* ``...state.wait.wait_function.wait_function.WaitFunction._wait_interval`` and ``...timestamp.Timestamp
+  ._get_wait_seconds`` — Wait states; replaced so they follow the :class:`SimClock`.
+* ``...common.retry.retrier_decl`` module attribute ``time`` — Retry back-off (``time.sleep``); swapped for a shim.
+* ``...state.state`` and ``moto.stepfunctions.parser.models`` module attribute ``datetime`` and
+  ``EventManager._get_current_timestamp`` — ``$$.State.EnteredTime``, ``$$.Execution.StartTime`` and history
+  timestamps; swapped so they read the SimClock.
+* ``...backend.execution_worker.ExecutionWorker._get_evaluation_environment`` — moto puts a datetime object into
+  ``$$.Execution.StartTime``; wrapped to pass the ISO-8601 string Step Functions passes.
+* ``moto.eks.models.Cluster`` attributes ``endpoint``/``certificate_authority`` and ``EKSBackend.update_nodegroup_config``.
+* ``moto.ecr.models.ECRBackend.describe_image_scan_findings``.
+* ``moto.events.models.EventPattern.load(raw).matches_event(event)`` — moto's pattern matcher (moto does not implement
+  ``events:TestEventPattern``); used by :func:`pattern_matches`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import threading
+import time as _time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, Protocol
+from unittest import mock
+
+MOTO_VERSION = "5.2.5"
+
+
+class SeamMovedError(RuntimeError):
+    """moto changed under the harness: the named private seam no longer has the expected shape."""
+
+
+class Timekeeper(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(
+        self,
+        seconds: float,
+        *,
+        interrupt: threading.Event | None = None,
+        running: Callable[[], bool] | None = None,
+    ) -> None: ...
+
+
+class Invoker(Protocol):
+    def __call__(self, function_name: str, function_arn: str, body: str | bytes | None) -> tuple[bytes, str | None]: ...
+
+
+def check_seams() -> None:
+    """Raise :class:`SeamMovedError` if any seam the harness patches has moved."""
+    import moto  # noqa: PLC0415 - imported lazily: the harness must not import moto at import time
+    from moto.awslambda import models as lambda_models  # noqa: PLC0415
+    from moto.ecr import models as ecr_models  # noqa: PLC0415
+    from moto.eks import models as eks_models  # noqa: PLC0415
+    from moto.events import models as events_models  # noqa: PLC0415
+    from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state import state  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (  # noqa: PLC0415
+        timestamp,
+        wait_function,
+    )
+    from moto.stepfunctions.parser.asl.eval.event import event_manager  # noqa: PLC0415
+    from moto.stepfunctions.parser.backend import execution_worker  # noqa: PLC0415
+
+    def expect(condition: bool, seam: str) -> None:
+        if not condition:
+            raise SeamMovedError(f"moto seam moved: {seam} (harness written against moto {MOTO_VERSION})")
+
+    expect(moto.__version__ == MOTO_VERSION, f"moto version is {moto.__version__}")
+    params = list(inspect.signature(lambda_models.LambdaFunction.invoke).parameters)
+    expect(params == ["self", "body", "request_headers", "response_headers"], "LambdaFunction.invoke signature")
+    source = inspect.getsource(lambda_eval_utils)
+    expect(source.count("lambda_client.invoke(") >= 2, "lambda_eval_utils invokes through the boto3 lambda client")
+    expect("errorType" in source or "LambdaFunctionErrorException" in source, "lambda error mapping")
+    expect(hasattr(wait_function.WaitFunction, "_wait_interval"), "WaitFunction._wait_interval")
+    params = list(inspect.signature(wait_function.WaitFunction._wait_interval).parameters)
+    expect(params == ["self", "env", "wait_seconds"], "WaitFunction._wait_interval signature")
+    expect(hasattr(timestamp.Timestamp, "_get_wait_seconds"), "Timestamp._get_wait_seconds")
+    expect(getattr(retrier_decl, "time", None) is _time, "retrier_decl.time")
+    expect("time.sleep(" in inspect.getsource(retrier_decl), "retrier_decl sleeps with time.sleep")
+    expect(getattr(state, "datetime", None) is _dt, "state.datetime")
+    expect(getattr(sfn_models, "datetime", None) is _dt, "parser.models.datetime")
+    expect(hasattr(event_manager.EventManager, "_get_current_timestamp"), "EventManager._get_current_timestamp")
+    worker_source = inspect.getsource(execution_worker.ExecutionWorker._get_evaluation_environment)
+    expect("StartTime=" in worker_source, "ExecutionWorker._get_evaluation_environment sets $$.Execution.StartTime")
+    expect(hasattr(eks_models.EKSBackend, "update_nodegroup_config"), "EKSBackend.update_nodegroup_config")
+    cluster_init = inspect.getsource(eks_models.Cluster.__init__)
+    expect("self.endpoint" in cluster_init and "self.certificate_authority" in cluster_init, "eks Cluster fields")
+    expect(hasattr(ecr_models.ECRBackend, "describe_image_scan_findings"), "ECRBackend.describe_image_scan_findings")
+    expect(hasattr(events_models.EventPattern, "load"), "events EventPattern.load")
+    expect(hasattr(events_models.EventPattern, "matches_event"), "events EventPattern.matches_event")
+
+
+def pattern_matches(pattern: str, event: dict[str, Any]) -> bool:
+    """moto's EventBridge pattern matcher applied to one event envelope."""
+    from moto.events.models import EventPattern  # noqa: PLC0415
+
+    return bool(EventPattern.load(pattern).matches_event(event))
+
+
+class _ClockDatetimeModule:
+    """Stands in for the ``datetime`` module inside moto modules: ``datetime.datetime.now`` reads the clock."""
+
+    def __init__(self, keeper: Timekeeper, *, aws_isoformat: bool = False) -> None:
+        class ClockDateTime(_dt.datetime):
+            @classmethod
+            def now(cls, tz: _dt.tzinfo | None = None) -> ClockDateTime:
+                return cls.fromtimestamp(keeper.now(), tz)
+
+            @classmethod
+            def utcnow(cls) -> ClockDateTime:
+                return cls.fromtimestamp(keeper.now(), _dt.UTC).replace(tzinfo=None)
+
+            if aws_isoformat:
+
+                def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+                    del sep, timespec
+                    return aws_timestamp(self)
+
+        self.datetime = ClockDateTime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_dt, name)
+
+
+def aws_timestamp(moment: _dt.datetime) -> str:
+    """Step Functions' context-object time format: ``2019-03-26T20:14:13.192Z``."""
+    utc = moment.astimezone(_dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class _ClockTimeModule:
+    """Stands in for the ``time`` module inside moto's retrier: ``time.sleep`` follows the clock."""
+
+    def __init__(self, keeper: Timekeeper) -> None:
+        self._keeper = keeper
+
+    def sleep(self, seconds: float) -> None:
+        self._keeper.sleep(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_time, name)
+
+
+@contextmanager
+def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
+    """Install every seam for the duration of the ``with`` block."""
+    from moto.awslambda import models as lambda_models  # noqa: PLC0415
+    from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state import state  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (  # noqa: PLC0415
+        timestamp,
+        wait_function,
+    )
+    from moto.stepfunctions.parser.asl.eval.event import event_manager  # noqa: PLC0415
+    from moto.stepfunctions.parser.backend import execution_worker  # noqa: PLC0415
+
+    check_seams()
+
+    def invoke(self: Any, body: Any, request_headers: Any, response_headers: dict[str, str]) -> bytes:
+        del request_headers
+        payload, function_error = invoker(self.function_name, self.function_arn, body)
+        if function_error:
+            response_headers["x-amz-function-error"] = function_error
+        return payload
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        del self
+        if wait_seconds > 0 and env.is_running():
+            keeper.sleep(wait_seconds, interrupt=env.program_state_event, running=env.is_running)
+
+    def get_wait_seconds(self: Any, env: Any) -> int:
+        # moto compares the UTC timestamp with naive local time; compare with the clock in UTC instead.
+        self.string.eval(env=env)
+        text: str = env.stack.pop()
+        parsed = self._from_timestamp_string(timestamp=text)
+        if parsed is None:
+            raise timestamp.FailureEventException(self._create_failure_event(env, text))
+        target = parsed.replace(tzinfo=_dt.UTC).timestamp()
+        return max(0, int(target - keeper.now()))
+
+    clock_datetime = _ClockDatetimeModule(keeper)
+    original_environment = execution_worker.ExecutionWorker._get_evaluation_environment
+
+    def evaluation_environment(self: Any) -> Any:
+        # moto puts a datetime object into $$.Execution.StartTime; Step Functions passes an ISO-8601 string.
+        env = original_environment(self)
+        execution = env.states.context_object.context_object_data["Execution"]
+        if isinstance(execution.get("StartTime"), _dt.datetime):
+            execution["StartTime"] = aws_timestamp(execution["StartTime"])
+        return env
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(lambda_models.LambdaFunction, "invoke", invoke))
+        stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
+        stack.enter_context(mock.patch.object(timestamp.Timestamp, "_get_wait_seconds", get_wait_seconds))
+        stack.enter_context(mock.patch.object(retrier_decl, "time", _ClockTimeModule(keeper)))
+        stack.enter_context(mock.patch.object(state, "datetime", _ClockDatetimeModule(keeper, aws_isoformat=True)))
+        stack.enter_context(
+            mock.patch.object(execution_worker.ExecutionWorker, "_get_evaluation_environment", evaluation_environment)
+        )
+        stack.enter_context(mock.patch.object(sfn_models, "datetime", clock_datetime))
+        stack.enter_context(
+            mock.patch.object(
+                event_manager.EventManager,
+                "_get_current_timestamp",
+                staticmethod(lambda: clock_datetime.datetime.now(tz=_dt.UTC)),
+            )
+        )
+        yield
