@@ -1,0 +1,377 @@
+"""Releases and the payloads the deploy and rollback state machines carry between their states.
+
+The state carries ids, digests and references only: manifests never travel through Step Functions (256 KiB limit).
+Every model forbids unknown fields, so a typo in the ASL ``Parameters`` fails loudly instead of being ignored.
+AWS-owned shapes (the EventBridge ECR event) ignore unknown fields: AWS adds fields without notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from controlplane import platform
+from controlplane.errors import InputValidationError
+from controlplane.models.kube import ObjectRef
+
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+_DIGEST = re.compile(DIGEST_PATTERN)
+# OCI tag grammar (distribution spec).
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+Digest = Annotated[str, Field(pattern=DIGEST_PATTERN, description="image manifest digest, sha256:<64 hex>")]
+Environment = Literal["staging", "production"]
+M = TypeVar("M", bound="BaseModel")
+
+
+def _known_service(name: str) -> str:
+    if name not in platform.SERVICE_NAMES:
+        raise ValueError(f"unknown service {name!r}; known: {', '.join(platform.SERVICE_NAMES)}")
+    return name
+
+
+ServiceName = Annotated[str, AfterValidator(_known_service)]
+
+
+class StrictModel(BaseModel):
+    """A payload we own: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsModel(BaseModel):
+    """A payload AWS owns: unknown fields are ignored, the ones we read are validated."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Inputs of the deploy state machine
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class EcrImageActionDetail(AwsModel):
+    """``detail`` of an EventBridge ``ECR Image Action`` event."""
+
+    result: Literal["SUCCESS"]
+    action_type: Literal["PUSH"] = Field(alias="action-type")
+    repository_name: str = Field(alias="repository-name", min_length=1)
+    image_digest: Digest = Field(alias="image-digest")
+    image_tag: str | None = Field(default=None, alias="image-tag")
+
+
+class EcrPushEvent(AwsModel):
+    """The EventBridge event ECR emits on a successful push (what the rule forwards, unchanged)."""
+
+    version: str = "0"
+    id: str = Field(min_length=1)
+    detail_type: Literal["ECR Image Action"] = Field(alias="detail-type")
+    source: Literal["aws.ecr"]
+    account: str = Field(pattern=r"^\d{12}$")
+    time: AwareDatetime
+    region: str = Field(min_length=1)
+    resources: list[str] = Field(default_factory=list)
+    detail: EcrImageActionDetail
+
+
+def _image_reference(value: str) -> str:
+    if _DIGEST.match(value) or _TAG.match(value):
+        return value
+    raise ValueError(f"{value!r} is neither a digest (sha256:<64 hex>) nor an image tag")
+
+
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+
+
+class ConsoleRequest(StrictModel):
+    """What an operator pastes in the Step Functions console to deploy by hand.
+
+    ``{"environment": "staging", "services": {"edc-service": "sha256:... or v1.2.3"}, "reason": "...",
+    "force": false}``
+    """
+
+    environment: Environment
+    services: dict[ServiceName, ImageReference] = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=500)
+    force: bool = False
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _accept_repository_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).removeprefix(platform.REPOSITORY_PREFIX): v for k, v in value.items()}
+        return value
+
+
+class TriggerKind(StrEnum):
+    ECR_PUSH = "ecr_push"
+    CONSOLE = "console"
+    ROLLBACK = "rollback"
+
+
+class Trigger(StrictModel):
+    """Who or what started a release (kept in the ledger and the notification)."""
+
+    kind: TriggerKind
+    reason: str
+    event_id: str | None = None
+    repository: str | None = None
+    tag: str | None = None
+    force: bool = False
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Releases
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def release_id_for(environment: str, images: dict[str, str], bundle_hash: str) -> str:
+    """Deterministic release id: the same environment, digests and manifests always give the same id."""
+    material = "\n".join([environment, *(f"{k}={images[k]}" for k in sorted(images)), bundle_hash])
+    return "rel-" + hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+class ReleaseRef(StrictModel):
+    """A release by value: enough to render it again. Small: ids and digests, no manifests."""
+
+    release_id: str = Field(pattern=r"^rel-[0-9a-f]{20}$")
+    environment: Environment
+    images: dict[str, Digest] = Field(min_length=1)
+    bundle_hash: str = Field(min_length=1)
+
+    @classmethod
+    def build(cls, environment: Environment, images: dict[str, str], bundle_hash: str) -> ReleaseRef:
+        ordered = {k: images[k] for k in sorted(images)}
+        return cls(
+            release_id=release_id_for(environment, ordered, bundle_hash),
+            environment=environment,
+            images=ordered,
+            bundle_hash=bundle_hash,
+        )
+
+
+class ReleaseStatus(StrEnum):
+    PLANNED = "planned"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+
+class ReleaseRecord(StrictModel):
+    """One release in the ledger (one DynamoDB item, natural key = release id)."""
+
+    release_id: str
+    environment: Environment
+    images: dict[str, Digest]
+    bundle_hash: str
+    status: ReleaseStatus
+    trigger: Trigger
+    execution_arn: str
+    previous_release_id: str | None = None
+    changed: dict[str, Digest] = Field(default_factory=dict)
+    started_at: datetime
+    healthy_at: datetime | None = None
+    finished_at: datetime | None = None
+    cause: str | None = None
+    rolled_back_to: str | None = None
+    applied_objects: int | None = None
+
+    def ref(self) -> ReleaseRef:
+        return ReleaseRef(
+            release_id=self.release_id, environment=self.environment, images=self.images, bundle_hash=self.bundle_hash
+        )
+
+
+class LastKnownGood(StrictModel):
+    """The environment's pointer to its last known-good release."""
+
+    environment: Environment
+    release_id: str
+    previous_release_id: str | None = None
+    updated_at: datetime
+    execution_arn: str
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# State payloads: one input and one output model per step
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class PlanInput(StrictModel):
+    """PlanRelease: the raw execution input plus the context object's execution ARN and start time."""
+
+    input: dict[str, Any]
+    execution_arn: str
+    started_at: AwareDatetime
+
+
+class PlanOutput(StrictModel):
+    """The planned release, or ``action="skip"`` when this control plane has nothing to do for the input."""
+
+    action: Literal["deploy", "skip"]
+    reason: str
+    execution_arn: str
+    started_at: AwareDatetime
+    deadline_at: AwareDatetime
+    trigger: Trigger
+    release: ReleaseRef | None = None
+    previous_release_id: str | None = None
+    changed: dict[str, Digest] = Field(default_factory=dict)
+    prune: bool = Field(default=True, description="the bundle differs from the last known-good one's")
+
+
+class SmokeTarget(StrictModel):
+    """A Service whose health endpoint the smoke test calls through the API server's service proxy."""
+
+    namespace: str
+    service: str
+    port: int | str
+
+
+class ApplyPurpose(StrEnum):
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class ApplyInput(StrictModel):
+    release: ReleaseRef
+    purpose: ApplyPurpose
+    prune: bool = Field(description="delete owned objects that left the release (always on rollback)")
+    execution_arn: str
+    now: AwareDatetime
+
+
+class ApplyOutput(StrictModel):
+    release_id: str
+    applied: int
+    pruned: int
+    workloads: list[ObjectRef]
+    smoke_targets: list[SmokeTarget]
+    applied_at: AwareDatetime
+    source: Literal["render", "ledger"] = Field(
+        description="rendered from the layer's bundle, or replayed from the ledger"
+    )
+
+
+class HealthInput(StrictModel):
+    release_id: str
+    execution_arn: str
+    workloads: list[ObjectRef]
+    now: AwareDatetime = Field(description="$$.State.EnteredTime")
+    started_at: AwareDatetime
+    deadline_at: AwareDatetime
+
+
+class HealthOutput(StrictModel):
+    release_id: str
+    healthy: bool
+    checked_at: AwareDatetime
+    pending: list[str] = Field(default_factory=list, description="workloads still rolling out, with their reason")
+
+
+class SmokeInput(StrictModel):
+    release_id: str
+    execution_arn: str
+    targets: list[SmokeTarget]
+
+
+class SmokeOutput(StrictModel):
+    release_id: str
+    passed: list[str]
+
+
+class StepError(BaseModel):
+    """What a Catch puts at ResultPath: ``{"Error": <error class name>, "Cause": <Lambda error JSON or text>}``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    Error: str
+    Cause: str = ""
+
+    def message(self) -> str:
+        """The human part of the cause: Lambda's ``errorMessage`` when the cause is a Lambda error payload."""
+        import json  # noqa: PLC0415 - only on the failure path
+
+        try:
+            data = json.loads(self.Cause)
+        except ValueError:
+            return self.Cause or self.Error
+        if isinstance(data, dict) and "errorMessage" in data:
+            return str(data["errorMessage"])
+        return self.Cause
+
+
+class RollbackTargetInput(StrictModel):
+    """ResolveRollbackTarget: the deploy's automatic rollback or an operator's ``{environment, release_id?}``."""
+
+    environment: Environment
+    release_id: str | None = None
+    failed_release_id: str | None = None
+    now: AwareDatetime
+    execution_arn: str
+    reason: str = "operator rollback"
+
+
+class RollbackTarget(StrictModel):
+    found: bool
+    reason: str
+    started_at: AwareDatetime
+    deadline_at: AwareDatetime
+    release: ReleaseRef | None = None
+    replaces_release_id: str | None = None
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    ROLLBACK_FAILED = "rollback_failed"
+    RESTORED = "restored"
+
+
+class RecordInput(StrictModel):
+    """RecordOutcome: what happened, with the references needed to write it down."""
+
+    outcome: Outcome
+    execution_arn: str
+    now: AwareDatetime = Field(description="$$.State.EnteredTime")
+    plan: PlanOutput | None = None
+    health: HealthOutput | None = None
+    apply: ApplyOutput | None = None
+    error: StepError | None = None
+    rollback: RollbackTarget | None = None
+    rollback_error: StepError | None = None
+
+
+class RecordOutput(StrictModel):
+    release_id: str | None
+    outcome: Outcome
+    message: str = Field(description="the execution's Cause when it ends FAILED")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def validation_message(exc: ValidationError, *, prefix: str = "") -> str:
+    """``field.path: message`` for each problem, the field named the way the input spells it."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before")))
+        parts.append(f"{prefix}{loc}: {err['msg']}" if loc or prefix else err["msg"])
+    return "; ".join(parts)
+
+
+def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
+    """Validate ``data`` as ``model``; :class:`InputValidationError` naming every bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputValidationError(f"invalid {what or model.__name__} input: {validation_message(exc)}") from None

@@ -1,0 +1,102 @@
+"""ApplyRelease: render the release, validate every object, server-side apply in order, prune, record.
+
+The same path serves a deploy and a rollback. Objects come from the manifests layer when its bundle is the one the
+release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
+applied. Validation happens before the first write, so a ``ManifestValidationError`` means the cluster is untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from controlplane.aws.ledger import Ledger
+from controlplane.errors import PlanError
+from controlplane.kube.apply import apply_objects, prune
+from controlplane.models.kube import ObjectRef
+from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
+from controlplane.observability import correlate, logger, tracer
+from controlplane.render import apply_order, load_bundle, render
+from controlplane.settings import Settings, get_settings
+from controlplane.steps.cluster import connect, kubernetes_version
+from controlplane.validate import validate_objects
+
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+
+
+def release_objects(
+    release: ReleaseRef, settings: Settings, ledger: Ledger
+) -> tuple[list[dict[str, Any]], Literal["render", "ledger"]]:
+    """The objects of ``release``: rendered from the layer's bundle if it is the release's, else from the ledger."""
+    bundle = load_bundle(settings.manifests_dir)
+    if bundle.hash == release.bundle_hash:
+        objects = render(
+            bundle, release.environment, release.images, account_id=settings.account_id, region=settings.region
+        )
+        return objects, "render"
+    recorded = ledger.applied_objects(release.release_id)
+    if not recorded:
+        raise PlanError(
+            f"release {release.release_id} was planned with manifests bundle {release.bundle_hash}; the deployed "
+            f"manifests layer is {bundle.hash} and the ledger holds no applied objects for the release"
+        )
+    return apply_order(recorded), "ledger"
+
+
+def workloads_of(objects: Sequence[Mapping[str, Any]]) -> list[ObjectRef]:
+    return [ObjectRef.of(obj) for obj in objects if obj.get("kind") in WORKLOAD_KINDS]
+
+
+def smoke_targets_of(objects: Sequence[Mapping[str, Any]], services: Sequence[str]) -> list[SmokeTarget]:
+    """One target per platform service that has a Service object: its first port."""
+    targets = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        ports = (obj.get("spec") or {}).get("ports") or []
+        if obj.get("kind") == "Service" and meta.get("name") in services and ports:
+            port = ports[0].get("name") or ports[0]["port"]
+            targets.append(SmokeTarget(namespace=str(meta.get("namespace")), service=str(meta["name"]), port=port))
+    return targets
+
+
+@tracer.capture_method
+def apply_release(event: ApplyInput) -> ApplyOutput:
+    """Apply ``event.release`` to the cluster (see the module docstring); safe to run twice."""
+    release = event.release
+    correlate(execution_arn=event.execution_arn, release_id=release.release_id, environment=release.environment)
+    settings = get_settings()
+    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    objects, source = release_objects(release, settings, ledger)
+    validate_objects(
+        objects, kubernetes_version=kubernetes_version(settings), account_id=settings.account_id, region=settings.region
+    )
+    api = connect(settings)
+    try:
+        result = apply_objects(api, objects, release_id=release.release_id, force=True)
+        pruned: list[ObjectRef] = []
+        if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
+            refs = [ObjectRef.of(obj) for obj in objects]
+            pruned = prune(
+                api,
+                keep=refs,
+                namespaces=sorted({r.namespace for r in refs if r.namespace}),
+                kinds=sorted({(r.api_version, r.kind) for r in refs}),
+                allow=settings.prune_allow,
+            )
+    finally:
+        api.close()
+    if source == "render":
+        ledger.record_applied(release.release_id, objects)
+    logger.info(
+        "release applied",
+        extra={"purpose": event.purpose.value, "objects": len(objects), "pruned": [p.key for p in pruned]},
+    )
+    return ApplyOutput(
+        release_id=release.release_id,
+        applied=len(result.objects),
+        pruned=len(pruned),
+        workloads=workloads_of(objects),
+        smoke_targets=smoke_targets_of(objects, sorted(release.images)),
+        applied_at=event.now,
+        source=source,
+    )

@@ -1,0 +1,53 @@
+"""CheckHealth: one look at the release's workloads; the state machine's Wait state does the waiting.
+
+Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the release's deadline computed from
+``$$.Execution.StartTime``), never from this function's clock, so it agrees with Step Functions.
+"""
+
+from __future__ import annotations
+
+from controlplane.errors import DeadlineExceededError, RolloutFailedError
+from controlplane.kube.health import check_workloads
+from controlplane.models.release import HealthInput, HealthOutput
+from controlplane.observability import correlate, logger, metrics, tracer
+from controlplane.settings import get_settings
+from controlplane.steps.cluster import connect
+
+
+@tracer.capture_method
+def check_health(event: HealthInput) -> HealthOutput:
+    """``healthy=True`` when every workload rolled out; raises when waiting cannot help or the deadline passed."""
+    correlate(execution_arn=event.execution_arn, release_id=event.release_id)
+    settings = get_settings()
+    api = connect(settings)
+    try:
+        report = check_workloads(
+            api,
+            event.workloads,
+            now=event.now,
+            grace_seconds=settings.failure_grace_seconds,
+            restart_threshold=settings.restart_threshold,
+        )
+    finally:
+        api.close()
+    if report.failed:
+        problems = [
+            f"{f.namespace}/{f.pod}{'/' + f.container if f.container else ''}: {f.reason}: {f.message}"
+            for f in report.failures
+        ]
+        problems += [f"{w.ref}: {w.reason}: {w.message}" for w in report.workloads if w.failed]
+        detected = (event.now - event.started_at).total_seconds()
+        metrics.add_metric(name="TimeToDetectFailure", unit="Seconds", value=detected)
+        logger.warning("release is failing", extra={"problems": problems})
+        raise RolloutFailedError(f"release {event.release_id} will not become healthy: " + "; ".join(problems[:10]))
+    pending = [f"{w.ref}: {w.message}" for w in report.workloads if not w.done]
+    if report.healthy:
+        logger.info("release is healthy")
+        return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now)
+    if event.now >= event.deadline_at:
+        raise DeadlineExceededError(
+            f"release {event.release_id} not healthy by its deadline {event.deadline_at.isoformat()}: "
+            + "; ".join(pending[:10])
+        )
+    logger.info("release still rolling out", extra={"pending": pending})
+    return HealthOutput(release_id=event.release_id, healthy=False, checked_at=event.now, pending=pending)

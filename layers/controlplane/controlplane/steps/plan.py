@@ -1,0 +1,180 @@
+"""PlanRelease: from an ECR push event or an operator's request to the exact release to deploy.
+
+Nothing here touches the cluster. The release is the environment's last known-good release with the requested
+services' digests replaced; its id is derived from the environment, the digests and the manifests bundle hash, so a
+rerun of the same input plans the same release. Rendering and validating every object happens here too, so that a
+release whose manifests are invalid fails before the first cluster write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from controlplane import platform
+from controlplane.aws import ecr, eks
+from controlplane.aws.ledger import Ledger
+from controlplane.errors import InputValidationError, PlanError
+from controlplane.models.release import (
+    ConsoleRequest,
+    EcrPushEvent,
+    PlanInput,
+    PlanOutput,
+    ReleaseRecord,
+    ReleaseRef,
+    ReleaseStatus,
+    Trigger,
+    TriggerKind,
+    parse,
+)
+from controlplane.observability import correlate, logger, metrics
+from controlplane.render import load_bundle, render
+from controlplane.settings import Settings, get_settings
+from controlplane.validate import validate_objects
+
+Request = EcrPushEvent | ConsoleRequest
+
+
+def parse_request(raw: Mapping[str, Any]) -> Request:
+    """An ECR ``ECR Image Action`` event (has ``detail-type``) or a console request; the error names the field."""
+    if "detail-type" in raw or "source" in raw or "detail" in raw:
+        return parse(EcrPushEvent, raw, what="ECR event")
+    return parse(ConsoleRequest, raw, what="console request")
+
+
+def trigger_of(request: Request) -> Trigger:
+    if isinstance(request, EcrPushEvent):
+        detail = request.detail
+        return Trigger(
+            kind=TriggerKind.ECR_PUSH,
+            reason=f"push of {detail.repository_name}:{detail.image_tag or detail.image_digest}",
+            event_id=request.id,
+            repository=detail.repository_name,
+            tag=detail.image_tag,
+        )
+    return Trigger(kind=TriggerKind.CONSOLE, reason=request.reason, force=request.force)
+
+
+def target_environment(request: Request, settings: Settings) -> str:
+    """The environment the request deploys to: the console's choice, or the first tag rule matching the push."""
+    if isinstance(request, ConsoleRequest):
+        return request.environment
+    if request.account != settings.account_id or request.region != settings.region:
+        raise PlanError(
+            f"ECR event from account {request.account} in {request.region}: this control plane deploys images of "
+            f"account {settings.account_id} in {settings.region}"
+        )
+    tag = request.detail.image_tag or ""
+    environment = settings.environment_for_tag(tag)
+    if environment is None:
+        rules = ", ".join(f"{r.tag!r}->{r.environment}" for r in settings.tag_rules)
+        raise PlanError(f"tag {tag!r} of {request.detail.repository_name} matches no TAG_RULES rule ({rules})")
+    return environment
+
+
+def requested_images(request: Request, settings: Settings) -> dict[str, str]:
+    """``service -> digest`` the request asks for; console tags resolved through ECR (and digests confirmed there)."""
+    if isinstance(request, EcrPushEvent):
+        try:
+            service = platform.service_for_repository(request.detail.repository_name)
+        except KeyError as exc:
+            raise PlanError(f"unknown repository: {exc.args[0]}") from None
+        return {service.name: request.detail.image_digest}
+    return {
+        name: ecr.resolve_image(
+            platform.service(name).repository, reference, region=settings.region, registry_id=settings.account_id
+        )
+        for name, reference in request.services.items()
+    }
+
+
+def desired_images(base: Mapping[str, str], requested: Mapping[str, str], *, environment: str) -> dict[str, str]:
+    """The last known-good digests with ``requested`` replacing theirs; every service must end up with one."""
+    images = {**base, **requested}
+    missing = [name for name in platform.SERVICE_NAMES if name not in images]
+    if missing:
+        raise PlanError(
+            f"{environment} has no last known-good release yet, so its first release needs a digest for every "
+            f"service; missing: {', '.join(missing)} (deploy them together from the console: "
+            '{"environment": ..., "services": {"<service>": "<digest or tag>", ...}, "reason": ...})'
+        )
+    return {name: images[name] for name in sorted(images)}
+
+
+def changed_images(base: Mapping[str, str], images: Mapping[str, str]) -> dict[str, str]:
+    """The digests the release introduces (compared with the last known-good release)."""
+    return {name: digest for name, digest in images.items() if base.get(name) != digest}
+
+
+def plan_release(event: PlanInput) -> PlanOutput:
+    """Plan the release ``event.input`` asks for (see the module docstring)."""
+    correlate(execution_arn=event.execution_arn)
+    settings = get_settings()
+    request = parse_request(event.input)
+    trigger = trigger_of(request)
+    deadline_at = event.started_at + timedelta(seconds=settings.deploy_deadline_seconds)
+    environment = target_environment(request, settings)
+    common: dict[str, Any] = {
+        "execution_arn": event.execution_arn,
+        "started_at": event.started_at,
+        "deadline_at": deadline_at,
+        "trigger": trigger,
+    }
+    if environment != settings.environment:
+        if isinstance(request, ConsoleRequest):
+            raise InputValidationError(
+                f"environment: {environment!r} is not deployed by this control plane (it deploys "
+                f"{settings.environment!r}); start the {environment} control plane's state machine instead"
+            )
+        reason = f"tag rule sends {trigger.tag!r} to {environment}; this control plane deploys {settings.environment}"
+        logger.info("nothing to deploy", extra={"reason": reason})
+        return PlanOutput(action="skip", reason=reason, **common)
+
+    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    requested = requested_images(request, settings)
+    lkg = ledger.last_known_good(settings.environment)
+    base = ledger.require_release(lkg.release_id).images if lkg else {}
+    images = desired_images(base, requested, environment=settings.environment)
+    changed = changed_images(base, images)
+    force = isinstance(request, ConsoleRequest) and request.force
+    if changed and not force:
+        quarantined = ledger.quarantined(changed.values())
+        if quarantined:
+            named = "; ".join(f"{s} {d}: {quarantined[d]}" for s, d in changed.items() if d in quarantined)
+            raise PlanError(f"quarantined digest(s), refusing to deploy without force: {named}")
+
+    bundle = load_bundle(settings.manifests_dir)
+    release = ReleaseRef.build(settings.environment, images, bundle.hash)
+    correlate(release_id=release.release_id, environment=release.environment)
+    cluster = eks.describe_cluster(settings.cluster_name, region=settings.region)
+    objects = render(
+        bundle, release.environment, release.images, account_id=settings.account_id, region=settings.region
+    )
+    validate_objects(
+        objects, kubernetes_version=cluster.version or "1.32", account_id=settings.account_id, region=settings.region
+    )
+    ledger.put_planned(
+        ReleaseRecord(
+            release_id=release.release_id,
+            environment=release.environment,
+            images=release.images,
+            bundle_hash=release.bundle_hash,
+            status=ReleaseStatus.PLANNED,
+            trigger=trigger,
+            execution_arn=event.execution_arn,
+            previous_release_id=lkg.release_id if lkg else None,
+            changed=changed,
+            started_at=event.started_at,
+        )
+    )
+    metrics.add_metric(name="DeploysStarted", unit="Count", value=1)
+    logger.info("planned release", extra={"changed": changed, "objects": len(objects), "bundle_hash": bundle.hash})
+    return PlanOutput(
+        action="deploy",
+        reason=trigger.reason,
+        release=release,
+        previous_release_id=lkg.release_id if lkg else None,
+        changed=changed,
+        **common,
+    )

@@ -1,0 +1,129 @@
+"""RecordOutcome: write what happened to the ledger, move last-known-good, emit metrics, notify.
+
+Every write is conditional or keyed by natural keys, so recording the same outcome twice changes nothing. The
+returned ``message`` is the execution's Cause when it ends FAILED (the Fail state reads it with ``CausePath``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.aws.ledger import Ledger
+from controlplane.aws.notify import publish_outcome
+from controlplane.errors import InputValidationError
+from controlplane.models.release import Outcome, RecordInput, RecordOutput, ReleaseStatus, StepError
+from controlplane.observability import correlate, logger, metrics, tracer
+from controlplane.settings import Settings, get_settings
+
+_STATUS = {
+    Outcome.SUCCEEDED: ReleaseStatus.SUCCEEDED,
+    Outcome.ROLLED_BACK: ReleaseStatus.ROLLED_BACK,
+    Outcome.FAILED: ReleaseStatus.FAILED,
+    Outcome.ROLLBACK_FAILED: ReleaseStatus.ROLLBACK_FAILED,
+}
+
+
+def _describe(error: StepError | None) -> str:
+    return f"{error.Error}: {error.message()}" if error else "unknown error"
+
+
+@tracer.capture_method
+def record_outcome(event: RecordInput) -> RecordOutput:
+    settings = get_settings()
+    correlate(execution_arn=event.execution_arn, environment=settings.environment)
+    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    if event.outcome is Outcome.RESTORED:
+        return _record_restored(event, settings, ledger)
+    plan = event.plan
+    if plan is None or plan.release is None:
+        if event.outcome is Outcome.ROLLBACK_FAILED:  # an operator rollback that failed: no release of ours
+            return _record_operator_rollback_failed(event, settings)
+        raise InputValidationError("plan: required to record the outcome of a deploy")
+    release = plan.release
+    correlate(release_id=release.release_id)
+    target = event.rollback.release.release_id if event.rollback and event.rollback.release else None
+    fields: dict[str, Any] = {"status": _STATUS[event.outcome], "finished_at": event.now}
+    if event.apply is not None:
+        fields["applied_objects"] = event.apply.applied
+
+    if event.outcome is Outcome.SUCCEEDED:
+        healthy_at = event.health.checked_at if event.health else event.now
+        ledger.update_release(release.release_id, healthy_at=healthy_at, **fields)
+        ledger.promote(
+            release.environment,
+            release.release_id,
+            expected_previous=plan.previous_release_id,
+            execution_arn=event.execution_arn,
+            now=event.now,
+        )
+        metrics.add_metric(name="DeploysSucceeded", unit="Count", value=1)
+        metrics.add_metric(name="TimeToHealthy", unit="Seconds", value=(healthy_at - plan.started_at).total_seconds())
+        message = f"release {release.release_id} is healthy on {release.environment} and is its last known-good"
+    else:
+        cause = _describe(event.error)
+        ledger.update_release(release.release_id, cause=cause[:2000], rolled_back_to=target, **fields)
+        if plan.changed:
+            ledger.quarantine(plan.changed, release_id=release.release_id, cause=cause[:500], now=event.now)
+        metrics.add_metric(name="DeploysFailed", unit="Count", value=1)
+        quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(plan.changed.items())) or "none"
+        if event.outcome is Outcome.ROLLED_BACK:
+            metrics.add_metric(name="DeploysRolledBack", unit="Count", value=1)
+            message = (
+                f"release {release.release_id} failed ({cause}); rollback to {target} succeeded: "
+                f"{release.environment} is healthy on its last known-good release; quarantined: {quarantined}"
+            )
+        elif event.outcome is Outcome.ROLLBACK_FAILED:
+            metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
+            message = (
+                f"release {release.release_id} failed ({cause}); ROLLBACK to {target} FAILED "
+                f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}"
+            )
+        else:
+            reason = event.rollback.reason if event.rollback else "no rollback"
+            message = (
+                f"release {release.release_id} failed ({cause}); not rolled back: {reason}; the cluster keeps the "
+                f"failed release's objects; quarantined: {quarantined}"
+            )
+    _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
+    logger.info("release outcome recorded", extra={"outcome": event.outcome.value, "detail": message})
+    return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message[:30000])
+
+
+def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> RecordOutput:
+    rollback = event.rollback
+    if rollback is None or rollback.release is None:
+        raise InputValidationError("rollback.release: required to record a restored release")
+    release = rollback.release
+    correlate(release_id=release.release_id)
+    ledger.promote(
+        release.environment,
+        release.release_id,
+        expected_previous=rollback.replaces_release_id,
+        execution_arn=event.execution_arn,
+        now=event.now,
+    )
+    metrics.add_metric(name="RollbacksSucceeded", unit="Count", value=1)
+    message = f"{release.environment} rolled back to release {release.release_id} ({rollback.reason}); healthy"
+    _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
+    return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message)
+
+
+def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> RecordOutput:
+    target = event.rollback.release.release_id if event.rollback and event.rollback.release else None
+    metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
+    message = (
+        f"rollback of {settings.environment} to {target} FAILED ({_describe(event.rollback_error)}): operators must act"
+    )
+    _notify(settings, event.outcome, target, message, event.execution_arn)
+    return RecordOutput(release_id=target, outcome=event.outcome, message=message)
+
+
+def _notify(settings: Settings, outcome: Outcome, release_id: str | None, message: str, execution_arn: str) -> None:
+    publish_outcome(
+        settings.require_topic(),
+        subject=f"[{settings.environment}] release {release_id or '-'} {outcome.value}",
+        outcome=outcome.value,
+        environment=settings.environment,
+        body={"release_id": release_id, "outcome": outcome.value, "message": message, "execution_arn": execution_arn},
+        region=settings.region,
+    )

@@ -1,0 +1,70 @@
+"""ResolveRollbackTarget: which release a rollback re-applies.
+
+* Automatic (the deploy failed after its first cluster write): the environment's last known-good release, or, when
+  the failed release *is* that release (a redeploy of it failed), the one before it. None on an environment's first
+  release: there is nothing to go back to.
+* Operator (``{environment, release_id?}``): the named release, which must have succeeded once; by default the
+  release before the current last known-good one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from controlplane.aws.ledger import Ledger
+from controlplane.errors import InputValidationError, PlanError
+from controlplane.models.release import ReleaseStatus, RollbackTarget, RollbackTargetInput
+from controlplane.observability import correlate, logger
+from controlplane.settings import get_settings
+
+
+def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
+    correlate(execution_arn=event.execution_arn, environment=event.environment)
+    settings = get_settings()
+    if event.environment != settings.environment:
+        raise InputValidationError(
+            f"environment: {event.environment!r} is not managed by this control plane ({settings.environment!r})"
+        )
+    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    timing: dict[str, Any] = {
+        "started_at": event.now,
+        "deadline_at": event.now + timedelta(seconds=settings.deploy_deadline_seconds),
+    }
+    lkg = ledger.last_known_good(event.environment)
+    current = lkg.release_id if lkg else None
+
+    if event.failed_release_id is not None:
+        target_id = current if current != event.failed_release_id else (lkg.previous_release_id if lkg else None)
+        if target_id is None:
+            reason = f"{event.environment} has no last known-good release to roll back to"
+            logger.warning(reason)
+            return RollbackTarget(found=False, reason=reason, replaces_release_id=event.failed_release_id, **timing)
+        record = ledger.require_release(target_id)
+        reason = f"roll back failed release {event.failed_release_id} to last known-good {target_id}"
+        return RollbackTarget(
+            found=True, reason=reason, release=record.ref(), replaces_release_id=event.failed_release_id, **timing
+        )
+
+    if event.release_id is not None:
+        record = ledger.require_release(event.release_id)
+        if record.environment != event.environment:
+            raise PlanError(f"release {record.release_id} belongs to {record.environment}, not {event.environment}")
+        if record.status is not ReleaseStatus.SUCCEEDED and record.release_id != current:
+            raise PlanError(
+                f"release {record.release_id} is {record.status.value}: only a release that was healthy can be "
+                "rolled back to"
+            )
+    else:
+        previous = lkg.previous_release_id if lkg else None
+        if previous is None:
+            raise PlanError(f"{event.environment} has no previous good release to roll back to; name release_id")
+        record = ledger.require_release(previous)
+    correlate(release_id=record.release_id)
+    return RollbackTarget(
+        found=True,
+        reason=f"{event.reason}: {current} -> {record.release_id}",
+        release=record.ref(),
+        replaces_release_id=current,
+        **timing,
+    )
