@@ -4,6 +4,7 @@ land at their well-known places, and bad input fails naming the file and the fie
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from controlplane.render import (
     load_bundle,
     render,
 )
+
+from local import demo
 
 pytestmark = pytest.mark.unit
 
@@ -377,3 +380,12 @@ def test_deployment_of_no_service_is_refused_naming_the_overlay(copy_of_manifest
 def test_not_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ManifestValidationError, match="not a manifests directory"):
         load_bundle(tmp_path / "missing")
+
+
+def test_demo_renders_and_validates_both_environments() -> None:
+    out = io.StringIO()
+    assert demo.main(out) == 0
+    text = out.getvalue()
+    assert "== staging: " in text
+    assert "== production: " in text
+    assert load_bundle(MANIFESTS).hash in text
