@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMSTAMP := $(SAMVENV)/.installed
 export AWS_SAM_CLI_TELEMETRY := 0
+export PYTHONPATH := $(CURDIR)/layers/controlplane:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo test lint typecheck checks unit integration e2e bench clean
