@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from controlplane.errors import ManifestValidationError
+from controlplane.errors import KubernetesTransientError, ManifestValidationError
 from controlplane.kube import apply
 from controlplane.kube.apply import FIELD_MANAGER, OWNERSHIP_LABEL, OWNERSHIP_VALUE, RELEASE_ANNOTATION, apply_objects
+from controlplane.models.kube import ObjectRef
 from controlplane.platform import LABEL_MANAGED_BY, MANAGED_BY
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +66,27 @@ def test_action_from_status_resource_version_and_content(
     status: int, before: dict[str, Any] | None, after: dict[str, Any], dry_run: bool, action: str
 ) -> None:
     assert apply._action(status, before, after, dry_run=dry_run) == action
+
+
+class NoSuchKind:
+    class resources:  # noqa: N801 - mimics DynamicClient.resources
+        @staticmethod
+        def get(**_: Any) -> Any:
+            raise ResourceNotFoundError("No matches found")
+
+
+def test_kind_of_a_crd_applied_in_the_same_release_not_served_yet_is_transient() -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "externalsecrets.external-secrets.io"},
+        "spec": {"group": "external-secrets.io", "names": {"kind": "ExternalSecret", "plural": "externalsecrets"}},
+    }
+    kinds = apply._kinds_defined_by_crds([crd, config_map("a")])
+    assert kinds == {("external-secrets.io", "ExternalSecret")}
+    secret = ObjectRef(api_version="external-secrets.io/v1", kind="ExternalSecret", namespace="ns", name="x")
+    with pytest.raises(KubernetesTransientError, match="not established"):
+        apply._resource(NoSuchKind(), secret, kinds)
+    other = ObjectRef(api_version="example.com/v1", kind="Widget", namespace="ns", name="x")
+    with pytest.raises(ResourceNotFoundError):  # a kind nobody defines stays a (permanent) not-found
+        apply._resource(NoSuchKind(), other, kinds)

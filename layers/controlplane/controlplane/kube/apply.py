@@ -18,9 +18,10 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from controlplane import platform
-from controlplane.errors import KubernetesNotFoundError, ManifestValidationError
+from controlplane.errors import KubernetesNotFoundError, KubernetesTransientError, ManifestValidationError
 from controlplane.kube.client import dynamic_client, list_objects, request_json
 from controlplane.kube.diff import RELEASE_ANNOTATION, field_changes, normalized
 from controlplane.kube.errors import translate_errors
@@ -63,13 +64,14 @@ def apply_objects(
     Stops at the first failure (raised as a :mod:`controlplane.errors` type); re-running is safe.
     """
     _check_owned(objects)
+    crd_kinds = _kinds_defined_by_crds(objects)
     dyn = dynamic_client(api)
     live = _LiveIndex(dyn)
     applied: list[AppliedObject] = []
     for obj in objects:
         ref = ObjectRef.of(obj)
         with translate_errors(ref):
-            resource = _resource(dyn, ref)
+            resource = _resource(dyn, ref, crd_kinds)
             before = live.get(resource, ref)
             status, after = _server_side_apply(
                 dyn, resource, ref, _with_release(obj, release_id), dry_run=dry_run, force=force
@@ -106,13 +108,14 @@ def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, releas
     annotation are ignored. Objects that would be created are listed with no field changes.
     """
     _check_owned(objects)
+    crd_kinds = _kinds_defined_by_crds(objects)
     dyn = dynamic_client(api)
     live = _LiveIndex(dyn)
     diffs: list[ObjectDiff] = []
     for obj in objects:
         ref = ObjectRef.of(obj)
         with translate_errors(ref):
-            resource = _resource(dyn, ref)
+            resource = _resource(dyn, ref, crd_kinds)
             before = live.get(resource, ref)
             status, after = _server_side_apply(
                 dyn, resource, ref, _with_release(obj, release_id), dry_run=True, force=True
@@ -219,8 +222,31 @@ def _check_owned(objects: Sequence[Mapping[str, Any]]) -> None:
         )
 
 
-def _resource(dyn: DynamicClient, ref: ObjectRef) -> Any:
-    resource = dyn.resources.get(api_version=ref.api_version, kind=ref.kind)
+def _kinds_defined_by_crds(objects: Sequence[Mapping[str, Any]]) -> frozenset[tuple[str, str]]:
+    """(group, kind) of every custom resource the CustomResourceDefinitions among ``objects`` define."""
+    return frozenset(
+        (str(spec.get("group")), str((spec.get("names") or {}).get("kind")))
+        for o in objects
+        if o.get("kind") == "CustomResourceDefinition"
+        for spec in [o.get("spec") or {}]
+    )
+
+
+def _resource(dyn: DynamicClient, ref: ObjectRef, crd_kinds: frozenset[tuple[str, str]] = frozenset()) -> Any:
+    """The API resource serving ``ref``'s kind (from the discovery cache; refreshed once on a miss).
+
+    A kind whose CustomResourceDefinition is part of the same apply may not be served yet (a CRD takes a moment
+    to be established): that is transient, not a missing kind.
+    """
+    try:
+        resource = dyn.resources.get(api_version=ref.api_version, kind=ref.kind)
+    except ResourceNotFoundError as e:
+        if (ref.group, ref.kind) in crd_kinds:
+            raise KubernetesTransientError(
+                f"{ref.key}: the API server does not serve {ref.kind} yet; its CustomResourceDefinition "
+                "was just applied and is not established"
+            ) from e
+        raise
     if resource.namespaced and not ref.namespace:
         raise ManifestValidationError(f"{ref.key}: {ref.kind} is namespaced but the object names no namespace")
     return resource
