@@ -32,3 +32,35 @@ def load_event(name: str) -> dict[str, Any]:
     """A real-shaped event from tests/events (as AWS documents them)."""
     data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
     return data
+
+
+# --- local_cloud: the AWS side of the local cloud (local/aws) -------------------------------------------------------
+HARNESS_TEMPLATE = REPO / "tests" / "fixtures" / "harness" / "template.yaml"
+
+
+def _optional_cluster(request: pytest.FixtureRequest) -> Any:
+    """The ``cluster`` fixture if the suite defines one, else None (the cloud then runs without an emulator)."""
+    try:
+        return request.getfixturevalue("cluster")
+    except pytest.FixtureLookupError:
+        return None
+
+
+@pytest.fixture
+def local_cloud(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """LocalCloud built from the project's template.yaml, sharing the ``cluster`` fixture's clock when there is one."""
+    from local.aws import DEFAULT_TEMPLATE, LocalCloud  # noqa: PLC0415
+
+    if not DEFAULT_TEMPLATE.exists():
+        pytest.skip("template.yaml not written yet")
+    with LocalCloud(DEFAULT_TEMPLATE, cluster=_optional_cluster(request)) as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def harness_cloud() -> Iterator[Any]:
+    """LocalCloud built from the small fixture template in tests/fixtures/harness (stack name ``harness``)."""
+    from local.aws import LocalCloud  # noqa: PLC0415
+
+    with LocalCloud(HARNESS_TEMPLATE, stack_name="harness") as cloud:
+        yield cloud

@@ -68,11 +68,12 @@ def target_input(target: Mapping[str, Any], event: Mapping[str, Any], *, rule_na
 def transform(transformer: Mapping[str, Any], event: Mapping[str, Any], *, rule_name: str, rule_arn: str) -> str:
     """Apply an InputTransformer.
 
-    Each ``<var>`` in InputTemplate is replaced by the value its InputPathsMap path selects. Inside a JSON string
+    A template that is not a JSON object/array is text and values go in as text. Otherwise each ``<var>`` in InputTemplate is replaced by the value its InputPathsMap path selects. Inside a JSON string
     literal the value goes in as text (strings without quotes); outside one, it goes in as JSON (strings quoted).
-    A path that selects nothing yields ``null`` outside quotes and empty text inside. The predefined variables
+    A path that selects nothing yields ``null`` outside quotes and empty text inside (EventBridge drops the
+    variable; ``null`` keeps a JSON template valid). The predefined variables
     ``aws.events.rule-arn``, ``aws.events.rule-name``, ``aws.events.event``, ``aws.events.event.json`` and
-    ``aws.events.event.ingestion-time`` are available.
+    ``aws.events.event.ingestion-time`` are available (``aws.events.event`` without ``detail``).
     """
     paths: Mapping[str, str] = transformer.get("InputPathsMap") or {}
     template = str(transformer.get("InputTemplate", ""))
@@ -85,11 +86,13 @@ def transform(transformer: Mapping[str, Any], event: Mapping[str, Any], *, rule_
     values.setdefault("aws.events.rule-arn", rule_arn)
     values.setdefault("aws.events.rule-name", rule_name)
     values.setdefault("aws.events.event.ingestion-time", event.get("time"))
-    values.setdefault("aws.events.event", event)
+    values.setdefault("aws.events.event", {k: v for k, v in event.items() if k != "detail"})
     values.setdefault("aws.events.event.json", event)
 
     out: list[str] = []
-    in_string = False
+    # A template that is not a JSON object or array is text: every value goes in as text.
+    plain_text = template.lstrip()[:1] not in {"{", "["}
+    in_string = plain_text
     i = 0
     while i < len(template):
         char = template[i]
@@ -98,16 +101,16 @@ def transform(transformer: Mapping[str, Any], event: Mapping[str, Any], *, rule_
             value = values[match.group(1)]
             if in_string:
                 text = value if isinstance(value, str) else ("" if value is None else json.dumps(value))
-                out.append(json.dumps(text)[1:-1])
+                out.append(text if plain_text else json.dumps(text)[1:-1])
             else:
                 out.append(json.dumps(value))
             i = match.end()
             continue
-        if char == "\\" and in_string:
+        if char == "\\" and in_string and not plain_text:
             out.append(template[i : i + 2])
             i += 2
             continue
-        if char == '"':
+        if char == '"' and not plain_text:
             in_string = not in_string
         out.append(char)
         i += 1

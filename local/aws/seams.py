@@ -17,6 +17,12 @@ and in ``tests/integration/aws/test_seams.py``. The seams:
   ``$$.Execution.StartTime``; wrapped to pass the ISO-8601 string Step Functions passes.
 * ``moto.eks.models.Cluster`` attributes ``endpoint``/``certificate_authority`` and ``EKSBackend.update_nodegroup_config``.
 * ``moto.ecr.models.ECRBackend.describe_image_scan_findings``.
+* ``moto.events.models.EventTemplateParser`` — moto's InputTransformer inserts string values without quotes outside
+  JSON strings (EventBridge quotes them) and then fails ``PutEvents`` on the invalid JSON; replaced by
+  :func:`local.aws.eventbridge.transform` for moto's own deliveries (SQS, logs).
+* ``moto.events.models.Rule.send_to_targets(self, original_event, transform_input)`` — raises NotImplementedError
+  for Step Functions and Lambda targets; wrapped so moto delivers only logs/SQS/event-bus targets (the harness
+  delivers the rest).
 * ``moto.events.models.EventPattern.load(raw).matches_event(event)`` — moto's pattern matcher (moto does not implement
   ``events:TestEventPattern``); used by :func:`pattern_matches`.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import json
 import threading
 import time as _time
 from collections.abc import Callable, Iterator
@@ -32,7 +39,10 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
 from unittest import mock
 
+from local.aws.eventbridge import transform
+
 MOTO_VERSION = "5.2.5"
+_MOTO_DELIVERED_TARGETS = frozenset({"logs", "sqs", "events"})
 
 
 class SeamMovedError(RuntimeError):
@@ -99,6 +109,9 @@ def check_seams() -> None:
     expect("self.endpoint" in cluster_init and "self.certificate_authority" in cluster_init, "eks Cluster fields")
     expect(hasattr(ecr_models.ECRBackend, "describe_image_scan_findings"), "ECRBackend.describe_image_scan_findings")
     expect(hasattr(events_models.EventPattern, "load"), "events EventPattern.load")
+    expect(hasattr(events_models.EventTemplateParser, "parse"), "events EventTemplateParser.parse")
+    params = list(inspect.signature(events_models.Rule.send_to_targets).parameters)
+    expect(params == ["self", "original_event", "transform_input"], "events Rule.send_to_targets signature")
     expect(hasattr(events_models.EventPattern, "matches_event"), "events EventPattern.matches_event")
 
 
@@ -157,6 +170,7 @@ class _ClockTimeModule:
 def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
     """Install every seam for the duration of the ``with`` block."""
     from moto.awslambda import models as lambda_models  # noqa: PLC0415
+    from moto.events import models as events_models  # noqa: PLC0415
     from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state import state  # noqa: PLC0415
@@ -192,6 +206,31 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
         return max(0, int(target - keeper.now()))
 
     clock_datetime = _ClockDatetimeModule(keeper)
+    original_send = events_models.Rule.send_to_targets
+    send_lock = threading.Lock()
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        # moto delivers to logs, SQS and event buses and raises NotImplementedError for every other target (Step
+        # Functions, Lambda); the harness delivers those itself, so moto only sees the targets it can deliver.
+        with send_lock:
+            targets = self.targets
+            self.targets = [t for t in targets if t["Arn"].split(":")[2] in _MOTO_DELIVERED_TARGETS]
+            try:
+                original_send(self, original_event, transform_input)
+            finally:
+                self.targets = targets
+
+    original_parse = events_models.EventTemplateParser.parse
+
+    def parse_template(input_template: str | None, input_paths_map: dict[str, Any], event: Any) -> Any:
+        if not input_template:
+            return original_parse(input_template=input_template, input_paths_map=input_paths_map, event=event)
+        transformer = {"InputTemplate": input_template, "InputPathsMap": input_paths_map or {}}
+        text = transform(transformer, event, rule_name="", rule_arn="")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
     original_environment = execution_worker.ExecutionWorker._get_evaluation_environment
 
     def evaluation_environment(self: Any) -> Any:
@@ -203,6 +242,8 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
         return env
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(lambda_models.LambdaFunction, "invoke", invoke))
+        stack.enter_context(mock.patch.object(events_models.EventTemplateParser, "parse", staticmethod(parse_template)))
+        stack.enter_context(mock.patch.object(events_models.Rule, "send_to_targets", send_to_targets))
         stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
         stack.enter_context(mock.patch.object(timestamp.Timestamp, "_get_wait_seconds", get_wait_seconds))
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ClockTimeModule(keeper)))
