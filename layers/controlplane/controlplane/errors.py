@@ -76,3 +76,50 @@ class SmokeTestFailedError(PermanentError):
 
 class RollbackFailedError(PermanentError):
     """Rolling back to the last known-good release failed: operators must act."""
+
+
+# ---- Deploy gates (lock, scan, provision, promote, approval, freeze) ----
+
+
+class LockHeldError(RetryableError):
+    """The environment's deploy lock is held by another running execution (rollback/scaling wait and retry)."""
+
+
+class LockLostError(PermanentError):
+    """This execution no longer owns the environment's lock (it expired and was taken over)."""
+
+
+class ScanBlockedError(PermanentError):
+    """An image has vulnerability findings at or above the blocking severity; the message names them."""
+
+
+class ScanFailedError(PermanentError):
+    """ECR could not scan an image (FAILED, UNSUPPORTED_IMAGE, FINDINGS_UNAVAILABLE) or the scan missed its deadline."""
+
+
+class StackFailedError(PermanentError):
+    """A platform CloudFormation stack failed to create or update; the message carries the failing resources."""
+
+
+class ImageTagConflictError(PermanentError):
+    """An immutable tag already points at a different digest than the one being promoted."""
+
+
+class ImageNotFoundError(PermanentError):
+    """A digest to promote is not in its repository."""
+
+
+class NotHealthyInStagingError(PermanentError):
+    """A production release names a digest that was never healthy in staging."""
+
+
+class ApprovalRejectedError(PermanentError):
+    """An approver rejected the production release."""
+
+
+class ApprovalStateError(PermanentError):
+    """An approval decision arrived for a release that is not awaiting one (already decided, expired, unknown)."""
+
+
+class FreezeWindowError(PermanentError):
+    """The environment is inside a freeze window and the deploy was not forced."""

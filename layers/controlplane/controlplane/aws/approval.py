@@ -1,0 +1,214 @@
+"""Production approval: the dry-run diff in S3, the pending approval in the ledger, the SNS request, the decision.
+
+Items (ledger table):
+
+* ``RELEASE#<release id>`` / ``APPROVAL`` — status (PENDING, APPROVED, REJECTED, TIMED_OUT), the task token, the diff
+  location, who decided, when, and their comment. Decisions are conditional on PENDING: a second decision, or one
+  after the timeout, is refused instead of overwriting the first.
+* ``APPROVAL_TOKEN#<sha256 of the token>`` / ``APPROVAL`` — which release a token belongs to, so an approver holding
+  only the token can decide. The token itself is never logged, put in a message or an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.errors import ApprovalStateError
+from controlplane.models.gates import ApprovalOutcome, ApprovalStatus, Decision
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+SUBJECT_LIMIT = 100
+
+
+def approval_key(release_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"RELEASE#{release_id}"}, "sk": {"S": "APPROVAL"}}
+
+
+def token_key(task_token: str) -> dict[str, Any]:
+    return {"pk": {"S": f"APPROVAL_TOKEN#{hashlib.sha256(task_token.encode()).hexdigest()}"}, "sk": {"S": "APPROVAL"}}
+
+
+def diff_key(environment: str, release_id: str) -> str:
+    return f"approvals/{environment}/{release_id}/diff.json"
+
+
+def store_diff(
+    bucket: str, key: str, document: dict[str, Any], *, region: str | None = None, client: S3Client | None = None
+) -> str:
+    """Write the diff document (JSON) and return its ``s3://`` URI (no presigned URL: readers use their own IAM)."""
+    s3: S3Client = client or boto3.client("s3", region_name=region)
+    with translate_aws_errors("s3:PutObject"):
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
+            ContentType="application/json",
+            ServerSideEncryption="aws:kms",
+        )
+    return f"s3://{bucket}/{key}"
+
+
+class Approvals:
+    """The approval items of the ledger table ``table_name``."""
+
+    def __init__(self, table_name: str, *, region: str | None = None, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb", region_name=region)
+
+    def register(
+        self,
+        *,
+        release_id: str,
+        environment: str,
+        task_token: str,
+        execution_arn: str,
+        diff_uri: str,
+        summary: str,
+        now: datetime,
+    ) -> None:
+        """Record the pending approval (a retried task with a new token replaces the pending one, not a decided one)."""
+        item = approval_key(release_id) | {
+            "kind": {"S": "approval"},
+            "release_id": {"S": release_id},
+            "environment": {"S": environment},
+            "status": {"S": ApprovalStatus.PENDING.value},
+            "task_token": {"S": task_token},
+            "execution_arn": {"S": execution_arn},
+            "diff_uri": {"S": diff_uri},
+            "summary": {"S": summary[:4000]},
+            "requested_at": {"S": now.isoformat()},
+        }
+        try:
+            with translate_aws_errors("dynamodb:TransactWriteItems"):
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(pk) OR #status = :pending",
+                                "ExpressionAttributeNames": {"#status": "status"},
+                                "ExpressionAttributeValues": {":pending": {"S": ApprovalStatus.PENDING.value}},
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table_name,
+                                "Item": token_key(task_token)
+                                | {"kind": {"S": "approval_token"}, "release_id": {"S": release_id}},
+                            }
+                        },
+                    ]
+                )
+        except ClientError as exc:
+            if error_code(exc) in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
+                raise ApprovalStateError(f"release {release_id} was already decided; not asking again") from None
+            raise
+
+    def release_of_token(self, task_token: str) -> str:
+        with translate_aws_errors("dynamodb:GetItem"):
+            item = self._client.get_item(TableName=self.table_name, Key=token_key(task_token), ConsistentRead=True)
+        if "Item" not in item:
+            raise ApprovalStateError("no pending approval has this task token")
+        return str(item["Item"]["release_id"]["S"])
+
+    def get(self, release_id: str) -> dict[str, str] | None:
+        with translate_aws_errors("dynamodb:GetItem"):
+            item = self._client.get_item(TableName=self.table_name, Key=approval_key(release_id), ConsistentRead=True)
+        if "Item" not in item:
+            return None
+        return {k: str(v.get("S", "")) for k, v in item["Item"].items()}
+
+    def outcome(self, release_id: str) -> ApprovalOutcome | None:
+        data = self.get(release_id)
+        if data is None:
+            return None
+        return ApprovalOutcome(
+            release_id=release_id,
+            status=ApprovalStatus(data["status"]),
+            approver=data.get("approver") or None,
+            comment=data.get("comment", ""),
+            decided_at=datetime.fromisoformat(data["decided_at"]) if data.get("decided_at") else None,
+        )
+
+    def settle(
+        self, release_id: str, status: ApprovalStatus, *, approver: str | None, comment: str, now: datetime
+    ) -> str:
+        """Move PENDING -> ``status``; returns the task token. :class:`ApprovalStateError` if not pending."""
+        try:
+            with translate_aws_errors("dynamodb:UpdateItem"):
+                response = self._client.update_item(
+                    TableName=self.table_name,
+                    Key=approval_key(release_id),
+                    UpdateExpression="SET #status = :status, #approver = :approver, #comment = :comment, #at = :at",
+                    ConditionExpression="#status = :pending",
+                    ExpressionAttributeNames={
+                        "#status": "status",
+                        "#approver": "approver",
+                        "#comment": "comment",
+                        "#at": "decided_at",
+                    },
+                    ExpressionAttributeValues={
+                        ":status": {"S": status.value},
+                        ":pending": {"S": ApprovalStatus.PENDING.value},
+                        ":approver": {"S": approver or ""},
+                        ":comment": {"S": comment[:1000]},
+                        ":at": {"S": now.isoformat()},
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            current = self.get(release_id)
+            state = current["status"] if current else "unknown"
+            raise ApprovalStateError(f"release {release_id} is not awaiting approval (status: {state})") from None
+        return str(response["Attributes"]["task_token"]["S"])
+
+
+def publish_request(
+    topic_arn: str, *, subject: str, message: str, region: str | None = None, client: SNSClient | None = None
+) -> str:
+    """Publish the approval request; returns the SNS message id."""
+    sns: SNSClient = client or boto3.client("sns", region_name=region)
+    with translate_aws_errors("sns:Publish"):
+        response = sns.publish(TopicArn=topic_arn, Subject=subject[:SUBJECT_LIMIT], Message=message)
+    return str(response["MessageId"])
+
+
+def send_decision(
+    task_token: str,
+    decision: Decision,
+    *,
+    output: dict[str, Any],
+    cause: str,
+    region: str | None = None,
+    client: SFNClient | None = None,
+) -> None:
+    """SendTaskSuccess (approve) or SendTaskFailure with ``ApprovalRejectedError`` (reject).
+
+    A token whose task already ended (timed out, execution stopped) raises :class:`ApprovalStateError`.
+    """
+    sfn: SFNClient = client or boto3.client("stepfunctions", region_name=region)
+    try:
+        with translate_aws_errors("states:SendTask"):
+            if decision is Decision.APPROVE:
+                sfn.send_task_success(taskToken=task_token, output=json.dumps(output, sort_keys=True, default=str))
+            else:
+                sfn.send_task_failure(taskToken=task_token, error="ApprovalRejectedError", cause=cause[:32_000])
+    except ClientError as exc:
+        if error_code(exc) in {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}:
+            raise ApprovalStateError(f"the approval task is no longer waiting ({error_code(exc)})") from None
+        raise

@@ -1,0 +1,406 @@
+"""The per-environment deploy lock and the queue of pushes that arrive while it is held (DynamoDB, ledger table).
+
+One item per environment, ``ENV#<environment>`` / ``LOCK``, holds everything, so every change is one conditional
+write on one item:
+
+* ``owner`` (execution ARN), ``purpose``, ``acquired_at``, ``expires_at`` (epoch seconds), ``version`` (bumped on
+  every write: the release's compare-and-swap);
+* ``carried``: ``service -> push`` the owner is deploying;
+* ``pending``: ``service -> push`` queued while the lock was held, newest per service. A push is written into
+  ``pending`` only if it is newer than both the pending and the carried push of its service, so an older push
+  (or a duplicate delivery of the same one) never overwrites a newer one.
+
+Releasing: with nothing pending the item is deleted (condition: still the owner, version unchanged); with pushes
+pending, ownership moves to a follow-up execution of the same state machine (deterministic name), ``pending``
+becomes its ``carried``, and the follow-up is started. A push that lands between the read and the write bumps the
+version, the write fails, and the release reads again: no push is lost.
+
+An owner whose execution is no longer RUNNING (``states:DescribeExecution``), or whose lock expired, is an orphan:
+the next acquirer takes the lock over and puts the orphan's carried pushes back into ``pending``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.errors import AwsThrottledError
+from controlplane.models.gates import (
+    FollowUp,
+    LockOutcome,
+    LockPurpose,
+    LockRecord,
+    LockRequest,
+    LockResult,
+    Push,
+    coalesce,
+    execution_arn,
+    follow_up_name,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+_ATTEMPTS = 8
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+ExecutionStatus = Callable[[str], "str | None"]
+"""``execution ARN -> status`` (RUNNING, SUCCEEDED, ...), ``None`` when the execution does not exist."""
+
+
+def lock_key(environment: str) -> dict[str, Any]:
+    return {"pk": {"S": f"ENV#{environment}"}, "sk": {"S": "LOCK"}}
+
+
+def _pushes_value(pushes: Mapping[str, Push]) -> dict[str, Any]:
+    return {"M": {s: _ser.serialize(p.model_dump(mode="json")) for s, p in pushes.items()}}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if type(value).__name__ == "Decimal":
+        return int(value)
+    return value
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return error_code(exc) == _CONDITION_FAILED
+
+
+class LockTable:
+    """The lock items of the ledger table ``table_name``."""
+
+    def __init__(self, table_name: str, *, region: str | None = None, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb", region_name=region)
+
+    # ------------------------------------------------------------------------------------------------------ reads
+    def read(self, environment: str) -> LockRecord | None:
+        with translate_aws_errors("dynamodb:GetItem"):
+            item = self._client.get_item(TableName=self.table_name, Key=lock_key(environment), ConsistentRead=True)
+        if "Item" not in item:
+            return None
+        data = _plain({k: _de.deserialize(v) for k, v in item["Item"].items()})
+        for key in ("pk", "sk", "kind"):
+            data.pop(key, None)
+        return LockRecord.model_validate(data)
+
+    # ----------------------------------------------------------------------------------------------------- writes
+    def _update(self, environment: str, **kwargs: Any) -> bool:
+        """One conditional UpdateItem; ``False`` when its condition does not hold."""
+        try:
+            with translate_aws_errors("dynamodb:UpdateItem"):
+                self._client.update_item(TableName=self.table_name, Key=lock_key(environment), **kwargs)
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def try_acquire(self, request: LockRequest, *, now: int, ttl_s: int) -> bool:
+        """Take a free lock, or confirm we already own it (a retried step). Never touches a queue it finds."""
+        mine = coalesce(request.pushes)
+        return self._update(
+            request.environment,
+            UpdateExpression=(
+                "SET #owner = :me, #purpose = if_not_exists(#purpose, :purpose), #kind = :kind, "
+                "#acquired = if_not_exists(#acquired, :now), #expires = :expires, "
+                "#carried = if_not_exists(#carried, :carried), #pending = if_not_exists(#pending, :empty) "
+                "ADD #version :one"
+            ),
+            ConditionExpression="attribute_not_exists(#owner) OR #owner = :me",
+            ExpressionAttributeNames={
+                "#owner": "owner",
+                "#purpose": "purpose",
+                "#kind": "kind",
+                "#acquired": "acquired_at",
+                "#expires": "expires_at",
+                "#carried": "carried",
+                "#pending": "pending",
+                "#version": "version",
+            },
+            ExpressionAttributeValues={
+                ":me": {"S": request.owner},
+                ":purpose": {"S": request.purpose.value},
+                ":kind": {"S": "lock"},
+                ":now": {"N": str(now)},
+                ":expires": {"N": str(now + ttl_s)},
+                ":carried": _pushes_value(mine),
+                ":empty": {"M": {}},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def take_over(self, request: LockRequest, orphan: LockRecord, *, now: int, ttl_s: int) -> bool:
+        """Replace the orphan owner (condition: owner and version unchanged); its carried pushes become pending."""
+        mine = coalesce(request.pushes)
+        queued = coalesce([*orphan.carried.values(), *orphan.pending.values()])
+        # A queued push no newer than ours is already covered by what we deploy.
+        pending = {s: p for s, p in queued.items() if s not in mine or p.sequence > mine[s].sequence}
+        return self._update(
+            request.environment,
+            UpdateExpression=(
+                "SET #owner = :me, #purpose = :purpose, #acquired = :now, #expires = :expires, "
+                "#carried = :carried, #pending = :pending REMOVE #handed ADD #version :one"
+            ),
+            ConditionExpression="#owner = :orphan AND #version = :version",
+            ExpressionAttributeNames={
+                "#owner": "owner",
+                "#purpose": "purpose",
+                "#acquired": "acquired_at",
+                "#expires": "expires_at",
+                "#carried": "carried",
+                "#pending": "pending",
+                "#handed": "handed_off_by",
+                "#version": "version",
+            },
+            ExpressionAttributeValues={
+                ":me": {"S": request.owner},
+                ":orphan": {"S": orphan.owner},
+                ":purpose": {"S": request.purpose.value},
+                ":now": {"N": str(now)},
+                ":expires": {"N": str(now + ttl_s)},
+                ":carried": _pushes_value(mine),
+                ":pending": _pushes_value(pending),
+                ":version": {"N": str(orphan.version)},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def enqueue(self, environment: str, push: Push) -> bool:
+        """Queue ``push`` behind the current owner, if it is newer than what is queued or carried for its service.
+
+        ``False`` when the condition fails: the lock is gone, or a newer (or the same) push is already there.
+        """
+        return self._update(
+            environment,
+            UpdateExpression="SET #pending.#service = :push ADD #version :one",
+            ConditionExpression=(
+                "attribute_exists(#owner) "
+                "AND (attribute_not_exists(#pending.#service) OR #pending.#service.#seq < :seq) "
+                "AND (attribute_not_exists(#carried.#service) OR #carried.#service.#seq < :seq)"
+            ),
+            ExpressionAttributeNames={
+                "#owner": "owner",
+                "#pending": "pending",
+                "#carried": "carried",
+                "#service": push.service,
+                "#seq": "sequence",
+                "#version": "version",
+            },
+            ExpressionAttributeValues={
+                ":push": _ser.serialize(push.model_dump(mode="json")),
+                ":seq": {"N": str(push.sequence)},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def hand_off(self, record: LockRecord, follow_up: FollowUp, *, now: int, ttl_s: int) -> bool:
+        """Give the lock to ``follow_up`` with the pending pushes as its carried ones (condition: version unchanged)."""
+        return self._update(
+            record.environment,
+            UpdateExpression=(
+                "SET #owner = :next, #purpose = :deploy, #acquired = :now, #expires = :expires, "
+                "#carried = :carried, #pending = :empty, #handed = :me ADD #version :one"
+            ),
+            ConditionExpression="#owner = :me AND #version = :version",
+            ExpressionAttributeNames={
+                "#owner": "owner",
+                "#purpose": "purpose",
+                "#acquired": "acquired_at",
+                "#expires": "expires_at",
+                "#carried": "carried",
+                "#pending": "pending",
+                "#handed": "handed_off_by",
+                "#version": "version",
+            },
+            ExpressionAttributeValues={
+                ":next": {"S": follow_up.execution_arn},
+                ":me": {"S": record.owner},
+                ":deploy": {"S": LockPurpose.DEPLOY.value},
+                ":now": {"N": str(now)},
+                ":expires": {"N": str(now + ttl_s)},
+                ":carried": _pushes_value({p.service: p for p in follow_up.pushes}),
+                ":empty": {"M": {}},
+                ":version": {"N": str(record.version)},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def delete_if_idle(self, record: LockRecord) -> bool:
+        """Delete the lock if we still own it and nothing was queued since we read it."""
+        try:
+            with translate_aws_errors("dynamodb:DeleteItem"):
+                self._client.delete_item(
+                    TableName=self.table_name,
+                    Key=lock_key(record.environment),
+                    ConditionExpression="#owner = :me AND #version = :version",
+                    ExpressionAttributeNames={"#owner": "owner", "#version": "version"},
+                    ExpressionAttributeValues={":me": {"S": record.owner}, ":version": {"N": str(record.version)}},
+                )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+
+# ------------------------------------------------------------------------------------------------- Step Functions
+def execution_status(arn: str, *, region: str | None = None, client: SFNClient | None = None) -> str | None:
+    """The status of execution ``arn`` (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ...), ``None`` if absent."""
+    sfn: SFNClient = client or boto3.client("stepfunctions", region_name=region)
+    try:
+        with translate_aws_errors("states:DescribeExecution"):
+            return str(sfn.describe_execution(executionArn=arn)["status"])
+    except ClientError as exc:
+        if error_code(exc) == "ExecutionDoesNotExist":
+            return None
+        raise
+
+
+def start_follow_up(
+    follow_up: FollowUp, state_machine_arn: str, *, region: str | None = None, client: SFNClient | None = None
+) -> None:
+    """Start the follow-up deploy; starting it again (a retried release) is a no-op."""
+    sfn: SFNClient = client or boto3.client("stepfunctions", region_name=region)
+    try:
+        with translate_aws_errors("states:StartExecution"):
+            sfn.start_execution(
+                stateMachineArn=state_machine_arn,
+                name=follow_up.execution_name,
+                input=json.dumps(follow_up.execution_input(), sort_keys=True),
+            )
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionAlreadyExists":
+            raise
+
+
+def state_machine_of(execution: str) -> str:
+    """``arn:aws:states:r:a:execution:sm:name`` -> ``arn:aws:states:r:a:stateMachine:sm``."""
+    parts = execution.split(":")
+    if len(parts) < 8 or parts[5] != "execution":
+        raise ValueError(f"not an execution ARN: {execution!r}")
+    return ":".join([*parts[:5], "stateMachine", parts[6]])
+
+
+# --------------------------------------------------------------------------------------------------------- logic
+def is_orphan(record: LockRecord, status: str | None, *, now: datetime, grace_s: int) -> bool:
+    """An owner that ended, never started (after ``grace_s``: a hand-off's follow-up may still be starting), or
+    whose lock expired."""
+    if record.expired(now):
+        return True
+    if status is None:
+        return int(now.timestamp()) - record.acquired_at > grace_s
+    return status != "RUNNING"
+
+
+def acquire(
+    table: LockTable,
+    request: LockRequest,
+    *,
+    now: datetime,
+    ttl_s: int,
+    grace_s: int,
+    status_of: ExecutionStatus,
+) -> LockResult:
+    """Take the environment's lock, queue behind its owner, or report it held (see the module docstring)."""
+    epoch = int(now.timestamp())
+
+    def result(outcome: LockOutcome, **fields: Any) -> LockResult:
+        return LockResult(outcome=outcome, environment=request.environment, owner=request.owner, **fields)
+
+    for _ in range(_ATTEMPTS):
+        if table.try_acquire(request, now=epoch, ttl_s=ttl_s):
+            return result(LockOutcome.ACQUIRED, expires_at=epoch + ttl_s)
+        record = table.read(request.environment)
+        if record is None:
+            continue  # released between our write and our read
+        if is_orphan(record, status_of(record.owner), now=now, grace_s=grace_s):
+            if table.take_over(request, record, now=epoch, ttl_s=ttl_s):
+                return result(LockOutcome.ACQUIRED, expires_at=epoch + ttl_s, cleared_orphan=record.owner)
+            continue
+        if request.purpose is not LockPurpose.DEPLOY or not request.pushes:
+            return result(LockOutcome.HELD, holder=record.owner, expires_at=record.expires_at)
+        if _enqueue_all(table, request):
+            return result(
+                LockOutcome.QUEUED,
+                holder=record.owner,
+                expires_at=record.expires_at,
+                queued=sorted(coalesce(request.pushes)),
+            )
+    raise AwsThrottledError(f"lock of {request.environment} kept changing under {_ATTEMPTS} attempts; retry")
+
+
+def _enqueue_all(table: LockTable, request: LockRequest) -> bool:
+    """Queue every push; ``False`` if the lock disappeared meanwhile (the caller tries to acquire again)."""
+    for push in coalesce(request.pushes).values():
+        if table.enqueue(request.environment, push):
+            continue
+        again = table.read(request.environment)
+        if again is None:
+            return False
+        newer = [again.pending.get(push.service), again.carried.get(push.service)]
+        if not any(p is not None and p.sequence >= push.sequence for p in newer):
+            return False  # neither superseded nor queued: the lock changed hands; start over
+    return True
+
+
+def release(
+    table: LockTable,
+    *,
+    environment: str,
+    owner: str,
+    now: datetime,
+    ttl_s: int,
+    state_machine_arn: str | None = None,
+    start: Callable[[FollowUp, str], None],
+) -> tuple[bool, FollowUp | None]:
+    """Release ``owner``'s lock, handing it to a follow-up deploy of the queued pushes if there are any.
+
+    Returns ``(released, follow_up)``. ``released`` is ``False`` when ``owner`` did not hold the lock (already
+    released: every exit path may call this, and the EventBridge rule calls it again after an abort).
+    """
+    epoch = int(now.timestamp())
+    machine = state_machine_arn or state_machine_of(owner)
+    for _ in range(_ATTEMPTS):
+        record = table.read(environment)
+        if record is None:
+            return False, None
+        if record.owner != owner:
+            if record.handed_off_by == owner:  # our hand-off committed; make sure the follow-up started
+                follow_up = _follow_up(record.environment, owner, record.carried, machine)
+                start(follow_up, machine)
+                return True, follow_up
+            return False, None
+        if not record.pending:
+            if table.delete_if_idle(record):
+                return True, None
+            continue
+        follow_up = _follow_up(record.environment, owner, record.pending, machine)
+        if table.hand_off(record, follow_up, now=epoch, ttl_s=ttl_s):
+            start(follow_up, machine)
+            return True, follow_up
+    raise AwsThrottledError(f"lock of {environment} kept changing under {_ATTEMPTS} attempts; retry")
+
+
+def _follow_up(environment: str, owner: str, pushes: Mapping[str, Push], machine: str) -> FollowUp:
+    ordered = list(coalesce(pushes.values()).values())
+    name = follow_up_name(environment, owner, ordered)
+    return FollowUp(
+        execution_name=name,
+        execution_arn=execution_arn(machine, name),
+        environment=environment,  # type: ignore[arg-type]
+        pushes=ordered,
+        after=owner,
+    )
