@@ -13,7 +13,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controlplane import platform
 from controlplane.errors import InputValidationError
@@ -307,15 +316,34 @@ class StepError(BaseModel):
         return self.Cause
 
 
-class RollbackTargetInput(StrictModel):
-    """ResolveRollbackTarget: the deploy's automatic rollback or an operator's ``{environment, release_id?}``."""
+class OperatorRollbackRequest(StrictModel):
+    """The rollback state machine's input: ``{"environment": ..., "release_id"?: ..., "reason"?: ...}``."""
 
     environment: Environment
-    release_id: str | None = None
-    failed_release_id: str | None = None
+    release_id: str | None = Field(default=None, pattern=r"^rel-[0-9a-f]{20}$")
+    reason: str = Field(default="operator rollback", min_length=1, max_length=500)
+
+
+class AutomaticRollback(StrictModel):
+    """The deploy state machine's rollback after a failure past the first cluster write."""
+
+    environment: Environment
+    failed_release_id: str
+
+
+class RollbackTargetInput(StrictModel):
+    """ResolveRollbackTarget: exactly one of ``request`` (operator) or ``automatic`` (the deploy's rollback)."""
+
     now: AwareDatetime
     execution_arn: str
-    reason: str = "operator rollback"
+    request: OperatorRollbackRequest | None = None
+    automatic: AutomaticRollback | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RollbackTargetInput:
+        if (self.request is None) == (self.automatic is None):
+            raise ValueError("exactly one of request (operator rollback) or automatic (deploy rollback) is required")
+        return self
 
 
 class RollbackTarget(StrictModel):

@@ -20,36 +20,38 @@ from controlplane.settings import get_settings
 
 
 def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
-    correlate(execution_arn=event.execution_arn, environment=event.environment)
+    environment = event.request.environment if event.request else event.automatic.environment  # type: ignore[union-attr]
+    correlate(execution_arn=event.execution_arn, environment=environment)
     settings = get_settings()
-    if event.environment != settings.environment:
+    if environment != settings.environment:
         raise InputValidationError(
-            f"environment: {event.environment!r} is not managed by this control plane ({settings.environment!r})"
+            f"environment: {environment!r} is not managed by this control plane ({settings.environment!r})"
         )
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
     timing: dict[str, Any] = {
         "started_at": event.now,
         "deadline_at": event.now + timedelta(seconds=settings.deploy_deadline_seconds),
     }
-    lkg = ledger.last_known_good(event.environment)
+    lkg = ledger.last_known_good(environment)
     current = lkg.release_id if lkg else None
 
-    if event.failed_release_id is not None:
-        target_id = current if current != event.failed_release_id else (lkg.previous_release_id if lkg else None)
+    if event.automatic is not None:
+        failed = event.automatic.failed_release_id
+        target_id = current if current != failed else (lkg.previous_release_id if lkg else None)
         if target_id is None:
-            reason = f"{event.environment} has no last known-good release to roll back to"
+            reason = f"{environment} has no last known-good release to roll back to"
             logger.warning(reason)
-            return RollbackTarget(found=False, reason=reason, replaces_release_id=event.failed_release_id, **timing)
+            return RollbackTarget(found=False, reason=reason, replaces_release_id=failed, **timing)
         record = ledger.require_release(target_id)
-        reason = f"roll back failed release {event.failed_release_id} to last known-good {target_id}"
-        return RollbackTarget(
-            found=True, reason=reason, release=record.ref(), replaces_release_id=event.failed_release_id, **timing
-        )
+        reason = f"roll back failed release {failed} to last known-good {target_id}"
+        return RollbackTarget(found=True, reason=reason, release=record.ref(), replaces_release_id=failed, **timing)
 
-    if event.release_id is not None:
-        record = ledger.require_release(event.release_id)
-        if record.environment != event.environment:
-            raise PlanError(f"release {record.release_id} belongs to {record.environment}, not {event.environment}")
+    request = event.request
+    assert request is not None
+    if request.release_id is not None:
+        record = ledger.require_release(request.release_id)
+        if record.environment != environment:
+            raise PlanError(f"release {record.release_id} belongs to {record.environment}, not {environment}")
         if record.status is not ReleaseStatus.SUCCEEDED and record.release_id != current:
             raise PlanError(
                 f"release {record.release_id} is {record.status.value}: only a release that was healthy can be "
@@ -58,12 +60,12 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     else:
         previous = lkg.previous_release_id if lkg else None
         if previous is None:
-            raise PlanError(f"{event.environment} has no previous good release to roll back to; name release_id")
+            raise PlanError(f"{environment} has no previous good release to roll back to; name release_id")
         record = ledger.require_release(previous)
     correlate(release_id=record.release_id)
     return RollbackTarget(
         found=True,
-        reason=f"{event.reason}: {current} -> {record.release_id}",
+        reason=f"{request.reason}: {current} -> {record.release_id}",
         release=record.ref(),
         replaces_release_id=current,
         **timing,

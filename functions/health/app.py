@@ -1,0 +1,17 @@
+"""CheckHealth: one look at the release's rollout; the state machine waits between looks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from controlplane.models.release import HealthInput, parse
+from controlplane.observability import logger, metrics, tracer
+from controlplane.steps.health import check_health
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 - Powertools reads it
+    return check_health(parse(HealthInput, event)).model_dump(mode="json")
