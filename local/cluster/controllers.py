@@ -323,7 +323,9 @@ class ControllerManager:
         if gr == PODS:
             self.kubelet.forget(uid_of(cached))
 
-    def _event(self, involved: Obj, kind: str, reason: str, message: str, *, warning: bool = False) -> None:
+    def _event(
+        self, involved: Obj, kind: str, reason: str, message: str, *, warning: bool = False, component: str = ""
+    ) -> None:
         now = self._clock.now()
         name = f"{name_of(involved)}.{new_uid().replace('-', '')[:16]}"
         namespace = namespace_of(involved) or "default"
@@ -352,7 +354,7 @@ class ControllerManager:
                 "firstTimestamp": fmt_time(now),
                 "lastTimestamp": fmt_time(now),
                 "eventTime": None,
-                "source": {"component": "default-scheduler" if kind == "Pod" else f"{kind.lower()}-controller"},
+                "source": {"component": component or f"{kind.lower()}-controller"},
                 "reportingComponent": "",
                 "reportingInstance": "",
             },
@@ -1187,7 +1189,13 @@ class ControllerManager:
             ]
 
         if self._update(PODS, pod, mutate) is not None:
-            self._event(pod, "Pod", "Scheduled", f"Successfully assigned {namespace_of(pod)}/{name_of(pod)} to {node}")
+            self._event(
+                pod,
+                "Pod",
+                "Scheduled",
+                f"Successfully assigned {namespace_of(pod)}/{name_of(pod)} to {node}",
+                component="default-scheduler",
+            )
 
     def _mark_unschedulable(self, pod: Obj, message: str, now: float) -> None:
         current = get_condition(pod.get("status"), "PodScheduled")
@@ -1213,7 +1221,7 @@ class ControllerManager:
             ]
 
         if self._update(PODS, pod, mutate) is not None:
-            self._event(pod, "Pod", "FailedScheduling", message, warning=True)
+            self._event(pod, "Pod", "FailedScheduling", message, warning=True, component="default-scheduler")
 
     def _run_kubelet(self, now: float) -> None:
         for pod in self._cache.objects(PODS):
@@ -1235,7 +1243,31 @@ class ControllerManager:
                 obj["status"] = status
                 obj["metadata"].setdefault("annotations", {})[HEALTH_ANNOTATION] = health
 
-            self._update(PODS, pod, mutate)
+            if self._update(PODS, pod, mutate) is not None:
+                self._kubelet_events(pod, status)
+
+    def _kubelet_events(self, pod: Obj, status: Obj) -> None:
+        """Warning events when a container enters a failure state, as ``kubectl describe pod`` shows them."""
+        before = {c.get("name"): c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            old_reason = ((before.get(container["name"]) or {}).get("state") or {}).get("waiting", {}).get("reason")
+            if reason not in WARNING_EVENTS or reason == old_reason:
+                continue
+            event_reason, template = WARNING_EVENTS[str(reason)]
+            message = template.format(
+                container=container["name"], image=container.get("image", ""), detail=waiting.get("message", "")
+            )
+            self._event(pod, "Pod", event_reason, message, warning=True, component="kubelet")
+
+
+WARNING_EVENTS: dict[str, tuple[str, str]] = {
+    "ErrImagePull": ("Failed", 'Failed to pull image "{image}": {detail}'),
+    "ImagePullBackOff": ("BackOff", 'Back-off pulling image "{image}"'),
+    "CrashLoopBackOff": ("BackOff", "Back-off restarting failed container {container} in pod"),
+    "CreateContainerConfigError": ("Failed", "Error: {detail}"),
+}
 
 
 def _int_field(spec: Obj, field: str, default: int) -> int:

@@ -136,10 +136,17 @@ class ImageBehaviours:
         tag = image_tag(image)
         if tag is not None and f":{tag}" in rules:
             return rules[f":{tag}"]
-        prefixes = [k for k in rules if not k.startswith((":", "sha256:")) and image.startswith(k)]
+        prefixes = [k for k in rules if not k.startswith((":", "sha256:")) and _prefix_of(k, image)]
         if prefixes:
             return rules[max(prefixes, key=len)]
         return default
+
+
+def _prefix_of(prefix: str, image: str) -> bool:
+    """``prefix`` ends at a component boundary of ``image`` (so ``repo/api:v1`` is no prefix of ``repo/api:v10``)."""
+    if not image.startswith(prefix):
+        return False
+    return len(image) == len(prefix) or prefix[-1] in "/:@" or image[len(prefix)] in "/:@"
 
 
 def image_tag(image: str) -> str | None:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from local.cluster.kubelet import Behaviour, ImageBehaviours, UnknownInstanceTypeError
-from local.cluster.objects import DEPLOYMENTS, NODES, PODS, SERVICES, get_condition, parse_time
+from local.cluster.objects import DEPLOYMENTS, EVENTS, NODES, PODS, SERVICES, get_condition, parse_time
 from local.cluster.proxy import service_proxy
 from local.cluster.store import Obj
 
@@ -58,6 +58,8 @@ def test_image_behaviours_match_exact_then_digest_then_tag_then_longest_prefix_t
     assert images.get("123.dkr.ecr.us-east-1.amazonaws.com/worker:v9") is long
     assert images.get("123.dkr.ecr.us-east-1.amazonaws.com/api:v2") is short
     assert images.get("nginx:1.27") == Behaviour.ready(after=1)
+    images.set("repo/api:v1", exact)
+    assert images.get("repo/api:v10") == Behaviour.ready(after=1)  # prefixes stop at component boundaries
 
 
 # --- kubelet ----------------------------------------------------------------------------------------------------
@@ -85,7 +87,14 @@ def test_crash_looping_container_restarts_with_exponential_back_off(sim: Sim) ->
     pod = _only_pod(sim)
     assert pod["status"]["phase"] == "Running"
     assert get_condition(pod["status"], "Ready")["reason"] == "ContainersNotReady"  # type: ignore[index]
-    assert "back-off 5m0s" not in json.dumps(pod)  # messages use seconds, like "back-off 300s"
+    backoff_events = [
+        e
+        for e in sim.store.list(EVENTS, "default")
+        if e["reason"] == "BackOff" and e["involvedObject"]["uid"] == pod["metadata"]["uid"]
+    ]
+    assert len(backoff_events) == 8  # one per crash: 7 restarts so far, the 8th crash is backing off now
+    assert backoff_events[0]["type"] == "Warning"
+    assert backoff_events[0]["source"] == {"component": "kubelet"}
 
 
 def test_image_pull_failure_alternates_err_image_pull_and_image_pull_back_off(sim: Sim) -> None:
