@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -338,3 +339,37 @@ def test_seven_service_rolling_update_finishes_in_under_a_second_of_wall_time(si
 
     assert all(rollout_status(sim.get(DEPLOYMENTS, b["metadata"]["name"]))[1] for b in bodies)
     assert elapsed < 1.0, f"rolling update took {elapsed:.2f}s of wall time"
+
+
+def test_concurrent_writers_reconcilers_and_clock_ticks_do_not_deadlock(sim: Sim) -> None:
+    bodies = [deployment(f"svc-{i}", f"repo/svc-{i}:v1", replicas=2) for i in range(4)]
+    errors: list[BaseException] = []
+
+    def writer(body: Obj) -> None:
+        try:
+            for version in range(2, 6):
+                sim.apply(DEPLOYMENTS, with_image(body, f"repo/{body['metadata']['name']}:v{version}"))
+                sim.manager.reconcile()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    def ticker() -> None:
+        try:
+            sim.advance(20)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(b,)) for b in bodies] + [threading.Thread(target=ticker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(t.is_alive() for t in threads), "a reconcile deadlocked"
+    assert errors == []
+    sim.advance(20)
+    for body in bodies:
+        d = sim.get(DEPLOYMENTS, body["metadata"]["name"])
+        assert rollout_status(d)[1]
+        assert {p["spec"]["containers"][0]["image"] for p in sim.pods_of(body["metadata"]["name"])} == {
+            f"repo/{body['metadata']['name']}:v5"
+        }
