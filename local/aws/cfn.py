@@ -61,11 +61,11 @@ class CfnFaults:
         self,
         stack_name: str,
         state: FailureState = "ROLLBACK_COMPLETE",
-        reason: str = "Resource handler returned message: \"Internal failure\"",
+        reason: str = 'Resource handler returned message: "Internal failure"',
         *,
         resource: str | None = None,
     ) -> None:
-        """Make the next create (CREATE_FAILED, ROLLBACK_COMPLETE) or update (UPDATE_ROLLBACK_COMPLETE) of a stack fail."""
+        """Fail the next create (CREATE_FAILED, ROLLBACK_COMPLETE) or update (UPDATE_ROLLBACK_COMPLETE) of a stack."""
         with self._lock:
             self._faults[stack_name] = _Fault(state, reason, resource)
 
@@ -139,6 +139,7 @@ class CfnFaults:
                     resource_type=kind,
                     resource_status=status,
                     resource_status_reason=reason,
+                    resource_properties=None,
                 )
             )
 
@@ -153,7 +154,12 @@ class CfnFaults:
         stack_type = "AWS::CloudFormation::Stack"
         if fault.state == "UPDATE_ROLLBACK_COMPLETE":
             event(failed, failed_type, "UPDATE_FAILED", fault.reason)
-            event(stack.name, stack_type, "UPDATE_ROLLBACK_IN_PROGRESS", f"The following resource(s) failed to update: [{failed}].")
+            event(
+                stack.name,
+                stack_type,
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                f"The following resource(s) failed to update: [{failed}].",
+            )
             event(stack.name, stack_type, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
             event(stack.name, stack_type, "UPDATE_ROLLBACK_COMPLETE")
             if previous is not None:

@@ -274,7 +274,9 @@ class LocalCloud:
         return f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{state_machine}"
 
     # -- Lambda -----------------------------------------------------------------------------------------------------
-    def _invoke_from_moto(self, function_name: str, function_arn: str, body: str | bytes | None) -> tuple[bytes, str | None]:
+    def _invoke_from_moto(
+        self, function_name: str, function_arn: str, body: str | bytes | None
+    ) -> tuple[bytes, str | None]:
         spec = self.runtime.lookup(function_arn) or self.runtime.lookup(function_name)
         if spec is None:
             error = {
@@ -334,7 +336,7 @@ class LocalCloud:
         sfn = self.client("stepfunctions")
         events: list[HistoryEvent] = []
         for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+            details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
             events.append(
                 HistoryEvent(
                     id=int(event["id"]),
@@ -420,8 +422,12 @@ class LocalCloud:
             "resources": [rule["Arn"]],
             "detail": {},
         }
-        target = next(t for t in events.list_targets_by_rule(Rule=source.name)["Targets"] if t["Arn"] == source.target_arn)
-        return self._deliver(source.name, target["Arn"], target_input(target, event, rule_name=source.name, rule_arn=rule["Arn"]))
+        target = next(
+            t for t in events.list_targets_by_rule(Rule=source.name)["Targets"] if t["Arn"] == source.target_arn
+        )
+        return self._deliver(
+            source.name, target["Arn"], target_input(target, event, rule_name=source.name, rule_arn=rule["Arn"])
+        )
 
     # -- EKS --------------------------------------------------------------------------------------------------------
     def register_cluster(
@@ -560,7 +566,9 @@ class LocalCloud:
             return
         original = backend.describe_image_scan_findings
 
-        def describe_image_scan_findings(registry_id: str | None, repository_name: str, image_id: dict[str, Any]) -> Any:
+        def describe_image_scan_findings(
+            registry_id: str | None, repository_name: str, image_id: dict[str, Any]
+        ) -> Any:
             digest = image_id.get("imageDigest")
             repo = backend._get_repository(repository_name, registry_id)
             image = repo._get_image(image_id.get("imageTag"), digest)

@@ -1,4 +1,4 @@
-"""EventBridge target input: the event envelope, ``Input``, ``InputPath`` and ``InputTransformer`` as EventBridge applies them.
+"""EventBridge target input: the event envelope, ``Input``, ``InputPath`` and ``InputTransformer``, as EventBridge does.
 
 Pattern matching is not here: the harness asks moto's own matcher (``events:TestEventPattern``).
 """
@@ -43,10 +43,7 @@ def json_path(event: Any, path: str) -> Any:
         raise InputTransformError(f"unsupported JSONPath {path!r}")
     node = event
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", path[2:]):
-        if part.startswith("["):
-            node = node[int(part[1:-1])]
-        else:
-            node = node[part]
+        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
     return node
 
 
@@ -68,7 +65,8 @@ def target_input(target: Mapping[str, Any], event: Mapping[str, Any], *, rule_na
 def transform(transformer: Mapping[str, Any], event: Mapping[str, Any], *, rule_name: str, rule_arn: str) -> str:
     """Apply an InputTransformer.
 
-    A template that is not a JSON object/array is text and values go in as text. Otherwise each ``<var>`` in InputTemplate is replaced by the value its InputPathsMap path selects. Inside a JSON string
+    A template that is not a JSON object/array is text and values go in as text. Otherwise each ``<var>`` in the
+    template is replaced by the value its InputPathsMap path selects. Inside a JSON string
     literal the value goes in as text (strings without quotes); outside one, it goes in as JSON (strings quoted).
     A path that selects nothing yields ``null`` outside quotes and empty text inside (EventBridge drops the
     variable; ``null`` keeps a JSON template valid). The predefined variables

@@ -152,7 +152,9 @@ class LambdaRuntime:
                 return self._record(spec, request_id, event, error, "Unhandled")
             return self._record(spec, request_id, event, json.loads(body), None)
 
-    def _record(self, spec: FunctionSpec, request_id: str, event: Any, result: Any, error: str | None) -> InvocationResult:
+    def _record(
+        self, spec: FunctionSpec, request_id: str, event: Any, result: Any, error: str | None
+    ) -> InvocationResult:
         self.invocations.append(InvocationRecord(spec.name, request_id, event, result, error))
         return InvocationResult(json.dumps(result).encode(), error)
 

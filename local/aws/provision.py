@@ -3,7 +3,8 @@
 :data:`SUPPORTED_TYPES` is the explicit table of what the harness can create; any other type (and any SAM event
 source other than EventBridgeRule, Schedule and ScheduleV2) raises :class:`UnsupportedResourceError` naming the
 logical id and type. Physical names, when the template does not set one, are ``<StackName>-<LogicalId>`` (CloudFormation
-appends a random suffix; tests want stable names), except SAM ScheduleV2 schedules, named ``<Owner><EventId>`` as SAM does.
+appends a random suffix; tests want stable names), except SAM ScheduleV2 schedules, named ``<Owner><EventId>``
+as SAM does.
 """
 
 from __future__ import annotations
@@ -168,9 +169,8 @@ class Provisioner:
         return name.lower() if lower and not explicit else name
 
     def _arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return (
-            f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
-        )
+        where = f"{self.region if region else ''}:{self.account if account else ''}"
+        return f"arn:{self.partition}:{service}:{where}:{resource}"
 
     def _service_role(self, logical_id: str, service: str) -> str:
         name = f"{self.stack}-{logical_id}-Role"[:64]
@@ -398,7 +398,10 @@ class Provisioner:
 
     def _subscription(self, logical_id: str, props: dict[str, Any]) -> Resource:
         response = _client("sns", self.region).subscribe(
-            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"], ReturnSubscriptionArn=True
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            ReturnSubscriptionArn=True,
         )
         return Resource(logical_id, "AWS::SNS::Subscription", str(response["SubscriptionArn"]))
 
@@ -449,7 +452,9 @@ class Provisioner:
     def _managed_policy(self, logical_id: str, props: dict[str, Any]) -> Resource:
         name = self._name(logical_id, props.get("ManagedPolicyName"), limit=128)
         iam = _client("iam", self.region)
-        arn = str(iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(props["PolicyDocument"]))["Policy"]["Arn"])
+        arn = str(
+            iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(props["PolicyDocument"]))["Policy"]["Arn"]
+        )
         for role in props.get("Roles", []):
             iam.attach_role_policy(RoleName=role, PolicyArn=arn)
         return Resource(logical_id, "AWS::IAM::ManagedPolicy", arn, {"PolicyArn": arn})
@@ -494,4 +499,3 @@ class Provisioner:
     def _recorded(self, logical_id: str, props: dict[str, Any]) -> Resource:
         del props
         return Resource(logical_id, "recorded", logical_id, recorded_only=True)
-

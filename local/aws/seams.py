@@ -15,10 +15,10 @@ and in ``tests/integration/aws/test_seams.py``. The seams:
   timestamps; swapped so they read the SimClock.
 * ``...backend.execution_worker.ExecutionWorker._get_evaluation_environment`` — moto puts a datetime object into
   ``$$.Execution.StartTime``; wrapped to pass the ISO-8601 string Step Functions passes.
-* ``moto.eks.models.Cluster`` attributes ``endpoint``/``certificate_authority`` and ``EKSBackend.update_nodegroup_config``.
+* ``moto.eks.models.Cluster`` attributes ``endpoint``/``certificate_authority``, ``EKSBackend.update_nodegroup_config``.
 * ``moto.ecr.models.ECRBackend.describe_image_scan_findings``.
-* ``moto.events.models.EventTemplateParser`` — moto's InputTransformer inserts string values without quotes outside
-  JSON strings (EventBridge quotes them) and then fails ``PutEvents`` on the invalid JSON; replaced by
+* ``moto.events.utils.EventTemplateParser`` (used by ``moto.events.models``) — moto's InputTransformer inserts string
+  values unquoted outside JSON strings (EventBridge quotes them), then fails ``PutEvents`` on the bad JSON; replaced by
   :func:`local.aws.eventbridge.transform` for moto's own deliveries (SQS, logs).
 * ``moto.events.models.Rule.send_to_targets(self, original_event, transform_input)`` — raises NotImplementedError
   for Step Functions and Lambda targets; wrapped so moto delivers only logs/SQS/event-bus targets (the harness
@@ -72,6 +72,7 @@ def check_seams() -> None:
     from moto.ecr import models as ecr_models  # noqa: PLC0415
     from moto.eks import models as eks_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
+    from moto.events import utils as events_utils  # noqa: PLC0415
     from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state import state  # noqa: PLC0415
@@ -109,7 +110,7 @@ def check_seams() -> None:
     expect("self.endpoint" in cluster_init and "self.certificate_authority" in cluster_init, "eks Cluster fields")
     expect(hasattr(ecr_models.ECRBackend, "describe_image_scan_findings"), "ECRBackend.describe_image_scan_findings")
     expect(hasattr(events_models.EventPattern, "load"), "events EventPattern.load")
-    expect(hasattr(events_models.EventTemplateParser, "parse"), "events EventTemplateParser.parse")
+    expect(hasattr(events_utils.EventTemplateParser, "parse"), "events EventTemplateParser.parse")
     params = list(inspect.signature(events_models.Rule.send_to_targets).parameters)
     expect(params == ["self", "original_event", "transform_input"], "events Rule.send_to_targets signature")
     expect(hasattr(events_models.EventPattern, "matches_event"), "events EventPattern.matches_event")
@@ -119,7 +120,8 @@ def pattern_matches(pattern: str, event: dict[str, Any]) -> bool:
     """moto's EventBridge pattern matcher applied to one event envelope."""
     from moto.events.models import EventPattern  # noqa: PLC0415
 
-    return bool(EventPattern.load(pattern).matches_event(event))
+    matcher: Any = EventPattern.load(pattern)
+    return bool(matcher.matches_event(event))
 
 
 class _ClockDatetimeModule:
@@ -171,7 +173,11 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
     """Install every seam for the duration of the ``with`` block."""
     from moto.awslambda import models as lambda_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
+    from moto.events import utils as events_utils  # noqa: PLC0415
     from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (  # noqa: PLC0415
+        FailureEventException,
+    )
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state import state  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (  # noqa: PLC0415
@@ -201,7 +207,7 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
         text: str = env.stack.pop()
         parsed = self._from_timestamp_string(timestamp=text)
         if parsed is None:
-            raise timestamp.FailureEventException(self._create_failure_event(env, text))
+            raise FailureEventException(self._create_failure_event(env, text))
         target = parsed.replace(tzinfo=_dt.UTC).timestamp()
         return max(0, int(target - keeper.now()))
 
@@ -220,29 +226,32 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
             finally:
                 self.targets = targets
 
-    original_parse = events_models.EventTemplateParser.parse
+    original_parse = events_utils.EventTemplateParser.parse
 
     def parse_template(input_template: str | None, input_paths_map: dict[str, Any], event: Any) -> Any:
         if not input_template:
-            return original_parse(input_template=input_template, input_paths_map=input_paths_map, event=event)
+            return original_parse(input_template=input_template or "", input_paths_map=input_paths_map, event=event)
         transformer = {"InputTemplate": input_template, "InputPathsMap": input_paths_map or {}}
         text = transform(transformer, event, rule_name="", rule_arn="")
         try:
             return json.loads(text)
         except json.JSONDecodeError:
             return text
+
     original_environment = execution_worker.ExecutionWorker._get_evaluation_environment
 
     def evaluation_environment(self: Any) -> Any:
         # moto puts a datetime object into $$.Execution.StartTime; Step Functions passes an ISO-8601 string.
         env = original_environment(self)
         execution = env.states.context_object.context_object_data["Execution"]
-        if isinstance(execution.get("StartTime"), _dt.datetime):
-            execution["StartTime"] = aws_timestamp(execution["StartTime"])
+        started: Any = execution.get("StartTime")
+        if isinstance(started, _dt.datetime):
+            execution["StartTime"] = aws_timestamp(started)
         return env
+
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(lambda_models.LambdaFunction, "invoke", invoke))
-        stack.enter_context(mock.patch.object(events_models.EventTemplateParser, "parse", staticmethod(parse_template)))
+        stack.enter_context(mock.patch.object(events_utils.EventTemplateParser, "parse", staticmethod(parse_template)))
         stack.enter_context(mock.patch.object(events_models.Rule, "send_to_targets", send_to_targets))
         stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
         stack.enter_context(mock.patch.object(timestamp.Timestamp, "_get_wait_seconds", get_wait_seconds))

@@ -113,7 +113,7 @@ class Resolver:
 
     def _eval_condition(self, node: Any) -> bool:
         if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Fn::Equals":
                 left, right = (self.resolve(v) for v in arg)
                 return str(left) == str(right)
@@ -136,7 +136,7 @@ class Resolver:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             handler = self._intrinsics().get(key)
             if handler is not None:
                 return handler(arg)

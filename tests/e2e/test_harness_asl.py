@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from local.aws import ExecutionTimeoutError
+
 pytestmark = pytest.mark.e2e
 
 
@@ -51,7 +53,9 @@ def test_pipeline_runs_task_choice_wait_map_parallel_retry_and_callback(harness_
     assert len(flaky_failures) == 2
 
 
-def test_handler_exception_surfaces_as_lambda_unhandled_error_and_catch_routes_on_error_type(harness_cloud: Any) -> None:
+def test_handler_exception_surfaces_as_lambda_unhandled_error_and_catch_routes_on_error_type(
+    harness_cloud: Any,
+) -> None:
     result = harness_cloud.run("Pipeline", {"n": 5, "mode": "fail", "items": []})
 
     assert result.status == "SUCCEEDED"
@@ -101,8 +105,6 @@ def test_callback_task_failure_fails_the_execution_with_the_sent_error(harness_c
 
 
 def test_wait_execution_raises_at_its_deadline_while_a_callback_is_pending(harness_cloud: Any) -> None:
-    from local.aws import ExecutionTimeoutError
-
     arn = harness_cloud.start_execution("Pipeline", {"n": 1, "items": []}, name="pending-run")
     with pytest.raises(ExecutionTimeoutError, match="still RUNNING"):
         harness_cloud.wait_execution(arn, timeout=0.5)

@@ -65,8 +65,15 @@ def test_fire_schedule_by_name_starts_the_target_with_the_schedule_input(harness
 def test_input_transformer_quotes_strings_outside_json_strings_only() -> None:
     event = {"detail": {"name": "web", "count": 3, "tags": ["a"]}, "time": "2024-01-01T00:00:00Z"}
     transformer = {
-        "InputPathsMap": {"name": "$.detail.name", "count": "$.detail.count", "tags": "$.detail.tags", "gone": "$.nope"},
-        "InputTemplate": '{"svc": <name>, "n": <count>, "tags": <tags>, "msg": "deploy <name> x<count>", "gone": <gone>}',
+        "InputPathsMap": {
+            "name": "$.detail.name",
+            "count": "$.detail.count",
+            "tags": "$.detail.tags",
+            "gone": "$.nope",
+        },
+        "InputTemplate": (
+            '{"svc": <name>, "n": <count>, "tags": <tags>, "msg": "deploy <name> x<count>", "gone": <gone>}'
+        ),
     }
 
     out = json.loads(transform(transformer, event, rule_name="r", rule_arn="arn:r"))

@@ -77,7 +77,9 @@ def test_unsupported_event_source_is_an_error_too(tmp_path: Path) -> None:
 
 
 def test_missing_definition_substitution_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "sm.asl.json").write_text('{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${Nope}", "End": true}}}')
+    (tmp_path / "sm.asl.json").write_text(
+        '{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${Nope}", "End": true}}}'
+    )
     resources = "  Sm:\n    Type: AWS::Serverless::StateMachine\n    Properties:\n      DefinitionUri: sm.asl.json\n"
     with pytest.raises(TemplateError, match=r"DefinitionSubstitutions missing for \['Nope'\]"):
         LocalCloud(_write_template(tmp_path, resources)).__enter__()
