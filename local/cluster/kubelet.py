@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -479,11 +480,43 @@ def _reserved_cpu_millis(cores: int) -> int:
     return int(millis)
 
 
+_SIZES: dict[str, tuple[int, int]] = {  # size -> (vCPU, VPC CNI max pods), for families not in the table
+    "medium": (2, 17),
+    "large": (2, 29),
+    "xlarge": (4, 58),
+    "2xlarge": (8, 58),
+    "4xlarge": (16, 234),
+    "8xlarge": (32, 234),
+    "12xlarge": (48, 234),
+    "16xlarge": (64, 737),
+    "24xlarge": (96, 737),
+}
+_GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8, "x": 16, "g": 4, "p": 8, "t": 4, "i": 8}
+_INSTANCE_TYPE = re.compile(r"^([a-z]+)(\d+)([a-z-]*)\.([a-z0-9]+)$")
+
+
+def instance_type_spec(instance_type: str) -> InstanceType:
+    """Capacity of ``instance_type``: from the table, else derived from its family letter and size."""
+    known = INSTANCE_TYPES.get(instance_type)
+    if known is not None:
+        return known
+    match = _INSTANCE_TYPE.match(instance_type)
+    if match is None or match.group(4) not in _SIZES or match.group(1)[0] not in _GIB_PER_VCPU:
+        raise UnknownInstanceTypeError(f"unknown instance type {instance_type!r}")
+    family = match.group(1)
+    cpu, max_pods = _SIZES[match.group(4)]
+    return InstanceType(cpu, cpu * _GIB_PER_VCPU[family[0]], max_pods, 1 if family[0] in "gp" else 0)
+
+
+def instance_arch(instance_type: str) -> str:
+    """``arm64`` for Graviton families (m6g, c7g, t4g...), else ``amd64``."""
+    match = _INSTANCE_TYPE.match(instance_type)
+    return "arm64" if match is not None and "g" in match.group(3) and match.group(1) not in ("g", "p") else "amd64"
+
+
 def node_resources(instance_type: str) -> tuple[Obj, Obj]:
     """(capacity, allocatable) for a node of ``instance_type``."""
-    spec = INSTANCE_TYPES.get(instance_type)
-    if spec is None:
-        raise UnknownInstanceTypeError(f"unknown instance type {instance_type!r}; known: {sorted(INSTANCE_TYPES)}")
+    spec = instance_type_spec(instance_type)
     memory_ki = int(spec.memory_gib * 1024 * 1024)
     reserved_ki = (11 * spec.max_pods + 255 + 100) * 1024
     capacity: Obj = {
@@ -649,6 +682,7 @@ class NodePool:
         domain = "ec2.internal" if self._region == "us-east-1" else f"{self._region}.compute.internal"
         name = f"ip-{ip.replace('.', '-')}.{domain}"
         capacity, allocatable = node_resources(group.instance_type)
+        arch = instance_arch(group.instance_type)
         ready = boot <= 0
         node: Obj = {
             "apiVersion": "v1",
@@ -658,14 +692,14 @@ class NodePool:
                 "uid": new_uid(),
                 "creationTimestamp": fmt_time(now),
                 "labels": {
-                    "beta.kubernetes.io/arch": "amd64",
+                    "beta.kubernetes.io/arch": arch,
                     "beta.kubernetes.io/instance-type": group.instance_type,
                     "beta.kubernetes.io/os": "linux",
                     "eks.amazonaws.com/capacityType": "ON_DEMAND",
                     "eks.amazonaws.com/nodegroup": group_name,
                     "failure-domain.beta.kubernetes.io/region": self._region,
                     "failure-domain.beta.kubernetes.io/zone": zone,
-                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/arch": arch,
                     "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",
                     "node.kubernetes.io/instance-type": group.instance_type,
@@ -686,7 +720,7 @@ class NodePool:
                 ],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                 "nodeInfo": {
-                    "architecture": "amd64",
+                    "architecture": arch,
                     "bootID": new_uid(),
                     "containerRuntimeVersion": "containerd://1.7.27",
                     "kernelVersion": "6.1.132-147.221.amzn2023.x86_64",

@@ -221,6 +221,20 @@ def test_node_objects_look_like_eks_managed_nodes(sim: Sim) -> None:
         sim.nodes.set_group("odd", 1, "z9.mega")
 
 
+@pytest.mark.parametrize(
+    ("instance_type", "cpu", "memory_gib", "arch"),
+    [("m6i.large", "2", 8, "amd64"), ("c7g.xlarge", "4", 8, "arm64"), ("r6a.2xlarge", "8", 64, "amd64")],
+)
+def test_instance_types_outside_the_table_get_capacity_from_family_and_size(
+    sim: Sim, instance_type: str, cpu: str, memory_gib: int, arch: str
+) -> None:
+    sim.nodes.set_group("extra", 1, instance_type, boot_seconds=0)
+    [node] = [n for n in sim.store.list(NODES) if n["metadata"]["labels"]["eks.amazonaws.com/nodegroup"] == "extra"]
+    assert node["status"]["capacity"]["cpu"] == cpu
+    assert node["status"]["capacity"]["memory"] == f"{memory_gib * 1024 * 1024}Ki"
+    assert node["metadata"]["labels"]["kubernetes.io/arch"] == arch
+
+
 # --- service proxy ----------------------------------------------------------------------------------------------
 
 
