@@ -1,0 +1,130 @@
+"""The release ledger against moto's DynamoDB: natural keys, conditional writes, reruns that change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from controlplane import platform
+from controlplane.aws.ledger import Ledger, LedgerConflictError, ReleaseNotFoundError
+from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
+from moto import mock_aws
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 16, 2, 0, tzinfo=UTC)
+TABLE = "ledger"
+
+
+@pytest.fixture
+def ledger(aws_credentials: None) -> Iterator[Ledger]:
+    with mock_aws():
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        yield Ledger(TABLE, region="us-east-1")
+
+
+def release(n: int) -> ReleaseRef:
+    return ReleaseRef.build("staging", dict.fromkeys(platform.SERVICE_NAMES, f"sha256:{n:064x}"), "sha256:bundle")
+
+
+def record(ref: ReleaseRef, execution: str = "arn:exec:1") -> ReleaseRecord:
+    return ReleaseRecord(
+        release_id=ref.release_id,
+        environment=ref.environment,
+        images=ref.images,
+        bundle_hash=ref.bundle_hash,
+        status=ReleaseStatus.PLANNED,
+        trigger=Trigger(kind=TriggerKind.CONSOLE, reason="test"),
+        execution_arn=execution,
+        started_at=NOW,
+        changed={"edc-service": ref.images["edc-service"]},
+    )
+
+
+def items(ledger: Ledger) -> list[dict[str, Any]]:
+    return boto3.client("dynamodb", region_name="us-east-1").scan(TableName=TABLE)["Items"]
+
+
+def test_planning_twice_creates_one_item_and_keeps_the_first_start(ledger: Ledger) -> None:
+    ref = release(1)
+    ledger.put_planned(record(ref))
+    ledger.put_planned(record(ref, execution="arn:exec:2").model_copy(update={"started_at": datetime.now(UTC)}))
+    assert len(items(ledger)) == 1
+    stored = ledger.require_release(ref.release_id)
+    assert stored.started_at == NOW
+    assert stored.execution_arn == "arn:exec:2"
+    assert stored.ref() == ref
+
+
+def test_replanning_never_demotes_a_succeeded_release(ledger: Ledger) -> None:
+    ref = release(1)
+    ledger.put_planned(record(ref))
+    ledger.update_release(ref.release_id, status=ReleaseStatus.SUCCEEDED, finished_at=NOW)
+    ledger.put_planned(record(ref))
+    assert ledger.require_release(ref.release_id).status is ReleaseStatus.SUCCEEDED
+
+
+def test_applied_objects_round_trip_in_apply_order(ledger: Ledger) -> None:
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"cm-{i}", "namespace": "ns"},
+            "data": {"i": str(i)},
+        }
+        for i in range(60)
+    ]
+    ledger.record_applied("rel-x", objects)
+    ledger.record_applied("rel-x", objects)  # a retried apply overwrites, never duplicates
+    assert ledger.applied_objects("rel-x") == objects
+    assert len(items(ledger)) == 60
+
+
+def test_promote_moves_the_pointer_conditionally_and_is_idempotent(ledger: Ledger) -> None:
+    first, second = release(1), release(2)
+    ledger.promote("staging", first.release_id, expected_previous=None, execution_arn="e1", now=NOW)
+    pointer = ledger.promote(
+        "staging", second.release_id, expected_previous=first.release_id, execution_arn="e2", now=NOW
+    )
+    assert pointer.previous_release_id == first.release_id
+    again = ledger.promote(
+        "staging", second.release_id, expected_previous=first.release_id, execution_arn="e2", now=NOW
+    )
+    assert again.previous_release_id == first.release_id
+    lkg = ledger.last_known_good("staging")
+    assert lkg is not None
+    assert (lkg.release_id, lkg.previous_release_id) == (second.release_id, first.release_id)
+
+
+def test_promote_refuses_when_another_release_moved_the_pointer(ledger: Ledger) -> None:
+    ledger.promote("staging", release(1).release_id, expected_previous=None, execution_arn="e1", now=NOW)
+    with pytest.raises(LedgerConflictError, match="concurrently"):
+        ledger.promote(
+            "staging", release(3).release_id, expected_previous="rel-somethingelse", execution_arn="e", now=NOW
+        )
+
+
+def test_quarantine_keeps_the_first_cause_and_is_found_by_digest(ledger: Ledger) -> None:
+    bad = "sha256:" + "d" * 64
+    ledger.quarantine({"edc-service": bad}, release_id="rel-a", cause="CrashLoopBackOff", now=NOW)
+    ledger.quarantine({"edc-service": bad}, release_id="rel-b", cause="other", now=NOW)
+    found = ledger.quarantined([bad, "sha256:" + "e" * 64])
+    assert list(found) == [bad]
+    assert "rel-a" in found[bad]
+    assert "CrashLoopBackOff" in found[bad]
+
+
+def test_updating_an_unknown_release_says_so(ledger: Ledger) -> None:
+    with pytest.raises(ReleaseNotFoundError, match="rel-nope"):
+        ledger.update_release("rel-nope", status=ReleaseStatus.FAILED)
