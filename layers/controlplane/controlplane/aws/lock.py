@@ -94,7 +94,7 @@ class LockTable:
         data = _plain({k: _de.deserialize(v) for k, v in item["Item"].items()})
         for key in ("pk", "sk", "kind"):
             data.pop(key, None)
-        return LockRecord.model_validate(data)
+        return LockRecord.model_validate(data | {"environment": environment})
 
     # ----------------------------------------------------------------------------------------------------- writes
     def _update(self, environment: str, **kwargs: Any) -> bool:

@@ -33,6 +33,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def at(now: datetime | None) -> datetime:
+    """``now`` from the state machine when given (it follows the Wait states' clock), the wall clock otherwise."""
+    return (now or utcnow()).astimezone(UTC)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Images and pushes
 # ---------------------------------------------------------------------------------------------------------------------
@@ -119,6 +124,7 @@ class AcquireLockInput(_Model):
     purpose: LockPurpose = LockPurpose.DEPLOY
     environment: Environment | None = Field(default=None, description="Rollback/scaling: the environment to lock.")
     owner: str | None = Field(default=None, description="Lock on behalf of another execution (a parent deploy).")
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime")
 
 
 class LockResult(_Model):
@@ -155,6 +161,7 @@ class ReleaseLockInput(_Model):
     environment: Environment
     owner: str = Field(min_length=1, description="The execution releasing the lock ($$.Execution.Id).")
     outcome: str = Field(default="SUCCEEDED", description="Why: SUCCEEDED, FAILED, ABORTED, TIMED_OUT, ...")
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
 
 class ReleaseLockResult(_Model):
@@ -261,6 +268,7 @@ class ScanRequest(_Model):
     environment: Environment
     images: list[ImageRef]
     deadline: datetime | None = Field(default=None, description="Set by the first check; passed back by the loop.")
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
 
 class ScanReport(_Model):
@@ -278,6 +286,7 @@ class ScanReport(_Model):
 # ---------------------------------------------------------------------------------------------------------------------
 # Provision: CloudFormation stacks
 # ---------------------------------------------------------------------------------------------------------------------
+
 
 class StackSpec(_Model):
     """One platform stack of ``manifests/stacks.yaml``."""
@@ -391,6 +400,7 @@ class ProvisionStatus(StrEnum):
 class ProvisionRequest(_Model):
     environment: Environment
     release_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
 
 class ProvisionState(_Model):
@@ -408,6 +418,11 @@ class ProvisionState(_Model):
 
     def outputs(self) -> dict[str, dict[str, str]]:
         return {s.suffix: dict(s.outputs) for s in self.stacks if s.finished}
+
+
+class AdvanceStacksInput(_Model):
+    provision: ProvisionState
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
 
 PROTECTED_RESOURCE_TYPES = ("AWS::RDS::*", "AWS::ElastiCache::*", "AWS::S3::Bucket")
@@ -497,12 +512,25 @@ class ApprovalRequest(_Model):
     images: list[ImageRef]
     requested_by: str | None = None
     timeout_s: int = Field(default=86_400, gt=0)
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
 
 class ApprovalNotice(_Model):
     release_id: str
     diff_uri: str
     message_id: str
+
+
+class StagingHealthInput(_Model):
+    """Production: the release's images, and optionally the staging release they come from."""
+
+    images: list[ImageRef]
+    source_release_id: str | None = None
+
+
+class StagingHealth(_Model):
+    healthy: bool
+    staging_release_ids: list[str]
 
 
 class ApprovalDecision(_Model):
@@ -531,6 +559,7 @@ class ApprovalOutcome(_Model):
 
 class ApprovalTimeoutRequest(_Model):
     release_id: str
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -603,6 +632,8 @@ class FreezeCheckRequest(_Model):
     force: bool = False
     forced_by: str | None = None
     force_reason: str | None = None
+    execution_arn: str = ""
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
     @model_validator(mode="after")
     def _who_forced(self) -> Self:
@@ -628,19 +659,20 @@ class FreezeDecision(_Model):
 class GateSettings(_Model):
     """The gates' configuration, from environment variables that template.yaml sets (read on first use)."""
 
-    table_name: str = Field(min_length=1)
     project_name: str = "synthetictrialstudio"
     lock_ttl_s: int = Field(default=4 * 3600, gt=0)
     handoff_grace_s: int = Field(default=300, gt=0)
-    deploy_state_machine_arn: str | None = None
     scan_policy: ScanPolicy = ScanPolicy()
-    stacks_file: str = "manifests/stacks.yaml"
-    templates_dir: str = "manifests/cloudformation"
+    stacks_file: str = Field(default="manifests/stacks.yaml", description="Templates sit in its template_dir.")
     artifacts_bucket: str | None = None
     provision_timeout_s: int = Field(default=3 * 3600, gt=0)
     approval_topic_arn: str | None = None
     approval_bucket: str | None = None
     freeze_calendar: FreezeCalendar = FreezeCalendar()
+    staging_ledger_table_name: str | None = Field(
+        default=None, description="Production: the staging control plane's ledger (where staging health is recorded)."
+    )
+    stack_inputs: dict[str, str] = Field(default_factory=dict, description="STACK_INPUTS: JSON {Parameter: value}.")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> GateSettings:
@@ -657,24 +689,22 @@ class GateSettings(_Model):
             except json.JSONDecodeError as exc:
                 raise ConfigurationError(f"{name} is not valid JSON: {exc.msg}") from None
 
-        table = get("LEDGER_TABLE_NAME")
-        if table is None:
-            raise ConfigurationError("LEDGER_TABLE_NAME is not set")
-        values: dict[str, Any] = {"table_name": table}
+        values: dict[str, Any] = {}
         optional = {
             "project_name": "PROJECT_NAME",
             "lock_ttl_s": "LOCK_TTL_SECONDS",
-            "deploy_state_machine_arn": "DEPLOY_STATE_MACHINE_ARN",
             "stacks_file": "STACKS_FILE",
-            "templates_dir": "TEMPLATES_DIR",
             "artifacts_bucket": "ARTIFACTS_BUCKET",
             "provision_timeout_s": "PROVISION_TIMEOUT_SECONDS",
             "approval_topic_arn": "APPROVAL_TOPIC_ARN",
             "approval_bucket": "APPROVAL_BUCKET",
+            "staging_ledger_table_name": "STAGING_LEDGER_TABLE_NAME",
         }
         for field, env in optional.items():
             if (value := get(env)) is not None:
                 values[field] = value
+        if (inputs := json_env("STACK_INPUTS")) is not None:
+            values["stack_inputs"] = {str(k): str(v) for k, v in dict(inputs).items()}
         policy: dict[str, Any] = {}
         if (severity := get("SCAN_BLOCK_SEVERITY")) is not None:
             policy["block_at"] = severity.upper()

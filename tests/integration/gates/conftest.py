@@ -1,0 +1,78 @@
+"""moto-backed fixtures of the gate tests: the ledger table, the functions' environment, a deploy state machine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+TABLE = "ledger"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def gate_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """moto, the ledger table, and the variables template.yaml gives the gate functions."""
+    env = {
+        "ENVIRONMENT": "staging",
+        "ACCOUNT_ID": ACCOUNT,
+        "CLUSTER_NAME": "sts-staging",
+        "LEDGER_TABLE_NAME": TABLE,
+        "LOCK_TTL_SECONDS": "3600",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield env
+
+
+@pytest.fixture
+def deploy_machine(gate_env: dict[str, str]) -> str:
+    """A stand-in deploy state machine (moto keeps its executions RUNNING until stopped)."""
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    definition: dict[str, Any] = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    return boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        name="deploy", definition=json.dumps(definition), roleArn=role
+    )["stateMachineArn"]
+
+
+def start(machine: str, name: str, payload: dict[str, Any] | None = None) -> str:
+    return boto3.client("stepfunctions", region_name=REGION).start_execution(
+        stateMachineArn=machine, name=name, input=json.dumps(payload or {})
+    )["executionArn"]
+
+
+def ecr_push(service: str, digest: str, *, time: str, tag: str = "build-1") -> dict[str, Any]:
+    """An EventBridge ECR Image Action event, as AWS documents it."""
+    return {
+        "version": "0",
+        "id": f"evt-{service}-{digest[-6:]}-{time}",
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": ACCOUNT,
+        "time": time,
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "result": "SUCCESS",
+            "repository-name": f"clinical-trials/{service}",
+            "image-digest": digest,
+            "action-type": "PUSH",
+            "image-tag": tag,
+        },
+    }
