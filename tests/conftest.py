@@ -14,18 +14,17 @@ EVENTS = REPO / "tests" / "events"
 
 
 @pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region, so nothing can reach a real account."""
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's fake credential
-        "AWS_SECURITY_TOKEN": "testing",  # noqa: S105
-        "AWS_SESSION_TOKEN": "testing",  # noqa: S105
+        "AWS_SECRET_ACCESS_KEY": "testing",  # moto's fake credential
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
-    yield
 
 
 def load_event(name: str) -> dict[str, Any]:

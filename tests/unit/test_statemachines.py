@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from cfnlint.decode import decode_str
+from controlplane import errors
 from statelint.config import Config
 from statelint.linter import Linter
-
-from controlplane import errors
 
 pytestmark = pytest.mark.unit
 
@@ -56,7 +55,7 @@ def _fake_value(key: str) -> str:
 
 
 def lint(text: str) -> list[str]:
-    return [str(p) for p in Linter.validate(text, Config([], False, False))]
+    return [str(p) for p in Linter.validate(text, Config([], is_yaml=False, evaluate_jsonata=False))]
 
 
 def _walk_states(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -98,11 +97,16 @@ def test_retry_and_catch_name_error_types_that_exist(path: Path) -> None:
     for name, state in _walk_states(definition["States"]):
         for clause in [*state.get("Retry", []), *state.get("Catch", [])]:
             for error in clause["ErrorEquals"]:
-                known = error.startswith(("States.", "Lambda.")) or error in ERROR_CLASSES or error in {
-                    "AWSLambdaException",
-                    "SdkClientException",
-                    "TooManyRequestsException",
-                }
+                known = (
+                    error.startswith(("States.", "Lambda."))
+                    or error in ERROR_CLASSES
+                    or error
+                    in {
+                        "AWSLambdaException",
+                        "SdkClientException",
+                        "TooManyRequestsException",
+                    }
+                )
                 assert known, f"{path.name}: state {name!r} matches unknown error {error!r}"
 
 

@@ -14,7 +14,9 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def correlate(*, execution_arn: str | None = None, release_id: str | None = None, environment: str | None = None) -> None:
+def correlate(
+    *, execution_arn: str | None = None, release_id: str | None = None, environment: str | None = None
+) -> None:
     """Attach the execution ARN (correlation id), release id and environment to every following log line."""
     if execution_arn:
         logger.set_correlation_id(execution_arn)
