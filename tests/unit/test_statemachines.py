@@ -55,7 +55,7 @@ def _fake_value(key: str) -> str:
 
 
 def lint(text: str) -> list[str]:
-    return [str(p) for p in Linter.validate(text, Config([], is_yaml=False, evaluate_jsonata=False))]
+    return [str(p) for p in Linter.validate(text, Config(set(), yaml=False, evaluate_jsonata=False))]
 
 
 def _walk_states(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
