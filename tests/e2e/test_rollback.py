@@ -1,0 +1,150 @@
+"""Failures after the first cluster write roll back to the last known-good release; operators can roll back too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from controlplane.aws import eks
+from controlplane.models.release import ReleaseStatus
+
+from tests.integration.pipeline.support import Pipeline, pipeline
+
+pytestmark = pytest.mark.e2e
+
+_emulator = pytest.importorskip("local.cluster")
+if not hasattr(_emulator, "Cluster"):
+    pytest.skip("the Kubernetes emulator (local.cluster.Cluster) is not there yet", allow_module_level=True)
+Cluster = _emulator.Cluster
+Behaviour = _emulator.Behaviour
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    eks.clear_cache()
+    with Cluster("sts-staging") as emulator:
+        yield emulator
+    eks.clear_cache()
+
+
+@pytest.fixture
+def pipe(cluster: Any) -> Iterator[Pipeline]:
+    with pipeline(cluster) as p:
+        yield p
+
+
+def cause_of(result: Any) -> str:
+    return str(result.cause or "")
+
+
+FAIL_FAST = {
+    "crash-loop": (Behaviour.crash_loop, "CrashLoopBackOff"),
+    "image-pull": (Behaviour.err_image_pull, "ImagePullBackOff|ErrImagePull"),
+    "config-error": (Behaviour.create_container_config_error, "CreateContainerConfigError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAIL_FAST))
+def test_a_fail_fast_pod_state_rolls_back_to_the_previous_release(pipe: Pipeline, case: str) -> None:
+    behaviour, reason = FAIL_FAST[case]
+    pipe.first_release()
+    before = pipe.owned()
+    good = pipe.ledger.last_known_good("staging")
+    assert good is not None
+
+    result = pipe.push_and_deploy("edc-service", "main-2", behaviour())
+
+    assert result.status == "FAILED"
+    assert result.error == "RolloutFailedError"
+    cause = cause_of(result)
+    assert any(r in cause for r in reason.split("|")), cause
+    assert f"rollback to {good.release_id} succeeded" in cause
+    assert pipe.owned() == before
+    failed = pipe.ledger.require_release(_planned_release(pipe, result))
+    assert failed.status is ReleaseStatus.ROLLED_BACK
+    assert failed.rolled_back_to == good.release_id
+    bad_digest = pipe.digests["edc-service"]
+    assert bad_digest in pipe.ledger.quarantined([bad_digest])
+    assert pipe.ledger.last_known_good("staging") == good
+
+
+def _planned_release(pipe: Pipeline, result: Any) -> str:
+    for event in pipe.cloud.history(result.arn):
+        if event.type == "TaskStateExited" and event.state_name == "PlanRelease":
+            return str(json.loads(event.details["output"])["plan"]["release"]["release_id"])
+    raise AssertionError("no PlanRelease output")
+
+
+def test_a_quarantined_digest_is_refused_unless_forced(pipe: Pipeline) -> None:
+    pipe.first_release()
+    failed = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crash_loop())
+    assert failed.status == "FAILED"
+    digest = pipe.digests["edc-service"]
+    writes = len(pipe.writes())
+
+    again = pipe.deploy({"environment": "staging", "services": {"edc-service": digest}, "reason": "retry"})
+
+    assert again.status == "FAILED"
+    assert again.error == "PlanError"
+    assert "quarantined" in cause_of(again)
+    assert len(pipe.writes()) == writes
+
+
+def test_a_release_that_never_becomes_ready_fails_at_its_deadline_and_rolls_back(cluster: Any) -> None:
+    with pipeline(cluster, DeployDeadlineSeconds=120) as pipe:
+        pipe.first_release()
+        before = pipe.owned()
+        result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.never_ready())
+        assert result.status == "FAILED"
+        assert result.error == "DeadlineExceededError"
+        assert "succeeded" in cause_of(result)
+        assert pipe.owned() == before
+
+
+def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline) -> None:
+    pipe.first_release()
+    good_digest = pipe.digests["edc-service"]
+    # Running pods keep their fate; pods the rollback starts from the good image will now crash.
+    pipe.cluster.images.set(good_digest, Behaviour.crash_loop())
+
+    result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crash_loop())
+
+    assert result.status == "FAILED"
+    assert result.error == "RollbackFailedError"
+    assert "ROLLBACK" in cause_of(result)
+    assert "operators must act" in cause_of(result)
+    failed = pipe.ledger.require_release(_planned_release(pipe, result))
+    assert failed.status is ReleaseStatus.ROLLBACK_FAILED
+
+
+def test_operator_rolls_back_to_the_previous_release_by_default_and_to_a_named_one(pipe: Pipeline) -> None:
+    pipe.first_release()
+    first = pipe.ledger.last_known_good("staging")
+    assert first is not None
+    first_image = pipe.deployment_image("edc-service")
+    assert pipe.push_and_deploy("edc-service", "main-2").status == "SUCCEEDED"
+    second = pipe.ledger.last_known_good("staging")
+    assert second is not None
+    second_image = pipe.deployment_image("edc-service")
+
+    back = pipe.rollback({"environment": "staging", "reason": "bad export"})
+
+    assert back.status == "SUCCEEDED", cause_of(back)
+    assert pipe.deployment_image("edc-service") == first_image
+    assert pipe.ledger.last_known_good("staging").release_id == first.release_id  # type: ignore[union-attr]
+
+    forward = pipe.rollback({"environment": "staging", "release_id": second.release_id})
+
+    assert forward.status == "SUCCEEDED", cause_of(forward)
+    assert pipe.deployment_image("edc-service") == second_image
+
+
+def test_operator_rollback_to_an_unknown_release_changes_nothing(pipe: Pipeline) -> None:
+    pipe.first_release()
+    writes = len(pipe.writes())
+    result = pipe.rollback({"environment": "staging", "release_id": "rel-00000000000000000000"})
+    assert result.status == "FAILED"
+    assert "rel-00000000000000000000" in cause_of(result)
+    assert len(pipe.writes()) == writes

@@ -1,0 +1,143 @@
+"""The deploy pipeline on the local cloud: our template, ASL and handlers in moto, the Kubernetes emulator behind EKS.
+
+Used by the pipeline's e2e tests, the bench and the demo. Only the parameters a local run must set differ from a real
+deploy: the emulator does not mount Lambda layers at /opt, so ``ManifestsDir`` points at the repository's
+manifests (the same files the ManifestsLayer ships), and moto has no KMS key to create.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controlplane import platform
+from controlplane.aws.ledger import Ledger
+from controlplane.kube.apply import live_owned_objects
+from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.models.kube import ObjectRef
+
+REPO = Path(__file__).resolve().parents[3]
+TEMPLATE = REPO / "template.yaml"
+MANIFESTS = REPO / "manifests" / "kubernetes"
+CLUSTER_NAME = "sts-staging"
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+EVENT = json.loads((REPO / "tests" / "events" / "ecr_push.json").read_text())
+
+
+def parameters(**overrides: Any) -> dict[str, Any]:
+    return {
+        "Environment": "staging",
+        "ClusterName": CLUSTER_NAME,
+        "ManifestsDir": str(MANIFESTS),
+        "NotificationKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/local-notifications",
+        "TagRules": '[{"tag": "main-*", "environment": "staging"}, {"tag": "v*", "environment": "production"}]',
+        **overrides,
+    }
+
+
+@dataclass
+class Pipeline:
+    """A started LocalCloud with the emulator registered as the environment's EKS cluster."""
+
+    cloud: Any
+    cluster: Any
+    pushes: int = 0
+    digests: dict[str, str] = field(default_factory=dict)
+
+    # -- images and events -----------------------------------------------------------------------------------------
+    def push(self, service: str, tag: str, behaviour: Any = None) -> str:
+        """Push an image to ECR (no event) and decide what its pods will do; returns the digest."""
+        digest = str(self.cloud.push_image(f"{platform.REPOSITORY_PREFIX}{service}", tag, emit_event=False))
+        if behaviour is not None:
+            self.cluster.images.set(digest, behaviour)
+        self.digests[service] = digest
+        return digest
+
+    def push_event(self, repository: str, digest: str, tag: str | None) -> dict[str, Any]:
+        event = json.loads(json.dumps(EVENT))
+        event["id"] = str(uuid.uuid4())
+        event["detail"]["repository-name"] = repository
+        event["detail"]["image-digest"] = digest
+        if tag is None:
+            event["detail"].pop("image-tag")
+        else:
+            event["detail"]["image-tag"] = tag
+        return event
+
+    def deliver(self, event: Mapping[str, Any]) -> list[str]:
+        """Put the event on the default bus; the execution ARNs the rule started."""
+        return [d.execution_arn for d in self.cloud.deliver_event(event) if d.execution_arn]
+
+    # -- runs --------------------------------------------------------------------------------------------------------
+    def deploy(self, request: Mapping[str, Any], timeout: float = 60.0) -> Any:
+        return self.cloud.run("DeployStateMachine", dict(request), timeout=timeout)
+
+    def rollback(self, request: Mapping[str, Any], timeout: float = 60.0) -> Any:
+        return self.cloud.run("RollbackStateMachine", dict(request), timeout=timeout)
+
+    def first_release(self, tag: str = "main-1") -> Any:
+        """Every service pushed and deployed from the console: the environment's first release."""
+        images = {name: self.push(name, tag) for name in platform.SERVICE_NAMES}
+        result = self.deploy({"environment": "staging", "services": images, "reason": "first release"})
+        assert result.status == "SUCCEEDED", (result.error, result.cause)
+        return result
+
+    def push_and_deploy(self, service: str, tag: str, behaviour: Any = None, timeout: float = 60.0) -> Any:
+        digest = self.push(service, tag, behaviour)
+        arns = self.deliver(self.push_event(f"{platform.REPOSITORY_PREFIX}{service}", digest, tag))
+        assert len(arns) == 1, arns
+        return self.cloud.wait_execution(arns[0], timeout=timeout)
+
+    # -- what is where -----------------------------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(str(self.cloud.ref("LedgerTable")), region=REGION)
+
+    def owned(self) -> dict[str, dict[str, Any]]:
+        """The cluster's objects carrying the ownership label: key -> {kind, images}."""
+        api = build_api_client(
+            ClusterAccess(endpoint=self.cluster.endpoint, ca_data=self.cluster.ca_data, token=self.cluster.token())
+        )
+        kinds = {(o["apiVersion"], o["kind"]) for o in json.loads(json.dumps(self._rendered_kinds()))}
+        try:
+            objects = live_owned_objects(api, [platform.NAMESPACE], sorted(kinds))
+        finally:
+            api.close()
+        found: dict[str, dict[str, Any]] = {}
+        for obj in objects:
+            containers = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+            found[ObjectRef.of(obj).key] = {"images": sorted(c.get("image", "") for c in containers)}
+        return found
+
+    def _rendered_kinds(self) -> list[dict[str, str]]:
+        from controlplane.render import load_bundle  # noqa: PLC0415
+
+        return [{"apiVersion": d.body["apiVersion"], "kind": d.kind} for d in load_bundle(MANIFESTS).documents]
+
+    def writes(self) -> list[Any]:
+        """Requests that changed something in the cluster."""
+        return [
+            r
+            for r in self.cluster.requests
+            if getattr(r, "verb", "") in {"create", "update", "patch", "apply", "delete"}
+        ]
+
+    def deployment_image(self, name: str) -> str:
+        images = self.owned()[f"Deployment.apps/{platform.NAMESPACE}/{name}"]["images"]
+        assert len(images) == 1, images
+        return str(images[0])
+
+
+@contextmanager
+def pipeline(cluster: Any, **overrides: Any) -> Iterator[Pipeline]:
+    from local.aws import LocalCloud  # noqa: PLC0415 - the harness imports moto: only when a test needs it
+
+    with LocalCloud(TEMPLATE, parameters=parameters(**overrides), cluster=cluster) as cloud:
+        cloud.register_cluster(CLUSTER_NAME, cluster)
+        yield Pipeline(cloud, cluster)
