@@ -37,7 +37,7 @@ def _at(event: Any) -> datetime:
 
 def _pipeline(**overrides: Any) -> Any:
     from local.cluster import Behaviour, Cluster  # noqa: PLC0415
-    from tests.integration.pipeline.support import pipeline  # noqa: PLC0415
+    from local.pipeline import pipeline  # noqa: PLC0415
 
     class _Run:
         def __enter__(self) -> Any:

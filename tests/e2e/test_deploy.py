@@ -17,7 +17,7 @@ from controlplane import platform
 from controlplane.aws import eks
 from controlplane.models.release import ReleaseStatus
 
-from tests.integration.pipeline.support import MANIFESTS, Pipeline, pipeline
+from local.pipeline import MANIFESTS, Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
 

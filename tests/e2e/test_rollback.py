@@ -10,7 +10,7 @@ import pytest
 from controlplane.aws import eks
 from controlplane.models.release import ReleaseStatus
 
-from tests.integration.pipeline.support import Pipeline, pipeline
+from local.pipeline import Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
 

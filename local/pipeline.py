@@ -1,8 +1,8 @@
-"""The deploy pipeline on the local cloud: our template, ASL and handlers in moto, the Kubernetes emulator behind EKS.
+"""The deploy pipeline on the local cloud: our template, ASL and handlers in moto, the Kubernetes emulator as EKS.
 
-Used by the pipeline's e2e tests, the bench and the demo. Only the parameters a local run must set differ from a real
-deploy: the emulator does not mount Lambda layers at /opt, so ``ManifestsDir`` points at the repository's
-manifests (the same files the ManifestsLayer ships), and moto has no KMS key to create.
+Used by the pipeline's e2e tests, the bench and the demo (``make demo``). Only the parameters a local run must set
+differ from a real deploy: the harness does not mount Lambda layers at /opt, so ``ManifestsDir`` points at the
+repository's manifests (the same files the ManifestsLayer ships), and the harness creates no KMS key.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from controlplane.kube.apply import live_owned_objects
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
 MANIFESTS = REPO / "manifests" / "kubernetes"
 CLUSTER_NAME = "sts-staging"
@@ -60,7 +60,7 @@ class Pipeline:
         return digest
 
     def push_event(self, repository: str, digest: str, tag: str | None) -> dict[str, Any]:
-        event = json.loads(json.dumps(EVENT))
+        event: dict[str, Any] = json.loads(json.dumps(EVENT))
         event["id"] = str(uuid.uuid4())
         event["detail"]["repository-name"] = repository
         event["detail"]["image-digest"] = digest
