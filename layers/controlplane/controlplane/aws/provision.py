@@ -225,7 +225,14 @@ class Provisioner:
             ), False
         change_set = f"cp-{state.release_id}-{digest[:12]}"
         create = stack is None or status == "REVIEW_IN_PROGRESS"
-        self._create_change_set(spec, progress.stack_name, change_set, body, parameters, create=create, state=state)
+        if not self._create_change_set(
+            spec, progress.stack_name, change_set, body, parameters, create=create, state=state
+        ):
+            done = progress.model_copy(
+                update={"phase": StackPhase.NO_CHANGES, "template_hash": digest, "outputs": _outputs(stack or {})}
+            )
+            self.record_hash(state, done)
+            return done, False
         return progress.model_copy(
             update={
                 "phase": StackPhase.CHANGE_SET,
@@ -336,7 +343,8 @@ class Provisioner:
         *,
         create: bool,
         state: ProvisionState,
-    ) -> None:
+    ) -> bool:
+        """Create the change set; ``False`` when CloudFormation refuses it up front as having no changes."""
         capabilities = cast("list[CapabilityType]", list(spec.capabilities))
         try:
             with translate_aws_errors("cloudformation:CreateChangeSet"):
@@ -354,8 +362,11 @@ class Provisioner:
                     **self._template_argument(stack_name, body, state),  # type: ignore[arg-type]
                 )
         except ClientError as exc:
+            if error_code(exc) == "ValidationError" and any(m in str(exc) for m in NO_CHANGES_MARKERS):
+                return False
             if error_code(exc) != "AlreadyExistsException":  # a retried call created it already
                 raise
+        return True
 
     def _delete_change_set(self, progress: StackProgress) -> None:
         assert progress.change_set_name is not None
