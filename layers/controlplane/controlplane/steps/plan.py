@@ -134,7 +134,8 @@ def plan_release(event: PlanInput) -> PlanOutput:
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
     requested = requested_images(request, settings)
     lkg = ledger.last_known_good(settings.environment)
-    base = ledger.require_release(lkg.release_id).images if lkg else {}
+    good = ledger.require_release(lkg.release_id) if lkg else None
+    base = good.images if good else {}
     images = desired_images(base, requested, environment=settings.environment)
     changed = changed_images(base, images)
     force = isinstance(request, ConsoleRequest) and request.force
@@ -176,5 +177,7 @@ def plan_release(event: PlanInput) -> PlanOutput:
         release=release,
         previous_release_id=lkg.release_id if lkg else None,
         changed=changed,
+        # Same bundle as last known-good: the same objects, only images differ, so nothing can have left the release.
+        prune=good is None or good.bundle_hash != bundle.hash,
         **common,
     )
