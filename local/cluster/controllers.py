@@ -22,7 +22,8 @@ Known deviations:
   OnFailure pod do not count against backoffLimit).
 - ReplicaSet pod-template hashes are fnv32a over canonical JSON, so names differ from a real cluster's.
 - Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
-  FailedScheduling).
+  FailedScheduling, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays 1), and expire
+  after an hour of simulated time.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from local.cluster.clock import SimClock
@@ -84,6 +85,7 @@ logger = logging.getLogger(__name__)
 WATCHED = (PODS, NODES, DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, JOBS, CONTROLLERREVISIONS)
 OWNER_KINDS = {"ReplicaSet": REPLICASETS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS, "Job": JOBS}
 MAX_PASSES = 50
+EVENT_TTL = 3600.0  # the API server's default --event-ttl
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY_LIMIT = 10
 # Annotations a Deployment does not copy to its ReplicaSets (deployment/util.annotationsToSkip).
@@ -242,6 +244,7 @@ class ControllerManager:
         self._running = False
         self._dirty = False
         self._cache = _Cache()
+        self._events: deque[tuple[float, str, str]] = deque()
         store.subscribe(self._cache.on_event)
         self._cache.prime(store)
         clock.subscribe(self._on_tick)
@@ -272,7 +275,7 @@ class ControllerManager:
 
     def _pass(self, now: float) -> None:
         self._nodes.tick(now)
-        self._collect_garbage()
+        self._collect_garbage(now)
         for d in self._cache.objects(DEPLOYMENTS):
             self._guarded(self._sync_deployment, d, now)
         for rs in self._cache.objects(REPLICASETS):
@@ -329,6 +332,7 @@ class ControllerManager:
         now = self._clock.now()
         name = f"{name_of(involved)}.{new_uid().replace('-', '')[:16]}"
         namespace = namespace_of(involved) or "default"
+        self._events.append((now, namespace, name))
         self._create(
             EVENTS,
             {
@@ -395,10 +399,15 @@ class ControllerManager:
 
     # --- garbage collection ---------------------------------------------------------------------------------
 
-    def _collect_garbage(self) -> None:
+    def _collect_garbage(self, now: float) -> None:
         owners = {gr: {uid_of(o) for o in self._cache.objects(gr)} for gr in (*OWNER_KINDS.values(), DEPLOYMENTS)}
         nodes = {name_of(n) for n in self._cache.objects(NODES)}
-        for pod in self._cache.objects(PODS):
+        pods = self._cache.objects(PODS)
+        self.kubelet.retain({uid_of(p) for p in pods})
+        while self._events and self._events[0][0] + EVENT_TTL < now:
+            _, namespace, name = self._events.popleft()
+            self._store.remove(EVENTS, namespace, name)
+        for pod in pods:
             node = (pod.get("spec") or {}).get("nodeName")
             if (node and node not in nodes) or (is_deleting(pod) and not node) or self._orphaned(pod, owners):
                 self._delete(PODS, pod)

@@ -277,6 +277,12 @@ class Kubelet:
         with self._lock:
             self._pinned.pop(uid, None)
 
+    def retain(self, uids: set[str]) -> None:
+        """Forget every pod not in ``uids`` (pods deleted behind the controllers' back)."""
+        with self._lock:
+            for uid in [u for u in self._pinned if u not in uids]:
+                del self._pinned[uid]
+
     def behaviours(self, pod: Obj) -> tuple[Behaviour, ...]:
         uid = str(pod["metadata"].get("uid", ""))
         containers = pod.get("spec", {}).get("containers") or []
