@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from local.cluster.kubelet import Behaviour
-from local.cluster.objects import DEPLOYMENTS, PODS, REPLICASETS, condition_true, get_condition
+from local.cluster.objects import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, condition_true, get_condition
 from local.cluster.store import Event, Obj
 
 from .conftest import RolloutDeadlineExceededError, Sim, deployment, rollout_status, with_image
@@ -373,3 +373,14 @@ def test_concurrent_writers_reconcilers_and_clock_ticks_do_not_deadlock(sim: Sim
         assert {p["spec"]["containers"][0]["image"] for p in sim.pods_of(body["metadata"]["name"])} == {
             f"repo/{body['metadata']['name']}:v5"
         }
+
+
+def test_rollout_records_scaling_events_that_expire_after_an_hour(sim: Sim) -> None:
+    sim.apply(DEPLOYMENTS, deployment("api", "repo/api:v1", replicas=2))
+    _advance_until_rolled_out(sim, "api")
+    reasons = {e["reason"] for e in sim.store.list(EVENTS, "default")}
+    assert {"ScalingReplicaSet", "SuccessfulCreate", "Scheduled"} <= reasons
+
+    sim.clock.advance(3601, step=100)
+
+    assert sim.store.list(EVENTS, "default") == []
