@@ -47,7 +47,7 @@ class Settings(BaseModel):
     notification_topic_arn: str | None = Field(alias="NOTIFICATION_TOPIC_ARN", default=None)
     tag_rules: Annotated[tuple[TagRule, ...], Field(alias="TAG_RULES", min_length=1)] = ()
     deploy_deadline_seconds: int = Field(alias="DEPLOY_DEADLINE_SECONDS", default=900, ge=60, le=86_400)
-    restart_threshold: int = Field(alias="RESTART_THRESHOLD", default=3, ge=0, le=100)
+    restart_threshold: int = Field(alias="RESTART_THRESHOLD", default=2, ge=0, le=100)
     failure_grace_seconds: int = Field(alias="FAILURE_GRACE_SECONDS", default=30, ge=0, le=3_600)
     prune_allow: tuple[str, ...] = Field(alias="PRUNE_ALLOW_KINDS", default=())
 
