@@ -123,3 +123,14 @@ class ApprovalStateError(PermanentError):
 
 class FreezeWindowError(PermanentError):
     """The environment is inside a freeze window and the deploy was not forced."""
+
+
+# ---- Off-hours scaling ----
+
+
+class NodegroupBusyError(RetryableError):
+    """An EKS node group is being updated (ResourceInUseException); the resize is retried."""
+
+
+class WorkloadsNotRestoredError(PermanentError):
+    """A scale-up ended with workloads that did not come back healthy; the summary names them and why."""

@@ -1,0 +1,446 @@
+"""Off-hours scaling: its configuration, the snapshot it takes before putting an environment to sleep, and the
+payloads of the off-hours state machine.
+
+Sleeping an HPA'd workload honestly: ``minReplicas`` cannot be 0 on a standard cluster (``HPAScaleToZero`` is
+alpha), so the workload itself goes to 0 through its ``/scale`` subresource; the HPA controller does not act on a
+target at 0 replicas (``ScalingActive=False``, reason ``ScalingDisabled``). With a non-zero off-hours size the HPA's
+bounds are pinned to that size. Either way the bounds are recorded here and restored exactly.
+
+Pure decisions that need nothing but these models (which workloads are excluded, what size a node group sleeps at,
+in which waves workloads wake, what a night saved) live here so the adapters and steps stay thin.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controlplane import platform
+from controlplane.errors import ConfigurationError
+from controlplane.models.kube import ObjectRef
+from controlplane.models.release import Environment
+
+ScalableKind = Literal["Deployment", "StatefulSet"]
+SCALABLE_KINDS: tuple[ScalableKind, ...] = ("Deployment", "StatefulSet")
+Action = Literal["down", "up", "stay-awake"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------------------
+
+# On-demand Linux prices in us-east-1 (USD per hour), the instance types our node groups use. A small table on
+# purpose: unknown types count node-hours but no cost (and say so in the log line).
+DEFAULT_PRICES: dict[str, float] = {
+    "t3.medium": 0.0416,
+    "t3.large": 0.0832,
+    "t3a.large": 0.0752,
+    "m5.large": 0.096,
+    "m6i.large": 0.096,
+    "m6i.xlarge": 0.192,
+    "c6i.xlarge": 0.17,
+    "r6i.large": 0.126,
+}
+
+
+class NodegroupRule(_Model):
+    """Node groups whose name matches ``match`` (a glob) sleep at ``desired`` nodes (and ``min_size`` = desired)."""
+
+    match: str = Field(min_length=1)
+    desired: int = Field(ge=0)
+
+
+class OffhoursConfig(_Model):
+    """``OFFHOURS_CONFIG`` (JSON) plus ``OFFHOURS_WAKE_ON_DEPLOY``; every field has a safe default."""
+
+    namespaces: tuple[str, ...] = Field(default=(platform.NAMESPACE,), min_length=1)
+    sleep_replicas: int = Field(default=0, ge=0, description="Workloads' off-hours size (HPAs are pinned when > 0).")
+    nodegroups: tuple[NodegroupRule, ...] = Field(
+        default=(NodegroupRule(match="*", desired=0),),
+        description="First matching rule wins; a group no rule matches is left as it is.",
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(), description="Globs on '<namespace>' or '<namespace>/<name>': excluded objects are untouched."
+    )
+    exclude_nodegroups: tuple[str, ...] = ()
+    wake_last: tuple[str, ...] = Field(
+        default=(platform.EDGE_SERVICE,), description="Workloads restored after every other (others call into them)."
+    )
+    wake_first: tuple[str, ...] = Field(default=(), description="Restored before the rest (besides StatefulSets).")
+    wake_on_deploy: bool = Field(default=False, description="A deploy while asleep wakes the environment.")
+    nodes_timeout_s: int = Field(default=900, ge=60, le=7200)
+    wave_timeout_s: int = Field(default=600, ge=60, le=7200)
+    prices: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    spot_price_factor: float = Field(default=0.35, gt=0, le=1, description="Spot price as a fraction of on-demand.")
+
+    def namespace_excluded(self, namespace: str) -> bool:
+        return any(fnmatch.fnmatchcase(namespace, p) for p in self.exclude if "/" not in p)
+
+    def object_excluded(self, namespace: str, name: str) -> bool:
+        return self.namespace_excluded(namespace) or any(
+            fnmatch.fnmatchcase(f"{namespace}/{name}", p) for p in self.exclude if "/" in p
+        )
+
+    def nodegroup_sleep_size(self, name: str) -> int | None:
+        """How many nodes group ``name`` keeps overnight; ``None`` when excluded or no rule matches."""
+        if any(fnmatch.fnmatchcase(name, p) for p in self.exclude_nodegroups):
+            return None
+        for rule in self.nodegroups:
+            if fnmatch.fnmatchcase(name, rule.match):
+                return rule.desired
+        return None
+
+    def hourly_price(self, instance_type: str, capacity_type: str | None) -> float | None:
+        price = self.prices.get(instance_type)
+        if price is None:
+            return None
+        return price * self.spot_price_factor if capacity_type == "SPOT" else price
+
+
+def load_offhours_config(environ: Mapping[str, str]) -> OffhoursConfig:
+    """The configuration from ``environ``; :class:`ConfigurationError` names the variable and field at fault."""
+    values: dict[str, Any] = {}
+    raw = environ.get("OFFHOURS_CONFIG")
+    if raw:
+        try:
+            loaded = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"OFFHOURS_CONFIG is not valid JSON: {exc.msg}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigurationError("OFFHOURS_CONFIG must be a JSON object")
+        values.update(loaded)
+    wake = environ.get("OFFHOURS_WAKE_ON_DEPLOY")
+    if wake:
+        values["wake_on_deploy"] = wake.strip().lower() in ("1", "true", "yes")
+    try:
+        return OffhoursConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise ConfigurationError(f"invalid OFFHOURS_CONFIG: {problems}") from None
+
+
+@cache
+def _cached(items: tuple[tuple[str, str], ...]) -> OffhoursConfig:
+    return load_offhours_config(dict(items))
+
+
+def offhours_config() -> OffhoursConfig:
+    """The configuration of the current environment variables (read on first use, cached per distinct value)."""
+    names = ("OFFHOURS_CONFIG", "OFFHOURS_WAKE_ON_DEPLOY")
+    return _cached(tuple((n, os.environ[n]) for n in names if n in os.environ))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The snapshot
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class WorkloadSnapshot(_Model):
+    """A Deployment's or StatefulSet's replicas before sleeping, and the size it sleeps at."""
+
+    ref: ObjectRef
+    replicas: int = Field(ge=0)
+    sleep_replicas: int = Field(ge=0)
+    release_id: str | None = Field(default=None, description="The release that last applied it (annotation).")
+
+    @field_validator("ref")
+    @classmethod
+    def _scalable(cls, ref: ObjectRef) -> ObjectRef:
+        if ref.kind not in SCALABLE_KINDS or not ref.namespace:
+            raise ValueError(f"{ref.key}: only namespaced Deployments and StatefulSets are scaled")
+        return ref
+
+
+class HpaSnapshot(_Model):
+    """An HPA's bounds before sleeping; ``sleep_min``/``sleep_max`` are ``None`` when sleeping leaves it alone."""
+
+    ref: ObjectRef
+    target: ObjectRef
+    min_replicas: int | None = Field(default=None, ge=1, description="None: the field was unset (defaults to 1).")
+    max_replicas: int = Field(ge=1)
+    sleep_min: int | None = Field(default=None, ge=1)
+    sleep_max: int | None = Field(default=None, ge=1)
+
+    @property
+    def pinned(self) -> bool:
+        return self.sleep_min is not None
+
+
+class NodegroupSnapshot(_Model):
+    """An EKS managed node group's scaling config before sleeping, and the size it sleeps at."""
+
+    name: str
+    min_size: int = Field(ge=0)
+    max_size: int = Field(ge=1)
+    desired_size: int = Field(ge=0)
+    sleep_desired: int = Field(ge=0)
+    instance_types: tuple[str, ...] = ()
+    capacity_type: str | None = None
+
+    @property
+    def sleep_min(self) -> int:
+        return min(self.min_size, self.sleep_desired)
+
+
+class Exclusion(_Model):
+    key: str
+    reason: str
+
+
+class Snapshot(_Model):
+    """Everything sleeping changes, as it was before: what the next scale-up restores exactly."""
+
+    environment: Environment
+    taken_at: datetime
+    execution_arn: str
+    workloads: tuple[WorkloadSnapshot, ...] = ()
+    hpas: tuple[HpaSnapshot, ...] = ()
+    nodegroups: tuple[NodegroupSnapshot, ...] = ()
+    excluded: tuple[Exclusion, ...] = ()
+    release_id: str | None = Field(default=None, description="The release the snapshot refers to (deploys update it).")
+
+    def workload(self, ref: ObjectRef) -> WorkloadSnapshot | None:
+        return next((w for w in self.workloads if w.ref.key == ref.key), None)
+
+    def hpas_for(self, ref: ObjectRef) -> tuple[HpaSnapshot, ...]:
+        return tuple(h for h in self.hpas if h.target.key == ref.key)
+
+
+class SleepStatus(StrEnum):
+    AWAKE = "AWAKE"
+    ASLEEP = "ASLEEP"
+    WAKING = "WAKING"
+    """A scale-up started and has not finished: the snapshot still rules (a scale-down reuses it)."""
+
+
+class SleepRecord(_Model):
+    """The ledger's ``ENV#<environment>`` / ``OFFHOURS`` item."""
+
+    environment: Environment
+    status: SleepStatus
+    snapshot: Snapshot | None = None
+    slept_at: datetime | None = None
+    woke_at: datetime | None = None
+    execution_arn: str | None = None
+    version: int = 0
+
+    @property
+    def asleep(self) -> bool:
+        return self.status is not SleepStatus.AWAKE and self.snapshot is not None
+
+
+class StayAwake(_Model):
+    """A person's "stay awake until <time>" override (a late demo): the scheduled scale-down respects it."""
+
+    environment: Environment
+    until: datetime
+    requested_by: str = Field(min_length=1)
+    reason: str = ""
+    requested_at: datetime
+
+    @field_validator("until", "requested_at")
+    @classmethod
+    def _tz(cls, value: datetime) -> datetime:
+        return _aware(value)
+
+    def active(self, now: datetime) -> bool:
+        return _aware(now) < self.until
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Decisions
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def wake_waves(workloads: Iterable[WorkloadSnapshot], config: OffhoursConfig) -> list[list[ObjectRef]]:
+    """Workloads in restore order: StatefulSets and ``wake_first``, then the rest, then ``wake_last`` (the edge).
+
+    Services others call come up before their callers; the API gateway, which calls everyone, comes up last.
+    """
+
+    def rank(w: WorkloadSnapshot) -> int:
+        if w.ref.name in config.wake_last:
+            return 2
+        if w.ref.kind == "StatefulSet" or w.ref.name in config.wake_first:
+            return 0
+        return 1
+
+    waves: list[list[ObjectRef]] = [[], [], []]
+    for w in sorted(workloads, key=lambda w: (w.ref.namespace or "", w.ref.name)):
+        waves[rank(w)].append(w.ref)
+    return [wave for wave in waves if wave]
+
+
+class NodegroupSavings(_Model):
+    name: str
+    instance_type: str | None
+    nodes_saved: int
+    node_hours: float
+    cost: float | None
+
+
+class Savings(_Model):
+    """What one night asleep saved: node-hours, pod-hours and the estimated cost from the price table."""
+
+    hours: float
+    node_hours: float
+    pod_hours: float
+    estimated_cost: float
+    currency: Literal["USD"] = "USD"
+    nodegroups: tuple[NodegroupSavings, ...] = ()
+    unpriced: tuple[str, ...] = Field(default=(), description="Instance types missing from the price table.")
+
+
+def savings(snapshot: Snapshot, *, slept_at: datetime, woke_at: datetime, config: OffhoursConfig) -> Savings:
+    """Savings of the night from ``slept_at`` to ``woke_at``; a group's price is its first instance type's."""
+    hours = max(0.0, (_aware(woke_at) - _aware(slept_at)).total_seconds() / 3600)
+    groups: list[NodegroupSavings] = []
+    unpriced: list[str] = []
+    for g in snapshot.nodegroups:
+        saved = max(0, g.desired_size - g.sleep_desired)
+        instance_type = g.instance_types[0] if g.instance_types else None
+        price = config.hourly_price(instance_type, g.capacity_type) if instance_type else None
+        if saved and price is None:
+            unpriced.append(instance_type or f"{g.name} (no instance type)")
+        groups.append(
+            NodegroupSavings(
+                name=g.name,
+                instance_type=instance_type,
+                nodes_saved=saved,
+                node_hours=round(saved * hours, 3),
+                cost=round(saved * hours * price, 4) if price is not None else None,
+            )
+        )
+    pods = sum(max(0, w.replicas - w.sleep_replicas) for w in snapshot.workloads)
+    return Savings(
+        hours=round(hours, 3),
+        node_hours=round(sum(g.node_hours for g in groups), 3),
+        pod_hours=round(pods * hours, 3),
+        estimated_cost=round(sum(g.cost or 0.0 for g in groups), 4),
+        nodegroups=tuple(groups),
+        unpriced=tuple(sorted(set(unpriced))),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Payloads of the off-hours state machine
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class OffhoursRequest(_Model):
+    """The execution input: a schedule's or a person's ``{environment, action}``.
+
+    ``stay-awake`` records an override (``until``, ``requested_by``); ``trigger`` tells a schedule from a person
+    (only the scheduled scale-down yields to a stay-awake override).
+    """
+
+    environment: Environment
+    action: Action
+    trigger: Literal["schedule", "console"] = "console"
+    until: datetime | None = None
+    requested_by: str | None = None
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _override_fields(self) -> OffhoursRequest:
+        if self.action == "stay-awake" and (self.until is None or not self.requested_by):
+            raise ValueError("stay-awake needs until (ISO-8601 time) and requested_by")
+        return self
+
+
+class StepContext(_Model):
+    """What every task gets from the state machine: the request, the execution, and the time."""
+
+    request: OffhoursRequest
+    execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
+    now: datetime = Field(description="$$.State.EnteredTime")
+
+
+class SleepPlan(_Model):
+    """SnapshotEnvironment's result: sleep (with the snapshot in the ledger), or skip and why."""
+
+    environment: Environment
+    sleep: bool
+    reason: str
+    reused_snapshot: bool = False
+    workloads: int = 0
+    hpas: int = 0
+    nodegroups: int = 0
+    excluded: tuple[str, ...] = ()
+
+
+class SleepReport(_Model):
+    """SleepWorkloads / SleepNodegroups: what was changed (already at the sleeping size counts as unchanged)."""
+
+    environment: Environment
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    missing: tuple[str, ...] = Field(default=(), description="In the snapshot but gone from the cluster.")
+
+
+class NodegroupProgress(_Model):
+    name: str
+    wanted: int
+    ready: int
+
+
+class NodesState(_Model):
+    """RestoreNodegroups / CheckNodes: node groups back at their size, nodes Ready, until a deadline."""
+
+    environment: Environment
+    deadline: datetime
+    groups: tuple[NodegroupProgress, ...] = ()
+    ready: bool = False
+    timed_out: bool = False
+    nothing_to_wake: bool = False
+
+
+class WorkloadOutcome(_Model):
+    ref: ObjectRef
+    awake: bool
+    replicas: int
+    cause: str | None = None
+
+
+class WakeState(_Model):
+    """The scale-up's progress across RestoreWave / CheckWave iterations (small: references only)."""
+
+    environment: Environment
+    waves: tuple[tuple[ObjectRef, ...], ...] = ()
+    wave: int = 0
+    wave_deadline: datetime | None = None
+    done: bool = False
+    outcomes: tuple[WorkloadOutcome, ...] = ()
+    pending: tuple[str, ...] = ()
+    nodes_note: str | None = None
+
+    @property
+    def current(self) -> tuple[ObjectRef, ...]:
+        return self.waves[self.wave] if self.wave < len(self.waves) else ()
+
+
+class WakeSummary(_Model):
+    """The end of a scale-up: what is awake, what is not (and why), and what the night saved."""
+
+    environment: Environment
+    awake: tuple[str, ...] = ()
+    not_awake: tuple[WorkloadOutcome, ...] = ()
+    nodegroups: tuple[str, ...] = ()
+    savings: Savings | None = None
+    message: str

@@ -1,0 +1,650 @@
+"""Off-hours scaling, one function per state of ``statemachines/offhours.asl.json``.
+
+Scale down:  Begin -> AcquireLock (the deploy's lock, purpose ``scale``) -> SnapshotEnvironment -> SleepWorkloads
+             -> SleepNodegroups -> ReleaseLock
+Scale up:    Begin -> AcquireLock -> WakeNodegroups -> CheckNodes (Wait loop, deadline) -> RestoreWave ->
+             CheckWave (Wait loop, deadline per wave; next wave) -> FinishWake -> ReleaseLock
+Stay awake:  Begin records the override and ends.
+
+Time comes from the state machine (``$$.State.EnteredTime`` as ``now``). The snapshot lives in the ledger, so the
+states pass only references; every step re-reads it and is safe to run twice.
+
+A deploy while the environment sleeps calls :func:`keep_asleep` on the objects it is about to apply: workloads keep
+their sleeping size and the snapshot now refers to the new release, so the next scale-up brings the new release up.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from kubernetes.client import ApiClient
+
+from controlplane.aws import nodegroups as eks_nodegroups
+from controlplane.aws.ledger import Ledger
+from controlplane.aws.notify import publish_outcome
+from controlplane.aws.sleep_ledger import SleepLedger
+from controlplane.errors import InputValidationError, KubernetesNotFoundError
+from controlplane.kube import scaling
+from controlplane.kube.health import check_workloads
+from controlplane.models.kube import ObjectRef
+from controlplane.models.scaling import (
+    SCALABLE_KINDS,
+    Exclusion,
+    HpaSnapshot,
+    NodegroupProgress,
+    NodegroupSnapshot,
+    NodesState,
+    OffhoursConfig,
+    SleepPlan,
+    SleepRecord,
+    SleepReport,
+    SleepStatus,
+    Snapshot,
+    StayAwake,
+    StepContext,
+    WakeState,
+    WakeSummary,
+    WorkloadOutcome,
+    WorkloadSnapshot,
+    offhours_config,
+    savings,
+    wake_waves,
+)
+from controlplane.observability import correlate, logger, metrics
+from controlplane.settings import Settings, get_settings
+from controlplane.steps.cluster import connect
+
+SLEEP_REASON = "off-hours scale-down: restored by the next scale-up (statemachines/offhours.asl.json)"
+
+
+def _ledger(settings: Settings) -> SleepLedger:
+    return SleepLedger(settings.ledger_table_name, region=settings.region)
+
+
+def _check_environment(ctx: StepContext, settings: Settings) -> None:
+    correlate(execution_arn=ctx.execution_arn, environment=ctx.request.environment)
+    if ctx.request.environment != settings.environment:
+        raise InputValidationError(
+            f"environment {ctx.request.environment!r}: this control plane manages {settings.environment!r}"
+        )
+
+
+def _note(ctx: StepContext, *, wakes_to: Mapping[str, Any]) -> dict[str, Any]:
+    return {**wakes_to, "since": ctx.now.isoformat(), "by": ctx.execution_arn, "why": SLEEP_REASON}
+
+
+T = TypeVar("T")
+
+
+def _with_api(settings: Settings, work: Callable[[ApiClient], T]) -> T:
+    """Run ``work`` with an API client for the settings' cluster, closed afterwards."""
+    api = connect(settings)
+    try:
+        return work(api)
+    finally:
+        api.close()
+
+
+# ----------------------------------------------------------------------------------------------------------- begin
+def begin(ctx: StepContext) -> SleepPlan:
+    """Begin: record the request; a stay-awake override is stored here; a scheduled scale-down yields to one.
+
+    ``sleep`` says whether the state machine goes on (for ``up`` it is always ``True``).
+    """
+    settings = get_settings()
+    _check_environment(ctx, settings)
+    request, ledger = ctx.request, _ledger(settings)
+    environment = request.environment
+    if request.action == "stay-awake":
+        if request.until is None or request.requested_by is None:  # the model checks; this tells the type checker
+            raise InputValidationError("stay-awake needs until and requested_by")
+        override = StayAwake(
+            environment=environment,
+            until=request.until,
+            requested_by=request.requested_by,
+            reason=request.reason,
+            requested_at=ctx.now,
+        )
+        ledger.put_stay_awake(override)
+        ledger.record_event(
+            environment,
+            at=ctx.now,
+            execution_arn=ctx.execution_arn,
+            action=request.action,
+            outcome="RECORDED",
+            detail=override.model_dump(mode="json"),
+        )
+        logger.info("stay-awake override recorded", extra={"until": override.until.isoformat()})
+        return SleepPlan(environment=environment, sleep=False, reason=f"stays awake until {override.until}")
+    if request.action == "down" and request.trigger == "schedule":
+        active = ledger.stay_awake(environment)
+        if active is not None and active.active(ctx.now):
+            reason = f"stay-awake override by {active.requested_by} until {active.until.isoformat()}" + (
+                f" ({active.reason})" if active.reason else ""
+            )
+            ledger.record_event(
+                environment,
+                at=ctx.now,
+                execution_arn=ctx.execution_arn,
+                action=request.action,
+                outcome="SKIPPED",
+                detail={"reason": reason, "trigger": request.trigger},
+            )
+            logger.info("scheduled scale-down skipped", extra={"reason": reason})
+            metrics.add_metric(name="ScaleDownsSkipped", unit="Count", value=1)
+            return SleepPlan(environment=environment, sleep=False, reason=reason)
+    ledger.record_event(
+        environment,
+        at=ctx.now,
+        execution_arn=ctx.execution_arn,
+        action=request.action,
+        outcome="STARTED",
+        detail={"trigger": request.trigger, "requested_by": request.requested_by, "reason": request.reason},
+    )
+    return SleepPlan(environment=environment, sleep=True, reason=f"{request.trigger} {request.action}")
+
+
+# ------------------------------------------------------------------------------------------------------ scale down
+def take_snapshot(
+    api: ApiClient, settings: Settings, config: OffhoursConfig, ctx: StepContext, *, release_id: str | None
+) -> Snapshot:
+    """Everything sleeping will change, as it is now (nothing is changed here)."""
+    found = scaling.inventory(api, config.namespaces, excluded=config.object_excluded)
+    workloads, hpas = scaling.snapshot_entries(found, sleep_replicas=config.sleep_replicas)
+    groups: list[NodegroupSnapshot] = []
+    excluded = list(found.excluded)
+    for group in eks_nodegroups.list_nodegroups(settings.cluster_name, region=settings.region):
+        size = config.nodegroup_sleep_size(group.name)
+        if size is None:
+            excluded.append(Exclusion(key=f"Nodegroup/{group.name}", reason="configuration (no rule or excluded)"))
+            continue
+        groups.append(
+            NodegroupSnapshot(
+                name=group.name,
+                min_size=group.min_size,
+                max_size=group.max_size,
+                desired_size=group.desired_size,
+                sleep_desired=min(size, group.desired_size),
+                instance_types=group.instance_types,
+                capacity_type=group.capacity_type,
+            )
+        )
+    return Snapshot(
+        environment=ctx.request.environment,
+        taken_at=ctx.now,
+        execution_arn=ctx.execution_arn,
+        workloads=tuple(workloads),
+        hpas=tuple(hpas),
+        nodegroups=tuple(groups),
+        excluded=tuple(excluded),
+        release_id=release_id,
+    )
+
+
+def snapshot_environment(ctx: StepContext) -> SleepPlan:
+    """SnapshotEnvironment: store the snapshot in the ledger, unless the environment already sleeps (reuse it)."""
+    settings, config = get_settings(), offhours_config()
+    _check_environment(ctx, settings)
+    ledger = _ledger(settings)
+    existing = ledger.read(ctx.request.environment)
+    if existing is not None and existing.asleep:
+        record, created = existing, False
+    else:
+        lkg = Ledger(settings.ledger_table_name, region=settings.region).last_known_good(ctx.request.environment)
+        snapshot = _with_api(
+            settings,
+            lambda api: take_snapshot(api, settings, config, ctx, release_id=lkg.release_id if lkg else None),
+        )
+        record, created = ledger.begin_sleep(snapshot, now=ctx.now)
+    snap = record.snapshot
+    assert snap is not None  # an asleep record always has one
+    logger.info(
+        "off-hours snapshot" if created else "environment already asleep: snapshot reused",
+        extra={"workloads": len(snap.workloads), "hpas": len(snap.hpas), "nodegroups": len(snap.nodegroups)},
+    )
+    return SleepPlan(
+        environment=ctx.request.environment,
+        sleep=True,
+        reason="snapshot taken" if created else "already asleep; the first snapshot is kept",
+        reused_snapshot=not created,
+        workloads=len(snap.workloads),
+        hpas=len(snap.hpas),
+        nodegroups=len(snap.nodegroups),
+        excluded=tuple(e.key for e in snap.excluded),
+    )
+
+
+def _asleep_snapshot(settings: Settings, environment: str) -> tuple[SleepRecord, Snapshot] | None:
+    record = _ledger(settings).read(environment)
+    if record is None or not record.asleep or record.snapshot is None:
+        return None
+    return record, record.snapshot
+
+
+def sleep_workloads_with(api: ApiClient, snapshot: Snapshot, ctx: StepContext) -> SleepReport:
+    """HPAs pinned (or marked), workloads marked and scaled to their sleeping size; the snapshot is not touched."""
+    changed: list[str] = []
+    unchanged: list[str] = []
+    missing: list[str] = []
+
+    def track(key: str, action: Any) -> None:
+        try:
+            (changed if action() else unchanged).append(key)
+        except KubernetesNotFoundError:
+            missing.append(key)
+
+    for h in snapshot.hpas:
+        note = _note(ctx, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
+        if h.pinned:  # pin first, so the HPA does not scale the workload back up
+            assert h.sleep_max is not None  # pinned means both are set
+            track(
+                h.ref.key,
+                lambda h=h, note=note: scaling.set_hpa_bounds(
+                    api, h.ref, min_replicas=h.sleep_min, max_replicas=h.sleep_max, note=note
+                ),
+            )
+    for w in snapshot.workloads:
+        note = _note(ctx, wakes_to={"replicas": w.replicas})
+        track(w.ref.key, lambda w=w, note=note: scaling.scale_workload(api, w.ref, w.sleep_replicas, note=note))
+    for h in snapshot.hpas:
+        if not h.pinned:  # its target is at 0 now: the HPA is inactive (ScalingDisabled); say why on it
+            note = _note(ctx, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
+            track(
+                h.ref.key,
+                lambda h=h, note=note: scaling.set_hpa_bounds(
+                    api, h.ref, min_replicas=h.min_replicas, max_replicas=h.max_replicas, note=note
+                ),
+            )
+    return SleepReport(
+        environment=snapshot.environment,
+        changed=tuple(dict.fromkeys(changed)),
+        unchanged=tuple(k for k in dict.fromkeys(unchanged) if k not in changed),
+        missing=tuple(missing),
+    )
+
+
+def sleep_workloads(ctx: StepContext) -> SleepReport:
+    """SleepWorkloads: every snapshot workload to its off-hours size, HPAs pinned or marked."""
+    settings = get_settings()
+    _check_environment(ctx, settings)
+    found = _asleep_snapshot(settings, ctx.request.environment)
+    if found is None:
+        return SleepReport(environment=ctx.request.environment)
+    _, snapshot = found
+    report: SleepReport = _with_api(settings, lambda api: sleep_workloads_with(api, snapshot, ctx))
+    logger.info("workloads asleep", extra={"changed": len(report.changed), "missing": report.missing})
+    return report
+
+
+def sleep_nodegroups(ctx: StepContext) -> SleepReport:
+    """SleepNodegroups: each snapshot group to its off-hours size (``minSize`` lowered with it, ``maxSize`` kept)."""
+    settings = get_settings()
+    _check_environment(ctx, settings)
+    found = _asleep_snapshot(settings, ctx.request.environment)
+    if found is None:
+        return SleepReport(environment=ctx.request.environment)
+    _, snapshot = found
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for g in snapshot.nodegroups:
+        resized = eks_nodegroups.resize(
+            settings.cluster_name,
+            g.name,
+            min_size=g.sleep_min,
+            max_size=g.max_size,
+            desired=g.sleep_desired,
+            region=settings.region,
+        )
+        (changed if resized else unchanged).append(f"Nodegroup/{g.name}")
+    ledger = _ledger(settings)
+    ledger.record_event(
+        snapshot.environment,
+        at=ctx.now,
+        execution_arn=ctx.execution_arn,
+        action="down",
+        outcome="ASLEEP",
+        detail={
+            "workloads": {w.ref.key: f"{w.replicas}->{w.sleep_replicas}" for w in snapshot.workloads},
+            "nodegroups": {g.name: f"{g.desired_size}->{g.sleep_desired}" for g in snapshot.nodegroups},
+            "excluded": [e.key for e in snapshot.excluded],
+        },
+    )
+    logger.info("node groups asleep", extra={"changed": changed})
+    metrics.add_metric(name="EnvironmentsAsleep", unit="Count", value=1)
+    return SleepReport(environment=snapshot.environment, changed=tuple(changed), unchanged=tuple(unchanged))
+
+
+# -------------------------------------------------------------------------------------------------------- scale up
+def _node_progress(api: ApiClient, snapshot: Snapshot) -> tuple[NodegroupProgress, ...]:
+    ready = scaling.ready_nodes(api)
+    return tuple(
+        NodegroupProgress(name=g.name, wanted=g.desired_size, ready=ready.get(g.name, 0)) for g in snapshot.nodegroups
+    )
+
+
+def wake_nodegroups(ctx: StepContext) -> NodesState:
+    """WakeNodegroups: the state becomes WAKING; each group back to its snapshot scaling config exactly."""
+    settings, config = get_settings(), offhours_config()
+    _check_environment(ctx, settings)
+    environment = ctx.request.environment
+    deadline = ctx.now + timedelta(seconds=config.nodes_timeout_s)
+    record = _ledger(settings).set_status(environment, SleepStatus.WAKING, expected=(SleepStatus.ASLEEP,), now=ctx.now)
+    if record is None or record.snapshot is None:
+        logger.info("nothing to wake: the environment is awake")
+        return NodesState(environment=environment, deadline=deadline, ready=True, nothing_to_wake=True)
+    for g in record.snapshot.nodegroups:
+        eks_nodegroups.resize(
+            settings.cluster_name,
+            g.name,
+            min_size=g.min_size,
+            max_size=g.max_size,
+            desired=g.desired_size,
+            region=settings.region,
+        )
+    snapshot = record.snapshot
+    groups = _with_api(settings, lambda api: _node_progress(api, snapshot))
+    return NodesState(
+        environment=environment, deadline=deadline, groups=groups, ready=all(g.ready >= g.wanted for g in groups)
+    )
+
+
+def check_nodes(ctx: StepContext, state: NodesState) -> NodesState:
+    """CheckNodes: one look at the Ready nodes per group; ``timed_out`` once the deadline passed (go on anyway:
+    the workloads' health gate then reports what cannot run)."""
+    settings = get_settings()
+    _check_environment(ctx, settings)
+    found = _asleep_snapshot(settings, state.environment)
+    if found is None:
+        return state.model_copy(update={"ready": True, "nothing_to_wake": True})
+    _, snapshot = found
+    groups = _with_api(settings, lambda api: _node_progress(api, snapshot))
+    ready = all(g.ready >= g.wanted for g in groups)
+    timed_out = not ready and ctx.now >= state.deadline
+    if timed_out:
+        logger.warning("nodes not ready by the deadline", extra={"groups": [g.model_dump() for g in groups]})
+    return state.model_copy(update={"groups": groups, "ready": ready, "timed_out": timed_out})
+
+
+def restore_wave(ctx: StepContext, state: WakeState | None, nodes: NodesState | None = None) -> WakeState:
+    """RestoreWave: the current wave's workloads back to their snapshot replicas, their HPAs' bounds exactly."""
+    settings, config = get_settings(), offhours_config()
+    _check_environment(ctx, settings)
+    environment = ctx.request.environment
+    found = _asleep_snapshot(settings, environment)
+    if found is None:
+        return WakeState(environment=environment, done=True)
+    _, snapshot = found
+    if state is None or not state.waves:
+        note = None
+        if nodes is not None and nodes.timed_out:
+            note = "nodes not ready by the deadline: " + ", ".join(
+                f"{g.name} {g.ready}/{g.wanted}" for g in nodes.groups
+            )
+        waves = wake_waves(snapshot.workloads, config)
+        state = WakeState(environment=environment, waves=tuple(tuple(w) for w in waves), nodes_note=note)
+    if state.wave >= len(state.waves):
+        return state.model_copy(update={"done": True})
+    wave = state.current
+
+    def restore(api: ApiClient) -> list[str]:
+        missing = []
+        for ref in wave:
+            w = snapshot.workload(ref)
+            if w is None:
+                continue
+            try:
+                scaling.scale_workload(api, ref, w.replicas, note=None)
+            except KubernetesNotFoundError:
+                missing.append(ref.key)
+                continue
+            for h in snapshot.hpas_for(ref):
+                try:
+                    scaling.set_hpa_bounds(
+                        api, h.ref, min_replicas=h.min_replicas, max_replicas=h.max_replicas, note=None
+                    )
+                except KubernetesNotFoundError:
+                    missing.append(h.ref.key)
+        return missing
+
+    missing: list[str] = _with_api(settings, restore)
+    outcomes = list(state.outcomes)
+    for key in missing:
+        if key.startswith(("Deployment", "StatefulSet")):
+            ref = next(r for r in wave if r.key == key)
+            w = snapshot.workload(ref)
+            outcomes.append(
+                WorkloadOutcome(ref=ref, awake=False, replicas=w.replicas if w else 0, cause="deleted while asleep")
+            )
+    logger.info("restoring wave", extra={"wave": state.wave, "workloads": [r.key for r in wave]})
+    return state.model_copy(
+        update={
+            "wave_deadline": ctx.now + timedelta(seconds=config.wave_timeout_s),
+            "outcomes": tuple(outcomes),
+            "pending": tuple(r.key for r in wave if r.key not in missing),
+        }
+    )
+
+
+def judge_wave(api: ApiClient, state: WakeState, snapshot: Snapshot, *, now: datetime, settings: Settings) -> WakeState:
+    """One health look at the wave's workloads with the deploy's rollout rules; advance when none is pending."""
+    decided = {o.ref.key for o in state.outcomes}
+    refs = [r for r in state.current if r.key not in decided]
+    outcomes = list(state.outcomes)
+    pending: list[str] = []
+    if refs:
+        report = check_workloads(
+            api,
+            refs,
+            now=now,
+            grace_seconds=settings.failure_grace_seconds,
+            restart_threshold=settings.restart_threshold,
+        )
+        failures: dict[str, list[str]] = {}
+        for f in report.failures:
+            if f.workload is not None:
+                failures.setdefault(f.workload.key, []).append(f"{f.pod}: {f.reason}: {f.message}")
+        statuses = {s.ref.key: s for s in report.workloads if s.ref is not None}
+        late = state.wave_deadline is not None and now >= state.wave_deadline
+        for ref in refs:
+            w = snapshot.workload(ref)
+            replicas = w.replicas if w else 0
+            status = statuses.get(ref.key)
+            if ref.key in failures:
+                cause = "; ".join(failures[ref.key][:3])
+                outcomes.append(WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=cause))
+            elif status is not None and status.failed:
+                outcomes.append(
+                    WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=f"{status.reason}: {status.message}")
+                )
+            elif status is not None and status.done:
+                outcomes.append(WorkloadOutcome(ref=ref, awake=True, replicas=replicas))
+            elif late:
+                message = status.message if status else "no status"
+                cause = f"not healthy by {state.wave_deadline.isoformat() if state.wave_deadline else ''}: {message}"
+                outcomes.append(WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=cause))
+            else:
+                pending.append(ref.key)
+    if pending:
+        return state.model_copy(update={"outcomes": tuple(outcomes), "pending": tuple(pending)})
+    next_wave = state.wave + 1
+    return state.model_copy(
+        update={
+            "outcomes": tuple(outcomes),
+            "pending": (),
+            "wave": next_wave,
+            "wave_deadline": None,
+            "done": next_wave >= len(state.waves),
+        }
+    )
+
+
+def check_wave(ctx: StepContext, state: WakeState) -> WakeState:
+    """CheckWave: healthy, failed (reported; the others go on) or pending (the ASL waits and looks again)."""
+    settings = get_settings()
+    _check_environment(ctx, settings)
+    found = _asleep_snapshot(settings, state.environment)
+    if found is None or state.done:
+        return state.model_copy(update={"done": True})
+    _, snapshot = found
+    new_state: WakeState = _with_api(
+        settings, lambda api: judge_wave(api, state, snapshot, now=ctx.now, settings=settings)
+    )
+    for o in new_state.outcomes[len(state.outcomes) :]:
+        if not o.awake:
+            logger.warning("workload did not come back", extra={"workload": o.ref.key, "cause": o.cause})
+            metrics.add_metric(name="WorkloadsNotRestored", unit="Count", value=1)
+    return new_state
+
+
+def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
+    """FinishWake: the environment is AWAKE; summary, savings of the night (metric and log line), notification."""
+    settings, config = get_settings(), offhours_config()
+    _check_environment(ctx, settings)
+    ledger = _ledger(settings)
+    environment = state.environment
+    record = ledger.read(environment)
+    if record is None or not record.asleep or record.snapshot is None:
+        return WakeSummary(environment=environment, message=f"{environment} was awake: nothing to do")
+    snapshot = record.snapshot
+    night = savings(snapshot, slept_at=record.slept_at or snapshot.taken_at, woke_at=ctx.now, config=config)
+    ledger.set_status(environment, SleepStatus.AWAKE, expected=(SleepStatus.WAKING, SleepStatus.ASLEEP), now=ctx.now)
+    awake = tuple(o.ref.key for o in state.outcomes if o.awake)
+    not_awake = tuple(o for o in state.outcomes if not o.awake)
+    groups = tuple(f"{g.name}={g.desired_size}" for g in snapshot.nodegroups)
+    message = f"{environment}: {len(awake)} of {len(snapshot.workloads)} workloads awake"
+    if not_awake:
+        message += "; not awake: " + "; ".join(f"{o.ref.key} ({o.cause})" for o in not_awake)
+    if state.nodes_note:
+        message += f"; {state.nodes_note}"
+    summary = WakeSummary(
+        environment=environment, awake=awake, not_awake=not_awake, nodegroups=groups, savings=night, message=message
+    )
+    ledger.record_event(
+        environment,
+        at=ctx.now,
+        execution_arn=ctx.execution_arn,
+        action="up",
+        outcome="AWAKE" if not not_awake else "PARTIALLY_AWAKE",
+        detail=summary.model_dump(mode="json"),
+    )
+    logger.info(
+        "off-hours night",
+        extra={
+            "hours": night.hours,
+            "node_hours_saved": night.node_hours,
+            "pod_hours_saved": night.pod_hours,
+            "estimated_cost_saved_usd": night.estimated_cost,
+            "unpriced_instance_types": list(night.unpriced),
+        },
+    )
+    metrics.add_metric(name="NodeHoursSaved", unit="Count", value=night.node_hours)
+    metrics.add_metric(name="PodHoursSaved", unit="Count", value=night.pod_hours)
+    metrics.add_metric(name="EstimatedCostSavedUSD", unit="None", value=night.estimated_cost)
+    if not_awake and settings.notification_topic_arn:
+        publish_outcome(
+            settings.notification_topic_arn,
+            subject=f"{environment}: {len(not_awake)} workload(s) did not wake up",
+            outcome="WAKE_PARTIAL",
+            environment=environment,
+            body=summary.model_dump(mode="json"),
+            region=settings.region,
+        )
+    logger.info(message)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ deploy while asleep
+def keep_asleep_objects(
+    objects: Sequence[Mapping[str, Any]], snapshot: Snapshot, config: OffhoursConfig, *, release_id: str, now: datetime
+) -> tuple[list[dict[str, Any]], Snapshot]:
+    """The release's objects as they must be applied while asleep, and the snapshot rebased on the release.
+
+    Workloads keep their sleeping size (with the asleep mark); the snapshot records the release's replicas and HPA
+    bounds, so the next scale-up brings up the new release at the size it asks for. Excluded objects (by the
+    snapshot, configuration or annotation) are applied as rendered.
+    """
+    excluded = {e.key for e in snapshot.excluded}
+    workloads = {w.ref.key: w for w in snapshot.workloads}
+    hpas = {h.ref.key: h for h in snapshot.hpas}
+    out: list[dict[str, Any]] = []
+    for obj in objects:
+        body = copy.deepcopy(dict(obj))
+        kind = body.get("kind")
+        meta = body.get("metadata") or {}
+        ref = ObjectRef.of(body) if kind in (*SCALABLE_KINDS, "HorizontalPodAutoscaler") else None
+        skip = (
+            ref is None
+            or ref.key in excluded
+            or ref.namespace not in config.namespaces
+            or config.object_excluded(str(ref.namespace), ref.name)
+            or str((meta.get("annotations") or {}).get(scaling.EXCLUDE_ANNOTATION, "")).lower() == "true"
+        )
+        if ref is None or skip:
+            out.append(body)
+            continue
+        spec = body.setdefault("spec", {})
+        annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
+        since = {"since": now.isoformat(), "by": release_id, "why": SLEEP_REASON}
+        if kind in SCALABLE_KINDS:
+            rendered = int(spec.get("replicas", 1))
+            sleeping = min(config.sleep_replicas, rendered)
+            workloads[ref.key] = WorkloadSnapshot(
+                ref=ref, replicas=rendered, sleep_replicas=sleeping, release_id=release_id
+            )
+            spec["replicas"] = sleeping
+            annotations[scaling.ASLEEP_ANNOTATION] = _json({"replicas": rendered, **since})
+        else:
+            target_spec = spec.get("scaleTargetRef") or {}
+            target = ObjectRef(
+                api_version=str(target_spec.get("apiVersion") or "apps/v1"),
+                kind=str(target_spec.get("kind")),
+                namespace=ref.namespace,
+                name=str(target_spec.get("name")),
+            )
+            min_replicas, max_replicas = spec.get("minReplicas"), int(spec.get("maxReplicas") or 1)
+            pinned = config.sleep_replicas if config.sleep_replicas > 0 else None
+            hpas[ref.key] = HpaSnapshot(
+                ref=ref,
+                target=target,
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                sleep_min=pinned,
+                sleep_max=pinned,
+            )
+            if pinned is not None:
+                spec["minReplicas"] = spec["maxReplicas"] = pinned
+            annotations[scaling.ASLEEP_ANNOTATION] = _json(
+                {"minReplicas": min_replicas, "maxReplicas": max_replicas, **since}
+            )
+        out.append(body)
+    rebased = snapshot.model_copy(
+        update={
+            "workloads": tuple(workloads[k] for k in sorted(workloads)),
+            "hpas": tuple(hpas[k] for k in sorted(hpas)),
+            "release_id": release_id,
+        }
+    )
+    return out, rebased
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True)
+
+
+def keep_asleep(
+    objects: Sequence[Mapping[str, Any]], *, environment: str, release_id: str, now: datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    """For the deploy's apply step: ``(objects to apply, asleep)``. Awake (or ``wake_on_deploy``): unchanged."""
+    settings, config = get_settings(), offhours_config()
+    ledger = _ledger(settings)
+    record = ledger.read(environment)
+    if record is None or not record.asleep or record.snapshot is None or config.wake_on_deploy:
+        return [dict(o) for o in objects], False
+    adjusted, rebased = keep_asleep_objects(objects, record.snapshot, config, release_id=release_id, now=now)
+    ledger.replace_snapshot(record, rebased)
+    logger.info("deploy while asleep: applied at the sleeping size", extra={"release_id": release_id})
+    return adjusted, True
