@@ -93,9 +93,10 @@ def apply_objects(
         extra={
             "release_id": release_id,
             "dry_run": dry_run,
-            "created": len(result.refs("created")),
-            "configured": len(result.refs("configured")),
-            "unchanged": len(result.refs("unchanged")),
+            # "created" is a LogRecord attribute: logging refuses it as an extra key.
+            "objects_created": len(result.refs("created")),
+            "objects_configured": len(result.refs("configured")),
+            "objects_unchanged": len(result.refs("unchanged")),
         },
     )
     return result
