@@ -114,7 +114,7 @@ def request_json(
     if not data:
         return status, {}
     decoded = json.loads(data)
-    return status, decoded if isinstance(decoded, dict) else {"items": decoded}
+    return status, decoded if isinstance(decoded, dict) else {}
 
 
 def list_objects(
