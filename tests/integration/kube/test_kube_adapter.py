@@ -313,7 +313,41 @@ def test_smoke_test_through_the_service_proxy(api: ApiClient, cluster: Cluster) 
     assert result.ok, result
     assert "healthy" in result.body_excerpt
     missing = smoke_test(api, namespace=NS, service="no-such-service", port=8001)
-    assert not missing.ok
+    assert (missing.ok, missing.status_code) == (False, 404)
+    assert missing.body_excerpt == 'API server: services "no-such-service" not found'
+
+
+def test_smoke_test_reports_an_unhealthy_service_without_raising(api: ApiClient, cluster: Cluster) -> None:
+    cluster.images.set(GOOD_IMAGE, Behaviour.unhealthy())
+    apply_objects(api, release(), release_id="rel-1")
+    cluster.advance(30)
+    result = smoke_test(api, namespace=NS, service="edc-service", port="http")
+    assert not result.ok
+    assert result.status_code >= 500
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        (Behaviour.err_image_pull(), {"ErrImagePull", "ImagePullBackOff"}),
+        (Behaviour.create_container_config_error(), {"CreateContainerConfigError"}),
+    ],
+)
+def test_health_check_fails_fast_on_pull_and_config_errors_after_the_grace(
+    api: ApiClient, cluster: Cluster, behaviour: Behaviour, reason: set[str]
+) -> None:
+    cluster.images.set(CRASH_IMAGE, behaviour)
+    objects = release()
+    objects[3] = deployment("edc-service", image=CRASH_IMAGE)
+    apply_objects(api, objects, release_id="rel-1")
+    workload = ref(objects[3])
+    cluster.advance(30)
+    assert not check_workloads(api, [workload], now=cluster.clock.utcnow(), grace_seconds=60).failed
+    cluster.advance(40)
+    report = check_workloads(api, [workload], now=cluster.clock.utcnow(), grace_seconds=60)
+    assert report.failed
+    assert {f.reason for f in report.failures} <= reason
+    assert len(report.failures) == 2  # both replicas of the new revision
 
 
 # --- request budget -------------------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ def _is_status_object(body: bytes | str | None) -> bool:
 
 
 def _excerpt(body: bytes | str | None) -> str:
+    """The start of the body on one line; for the API server's own Status answers, its message."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    if _is_status_object(text):
+        text = f"API server: {json.loads(text).get('message') or text}"
     text = " ".join(text.split())
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
