@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from controlplane import platform
 from controlplane.errors import (
     KubernetesConflictError,
     KubernetesForbiddenError,
@@ -29,6 +32,7 @@ from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_cl
 from controlplane.kube.health import check_workloads
 from controlplane.kube.smoke import smoke_test
 from controlplane.models.kube import ObjectRef
+from controlplane.render import load_bundle, render
 from kubernetes.client import ApiClient
 
 from local.cluster import Behaviour, Cluster
@@ -379,3 +383,24 @@ def test_discovery_is_fetched_once_per_endpoint(api: ApiClient, cluster: Cluster
 
 def test_ca_data_is_base64_of_the_clusters_pem(cluster: Cluster) -> None:
     assert base64.b64decode(cluster.ca_data).startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+# --- the rendered platform ------------------------------------------------------------------------------------
+
+
+def platform_release() -> list[dict[str, Any]]:
+    digests = {n: f"sha256:{hashlib.sha256(n.encode()).hexdigest()}" for n in platform.SERVICE_NAMES}
+    manifests = Path(__file__).resolve().parents[3] / "manifests" / "kubernetes"
+    return render(load_bundle(manifests), "staging", digests, account_id="123456789012", region="us-east-1")
+
+
+def test_platform_diff_on_an_empty_cluster_is_all_creates_then_nothing_after_apply(api: ApiClient) -> None:
+    objects = platform_release()
+    assert any(o["kind"] == "CustomResourceDefinition" for o in objects)  # custom kinds not served yet
+    before = diff_objects(api, objects)
+    assert {d.action for d in before} == {"created"}
+    assert len(before) == len(objects)
+
+    apply_objects(api, objects, release_id="rel-1")
+    after = diff_objects(api, objects)
+    assert [(d.ref.key, d.changes) for d in after if d.action != "unchanged"] == []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
@@ -106,29 +107,56 @@ def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, releas
     """What applying ``objects`` would change: each live object against the server's dry-run result.
 
     Server-owned fields (managedFields, resourceVersion, generation, uid, timestamps, status) and the release-id
-    annotation are ignored. Objects that would be created are listed with no field changes.
+    annotation are ignored. Objects that would be created are listed with no field changes, including those a
+    dry run cannot reach because what holds them is new in ``objects`` too (a dry run creates nothing): custom
+    resources of a new CustomResourceDefinition and objects in a new Namespace.
     """
     _check_owned(objects)
     crd_kinds = _kinds_defined_by_crds(objects)
+    new_namespaces = {str(o["metadata"]["name"]) for o in objects if o.get("kind") == "Namespace"}
     dyn = dynamic_client(api)
     live = _LiveIndex(dyn)
     diffs: list[ObjectDiff] = []
     for obj in objects:
         ref = ObjectRef.of(obj)
         with translate_errors(ref):
-            resource = _resource(dyn, ref, crd_kinds)
-            before = live.get(resource, ref)
-            status, after = _server_side_apply(
-                dyn, resource, ref, _with_release(obj, release_id), dry_run=True, force=True
+            status, before, after = _dry_run(
+                dyn, live, ref, _with_release(obj, release_id), crd_kinds=crd_kinds, new_namespaces=new_namespaces
             )
-            if before is None and status != 201:  # exists, but not (yet) ours: read it to compare
-                _, before = request_json(dyn, "GET", resource.path(name=ref.name, namespace=ref.namespace))
         if status == 201 or before is None:
             diffs.append(ObjectDiff(ref=ref, action="created"))
             continue
         changes = field_changes(normalized(before), normalized(after))
         diffs.append(ObjectDiff(ref=ref, action="configured" if changes else "unchanged", changes=tuple(changes)))
     return diffs
+
+
+def _dry_run(
+    dyn: DynamicClient,
+    live: _LiveIndex,
+    ref: ObjectRef,
+    body: dict[str, Any],
+    *,
+    crd_kinds: frozenset[tuple[str, str]],
+    new_namespaces: set[str],
+) -> tuple[int, dict[str, Any] | None, dict[str, Any]]:
+    """(status, live object or None, dry-run result) of applying ``body``; status 201 means it would be created."""
+    try:
+        resource = _resource(dyn, ref)
+    except ResourceNotFoundError:
+        if (ref.group, ref.kind) in crd_kinds:  # its CRD is part of this release and not served yet
+            return 201, None, {}
+        raise
+    before = live.get(resource, ref)
+    try:
+        status, after = _server_side_apply(dyn, resource, ref, body, dry_run=True, force=True)
+    except ApiException as e:
+        if e.status == 404 and before is None and ref.namespace in new_namespaces:
+            return 201, None, {}  # its namespace is part of this release and does not exist yet
+        raise
+    if before is None and status != 201:  # exists, but not (yet) ours: read it to compare
+        _, before = request_json(dyn, "GET", resource.path(name=ref.name, namespace=ref.namespace))
+    return status, before, after
 
 
 def live_owned_objects(
