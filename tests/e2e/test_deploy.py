@@ -78,7 +78,7 @@ def test_a_push_the_tag_rules_send_to_another_environment_is_skipped(pipe: Pipel
     arns = pipe.deliver(pipe.push_event("clinical-trials/edc-service", digest, "v9.9.9"))
     result = pipe.cloud.wait_execution(arns[0])
     assert result.status == "SUCCEEDED"
-    assert json.loads(result.output)["plan"]["action"] == "skip"
+    assert result.output["plan"]["action"] == "skip"
     assert pipe.writes() == []
 
 
@@ -164,7 +164,7 @@ def test_rerunning_the_same_input_reaches_the_same_state_without_duplicate_ledge
     first = pipe.deploy(request)
     second = pipe.deploy(request)
     assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
-    plans = [json.loads(r.output)["plan"]["release"]["release_id"] for r in (first, second)]
+    plans = [r.output["plan"]["release"]["release_id"] for r in (first, second)]
     assert plans[0] == plans[1]
     table = pipe.cloud.client("dynamodb")
     items = table.scan(TableName=str(pipe.cloud.ref("LedgerTable")))["Items"]
@@ -189,7 +189,7 @@ def test_a_rerun_after_a_mid_run_failure_reaches_the_intended_end_state(pipe: Pi
     rerun = pipe.deploy(request)
 
     assert rerun.status == "SUCCEEDED", cause_of(rerun)
-    release_id = json.loads(rerun.output)["plan"]["release"]["release_id"]
+    release_id = rerun.output["plan"]["release"]["release_id"]
     record = pipe.ledger.require_release(release_id)
     assert record.status is ReleaseStatus.SUCCEEDED
     assert pipe.ledger.last_known_good("staging").release_id == release_id  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from controlplane.aws import eks
 from controlplane.models.release import ReleaseStatus
+from kubernetes.client import CoreV1Api
 
 from local.pipeline import Pipeline, pipeline
 
@@ -73,7 +74,9 @@ def test_a_fail_fast_pod_state_rolls_back_to_the_previous_release(pipe: Pipeline
 def _planned_release(pipe: Pipeline, result: Any) -> str:
     for event in pipe.cloud.history(result.arn):
         if event.type == "TaskStateExited" and event.state_name == "PlanRelease":
-            return str(json.loads(event.details["output"])["plan"]["release"]["release_id"])
+            output = event.details["output"]
+            output = json.loads(output) if isinstance(output, str) else output
+            return str(output["plan"]["release"]["release_id"])
     raise AssertionError("no PlanRelease output")
 
 
@@ -106,8 +109,11 @@ def test_a_release_that_never_becomes_ready_fails_at_its_deadline_and_rolls_back
 def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline) -> None:
     pipe.first_release()
     good_digest = pipe.digests["edc-service"]
-    # Running pods keep their fate; pods the rollback starts from the good image will now crash.
+    # The last known-good image now crashes too (say, a dependency it needs broke): its pods are replaced by
+    # pods that crash, so re-applying it cannot make the environment healthy.
     pipe.cluster.images.set(good_digest, Behaviour.crash_loop())
+    core = CoreV1Api(_emulator.api_client(pipe.cluster))
+    core.delete_collection_namespaced_pod("clinical-trials", label_selector="app.kubernetes.io/name=edc-service")
 
     result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crash_loop())
 
@@ -117,6 +123,8 @@ def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline) -> N
     assert "operators must act" in cause_of(result)
     failed = pipe.ledger.require_release(_planned_release(pipe, result))
     assert failed.status is ReleaseStatus.ROLLBACK_FAILED
+    rollback_failures = [e for e in result.history if e.type == "FailStateEntered"]
+    assert [e.state_name for e in rollback_failures] == ["RollbackFailed"]
 
 
 def test_operator_rolls_back_to_the_previous_release_by_default_and_to_a_named_one(pipe: Pipeline) -> None:

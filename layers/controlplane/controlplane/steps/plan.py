@@ -142,7 +142,7 @@ def plan_release(event: PlanInput) -> PlanOutput:
     if changed and not force:
         quarantined = ledger.quarantined(changed.values())
         if quarantined:
-            named = "; ".join(f"{s} {d}: {quarantined[d]}" for s, d in changed.items() if d in quarantined)
+            named = "; ".join(f"{s} {d} ({quarantined[d][:200]})" for s, d in changed.items() if d in quarantined)
             raise PlanError(f"quarantined digest(s), refusing to deploy without force: {named}")
 
     bundle = load_bundle(settings.manifests_dir)

@@ -15,6 +15,10 @@ from controlplane.models.release import Outcome, RecordInput, RecordOutput, Rele
 from controlplane.observability import correlate, logger, metrics, tracer
 from controlplane.settings import Settings, get_settings
 
+# Failures the new images are to blame for: their digests are quarantined. An API server that stayed unavailable or
+# a forbidden write says nothing about the images, and a rerun must be able to deploy them.
+IMAGE_FAILURES = frozenset({"RolloutFailedError", "DeadlineExceededError", "SmokeTestFailedError"})
+
 _STATUS = {
     Outcome.SUCCEEDED: ReleaseStatus.SUCCEEDED,
     Outcome.ROLLED_BACK: ReleaseStatus.ROLLED_BACK,
@@ -62,10 +66,11 @@ def record_outcome(event: RecordInput) -> RecordOutput:
     else:
         cause = _describe(event.error)
         ledger.update_release(release.release_id, cause=cause[:2000], rolled_back_to=target, **fields)
-        if plan.changed:
-            ledger.quarantine(plan.changed, release_id=release.release_id, cause=cause[:500], now=event.now)
+        suspects = plan.changed if event.error and event.error.Error in IMAGE_FAILURES else {}
+        if suspects:
+            ledger.quarantine(suspects, release_id=release.release_id, cause=cause[:500], now=event.now)
         metrics.add_metric(name="DeploysFailed", unit="Count", value=1)
-        quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(plan.changed.items())) or "none"
+        quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(suspects.items())) or "none"
         if event.outcome is Outcome.ROLLED_BACK:
             metrics.add_metric(name="DeploysRolledBack", unit="Count", value=1)
             message = (
