@@ -120,8 +120,11 @@ def test_a_second_scale_down_keeps_the_first_snapshot(world: World) -> None:
     world.apply(staging_release())
     world.scale_down()
     first = world.ledger.read("staging")
+    versions = {n: world.workload_object(n)["metadata"]["resourceVersion"] for n in STAGING}
 
     again = world.scale_down()
+
+    assert {n: world.workload_object(n)["metadata"]["resourceVersion"] for n in STAGING} == versions  # nothing written
 
     assert again.reused_snapshot
     second = world.ledger.read("staging")

@@ -73,8 +73,10 @@ def _check_environment(ctx: StepContext, settings: Settings) -> None:
         )
 
 
-def _note(ctx: StepContext, *, wakes_to: Mapping[str, Any]) -> dict[str, Any]:
-    return {**wakes_to, "since": ctx.now.isoformat(), "by": ctx.execution_arn, "why": SLEEP_REASON}
+def _note(snapshot: Snapshot, *, wakes_to: Mapping[str, Any]) -> dict[str, Any]:
+    """The asleep mark: what the object wakes to, since when and by whom (the snapshot's, so a re-run writes
+    nothing new)."""
+    return {**wakes_to, "since": snapshot.taken_at.isoformat(), "by": snapshot.execution_arn, "why": SLEEP_REASON}
 
 
 T = TypeVar("T")
@@ -225,7 +227,7 @@ def _asleep_snapshot(settings: Settings, environment: str) -> tuple[SleepRecord,
     return record, record.snapshot
 
 
-def sleep_workloads_with(api: ApiClient, snapshot: Snapshot, ctx: StepContext) -> SleepReport:
+def sleep_workloads_with(api: ApiClient, snapshot: Snapshot) -> SleepReport:
     """HPAs pinned (or marked), workloads marked and scaled to their sleeping size; the snapshot is not touched."""
     changed: list[str] = []
     unchanged: list[str] = []
@@ -238,7 +240,7 @@ def sleep_workloads_with(api: ApiClient, snapshot: Snapshot, ctx: StepContext) -
             missing.append(key)
 
     for h in snapshot.hpas:
-        note = _note(ctx, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
+        note = _note(snapshot, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
         if h.pinned:  # pin first, so the HPA does not scale the workload back up
             assert h.sleep_max is not None  # pinned means both are set
             track(
@@ -248,11 +250,11 @@ def sleep_workloads_with(api: ApiClient, snapshot: Snapshot, ctx: StepContext) -
                 ),
             )
     for w in snapshot.workloads:
-        note = _note(ctx, wakes_to={"replicas": w.replicas})
+        note = _note(snapshot, wakes_to={"replicas": w.replicas})
         track(w.ref.key, lambda w=w, note=note: scaling.scale_workload(api, w.ref, w.sleep_replicas, note=note))
     for h in snapshot.hpas:
         if not h.pinned:  # its target is at 0 now: the HPA is inactive (ScalingDisabled); say why on it
-            note = _note(ctx, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
+            note = _note(snapshot, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
             track(
                 h.ref.key,
                 lambda h=h, note=note: scaling.set_hpa_bounds(
@@ -275,7 +277,7 @@ def sleep_workloads(ctx: StepContext) -> SleepReport:
     if found is None:
         return SleepReport(environment=ctx.request.environment)
     _, snapshot = found
-    report: SleepReport = _with_api(settings, lambda api: sleep_workloads_with(api, snapshot, ctx))
+    report: SleepReport = _with_api(settings, lambda api: sleep_workloads_with(api, snapshot))
     logger.info("workloads asleep", extra={"changed": len(report.changed), "missing": report.missing})
     return report
 
