@@ -28,6 +28,7 @@ from controlplane import platform
 from controlplane.aws import eks
 from controlplane.render import load_bundle, render
 from controlplane.validate import validate_objects
+
 from local.pipeline import ACCOUNT_ID, MANIFESTS, REGION, Pipeline, pipeline
 
 DEMO_ACCOUNT = ACCOUNT_ID
