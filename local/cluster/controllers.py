@@ -243,6 +243,7 @@ class ControllerManager:
         self._lock = threading.RLock()
         self._running = False
         self._dirty = False
+        self._writes = 0  # writes made by the controllers: a pass that makes none means they have settled
         self._cache = _Cache()
         self._events: deque[tuple[float, str, str]] = deque()
         store.subscribe(self._cache.on_event)
@@ -256,7 +257,7 @@ class ControllerManager:
         self.reconcile()
 
     def reconcile(self) -> None:
-        """Run every controller until a pass changes nothing (at most ``MAX_PASSES`` passes)."""
+        """Run every controller until a pass writes nothing (at most ``MAX_PASSES`` passes)."""
         with self._lock:
             if self._running:  # re-entered from a listener inside a pass: the running loop will go round again
                 self._dirty = True
@@ -265,16 +266,17 @@ class ControllerManager:
             try:
                 for _ in range(MAX_PASSES):
                     self._dirty = False
-                    before = self._store.resource_version
+                    before = self._writes
                     self._pass(self._clock.now())
-                    if not self._dirty and self._store.resource_version == before:
+                    if not self._dirty and self._writes == before:
                         return
                 logger.warning("controllers did not settle after %d passes", MAX_PASSES)
             finally:
                 self._running = False
 
     def _pass(self, now: float) -> None:
-        self._nodes.tick(now)
+        if self._nodes.tick(now):
+            self._writes += 1
         self._collect_garbage(now)
         for d in self._cache.objects(DEPLOYMENTS):
             self._guarded(self._sync_deployment, d, now)
@@ -297,6 +299,7 @@ class ControllerManager:
     # --- writes ---------------------------------------------------------------------------------------------
 
     def _create(self, gr: GroupResource, obj: Obj) -> Obj:
+        self._writes += 1
         return self._store.put(gr, obj)
 
     def _update(self, gr: GroupResource, cached: Obj, mutate: Callable[[Obj], None]) -> Obj | None:
@@ -306,6 +309,7 @@ class ControllerManager:
             if current is None or uid_of(current) != uid_of(cached):
                 return None
             mutate(current)
+            self._writes += 1
             return self._store.put(gr, current)
 
     def _set_status(self, gr: GroupResource, cached: Obj, status: Obj) -> Obj | None:
@@ -323,6 +327,7 @@ class ControllerManager:
             if current is None or uid_of(current) != uid_of(cached):
                 return
             self._store.remove(gr, namespace_of(cached), name_of(cached))
+            self._writes += 1
         if gr == PODS:
             self.kubelet.forget(uid_of(cached))
 
