@@ -63,3 +63,15 @@ def harness_cloud() -> Iterator[Any]:
 
     with LocalCloud(HARNESS_TEMPLATE, stack_name="harness") as cloud:
         yield cloud
+
+
+# --- cluster: the Kubernetes API emulator (local/cluster) -----------------------------------------------------------
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    """A fresh emulated EKS cluster (``local.cluster.Cluster``) serving HTTPS on a free loopback port."""
+    from local.cluster import Cluster  # noqa: PLC0415
+
+    with Cluster() as emulator:
+        yield emulator

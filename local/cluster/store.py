@@ -10,6 +10,7 @@ All methods are thread-safe and return deep copies: callers never alias stored o
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections import deque
@@ -118,11 +119,12 @@ class Store:
         """Delete the object; records DELETED with a new resourceVersion. ``None`` when it was not there."""
         with self._lock:
             bucket = self._objects.get(gr, {})
-            stored = bucket.pop((namespace, name), None)
-            if stored is None:
+            popped = bucket.pop((namespace, name), None)
+            if popped is None:
                 return None
             self._rv += 1
-            stored["metadata"]["resourceVersion"] = str(self._rv)
+            # Copy the top level and metadata before stamping: readers may hold the popped dict (``peek``).
+            stored = {**popped, "metadata": {**popped["metadata"], "resourceVersion": str(self._rv)}}
             event = Event(self._rv, "DELETED", gr, copy.deepcopy(stored))
             self._history.append(event)
             self._changed.notify_all()
@@ -131,7 +133,7 @@ class Store:
             listener(event)
         return copy.deepcopy(stored)
 
-    def events_since(self, resource_version: int, timeout: float) -> list[Event]:
+    def events_since(self, resource_version: int, timeout: float) -> builtins.list[Event]:
         """Events newer than ``resource_version``, waiting up to ``timeout`` seconds (real time) for one."""
         with self._lock:
             if self._history and resource_version < self._history[0].resource_version - 1:
@@ -139,3 +141,78 @@ class Store:
             if resource_version >= self._rv:
                 self._changed.wait(timeout)
             return [e for e in self._history if e.resource_version > resource_version]
+
+    # --- no-copy reads and compare-and-swap writes, for the API server (added by the API half) --------------------
+    #
+    # ``peek``/``peek_list`` return the stored dicts themselves: callers must treat them as read-only. The store never
+    # mutates a stored dict in place (``put`` and ``commit`` replace it; ``remove`` copies before stamping), so a
+    # reference stays a consistent snapshot. ``commit`` takes ownership of the dict it is given.
+
+    def peek(self, gr: GroupResource, namespace: str, name: str) -> Obj | None:
+        """The stored object itself (no copy): read-only."""
+        with self._lock:
+            return self._objects.get(gr, {}).get((namespace, name))
+
+    def peek_list(self, gr: GroupResource, namespace: str | None = None) -> tuple[builtins.list[Obj], int]:
+        """Stored objects (no copies, read-only), sorted by namespace then name, with the store's resourceVersion."""
+        with self._lock:
+            items = self._objects.get(gr, {})
+            keys = sorted(k for k in items if namespace is None or k[0] == namespace)
+            return [items[k] for k in keys], self._rv
+
+    def commit(self, gr: GroupResource, obj: Obj, *, expect: str | None) -> Obj:
+        """Store ``obj`` (taking ownership: the caller must not touch it afterwards) if the current object's
+        resourceVersion is ``expect`` (``None``: the object must not exist). Raises :class:`CommitConflictError`
+        otherwise. Listeners run after the lock is released. Returns the stored object (read-only)."""
+        meta = obj["metadata"]
+        key = (meta.get("namespace", "") or "", meta["name"])
+        with self._lock:
+            bucket = self._objects.setdefault(gr, {})
+            current = bucket.get(key)
+            if expect is None:
+                if current is not None:
+                    raise CommitConflictError(current)
+            elif current is None or current["metadata"].get("resourceVersion") != expect:
+                raise CommitConflictError(current)
+            self._rv += 1
+            meta["resourceVersion"] = str(self._rv)
+            bucket[key] = obj
+            event = Event(self._rv, "MODIFIED" if current is not None else "ADDED", gr, copy.deepcopy(obj))
+            self._history.append(event)
+            self._changed.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(event)
+        return obj
+
+    def remove_if(self, gr: GroupResource, namespace: str, name: str, *, uid: str | None = None) -> Obj | None:
+        """``remove`` that only deletes the object with ``uid`` (when given); ``None`` when nothing was removed."""
+        with self._lock:
+            current = self._objects.get(gr, {}).get((namespace, name))
+            if current is None or (uid is not None and current["metadata"].get("uid") != uid):
+                return None
+            return self.remove(gr, namespace, name)
+
+    def dependents(self, uids: set[str]) -> builtins.list[tuple[GroupResource, Obj]]:
+        """Objects with an ownerReference to one of ``uids`` (stored dicts, read-only)."""
+        out: builtins.list[tuple[GroupResource, Obj]] = []
+        with self._lock:
+            for gr, objs in self._objects.items():
+                for o in objs.values():
+                    refs = o["metadata"].get("ownerReferences")
+                    if refs and any(r.get("uid") in uids for r in refs):
+                        out.append((gr, o))
+        return out
+
+    def namespaced_in(self, namespace: str) -> builtins.list[tuple[GroupResource, Obj]]:
+        """Every object in ``namespace`` (stored dicts, read-only)."""
+        with self._lock:
+            return [(gr, o) for gr, objs in self._objects.items() for (ns, _), o in objs.items() if ns == namespace]
+
+
+class CommitConflictError(Exception):
+    """:meth:`Store.commit` found a different object (or none, or one) than expected; ``current`` is what is there."""
+
+    def __init__(self, current: Obj | None) -> None:
+        super().__init__("the stored object changed")
+        self.current = current

@@ -1,0 +1,352 @@
+"""A Kubernetes API emulator standing in for an Amazon EKS cluster: real HTTPS, EKS tokens, the real wire format.
+
+``Cluster`` serves the Kubernetes REST API over HTTPS on ``127.0.0.1`` (a free port) with a CA generated at start,
+authenticates ``aws eks get-token`` style bearer tokens, and runs the controllers and a simulated kubelet (see
+``controllers.py``/``kubelet.py``) on a simulated clock. The official Python client (typed APIs and
+``kubernetes.dynamic.DynamicClient``) and ``kubectl`` 1.32 (``apply --server-side``, ``get``, ``scale``,
+``rollout status|undo``) work against it unchanged::
+
+    with Cluster("sts-staging") as cluster:
+        api = api_client(cluster)                      # kubernetes.client.ApiClient, no global kubeconfig
+        cluster.write_kubeconfig(tmp / "kubeconfig")   # for kubectl
+        cluster.faults.add(verb="patch", resource="deployments", status=429, retry_after=2)
+        cluster.deny(verb="delete", resource="namespaces")
+        cluster.advance(30)                            # simulated time passes; controllers reconcile
+
+Served: core/v1 namespaces, pods, services (+ ``/proxy``), endpoints, configmaps, secrets, serviceaccounts,
+persistentvolumeclaims, nodes, events; apps/v1 deployments, replicasets, statefulsets (``/status``, ``/scale``),
+daemonsets, controllerrevisions; batch/v1 jobs, cronjobs; autoscaling/v2 horizontalpodautoscalers; policy/v1
+poddisruptionbudgets; networking.k8s.io/v1 ingresses, ingressclasses, networkpolicies; storage.k8s.io/v1
+storageclasses; rbac.authorization.k8s.io/v1 roles, rolebindings, clusterroles, clusterrolebindings;
+apiextensions.k8s.io/v1 customresourcedefinitions and, once a CRD exists, its custom resources.
+
+Verbs: get, list (label/field selectors, limit/continue), watch (chunked JSON lines, 410 ``Expired`` ERROR events,
+``sendInitialEvents``), create, update (resourceVersion preconditions), patch (JSON patch, merge patch, strategic
+merge patch for built-ins, server-side apply with managedFields, conflicts and ``force``), delete (propagation
+policies, ownerReference garbage collection), deletecollection; ``dryRun=All`` on every write.
+
+Known deviations (simplifications of the real API server):
+
+- Deletion is immediate: no ``deletionTimestamp``/finalizers phase; ``Foreground`` deletes dependents at once like
+  ``Background``; namespaces never show ``Terminating`` (their contents go with them).
+- Garbage collection is synchronous: when an owner is deleted, dependents whose owners are all gone are deleted
+  before the response (``Orphan`` strips the ownerReference instead).
+- Server-side apply knows the list/map semantics (associative keys, sets, atomic structs/maps) of the built-in types
+  we deploy by field name (containers, env, ports with the ``protocol: TCP`` key default, volumes, volumeMounts,
+  selectors, ...); custom resources use the "deduced" schema (granular maps, atomic lists) rather than their CRD's
+  ``x-kubernetes-list-type`` markers. Objects written without managedFields (by controllers) get no
+  ``before-first-apply`` manager. Update managers are not capped at 10 (no ``ancient-changes``). ``.`` membership
+  in Update entries follows the Go types' pointer/struct shapes only approximately.
+- Strategic merge patch supports the merge keys of the pod template and Service and the ``$patch``,
+  ``$retainKeys``, ``$setElementOrder`` and ``$deleteFromPrimitiveList`` directives; other lists are replaced.
+- Defaulting and validation cover what our workloads touch (names, labels, workload selectors/templates,
+  containers, services, config keys, CRDs); ``fieldValidation=Strict`` is accepted but unknown fields are not
+  rejected; custom resources are not validated against their OpenAPI schema and are not pruned. Multi-version CRDs
+  share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
+- Watches filter by the current state of each object (objects entering/leaving a selector become ADDED/DELETED as
+  the watch cache does); no periodic bookmarks; the event history is bounded (older resourceVersions get 410).
+- Discovery is the legacy (unaggregated) form; ``/openapi/v3`` has paths and parameters but no schemas
+  (``kubectl explain`` does not work); ``/openapi/v2`` answers 404; no server-side ``Table`` printing (kubectl
+  falls back to NAME/AGE columns).
+- Authentication checks the presigned STS URL's shape, required parameters, signed ``x-k8s-aws-id`` header and its
+  15-minute window (wall clock) but does not call STS or verify the signature; every valid token is the user
+  ``kubernetes-admin`` (authorised for everything unless a ``deny`` rule matches).
+- Faults apply to resource requests only (discovery is never faulted).
+- Request bodies must be JSON or YAML: protobuf bodies (what kubectl's typed generators such as
+  ``kubectl create namespace`` send) are answered 415; responses are always JSON, which client-go accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from local.cluster.api import ApiServer, ProxyFn, now_string
+from local.cluster.auth import DenyRule, TokenVerifier, make_token
+from local.cluster.clock import SimClock
+from local.cluster.faults import Fault, FaultInjector, RequestLog, RequestRecord
+from local.cluster.resources import Registry
+from local.cluster.server import HttpsServer, TlsMaterial, make_tls
+from local.cluster.store import GroupResource, Store
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from local.cluster.kubelet import ImageBehaviours, NodePool
+
+try:  # the controllers/kubelet half; the API server works without it
+    from local.cluster.kubelet import Behaviour
+except ImportError:  # pragma: no cover - only while the other half is being written
+    Behaviour = None  # type: ignore[assignment,misc]
+
+__all__ = [
+    "Behaviour",
+    "Cluster",
+    "DenyRule",
+    "Fault",
+    "RequestRecord",
+    "api_client",
+    "make_token",
+]
+
+logger = logging.getLogger(__name__)
+
+TOKEN_REFRESH_SECONDS = 600
+
+
+class Cluster:
+    """One emulated EKS cluster: store, clock, controllers, node pool and an HTTPS API server."""
+
+    def __init__(
+        self,
+        name: str = "sts-staging",
+        *,
+        region: str = "us-east-1",
+        clock: SimClock | None = None,
+        default_nodes: bool = True,
+        port: int = 0,
+    ) -> None:
+        self.name = name
+        self.region = region
+        self.clock = clock or SimClock()
+        self.store = Store()
+        self.registry = Registry()
+        self.faults = FaultInjector()
+        self.requests = RequestLog()
+        self.deny_rules: list[DenyRule] = []
+        self._tls: TlsMaterial = make_tls(f"{name}-ca")
+        self.ca_pem: bytes = self._tls.ca_pem
+        self.ca_data: str = base64.b64encode(self.ca_pem).decode()
+        self._port = port
+        self._server: HttpsServer | None = None
+        self._ca_file: Path | None = None
+        self._lock = threading.Lock()
+        self.images: ImageBehaviours | Any = None
+        self.nodes: NodePool | Any = None
+        self.controllers: Any = None
+        proxy = self._wire_controllers(default_nodes=default_nodes)
+        self.api = ApiServer(
+            store=self.store,
+            clock=self.clock,
+            registry=self.registry,
+            faults=self.faults,
+            requests=self.requests,
+            verifier=TokenVerifier(),
+            deny_rules=self.deny_rules,
+            after_write=self.reconcile,
+            proxy=proxy,
+            address=lambda: f"127.0.0.1:{self.port}",
+        )
+        self._seed()
+
+    # --- wiring -------------------------------------------------------------------------------------------------
+    def _wire_controllers(self, *, default_nodes: bool) -> ProxyFn | None:
+        try:
+            from local.cluster.kubelet import ImageBehaviours, NodePool  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - the other half is optional while it is written
+            logger.warning("local.cluster.kubelet is missing: no nodes, no kubelet")
+            return None
+        self.images = ImageBehaviours()
+        self.nodes = NodePool(self.store, self.clock, region=self.region)
+        if default_nodes:
+            self.nodes.add_default_group()
+        try:
+            from local.cluster.controllers import ControllerManager  # noqa: PLC0415
+        except ImportError:  # pragma: no cover
+            logger.warning("local.cluster.controllers is missing: workloads will not roll out")
+        else:
+            self.controllers = ControllerManager(self.store, self.clock, self.images, self.nodes)
+        try:
+            from local.cluster.proxy import service_proxy  # noqa: PLC0415
+        except ImportError:  # pragma: no cover
+            return None
+        return service_proxy
+
+    def _seed(self) -> None:
+        """What a new EKS cluster has: its namespaces, the ``kubernetes`` Service, a gp2 StorageClass."""
+        now = now_string(self.clock)
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self._put(
+                GroupResource("", "namespaces"),
+                {
+                    "kind": "Namespace",
+                    "apiVersion": "v1",
+                    "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                },
+                now,
+            )
+            self._put(
+                GroupResource("", "serviceaccounts"),
+                {"kind": "ServiceAccount", "apiVersion": "v1", "metadata": {"name": "default", "namespace": ns}},
+                now,
+            )
+        self._put(
+            GroupResource("", "services"),
+            {
+                "kind": "Service",
+                "apiVersion": "v1",
+                "metadata": {
+                    "name": "kubernetes",
+                    "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
+                    "clusterIP": "10.100.0.1",
+                    "clusterIPs": ["10.100.0.1"],
+                    "type": "ClusterIP",
+                    "sessionAffinity": "None",
+                    "ipFamilies": ["IPv4"],
+                    "ipFamilyPolicy": "SingleStack",
+                    "internalTrafficPolicy": "Cluster",
+                },
+                "status": {"loadBalancer": {}},
+            },
+            now,
+        )
+        self._put(
+            GroupResource("storage.k8s.io", "storageclasses"),
+            {
+                "kind": "StorageClass",
+                "apiVersion": "storage.k8s.io/v1",
+                "metadata": {"name": "gp2"},
+                "provisioner": "kubernetes.io/aws-ebs",
+                "parameters": {"fsType": "ext4", "type": "gp2"},
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            },
+            now,
+        )
+
+    def _put(self, gr: GroupResource, obj: dict[str, Any], now: str) -> None:
+        import uuid  # noqa: PLC0415
+
+        obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now)
+        self.store.put(gr, obj)
+
+    def reconcile(self) -> None:
+        """Run the controllers until stable (the API server calls this after every write)."""
+        if self.controllers is not None:
+            self.controllers.reconcile()
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+    def start(self) -> Cluster:
+        with self._lock:
+            if self._server is None:
+                self._server = HttpsServer(self.api.handle, self._tls, port=self._port, stopping=self.api.stopping)
+                self._server.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        if self._ca_file is not None:
+            self._ca_file.unlink(missing_ok=True)
+            self._ca_file = None
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the cluster is not started")
+        return self._server.port
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate as a file (for ``ssl_ca_cert``); removed by :meth:`stop`."""
+        if self._ca_file is None:
+            fd, path = tempfile.mkstemp(prefix=f"{self.name}-ca-", suffix=".crt")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.ca_pem)
+            self._ca_file = Path(path)
+        return self._ca_file
+
+    # --- access -------------------------------------------------------------------------------------------------
+    def token(self) -> str:
+        """A fresh bearer token for this cluster (valid 15 minutes of wall time)."""
+        return make_token(self.name, self.region)
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], *, token: str | None = None) -> Path:
+        """A kubeconfig with this cluster's server, CA data and a user holding a valid token."""
+        import yaml  # noqa: PLC0415
+
+        arn = f"arn:aws:eks:{self.region}:123456789012:cluster/{self.name}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": arn, "cluster": {"server": self.endpoint, "certificate-authority-data": self.ca_data}}
+            ],
+            "users": [{"name": arn, "user": {"token": token or self.token()}}],
+            "contexts": [{"name": arn, "context": {"cluster": arn, "user": arn}}],
+            "current-context": arn,
+            "preferences": {},
+        }
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(config, sort_keys=False))
+        out.chmod(0o600)
+        return out
+
+    # --- behaviour ----------------------------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Move the simulated clock forward (controllers reconcile on each tick) and reconcile once more."""
+        self.clock.advance(seconds)
+        self.reconcile()
+
+    def deny(
+        self,
+        verb: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> DenyRule:
+        """Refuse matching requests with 403 Forbidden (RBAC's message shape). ``allow_all()`` lifts every rule."""
+        rule = DenyRule(verb, resource, namespace, name)
+        self.deny_rules.append(rule)
+        return rule
+
+    def allow_all(self) -> None:
+        self.deny_rules.clear()
+
+
+def api_client(cluster: Cluster) -> ApiClient:
+    """An official-client ``ApiClient`` for ``cluster`` (its own Configuration; the token refreshes itself)."""
+    from kubernetes import client  # noqa: PLC0415
+
+    config = client.Configuration(host=cluster.endpoint)
+    config.ssl_ca_cert = str(cluster.ca_file)
+    config.verify_ssl = True
+    issued = [time.monotonic()]
+    config.api_key = {"authorization": cluster.token()}
+    config.api_key_prefix = {"authorization": "Bearer"}
+
+    def refresh(cfg: Any) -> None:
+        if time.monotonic() - issued[0] > TOKEN_REFRESH_SECONDS:
+            cfg.api_key["authorization"] = cluster.token()
+            issued[0] = time.monotonic()
+
+    config.refresh_api_key_hook = refresh
+    return client.ApiClient(configuration=config)
