@@ -41,7 +41,7 @@ checks: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAMVENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build > .aws-sam-build.log 2>&1 || (cat .aws-sam-build.log; exit 1)
 
 test: setup lint checks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: setup
 	$(PY) -m bench
