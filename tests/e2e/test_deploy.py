@@ -46,6 +46,21 @@ def cause_of(result: Any) -> str:
     return str(result.cause or "")
 
 
+def subscribe(pipe: Pipeline) -> str:
+    """An SQS queue subscribed to the notification topic (raw delivery); returns its URL."""
+    sqs, sns = pipe.cloud.client("sqs"), pipe.cloud.client("sns")
+    url = sqs.create_queue(QueueName="release-notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = str(pipe.cloud.ref("NotificationTopic"))
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return str(url)
+
+
+def notifications(pipe: Pipeline, url: str) -> list[dict[str, Any]]:
+    messages = pipe.cloud.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
 # ---- happy path ------------------------------------------------------------------------------------------------
 
 
@@ -55,9 +70,15 @@ def test_ecr_push_deploys_the_new_digest_to_a_healthy_cluster_and_records_it(pip
     assert first_lkg is not None
     assert [e.state_name for e in first.history if e.type == "SucceedStateEntered"] == ["Deployed"]
 
+    inbox = subscribe(pipe)
+
     result = pipe.push_and_deploy("edc-service", "main-2")
 
     assert result.status == "SUCCEEDED", cause_of(result)
+    notes = notifications(pipe, inbox)
+    assert [(n["outcome"], n["release_id"]) for n in notes] == [
+        ("succeeded", result.output["plan"]["release"]["release_id"])
+    ]
     digest = pipe.digests["edc-service"]
     assert pipe.deployment_image("edc-service").endswith(f"@{digest}")
     lkg = pipe.ledger.last_known_good("staging")
