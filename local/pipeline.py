@@ -115,6 +115,18 @@ class Pipeline:
             found[ObjectRef.of(obj).key] = {"images": sorted(c.get("image", "") for c in containers)}
         return found
 
+    def resource_versions(self) -> dict[str, str]:
+        """``resourceVersion`` of every owned object: unchanged versions mean nothing was written."""
+        api = build_api_client(
+            ClusterAccess(endpoint=self.cluster.endpoint, ca_data=self.cluster.ca_data, token=self.cluster.token())
+        )
+        kinds = sorted({(o["apiVersion"], o["kind"]) for o in self._rendered_kinds()})
+        try:
+            objects = live_owned_objects(api, [platform.NAMESPACE], kinds)
+        finally:
+            api.close()
+        return {ObjectRef.of(o).key: str(o["metadata"].get("resourceVersion")) for o in objects}
+
     def _rendered_kinds(self) -> list[dict[str, str]]:
         from controlplane.render import load_bundle  # noqa: PLC0415
 

@@ -24,7 +24,7 @@ def _sync_with_environment() -> None:
     service = os.environ.get("POWERTOOLS_SERVICE_NAME")
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
     level = os.environ.get("POWERTOOLS_LOG_LEVEL")
-    if service and metrics.service != service:
+    if service:
         metrics.service = service
         logger.append_keys(service=service)
     if namespace and metrics.namespace != namespace:
