@@ -66,3 +66,44 @@ def test_a_step_input_the_asl_got_wrong_fails_naming_the_field(pipe: Pipeline) -
     assert error["errorType"] == "InputValidationError"
     assert "workloads" in error["errorMessage"]
     assert "deadline_at" in error["errorMessage"]
+
+
+def test_a_release_from_an_older_manifests_bundle_is_replayed_from_the_ledger(pipe: Pipeline) -> None:
+    result = pipe.first_release()
+    release = result.output["plan"]["release"]
+    recorded = pipe.ledger.applied_objects(release["release_id"])
+    older = {**release, "release_id": "rel-" + "a" * 20, "bundle_hash": "sha256:" + "0" * 64}
+    pipe.ledger.record_applied(older["release_id"], recorded)
+    payload: dict[str, Any] = {
+        "release": older,
+        "purpose": "rollback",
+        "prune": True,
+        "execution_arn": result.arn,
+        "now": result.output["plan"]["started_at"],
+    }
+
+    out = pipe.cloud.invoke("ApplyFunction", payload)
+
+    assert out.function_error is None, out.json()
+    assert out.json()["source"] == "ledger"
+    assert out.json()["applied"] == len(recorded)
+
+
+def test_a_release_that_can_be_neither_rendered_nor_replayed_is_refused_before_any_write(pipe: Pipeline) -> None:
+    result = pipe.first_release()
+    release = result.output["plan"]["release"]
+    unknown = {**release, "release_id": "rel-" + "b" * 20, "bundle_hash": "sha256:" + "0" * 64}
+    writes = len(pipe.writes())
+    payload = {
+        "release": unknown,
+        "purpose": "rollback",
+        "prune": True,
+        "execution_arn": result.arn,
+        "now": result.output["plan"]["started_at"],
+    }
+
+    out = pipe.cloud.invoke("ApplyFunction", payload)
+
+    assert out.json()["errorType"] == "PlanError"
+    assert "holds no applied objects" in out.json()["errorMessage"]
+    assert len(pipe.writes()) == writes
