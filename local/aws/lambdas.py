@@ -7,6 +7,12 @@ both directions, and an exception leaves the handler as Lambda's *unhandled* err
 the payload ``{"errorType", "errorMessage", "requestId", "stackTrace"}``, which Step Functions turns into
 ``Error = errorType`` and ``Cause = <that payload as JSON>``.
 
+What a handler prints (Powertools' JSON log lines, EMF metrics) goes where Lambda sends it: to the function's log
+stream, here ``LambdaRuntime.logs`` (one :class:`LogLine` per line), not to the harness's own stdout. While a handler
+runs, ``sys.stdout``/``sys.stderr`` and every ``logging.StreamHandler`` writing to them point at the invocation's
+buffer. An invocation that ends in an unhandled error also echoes its log lines to stderr, so a failing test shows
+them.
+
 Not emulated: the function timeout (``get_remaining_time_in_millis`` counts down, nothing is killed), memory limits,
 concurrency limits, cold/warm start differences beyond "imported once".
 """
@@ -14,7 +20,9 @@ concurrency limits, cold/warm start differences beyond "imported once".
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -88,6 +96,15 @@ class InvocationResult:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One line a function printed, as CloudWatch Logs would hold it."""
+
+    function_name: str
+    request_id: str
+    message: str
+
+
+@dataclass(frozen=True)
 class InvocationRecord:
     """One invocation, kept for tests and the demo (payloads are the JSON the handler saw and returned)."""
 
@@ -106,6 +123,7 @@ class LambdaRuntime:
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.RLock()
         self.invocations: list[InvocationRecord] = []
+        self.logs: list[LogLine] = []
 
     def register(self, spec: FunctionSpec) -> None:
         self._functions[spec.name] = spec
@@ -129,10 +147,13 @@ class LambdaRuntime:
         raw = payload.decode() if isinstance(payload, bytes) else (payload or "{}")
         event = json.loads(raw or "{}")
         with self._lock, _environment(spec):
+            output = io.StringIO()
             try:
-                handler = self._handler(spec)
-                result = handler(event, LambdaContext(spec, request_id))
+                with _captured_output(output):
+                    handler = self._handler(spec)
+                    result = handler(event, LambdaContext(spec, request_id))
             except Exception as exc:  # noqa: BLE001 - every handler exception becomes Lambda's unhandled error
+                self._keep_logs(spec, request_id, output.getvalue(), echo=True)
                 error = {
                     "errorMessage": str(exc),
                     "errorType": type(exc).__name__,
@@ -140,6 +161,7 @@ class LambdaRuntime:
                     "stackTrace": traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None),
                 }
                 return self._record(spec, request_id, event, error, "Unhandled")
+            self._keep_logs(spec, request_id, output.getvalue(), echo=False)
             try:
                 body = json.dumps(result)
             except (TypeError, ValueError) as exc:
@@ -151,6 +173,12 @@ class LambdaRuntime:
                 }
                 return self._record(spec, request_id, event, error, "Unhandled")
             return self._record(spec, request_id, event, json.loads(body), None)
+
+    def _keep_logs(self, spec: FunctionSpec, request_id: str, text: str, *, echo: bool) -> None:
+        lines = [line for line in text.splitlines() if line.strip()]
+        self.logs.extend(LogLine(spec.name, request_id, line) for line in lines)
+        if echo and lines:
+            sys.stderr.write("".join(f"[{spec.name} {request_id}] {line}\n" for line in lines))
 
     def _record(
         self, spec: FunctionSpec, request_id: str, event: Any, result: Any, error: str | None
@@ -195,6 +223,29 @@ def _import_by_path(spec: FunctionSpec, module_path: str) -> ModuleType:
         if code_dir in sys.path:
             sys.path.remove(code_dir)
     return module
+
+
+@contextmanager
+def _captured_output(buffer: io.StringIO) -> Iterator[None]:
+    """Point stdout, stderr and the stream handlers writing to them at ``buffer`` for one invocation."""
+    originals = (sys.stdout, sys.stderr)
+    rebound: list[tuple[logging.StreamHandler[Any], Any]] = []
+    loggers = [
+        logging.getLogger(),
+        *(obj for obj in logging.Logger.manager.loggerDict.values() if isinstance(obj, logging.Logger)),
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in originals:
+                rebound.append((handler, handler.stream))
+                handler.setStream(buffer)
+    sys.stdout = sys.stderr = buffer
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = originals
+        for handler, stream in rebound:
+            handler.setStream(stream)
 
 
 @contextmanager
