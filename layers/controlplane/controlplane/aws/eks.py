@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,10 @@ class ClusterInfo:
     arn: str
 
 
-_cache: dict[tuple[str, str], ClusterInfo] = {}
+CACHE_SECONDS = 900.0
+"""A warm Lambda re-describes the cluster after this long (a recreated cluster gets a new endpoint and CA)."""
+
+_cache: dict[tuple[str, str], tuple[float, ClusterInfo]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -47,12 +51,12 @@ def clear_cache() -> None:
 
 
 def describe_cluster(name: str, *, region: str) -> ClusterInfo:
-    """Endpoint, CA and version of cluster ``name``; one ``DescribeCluster`` per warm Lambda and cluster."""
+    """Endpoint, CA and version of cluster ``name``; one ``DescribeCluster`` per warm Lambda, cluster and 15 min."""
     key = (region, name)
     with _cache_lock:
         cached = _cache.get(key)
-    if cached is not None:
-        return cached
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
     client = boto3.client("eks", region_name=region)
     try:
         with translate_aws_errors("eks:DescribeCluster"):
@@ -72,7 +76,7 @@ def describe_cluster(name: str, *, region: str) -> ClusterInfo:
         arn=str(cluster.get("arn", "")),
     )
     with _cache_lock:
-        _cache[key] = info
+        _cache[key] = (time.monotonic(), info)
     return info
 
 
