@@ -37,6 +37,10 @@ def parameters(**overrides: Any) -> dict[str, Any]:
         "ManifestsDir": str(MANIFESTS),
         "NotificationKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/local-notifications",
         "TagRules": '[{"tag": "main-*", "environment": "staging"}, {"tag": "v*", "environment": "production"}]',
+        # The platform stacks are not provisioned by default here (moto cannot create the real templates: see
+        # tests/e2e/test_gates_stacks.py for provisioning through the ASL with a small catalog).
+        "ProvisionStacks": "false",
+        "StacksFile": str(REPO / "manifests" / "stacks.yaml"),
         **overrides,
     }
 
@@ -152,4 +156,16 @@ def pipeline(cluster: Any, **overrides: Any) -> Iterator[Pipeline]:
 
     with LocalCloud(TEMPLATE, parameters=parameters(**overrides), cluster=cluster) as cloud:
         cloud.register_cluster(CLUSTER_NAME, cluster)
+        create_repositories(cloud)
         yield Pipeline(cloud, cluster)
+
+
+def create_repositories(cloud: Any, *, immutable: bool = False) -> None:
+    """The services' ECR repositories with scan on push, as the ecr stack makes them (tags mutable unless asked)."""
+    ecr = cloud.client("ecr")
+    for name in platform.SERVICE_NAMES:
+        ecr.create_repository(
+            repositoryName=f"{platform.REPOSITORY_PREFIX}{name}",
+            imageTagMutability="IMMUTABLE" if immutable else "MUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+        )

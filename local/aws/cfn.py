@@ -14,6 +14,12 @@ does), after moto's ``CreateStack`` / ``UpdateStack`` / ``ExecuteChangeSet``:
   ``ROLLBACK_COMPLETE``) or update (``UPDATE_ROLLBACK_COMPLETE``) ends in that state, with resource and stack events
   carrying ``ResourceStatusReason`` as CloudFormation writes them. After an update rollback the stack's template is
   the previous one again (moto's already-updated resources are not reverted).
+* ``UpdateTerminationProtection`` (moto has no such action) sets the stack's ``EnableTerminationProtection``, and
+  ``DeleteStack`` of a protected stack is refused with CloudFormation's ``ValidationError``.
+* Stacks made or changed by ``ExecuteChangeSet`` have ``Outputs`` (moto keeps the outputs of the template the stack
+  was created with, none for a change-set create). An output moto cannot evaluate because it names a skipped
+  resource gets the value the harness gave that resource (EKS cluster: name, ARN, endpoint, CA, security group;
+  node group: name) or a ``local-<Logical>-<Attribute>`` placeholder.
 """
 
 from __future__ import annotations
@@ -82,12 +88,16 @@ class CfnFaults:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
+        from moto.cloudformation import exceptions as cfn_exceptions  # noqa: PLC0415
         from moto.cloudformation import models as cfn_models  # noqa: PLC0415
+        from moto.cloudformation import responses as cfn_responses  # noqa: PLC0415
+        from moto.core.responses import ActionResult  # noqa: PLC0415
 
         backend_cls = cfn_models.CloudFormationBackend
         original_create = backend_cls.create_stack
         original_update = backend_cls.update_stack
         original_execute = backend_cls.execute_change_set
+        original_delete = backend_cls.delete_stack
         faults = self
 
         def create_stack(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -112,13 +122,39 @@ class CfnFaults:
             if stack is not None:
                 update = stack.status.startswith("UPDATE")
                 fault = faults._take(stack.name, update=update)
+                if fault is None:
+                    stack._parse_template()
+                    stack.output_map = stack._create_output_map()
                 faults._after(stack, fault, event_model=cfn_models.Event, previous=previous if update else None)
             return result
+
+        def delete_stack(backend: Any, name: str) -> Any:
+            stack = next((s for s in backend.stacks.values() if name in {s.name, s.stack_id}), None)
+            if stack is not None and stack.enable_termination_protection:
+                raise cfn_exceptions.ValidationError(
+                    name,
+                    message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled",
+                )
+            return original_delete(backend, name)
+
+        def update_termination_protection(response: Any) -> Any:
+            stack_name = response._get_param("StackName")
+            enabled = str(response._get_param("EnableTerminationProtection")).lower() == "true"
+            stack = response.cloudformation_backend.describe_stacks(stack_name)[0]
+            stack.enable_termination_protection = enabled
+            return ActionResult({"StackId": stack.stack_id})
 
         with (
             mock.patch.object(backend_cls, "create_stack", create_stack),
             mock.patch.object(backend_cls, "update_stack", update_stack),
             mock.patch.object(backend_cls, "execute_change_set", execute_change_set),
+            mock.patch.object(backend_cls, "delete_stack", delete_stack),
+            mock.patch.object(
+                cfn_responses.CloudFormationResponse,
+                "update_termination_protection",
+                update_termination_protection,
+                create=True,
+            ),
         ):
             yield
 
@@ -144,7 +180,8 @@ class CfnFaults:
             )
 
         if fault is None:
-            self._create_skipped(stack, resources, event)
+            resolver = self._create_skipped(stack, resources, event)
+            self._fill_outputs(stack, resolver)
             return
         failed = fault.resource or next(
             (logical for logical, body in resources.items() if body.get("Type") in _HANDLED_SKIPPED),
@@ -177,10 +214,8 @@ class CfnFaults:
                 event(stack.name, stack_type, "ROLLBACK_COMPLETE")
         stack.status = fault.state
 
-    def _create_skipped(self, stack: Any, resources: dict[str, Any], event: Any) -> None:
+    def _create_skipped(self, stack: Any, resources: dict[str, Any], event: Any) -> Resolver:
         handled = {k: v for k, v in resources.items() if v.get("Type") in _HANDLED_SKIPPED}
-        if not handled:
-            return
         cloud = self._cloud
         parameters = dict(getattr(stack.resource_map, "resolved_parameters", {}) or {})
         resolver = Resolver(pseudo=Pseudo(cloud.region, cloud.account_id, stack.name), parameters=parameters)
@@ -207,11 +242,18 @@ class CfnFaults:
                     resourcesVpcConfig={"subnetIds": subnets},
                 )
             resolver.refs[logical] = name
-            resolver.attrs[logical] = {"Arn": f"arn:aws:eks:{cloud.region}:{cloud.account_id}:cluster/{name}"}
             event(logical, "AWS::EKS::Cluster", "CREATE_COMPLETE", physical=name)
             emulator = self._bound.get(name) or cloud.cluster
             if emulator is not None:
                 cloud.register_cluster(name, emulator)
+            described = eks.describe_cluster(name=name)["cluster"]
+            resolver.attrs[logical] = {
+                "Arn": f"arn:aws:eks:{cloud.region}:{cloud.account_id}:cluster/{name}",
+                "Endpoint": described.get("endpoint", ""),
+                "CertificateAuthorityData": (described.get("certificateAuthority") or {}).get("data", ""),
+                "ClusterSecurityGroupId": f"sg-{name}-cluster",
+                "OpenIdConnectIssuerUrl": f"https://oidc.eks.{cloud.region}.amazonaws.com/id/{name.upper()}",
+            }
         for logical, body in handled.items():
             if body["Type"] != "AWS::EKS::Nodegroup":
                 continue
@@ -234,9 +276,30 @@ class CfnFaults:
                 subnets=[s for s in props.get("Subnets", []) if isinstance(s, str)] or ["subnet-local-a"],
             )
             event(logical, "AWS::EKS::Nodegroup", "CREATE_COMPLETE", physical=f"{cluster_name}/{group}")
+            resolver.refs[logical] = f"{cluster_name}/{group}"
+            resolver.attrs[logical] = {"NodegroupName": group, "ClusterName": cluster_name}
             emulator = self._bound.get(cluster_name) or cloud.cluster
             if emulator is not None:
                 emulator.nodes.set_group(group, desired, instance_type)
+        return resolver
+
+    def _fill_outputs(self, stack: Any, resolver: Resolver) -> None:
+        """Give every output a value: moto's, else the harness's for skipped resources, else a placeholder."""
+        from moto.cloudformation.parsing import Output  # noqa: PLC0415
+
+        declared: dict[str, Any] = stack.template_dict.get("Outputs") or {}
+        output_map = stack.output_map
+        for key, body in declared.items():
+            try:
+                parsed = output_map[key]
+            except Exception:  # noqa: BLE001 - moto raises varied errors for outputs naming skipped resources
+                parsed = None
+            if parsed is not None and parsed.value not in (None, ""):
+                continue
+            value = _resolve_lenient(resolver, {"Value": body.get("Value")}).get("Value")
+            if not isinstance(value, str) or not value:
+                value = f"local-{key}"
+            output_map._parsed_outputs[key] = Output(key=key, value=value, description=body.get("Description"))
 
 
 def _resolve_lenient(resolver: Resolver, props: dict[str, Any]) -> dict[str, Any]:

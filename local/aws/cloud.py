@@ -120,6 +120,14 @@ class NodegroupSpec:
 class _ScanResult:
     status: str
     findings: list[dict[str, Any]] = field(default_factory=list)
+    in_progress_reads: int = 0
+
+    def current_status(self) -> str:
+        """IN_PROGRESS for the first ``in_progress_reads`` reads, then ``status``."""
+        if self.in_progress_reads > 0:
+            self.in_progress_reads -= 1
+            return "IN_PROGRESS"
+        return self.status
 
 
 def _client(service: str, region: str) -> Any:
@@ -492,14 +500,16 @@ class LocalCloud:
     def push_image(self, repository: str, tag: str, *, emit_event: bool = True) -> str:
         """Put an image manifest into ECR (no Docker) and return its digest (sha256 of the manifest bytes).
 
-        Creates the repository if it does not exist. With ``emit_event`` the ``ECR Image Action`` PUSH/SUCCESS event
-        goes to the default bus, as ECR sends it.
+        Creates the repository if it does not exist. A repository with ``scanOnPush`` gets the image's basic scan
+        as ECR would: COMPLETE with no findings (``set_scan_findings`` afterwards says otherwise). With
+        ``emit_event`` the ``ECR Image Action`` PUSH/SUCCESS event goes to the default bus, as ECR sends it.
         """
         ecr = self.client("ecr")
         try:
-            ecr.describe_repositories(repositoryNames=[repository])
+            described = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]
         except ecr.exceptions.RepositoryNotFoundException:
-            ecr.create_repository(repositoryName=repository)
+            described = ecr.create_repository(repositoryName=repository)["repository"]
+        scan_on_push = bool((described.get("imageScanningConfiguration") or {}).get("scanOnPush"))
         self._push_count += 1
         seed = f"{repository}:{tag}:{self._push_count}".encode()
         layers = [
@@ -525,6 +535,8 @@ class LocalCloud:
         )
         digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
         ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag, imageDigest=digest)
+        if scan_on_push:
+            self.set_scan_findings(repository, digest)
         if emit_event:
             event = {
                 "version": "0",
@@ -553,13 +565,19 @@ class LocalCloud:
         findings: Sequence[Mapping[str, Any]] = (),
         *,
         status: str = "COMPLETE",
+        in_progress_reads: int = 0,
     ) -> None:
-        """What ``ecr:DescribeImageScanFindings`` returns for this image from now on (status and basic findings)."""
+        """What ``ecr:DescribeImageScanFindings`` returns for this image from now on (status and basic findings).
+
+        ``in_progress_reads``: the next that many reads say IN_PROGRESS (a scan still running), then ``status``.
+        """
         from moto.ecr.models import ecr_backends  # noqa: PLC0415
 
         backend = ecr_backends[self.account_id][self.region]
         self._install_scan_hook(backend)
-        self._scan_results[(repository, digest)] = _ScanResult(status, [dict(f) for f in findings])
+        self._scan_results[(repository, digest)] = _ScanResult(
+            status, [dict(f) for f in findings], in_progress_reads=in_progress_reads
+        )
 
     def _install_scan_hook(self, backend: Any) -> None:
         if getattr(backend, "_localcloud_hooked", False):
@@ -576,6 +594,7 @@ class LocalCloud:
             result = self._scan_results.get((repository_name, digest))
             if result is None:
                 return original(registry_id=registry_id, repository_name=repository_name, image_id=image_id)
+            status = result.current_status()
             counts: dict[str, int] = {}
             for finding in result.findings:
                 severity = str(finding.get("severity", "UNDEFINED"))
@@ -584,9 +603,9 @@ class LocalCloud:
                 "registryId": repo.registry_id,
                 "repositoryName": repository_name,
                 "imageId": {"imageDigest": digest, **({"imageTag": image.image_tag} if image.image_tag else {})},
-                "imageScanStatus": {"status": result.status, "description": f"scan {result.status.lower()}"},
+                "imageScanStatus": {"status": status, "description": f"scan {status.lower()}"},
             }
-            if result.status == "COMPLETE":
+            if status == "COMPLETE":
                 response["imageScanFindings"] = {
                     "imageScanCompletedAt": self.clock.utcnow(),
                     "vulnerabilitySourceUpdatedAt": self.clock.utcnow(),

@@ -25,6 +25,10 @@ and in ``tests/integration/aws/test_seams.py``. The seams:
   delivers the rest).
 * ``moto.events.models.EventPattern.load(raw).matches_event(event)`` — moto's pattern matcher (moto does not implement
   ``events:TestEventPattern``); used by :func:`pattern_matches`.
+* CloudFormation (:mod:`local.aws.cfn`): ``CloudFormationBackend.create_stack/update_stack/execute_change_set/
+  delete_stack`` wrapped; ``CloudFormationResponse.update_termination_protection`` added (moto has none: if moto
+  grows one, re-read it); ``Stack.enable_termination_protection``, ``Stack._parse_template``,
+  ``Stack._create_output_map`` and ``OutputMap._parsed_outputs`` (outputs after a change set).
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ def check_seams() -> None:
     """Raise :class:`SeamMovedError` if any seam the harness patches has moved."""
     import moto  # noqa: PLC0415 - imported lazily: the harness must not import moto at import time
     from moto.awslambda import models as lambda_models  # noqa: PLC0415
+    from moto.cloudformation import models as cfn_models  # noqa: PLC0415
+    from moto.cloudformation import parsing as cfn_parsing  # noqa: PLC0415
+    from moto.cloudformation import responses as cfn_responses  # noqa: PLC0415
     from moto.ecr import models as ecr_models  # noqa: PLC0415
     from moto.eks import models as eks_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
@@ -114,6 +121,19 @@ def check_seams() -> None:
     params = list(inspect.signature(events_models.Rule.send_to_targets).parameters)
     expect(params == ["self", "original_event", "transform_input"], "events Rule.send_to_targets signature")
     expect(hasattr(events_models.EventPattern, "matches_event"), "events EventPattern.matches_event")
+    expect(
+        not hasattr(cfn_responses.CloudFormationResponse, "update_termination_protection"),
+        "CloudFormationResponse.update_termination_protection exists now (the harness adds its own)",
+    )
+    for name in ("create_stack", "update_stack", "execute_change_set", "delete_stack"):
+        expect(hasattr(cfn_models.CloudFormationBackend, name), f"CloudFormationBackend.{name}")
+    stack_source = inspect.getsource(cfn_models.Stack)
+    expect("self.enable_termination_protection" in stack_source, "Stack.enable_termination_protection")
+    expect(
+        hasattr(cfn_models.Stack, "_create_output_map") and hasattr(cfn_models.Stack, "_parse_template"),
+        "Stack._create_output_map / _parse_template",
+    )
+    expect("self._parsed_outputs" in inspect.getsource(cfn_parsing.OutputMap), "OutputMap._parsed_outputs")
 
 
 def pattern_matches(pattern: str, event: dict[str, Any]) -> bool:

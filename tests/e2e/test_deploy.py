@@ -99,7 +99,8 @@ def test_a_push_the_tag_rules_send_to_another_environment_is_skipped(pipe: Pipel
     arns = pipe.deliver(pipe.push_event("clinical-trials/edc-service", digest, "v9.9.9"))
     result = pipe.cloud.wait_execution(arns[0])
     assert result.status == "SUCCEEDED"
-    assert result.output["plan"]["action"] == "skip"
+    assert result.output["lock"]["outcome"] == "SKIPPED"  # decided before locking or planning anything
+    assert result.states_entered()[-1] == "NothingToDeploy"
     assert pipe.writes() == []
 
 

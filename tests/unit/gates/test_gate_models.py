@@ -107,6 +107,7 @@ def test_freeze_calendar_finds_the_window_covering_an_instant(
 
 
 def test_freeze_windows_need_a_timezone_and_an_order_and_force_needs_a_name() -> None:
+    # force alone also overrides quarantine: only forcing through an active window needs a name (check_freeze)
     with pytest.raises(ValueError, match="timezone"):
         FreezeCalendar.model_validate(
             {"windows": [{"start": "2025-12-24T00:00:00", "end": "2025-12-25T00:00:00", "reason": "x"}]}
@@ -115,8 +116,10 @@ def test_freeze_windows_need_a_timezone_and_an_order_and_force_needs_a_name() ->
         FreezeCalendar.model_validate(
             {"windows": [{"start": "2025-12-25T00:00:00Z", "end": "2025-12-24T00:00:00Z", "reason": "x"}]}
         )
-    with pytest.raises(ValueError, match="forced_by"):
-        FreezeCheckRequest(environment="production", release_id="rel-1", force=True)
+    assert not FreezeCheckRequest(environment="production", release_id="rel-1", force=True).forced_by_someone
+    assert FreezeCheckRequest(
+        environment="production", release_id="rel-1", force=True, forced_by="alice"
+    ).forced_by_someone
 
 
 # ---- scan policy -----------------------------------------------------------------------------------------------

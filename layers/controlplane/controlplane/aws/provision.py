@@ -103,6 +103,7 @@ class Provisioner:
     table_name: str
     inputs: Mapping[str, str] = field(default_factory=dict)
     artifacts_bucket: str | None = None
+    role_arn: str | None = None
     region: str | None = None
     cfn: CloudFormationClient | None = None
     s3: S3Client | None = None
@@ -360,6 +361,7 @@ class Provisioner:
                         {"Key": "Environment", "Value": state.environment},
                     ],
                     **self._template_argument(stack_name, body, state),  # type: ignore[arg-type]
+                    **self._role_argument(),
                 )
         except ClientError as exc:
             if error_code(exc) == "ValidationError" and any(m in str(exc) for m in NO_CHANGES_MARKERS):
@@ -367,6 +369,10 @@ class Provisioner:
             if error_code(exc) != "AlreadyExistsException":  # a retried call created it already
                 raise
         return True
+
+    def _role_argument(self) -> dict[str, Any]:
+        """``RoleARN``: the service role CloudFormation acts with (none = the caller's permissions)."""
+        return {"RoleARN": self.role_arn} if self.role_arn else {}
 
     def _delete_change_set(self, progress: StackProgress) -> None:
         assert progress.change_set_name is not None

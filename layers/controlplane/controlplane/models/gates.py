@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from controlplane import platform
 from controlplane.errors import ConfigurationError, NotHealthyInStagingError
@@ -57,6 +57,17 @@ class ImageRef(_Model):
 def images_of(images: Mapping[str, str]) -> list[ImageRef]:
     """``service -> digest`` as image references, ordered by service."""
     return [ImageRef(service=s, digest=images[s]) for s in sorted(images)]
+
+
+def _images_from_mapping(value: Any) -> Any:
+    """The state machine passes a release's ``images`` as ``{service: digest}``; the gates take a list."""
+    if isinstance(value, Mapping):
+        return [{"service": str(s), "digest": value[s]} for s in sorted(value)]
+    return value
+
+
+Images = Annotated[list[ImageRef], BeforeValidator(_images_from_mapping)]
+"""A list of image references, also accepted as ``{service: digest}`` (a release's ``images``)."""
 
 
 class Push(_Model):
@@ -266,7 +277,7 @@ class ImageScan(_Model):
 
 class ScanRequest(_Model):
     environment: Environment
-    images: list[ImageRef]
+    images: Images
     deadline: datetime | None = Field(default=None, description="Set by the first check; passed back by the loop.")
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
@@ -454,7 +465,8 @@ def stack_policy() -> dict[str, Any]:
 class PromotionRequest(_Model):
     environment: Environment
     release_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
-    images: list[ImageRef]
+    images: Images
+    now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
     def tags(self) -> list[str]:
         return [self.environment, f"{self.environment}-{self.release_id}"]
@@ -476,6 +488,10 @@ class PromotionReport(_Model):
     environment: Environment
     release_id: str
     results: list[TagResult]
+    rollout_started_at: datetime | None = Field(
+        default=None, description="The last gate passed: the release's rollout deadline counts from here."
+    )
+    rollout_deadline_at: datetime | None = None
 
 
 def require_healthy_in_staging(images: Iterable[ImageRef], healthy: Mapping[str, set[str]]) -> None:
@@ -509,7 +525,7 @@ class ApprovalRequest(_Model):
     environment: Environment
     release_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
     execution_arn: str
-    images: list[ImageRef]
+    images: Images
     requested_by: str | None = None
     timeout_s: int = Field(default=86_400, gt=0)
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
@@ -524,7 +540,7 @@ class ApprovalNotice(_Model):
 class StagingHealthInput(_Model):
     """Production: the release's images, and optionally the staging release they come from."""
 
-    images: list[ImageRef]
+    images: Images
     source_release_id: str | None = None
 
 
@@ -635,11 +651,10 @@ class FreezeCheckRequest(_Model):
     execution_arn: str = ""
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
-    @model_validator(mode="after")
-    def _who_forced(self) -> Self:
-        if self.force and not self.forced_by:
-            raise ValueError("force requires forced_by (who takes responsibility)")
-        return self
+    @property
+    def forced_by_someone(self) -> bool:
+        """Forcing through a freeze needs a name (who takes responsibility); ``force`` alone does not."""
+        return self.force and bool(self.forced_by)
 
 
 class FreezeDecision(_Model):
@@ -673,6 +688,13 @@ class GateSettings(_Model):
         default=None, description="Production: the staging control plane's ledger (where staging health is recorded)."
     )
     stack_inputs: dict[str, str] = Field(default_factory=dict, description="STACK_INPUTS: JSON {Parameter: value}.")
+    stack_role_arn: str | None = Field(
+        default=None, description="STACK_ROLE_ARN: the role CloudFormation assumes to change the platform stacks."
+    )
+    deploy_state_machine_arn: str | None = Field(
+        default=None,
+        description="DEPLOY_STATE_MACHINE_ARN: where queued pushes are deployed (a rollback may hold the lock).",
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> GateSettings:
@@ -699,6 +721,8 @@ class GateSettings(_Model):
             "approval_topic_arn": "APPROVAL_TOPIC_ARN",
             "approval_bucket": "APPROVAL_BUCKET",
             "staging_ledger_table_name": "STAGING_LEDGER_TABLE_NAME",
+            "stack_role_arn": "STACK_ROLE_ARN",
+            "deploy_state_machine_arn": "DEPLOY_STATE_MACHINE_ARN",
         }
         for field, env in optional.items():
             if (value := get(env)) is not None:

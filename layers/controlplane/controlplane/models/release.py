@@ -108,6 +108,9 @@ class ConsoleRequest(StrictModel):
     services: dict[ServiceName, ImageReference] = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=500)
     force: bool = False
+    requested_by: str | None = Field(
+        default=None, max_length=200, description="Who asks (named in approvals; required to force a freeze window)."
+    )
 
     @field_validator("services", mode="before")
     @classmethod
@@ -132,6 +135,7 @@ class Trigger(StrictModel):
     repository: str | None = None
     tag: str | None = None
     force: bool = False
+    requested_by: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------------

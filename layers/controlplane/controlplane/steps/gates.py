@@ -26,9 +26,11 @@ from controlplane.errors import (
     ConfigurationError,
     FreezeWindowError,
     InputValidationError,
+    PlanError,
     ScanBlockedError,
     ScanFailedError,
 )
+from controlplane.kube.apply import diff_objects
 from controlplane.models.gates import (
     AcquireLockInput,
     AdvanceStacksInput,
@@ -62,9 +64,11 @@ from controlplane.models.gates import (
     require_healthy_in_staging,
 )
 from controlplane.models.kube import ObjectDiff
-from controlplane.models.release import ConsoleRequest, EcrPushEvent, ReleaseStatus
+from controlplane.models.release import ConsoleRequest, ReleaseStatus
 from controlplane.observability import correlate, logger, metrics
+from controlplane.render import load_bundle, render
 from controlplane.settings import get_settings
+from controlplane.steps.cluster import connect
 from controlplane.steps.plan import parse_request, target_environment
 
 DiffProvider = Callable[[ApprovalRequest], list[ObjectDiff]]
@@ -76,12 +80,21 @@ def pushes_of(raw: Mapping[str, Any], *, started_at_ms: int) -> tuple[str, list[
     settings = get_settings()
     request = parse_request(raw)
     environment = target_environment(request, settings)
-    if isinstance(request, EcrPushEvent):
+    if isinstance(request, ConsoleRequest):
+        if environment != settings.environment:  # the same refusal as PlanRelease's, before anything is locked
+            raise InputValidationError(
+                f"environment: {environment!r} is not deployed by this control plane (it deploys "
+                f"{settings.environment!r}); start the {environment} control plane's state machine instead"
+            )
+        return environment, [Push(service=s, reference=r, sequence=started_at_ms) for s, r in request.services.items()]
+    if environment != settings.environment:
+        return environment, []  # another environment's push: skipped, whatever its repository
+    try:
         service = platform.service_for_repository(request.detail.repository_name).name
-        sequence = int(request.time.timestamp() * 1000)
-        return environment, [Push(service=service, reference=request.detail.image_digest, sequence=sequence)]
-    assert isinstance(request, ConsoleRequest)
-    return environment, [Push(service=s, reference=r, sequence=started_at_ms) for s, r in request.services.items()]
+    except KeyError as exc:
+        raise PlanError(f"unknown repository: {exc.args[0]}") from None
+    sequence = int(request.time.timestamp() * 1000)
+    return environment, [Push(service=service, reference=request.detail.image_digest, sequence=sequence)]
 
 
 def acquire_lock(event: AcquireLockInput) -> LockResult:
@@ -125,6 +138,7 @@ def release_lock(event: ReleaseLockInput) -> ReleaseLockResult:
         owner=event.owner,
         now=at(event.now),
         ttl_s=gates.lock_ttl_s,
+        state_machine_arn=gates.deploy_state_machine_arn,
         start=lambda f, machine: lock.start_follow_up(f, machine, region=settings.region),
     )
     logger.info(
@@ -152,9 +166,10 @@ def check_freeze(event: FreezeCheckRequest) -> FreezeDecision:
     window = gates.freeze_calendar.active(event.environment, now)
     if window is None:
         return FreezeDecision(environment=event.environment, release_id=event.release_id, frozen=False)
-    if not event.force:
+    if not event.forced_by_someone:
         raise FreezeWindowError(
-            f"{event.environment} is frozen ({window.reason}); deploy with force and forced_by to override"
+            f"{event.environment} is frozen ({window.reason}); to override, deploy from the console with "
+            '"force": true and "requested_by": "<who takes responsibility>"'
         )
     decision = FreezeDecision(
         environment=event.environment,
@@ -216,6 +231,7 @@ def _provisioner() -> provision.Provisioner:
         table_name=settings.ledger_table_name,
         inputs=gates.stack_inputs,
         artifacts_bucket=gates.artifacts_bucket,
+        role_arn=gates.stack_role_arn,
         region=settings.region,
     )
 
@@ -239,10 +255,21 @@ def advance_stacks(event: AdvanceStacksInput) -> ProvisionState:
 
 # --------------------------------------------------------------------------------------------------------- promote
 def promote_images(event: PromotionRequest) -> PromotionReport:
-    """PromoteImages: tag each digest ``<environment>`` and ``<environment>-<release id>`` (idempotent)."""
+    """PromoteImages: tag each digest ``<environment>`` and ``<environment>-<release id>`` (idempotent).
+
+    The last gate before the first cluster write: the release's rollout deadline (DEPLOY_DEADLINE_SECONDS) counts
+    from here, not from the execution's start (an approval may have taken hours).
+    """
     settings = get_settings()
     results = [promote.tag_digest(image, tag, region=settings.region) for image in event.images for tag in event.tags()]
-    return PromotionReport(environment=event.environment, release_id=event.release_id, results=results)
+    now = at(event.now)
+    return PromotionReport(
+        environment=event.environment,
+        release_id=event.release_id,
+        results=results,
+        rollout_started_at=now,
+        rollout_deadline_at=now + timedelta(seconds=settings.deploy_deadline_seconds),
+    )
 
 
 def verify_staging_health(event: StagingHealthInput) -> StagingHealth:
@@ -268,6 +295,23 @@ def verify_staging_health(event: StagingHealthInput) -> StagingHealth:
 
 
 # -------------------------------------------------------------------------------------------------------- approval
+def cluster_diff(event: ApprovalRequest) -> list[ObjectDiff]:
+    """What applying the release would change: the rendered release against the cluster (server-side dry run)."""
+    settings = get_settings()
+    objects = render(
+        load_bundle(settings.manifests_dir),
+        event.environment,
+        {i.service: i.digest for i in event.images},
+        account_id=settings.account_id,
+        region=settings.region,
+    )
+    api = connect(settings)
+    try:
+        return diff_objects(api, objects, release_id=event.release_id)
+    finally:
+        api.close()
+
+
 def request_approval(event: ApprovalRequest, *, diff: DiffProvider) -> ApprovalNotice:
     """RequestApproval (``waitForTaskToken``): store the dry-run diff, record the pending approval, notify."""
     correlate(execution_arn=event.execution_arn, release_id=event.release_id, environment=event.environment)

@@ -53,7 +53,9 @@ def trigger_of(request: Request) -> Trigger:
             repository=detail.repository_name,
             tag=detail.image_tag,
         )
-    return Trigger(kind=TriggerKind.CONSOLE, reason=request.reason, force=request.force)
+    return Trigger(
+        kind=TriggerKind.CONSOLE, reason=request.reason, force=request.force, requested_by=request.requested_by
+    )
 
 
 def target_environment(request: Request, settings: Settings) -> str:
