@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -321,24 +320,25 @@ def test_controllers_tolerate_a_replicaset_vanishing_mid_rollout(sim: Sim) -> No
     assert {p["spec"]["containers"][0]["image"] for p in sim.pods_of("api")} == {"repo/api:v2"}
 
 
-def test_seven_service_rolling_update_finishes_in_under_a_second_of_wall_time(sim: Sim) -> None:
+def test_seven_service_rolling_update_completes_on_the_simulated_clock(sim: Sim) -> None:
+    """Correctness only: the wall-time target (< 1 s) is measured by bench/rollout_bench.py, never in a test."""
     bodies = [deployment(f"svc-{i}", f"repo/svc-{i}:v1", replicas=2 + i % 2) for i in range(7)]
     for body in bodies:
         sim.apply(DEPLOYMENTS, body)
     for body in bodies:
         _advance_until_rolled_out(sim, body["metadata"]["name"])
 
-    started = time.perf_counter()
     for body in bodies:
         sim.apply(DEPLOYMENTS, with_image(body, body["spec"]["template"]["spec"]["containers"][0]["image"][:-2] + "v2"))
     for _ in range(60):
         if all(rollout_status(sim.get(DEPLOYMENTS, b["metadata"]["name"]))[1] for b in bodies):
             break
         sim.advance(1)
-    elapsed = time.perf_counter() - started
 
     assert all(rollout_status(sim.get(DEPLOYMENTS, b["metadata"]["name"]))[1] for b in bodies)
-    assert elapsed < 1.0, f"rolling update took {elapsed:.2f}s of wall time"
+    assert {p["spec"]["containers"][0]["image"][-2:] for b in bodies for p in sim.pods_of(b["metadata"]["name"])} == {
+        "v2"
+    }
 
 
 def test_concurrent_writers_reconcilers_and_clock_ticks_do_not_deadlock(sim: Sim) -> None:
