@@ -84,6 +84,9 @@ class OffhoursConfig(_Model):
     )
     wake_first: tuple[str, ...] = Field(default=(), description="Restored before the rest (besides StatefulSets).")
     wake_on_deploy: bool = Field(default=False, description="A deploy while asleep wakes the environment.")
+    lock_wait_s: int = Field(
+        default=1800, ge=0, le=4 * 3600, description="How long a scale-down/up waits for a running deploy's lock."
+    )
     nodes_timeout_s: int = Field(default=900, ge=60, le=7200)
     wave_timeout_s: int = Field(default=600, ge=60, le=7200)
     prices: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
@@ -346,8 +349,9 @@ def savings(snapshot: Snapshot, *, slept_at: datetime, woke_at: datetime, config
 class OffhoursRequest(_Model):
     """The execution input: a schedule's or a person's ``{environment, action}``.
 
-    ``stay-awake`` records an override (``until``, ``requested_by``); ``trigger`` tells a schedule from a person
-    (only the scheduled scale-down yields to a stay-awake override).
+    ``stay-awake`` (console spelling ``stay_awake`` accepted) records an override until ``until``; ``requested_by``
+    defaults to the execution's name. ``trigger`` tells a schedule from a person (only the scheduled scale-down
+    yields to a stay-awake override).
     """
 
     environment: Environment
@@ -357,11 +361,39 @@ class OffhoursRequest(_Model):
     requested_by: str | None = None
     reason: str = ""
 
+    @field_validator("action", mode="before")
+    @classmethod
+    def _spelling(cls, value: Any) -> Any:
+        return "stay-awake" if value == "stay_awake" else value
+
     @model_validator(mode="after")
     def _override_fields(self) -> OffhoursRequest:
-        if self.action == "stay-awake" and (self.until is None or not self.requested_by):
-            raise ValueError("stay-awake needs until (ISO-8601 time) and requested_by")
+        if self.action == "stay-awake" and self.until is None:
+            raise ValueError("stay-awake needs until (ISO-8601 time)")
         return self
+
+
+class LockStepInput(_Model):
+    """AcquireLock / ReleaseLock of the off-hours machine (the deploy's lock, purpose ``scale``)."""
+
+    environment: Environment
+    execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
+    started_at: datetime = Field(description="$$.Execution.StartTime")
+    now: datetime = Field(description="$$.State.EnteredTime")
+    outcome: str = Field(default="SUCCEEDED", description="ReleaseLock: how the execution ends.")
+    deploy_state_machine_arn: str | None = Field(
+        default=None, description="Where deploy pushes queued behind us are started (not this machine)."
+    )
+
+
+class ScalingLock(_Model):
+    """AcquireLock's answer: ``acquired``, or held by ``holder`` (the ASL waits and asks again until ``deadline``)."""
+
+    environment: Environment
+    acquired: bool
+    holder: str | None = None
+    deadline: datetime
+    cleared_orphan: str | None = None
 
 
 class StepContext(_Model):
@@ -383,6 +415,13 @@ class SleepPlan(_Model):
     hpas: int = 0
     nodegroups: int = 0
     excluded: tuple[str, ...] = ()
+
+
+class OffhoursBegun(_Model):
+    """Begin's result: the request as understood (the later states read it) and whether to go on."""
+
+    request: OffhoursRequest
+    plan: SleepPlan
 
 
 class SleepReport(_Model):
@@ -435,12 +474,33 @@ class WakeState(_Model):
         return self.waves[self.wave] if self.wave < len(self.waves) else ()
 
 
+class NodesStepInput(StepContext):
+    """CheckNodes: the context and the previous look."""
+
+    state: NodesState
+
+
+class RestoreWaveInput(StepContext):
+    """RestoreWave: the context, the progress so far (``None`` before the first wave) and the nodes' outcome (a
+    node deadline that passed is noted in the summary)."""
+
+    state: WakeState | None = None
+    nodes: NodesState | None = None
+
+
+class WakeStepInput(StepContext):
+    """CheckWave / FinishWake: the context and the progress so far."""
+
+    state: WakeState
+
+
 class WakeSummary(_Model):
     """The end of a scale-up: what is awake, what is not (and why), and what the night saved."""
 
     environment: Environment
     awake: tuple[str, ...] = ()
     not_awake: tuple[WorkloadOutcome, ...] = ()
+    all_awake: bool = Field(default=True, description="False: the execution fails with WorkloadsNotRestoredError.")
     nodegroups: tuple[str, ...] = ()
     savings: Savings | None = None
     message: str

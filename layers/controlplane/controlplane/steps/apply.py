@@ -3,6 +3,10 @@
 The same path serves a deploy and a rollback. Objects come from the manifests layer when its bundle is the one the
 release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
 applied. Validation happens before the first write, so a ``ManifestValidationError`` means the cluster is untouched.
+
+While the environment sleeps (off-hours), the release is applied at the sleeping size (``offhours.keep_asleep``: the
+snapshot now refers to this release, so the next scale-up brings it up), no smoke targets are returned (nothing
+answers) and the ledger records the rendered objects as usual.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from controlplane.observability import correlate, logger, tracer
 from controlplane.render import apply_order, load_bundle, render
 from controlplane.settings import Settings, get_settings
 from controlplane.steps.cluster import connect, kubernetes_version
+from controlplane.steps.offhours import keep_asleep
 from controlplane.validate import validate_objects
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
@@ -70,9 +75,12 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     validate_objects(
         objects, kubernetes_version=kubernetes_version(settings), account_id=settings.account_id, region=settings.region
     )
+    to_apply, asleep = keep_asleep(
+        objects, environment=release.environment, release_id=release.release_id, now=event.now
+    )
     api = connect(settings)
     try:
-        result = apply_objects(api, objects, release_id=release.release_id, force=True)
+        result = apply_objects(api, to_apply, release_id=release.release_id, force=True)
         pruned: list[ObjectRef] = []
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             refs = [ObjectRef.of(obj) for obj in objects]
@@ -89,14 +97,19 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         ledger.record_applied(release.release_id, objects)
     logger.info(
         "release applied",
-        extra={"purpose": event.purpose.value, "objects": len(objects), "pruned": [p.key for p in pruned]},
+        extra={
+            "purpose": event.purpose.value,
+            "objects": len(objects),
+            "pruned": [p.key for p in pruned],
+            "asleep": asleep,
+        },
     )
     return ApplyOutput(
         release_id=release.release_id,
         applied=len(result.objects),
         pruned=len(pruned),
         workloads=workloads_of(objects),
-        smoke_targets=smoke_targets_of(objects, sorted(release.images)),
+        smoke_targets=[] if asleep else smoke_targets_of(objects, sorted(release.images)),
         applied_at=event.now,
         source=source,
     )

@@ -1,10 +1,11 @@
 """Off-hours scaling, one function per state of ``statemachines/offhours.asl.json``.
 
-Scale down:  Begin -> AcquireLock (the deploy's lock, purpose ``scale``) -> SnapshotEnvironment -> SleepWorkloads
-             -> SleepNodegroups -> ReleaseLock
+Scale down:  Begin -> AcquireLock (the deploy's lock, purpose ``scale``; Wait loop while a deploy holds it, until
+             a deadline) -> SnapshotEnvironment -> SleepWorkloads -> SleepNodegroups -> ReleaseLock
 Scale up:    Begin -> AcquireLock -> WakeNodegroups -> CheckNodes (Wait loop, deadline) -> RestoreWave ->
              CheckWave (Wait loop, deadline per wave; next wave) -> FinishWake -> ReleaseLock
 Stay awake:  Begin records the override and ends.
+Every failure after AcquireLock goes through ReleaseLock before the execution fails.
 
 Time comes from the state machine (``$$.State.EnteredTime`` as ``now``). The snapshot lives in the ledger, so the
 states pass only references; every step re-reads it and is safe to run twice.
@@ -23,22 +24,27 @@ from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient
 
+from controlplane.aws import lock
 from controlplane.aws import nodegroups as eks_nodegroups
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import publish_outcome
 from controlplane.aws.sleep_ledger import SleepLedger
-from controlplane.errors import InputValidationError, KubernetesNotFoundError
+from controlplane.errors import ConfigurationError, InputValidationError, KubernetesNotFoundError, LockHeldError
 from controlplane.kube import scaling
 from controlplane.kube.health import check_workloads
+from controlplane.models.gates import LockOutcome, LockPurpose, LockRequest, ReleaseLockResult, gate_settings
 from controlplane.models.kube import ObjectRef
 from controlplane.models.scaling import (
     SCALABLE_KINDS,
     Exclusion,
     HpaSnapshot,
+    LockStepInput,
     NodegroupProgress,
     NodegroupSnapshot,
     NodesState,
+    OffhoursBegun,
     OffhoursConfig,
+    ScalingLock,
     SleepPlan,
     SleepRecord,
     SleepReport,
@@ -102,12 +108,12 @@ def begin(ctx: StepContext) -> SleepPlan:
     request, ledger = ctx.request, _ledger(settings)
     environment = request.environment
     if request.action == "stay-awake":
-        if request.until is None or request.requested_by is None:  # the model checks; this tells the type checker
-            raise InputValidationError("stay-awake needs until and requested_by")
+        if request.until is None:  # the model checks; this tells the type checker
+            raise InputValidationError("stay-awake needs until")
         override = StayAwake(
             environment=environment,
             until=request.until,
-            requested_by=request.requested_by,
+            requested_by=request.requested_by or ctx.execution_arn.rpartition(":")[2],
             reason=request.reason,
             requested_at=ctx.now,
         )
@@ -148,6 +154,72 @@ def begin(ctx: StepContext) -> SleepPlan:
         detail={"trigger": request.trigger, "requested_by": request.requested_by, "reason": request.reason},
     )
     return SleepPlan(environment=environment, sleep=True, reason=f"{request.trigger} {request.action}")
+
+
+def begin_execution(ctx: StepContext) -> OffhoursBegun:
+    """Begin (the state): :func:`begin`, with the request as understood for the states that follow."""
+    return OffhoursBegun(request=ctx.request, plan=begin(ctx))
+
+
+# ------------------------------------------------------------------------------------------------------------ lock
+def acquire_lock(event: LockStepInput) -> ScalingLock:
+    """AcquireLock: the environment's deploy lock (purpose ``scale``). Held by a deploy or rollback: the ASL waits
+    and asks again, until ``lock_wait_s`` after the execution started; then :class:`LockHeldError`.
+
+    A deploy push arriving while we hold the lock is queued behind us (the lock's own rules); ReleaseLock hands it
+    to a follow-up deploy.
+    """
+    correlate(execution_arn=event.execution_arn, environment=event.environment)
+    settings, config, gate = get_settings(), offhours_config(), gate_settings()
+    deadline = event.started_at + timedelta(seconds=config.lock_wait_s)
+    result = lock.acquire(
+        lock.LockTable(settings.ledger_table_name, region=settings.region),
+        LockRequest(environment=event.environment, owner=event.execution_arn, purpose=LockPurpose.SCALE),
+        now=event.now,
+        ttl_s=gate.lock_ttl_s,
+        grace_s=gate.handoff_grace_s,
+        status_of=lambda arn: lock.execution_status(arn, region=settings.region),
+    )
+    if result.cleared_orphan:
+        logger.warning("cleared an orphaned lock", extra={"orphan": result.cleared_orphan})
+        metrics.add_metric(name="OrphanLocksCleared", unit="Count", value=1)
+    acquired = result.outcome is LockOutcome.ACQUIRED
+    if not acquired and event.now >= deadline:
+        raise LockHeldError(
+            f"{event.environment} is still locked by {result.holder} at {event.now.isoformat()} "
+            f"({config.lock_wait_s} s after this execution started): off-hours scaling gave up"
+        )
+    logger.info("lock", extra={"outcome": result.outcome.value, "holder": result.holder})
+    return ScalingLock(
+        environment=event.environment,
+        acquired=acquired,
+        holder=result.holder,
+        deadline=deadline,
+        cleared_orphan=result.cleared_orphan,
+    )
+
+
+def release_lock(event: LockStepInput) -> ReleaseLockResult:
+    """ReleaseLock (every exit path after AcquireLock). Deploy pushes queued meanwhile start a follow-up on the
+    *deploy* state machine (``deploy_state_machine_arn``), never on this one."""
+    correlate(execution_arn=event.execution_arn, environment=event.environment)
+    settings, gate = get_settings(), gate_settings()
+    if not event.deploy_state_machine_arn:
+        raise ConfigurationError("ReleaseLock needs deploy_state_machine_arn (DefinitionSubstitutions)")
+    released, follow_up = lock.release(
+        lock.LockTable(settings.ledger_table_name, region=settings.region),
+        environment=event.environment,
+        owner=event.execution_arn,
+        now=event.now,
+        ttl_s=gate.lock_ttl_s,
+        state_machine_arn=event.deploy_state_machine_arn,
+        start=lambda f, machine: lock.start_follow_up(f, machine, region=settings.region),
+    )
+    logger.info(
+        "lock released" if released else "lock was not held by this execution",
+        extra={"outcome": event.outcome, "follow_up": follow_up.execution_name if follow_up else None},
+    )
+    return ReleaseLockResult(environment=event.environment, released=released, follow_up=follow_up)
 
 
 # ------------------------------------------------------------------------------------------------------ scale down
@@ -329,7 +401,11 @@ def _node_progress(api: ApiClient, snapshot: Snapshot) -> tuple[NodegroupProgres
 
 
 def wake_nodegroups(ctx: StepContext) -> NodesState:
-    """WakeNodegroups: the state becomes WAKING; each group back to its snapshot scaling config exactly."""
+    """WakeNodegroups: the state becomes WAKING; each group back to its snapshot scaling config exactly.
+
+    No cluster access here (the function holds the node-group write permission, not the cluster identity):
+    counting Ready nodes is CheckNodes' job, which the state machine runs next.
+    """
     settings, config = get_settings(), offhours_config()
     _check_environment(ctx, settings)
     environment = ctx.request.environment
@@ -347,11 +423,8 @@ def wake_nodegroups(ctx: StepContext) -> NodesState:
             desired=g.desired_size,
             region=settings.region,
         )
-    snapshot = record.snapshot
-    groups = _with_api(settings, lambda api: _node_progress(api, snapshot))
-    return NodesState(
-        environment=environment, deadline=deadline, groups=groups, ready=all(g.ready >= g.wanted for g in groups)
-    )
+    groups = tuple(NodegroupProgress(name=g.name, wanted=g.desired_size, ready=0) for g in record.snapshot.nodegroups)
+    return NodesState(environment=environment, deadline=deadline, groups=groups, ready=not groups)
 
 
 def check_nodes(ctx: StepContext, state: NodesState) -> NodesState:
@@ -523,7 +596,13 @@ def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
     if state.nodes_note:
         message += f"; {state.nodes_note}"
     summary = WakeSummary(
-        environment=environment, awake=awake, not_awake=not_awake, nodegroups=groups, savings=night, message=message
+        environment=environment,
+        awake=awake,
+        not_awake=not_awake,
+        all_awake=not not_awake,
+        nodegroups=groups,
+        savings=night,
+        message=message,
     )
     ledger.record_event(
         environment,

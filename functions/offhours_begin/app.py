@@ -1,0 +1,18 @@
+"""Begin (off-hours): record the request; store a stay-awake override; a scheduled scale-down yields to one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from controlplane.models.release import parse
+from controlplane.models.scaling import StepContext
+from controlplane.observability import logger, metrics, tracer
+from controlplane.steps.offhours import begin_execution
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 - Powertools reads it
+    return begin_execution(parse(StepContext, event)).model_dump(mode="json")
