@@ -277,13 +277,15 @@ def _initial_status(kind: str) -> Obj | None:
     return None
 
 
-def _crd_status(crd: Obj, now: str) -> Obj:
+def _crd_status(crd: Obj, now: str, previous: Obj | None = None) -> Obj:
+    """The status the apiextensions controller settles on; a condition's lastTransitionTime moves only when its
+    status changes (as on a real server), so re-applying an unchanged CRD is a no-op."""
     spec = crd.get("spec") or {}
     names = dict(spec.get("names") or {})
     names.setdefault("singular", str(names.get("kind", "")).lower())
     names.setdefault("listKind", f"{names.get('kind', '')}List")
     storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
-    return {
+    status: Obj = {
         "acceptedNames": names,
         "conditions": [
             {
@@ -303,6 +305,12 @@ def _crd_status(crd: Obj, now: str) -> Obj:
         ],
         "storedVersions": storage,
     }
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
+    for condition in status["conditions"]:
+        old = before.get(condition["type"])
+        if old is not None and old.get("status") == condition["status"] and old.get("lastTransitionTime"):
+            condition["lastTransitionTime"] = old["lastTransitionTime"]
+    return status
 
 
 class _WriteCtx:
@@ -815,7 +823,7 @@ class ApiServer:
             validation.apply_defaults(rt.kind, new)
             self._kind_hooks(rt, cur, new)
         if rt.kind == "CustomResourceDefinition" and rt.group == "apiextensions.k8s.io":
-            new["status"] = _crd_status(new, now)
+            new["status"] = _crd_status(new, now, previous=(cur or {}).get("status"))
         if cur is not None and rt.generation and _spec_like(new) != _spec_like(cur):
             meta["generation"] = int(cur["metadata"].get("generation") or 0) + 1
         errs = validation.validate(rt.kind, new, builtin=rt.builtin)

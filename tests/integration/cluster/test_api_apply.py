@@ -12,6 +12,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 
+from local.cluster import Cluster
+
 pytestmark = pytest.mark.integration
 
 
@@ -270,3 +272,16 @@ def test_custom_resources_disappear_with_their_crd(kube: client.ApiClient, dyn: 
     crds.create(body=EXTERNAL_SECRETS_CRD)
     again = dyn.resources.get(api_version="external-secrets.io/v1", kind="ExternalSecret")
     assert again.get(namespace="default").items == []
+
+
+def test_reapplying_an_unchanged_crd_after_time_passes_is_a_no_op(dyn: DynamicClient, cluster: Cluster) -> None:
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    first = crds.server_side_apply(body=EXTERNAL_SECRETS_CRD, field_manager="platform")
+    cluster.advance(120)
+
+    again = crds.server_side_apply(body=EXTERNAL_SECRETS_CRD, field_manager="platform")
+
+    assert again.metadata.resourceVersion == first.metadata.resourceVersion
+    assert [c["lastTransitionTime"] for c in again.status.conditions] == [
+        c["lastTransitionTime"] for c in first.status.conditions
+    ]
