@@ -249,3 +249,54 @@ def test_production_schedules_are_disabled_by_default_and_an_environment_can_opt
     ) as pipe:
         schedule = pipe.cloud.client("scheduler").get_schedule(Name=SCALE_UP_SCHEDULE)
     assert (schedule["State"], schedule["ScheduleExpressionTimezone"]) == ("ENABLED", "America/New_York")
+
+
+# ---- the lock on every exit path ---------------------------------------------------------------------------------
+def _seed_lock(env: OffhoursPipeline, owner: str) -> None:
+    from controlplane.aws import lock  # noqa: PLC0415
+    from controlplane.models.gates import LockPurpose, LockRequest  # noqa: PLC0415
+
+    table = lock.LockTable(str(env.cloud.ref("LedgerTable")), region="us-east-1")
+    now = int(env.cluster.clock.utcnow().timestamp())
+    request = LockRequest(environment="staging", owner=owner, purpose=LockPurpose.DEPLOY)
+    assert table.try_acquire(request, now=now, ttl_s=3600)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"nodegroups": [{"match": "GeneralNodeGroup*", "desired": 1}, {"match": "*", "desired": 0}], "lock_wait_s": 60}],
+    indirect=True,
+    ids=["lock-wait-60s"],
+)
+def test_a_scale_down_waits_for_a_deploy_holding_the_lock_then_gives_up_without_touching_it(
+    env: OffhoursPipeline,
+) -> None:
+    deploy = str(env.cloud.ref("DeployStateMachine")).replace(":stateMachine:", ":execution:") + ":starting-deploy"
+    _seed_lock(env, deploy)
+    before = env.state()
+
+    down = env.run("down")
+
+    assert down.status == "FAILED"
+    assert down.error == "LockHeldError"
+    entered = down.states_entered()
+    assert entered.count("AcquireLock") == 2
+    assert "WaitForLock" in entered
+    assert entered[-2:] == ["ReleaseLockAfterFailure", "ScalingFailed"]
+    assert env.state() == before
+    item = env.ledger_item("LOCK")
+    assert item is not None
+    assert item["owner"]["S"] == deploy  # the deploy's lock is not ours to release
+
+
+def test_a_step_failing_after_the_lock_was_taken_releases_it_before_the_execution_fails(
+    env: OffhoursPipeline,
+) -> None:
+    env.cluster.deny_rules.append(_emulator.DenyRule(verb="patch", resource="deployments/scale"))
+
+    down = env.run("down")
+
+    assert down.status == "FAILED"
+    assert down.error == "KubernetesForbiddenError"
+    assert down.states_entered()[-2:] == ["ReleaseLockAfterFailure", "ScalingFailed"]
+    assert env.ledger_item("LOCK") is None
