@@ -122,7 +122,7 @@ def test_a_release_that_never_becomes_ready_fails_at_its_deadline_and_rolls_back
         assert pipe.owned() == before
 
 
-def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline) -> None:
     pipe.first_release()
     good_digest = pipe.digests["edc-service"]
     # The last known-good image now crashes too (say, a dependency it needs broke): its pods are replaced by
@@ -141,8 +141,10 @@ def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline, caps
     assert failed.status is ReleaseStatus.ROLLBACK_FAILED
     rollback_failures = [e for e in result.history if e.type == "FailStateEntered"]
     assert [e.state_name for e in rollback_failures] == ["RollbackFailed"]
-    # The metric the RollbacksFailedAlarm watches, in its namespace and with its dimension (EMF on stdout).
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"RollbacksFailed"' in line]
+    # The metric the RollbacksFailedAlarm watches, in its namespace and with its dimension (EMF lines in the
+    # function's log stream, which is where CloudWatch extracts metrics from).
+    logs = [line.message for line in pipe.cloud.runtime.logs]
+    emf = [json.loads(line) for line in logs if '"RollbacksFailed"' in line]
     assert emf, "no RollbacksFailed metric emitted"
     directive = emf[-1]["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "SyntheticTrialStudio/ControlPlane"
