@@ -1,0 +1,260 @@
+"""Production promotion through the real ASL: staging health, approval (approve, reject, timeout) before any change,
+and the platform stacks provisioned through change sets (create failure, update rollback, no change)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from controlplane import platform
+from controlplane.aws import eks
+from controlplane.aws.approval import Approvals
+from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
+
+from local.pipeline import Pipeline, pipeline
+
+pytestmark = pytest.mark.e2e
+
+_emulator = pytest.importorskip("local.cluster")
+Cluster = _emulator.Cluster
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    eks.clear_cache()
+    with Cluster("sts-staging") as emulator:
+        yield emulator
+    eks.clear_cache()
+
+
+def healthy_in_staging(pipe: Pipeline, images: dict[str, str]) -> None:
+    """What the staging control plane's ledger says after a healthy staging release of ``images``."""
+    now = datetime.now(UTC)
+    ledger = pipe.ledger
+    ledger.put_planned(
+        ReleaseRecord(
+            release_id="rel-staging-1",
+            environment="staging",
+            images=images,
+            bundle_hash="staging",
+            status=ReleaseStatus.PLANNED,
+            trigger=Trigger(kind=TriggerKind.CONSOLE, reason="staging release"),
+            execution_arn="arn:aws:states:us-east-1:123456789012:execution:staging-deploy:1",
+            started_at=now,
+        )
+    )
+    ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
+    ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
+
+
+def changes(pipe: Pipeline) -> list[Any]:
+    """Cluster writes that are not server-side dry runs (the approval's diff is one)."""
+    return [w for w in pipe.writes() if w.query.get("dryRun") != "All"]
+
+
+def pending_approval(pipe: Pipeline, arn: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = pipe.cloud.client("dynamodb").scan(
+            TableName=str(pipe.cloud.ref("LedgerTable")),
+            FilterExpression="#k = :k",
+            ExpressionAttributeNames={"#k": "kind"},
+            ExpressionAttributeValues={":k": {"S": "approval"}},
+        )["Items"]
+        if items:
+            return str(items[0]["release_id"]["S"])
+        time.sleep(0.02)
+    raise AssertionError("no approval was requested")
+
+
+@pytest.fixture
+def approval_timeout_s() -> int:
+    return 86_400
+
+
+@pytest.fixture
+def production(cluster: Any, approval_timeout_s: int) -> Iterator[tuple[Pipeline, dict[str, Any]]]:
+    with pipeline(cluster, Environment="production", ApprovalTimeoutSeconds=approval_timeout_s) as pipe:
+        images = {name: pipe.push(name, "v1.0.0") for name in platform.SERVICE_NAMES}
+        healthy_in_staging(pipe, images)
+        request = {"environment": "production", "services": images, "reason": "promote", "requested_by": "bob"}
+        yield pipe, request
+
+
+def test_an_approved_production_release_deploys_and_nothing_changed_before_the_approval(
+    production: tuple[Pipeline, dict[str, Any]],
+) -> None:
+    pipe, request = production
+    arn = pipe.cloud.start_execution("DeployStateMachine", request)
+    release_id = pending_approval(pipe, arn)
+    writes_while_waiting = len(changes(pipe))
+    dry_runs = len(pipe.writes()) - writes_while_waiting
+    item = Approvals(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").get(release_id)
+    assert item is not None
+    assert item["diff_uri"].startswith("s3://")
+
+    decided = pipe.cloud.invoke(
+        "DecideApprovalFunction", {"release_id": release_id, "decision": "approve", "approver": "carol"}
+    )
+    result = pipe.cloud.wait_execution(arn, timeout=60)
+
+    assert decided.function_error is None, decided.payload
+    assert writes_while_waiting == 0
+    assert dry_runs > 0  # the diff the approver reads is the server's dry run
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["approval"]["status"] == "APPROVED"
+    assert result.output["approval"]["approver"] == "carol"
+    entered = result.states_entered()
+    assert entered.index("RequestApproval") < entered.index("PromoteImages") < entered.index("ApplyRelease")
+    assert "VerifyStagingHealth" in entered
+
+
+def test_a_rejected_production_release_ends_before_any_change(production: tuple[Pipeline, dict[str, Any]]) -> None:
+    pipe, request = production
+    arn = pipe.cloud.start_execution("DeployStateMachine", request)
+    release_id = pending_approval(pipe, arn)
+    pipe.cloud.invoke(
+        "DecideApprovalFunction",
+        {"release_id": release_id, "decision": "reject", "approver": "carol", "comment": "not this week"},
+    )
+    result = pipe.cloud.wait_execution(arn, timeout=30)
+    again = pipe.cloud.invoke(
+        "DecideApprovalFunction", {"release_id": release_id, "decision": "approve", "approver": "dave"}
+    )
+
+    assert result.status == "FAILED"
+    assert result.error == "ApprovalRejectedError"
+    decided = Approvals(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").outcome(release_id)
+    assert decided is not None
+    assert decided.comment == "not this week"
+    assert decided.approver == "carol"
+    assert changes(pipe) == []
+    assert again.function_error is not None  # a second decision is refused
+    assert "ApprovalStateError" in again.payload.decode()
+
+
+@pytest.mark.parametrize("approval_timeout_s", [2])
+def test_an_approval_nobody_gives_times_out_and_is_recorded(production: tuple[Pipeline, dict[str, Any]]) -> None:
+    pipe, request = production
+    arn = pipe.cloud.start_execution("DeployStateMachine", request)
+    release_id = pending_approval(pipe, arn)
+
+    result = pipe.cloud.wait_execution(arn, timeout=30)  # ApprovalTimeoutSeconds=2 (real seconds: moto's callbacks)
+
+    status = Approvals(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").outcome(release_id)
+    assert result.status == "FAILED"
+    assert result.error == "ApprovalTimedOutError"
+    assert release_id in str(result.cause)
+    assert "RecordApprovalTimeout" in result.states_entered()
+    assert status is not None
+    assert status.status.value == "TIMED_OUT"
+    assert changes(pipe) == []
+
+
+def test_a_digest_never_healthy_in_staging_is_refused(production: tuple[Pipeline, dict[str, Any]]) -> None:
+    pipe, request = production
+    fresh = pipe.push("edc-service", "v1.0.1")
+    result = pipe.deploy({**request, "services": {**request["services"], "edc-service": fresh}})
+
+    assert result.status == "FAILED"
+    assert result.error == "NotHealthyInStagingError"
+    assert "RequestApproval" not in result.states_entered()
+    assert pipe.writes() == []
+
+
+# ---- platform stacks -----------------------------------------------------------------------------------------------
+
+BASE = """AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Environment: {Type: String}
+  ProjectName: {Type: String}
+Resources:
+  Topic:
+    Type: AWS::SNS::Topic
+    Properties: {TopicName: !Sub "${ProjectName}-${Environment}-alarms"}
+Outputs:
+  TopicArn: {Value: !Ref Topic}
+"""
+CLUSTER = """AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Environment: {Type: String}
+  ClusterName: {Type: String}
+  TopicArn: {Type: String}
+Resources:
+  Logs:
+    Type: AWS::Logs::LogGroup
+    Properties: {LogGroupName: !Sub "/sts/${Environment}/${ClusterName}"}
+  Cluster:
+    Type: AWS::EKS::Cluster
+    Properties:
+      Name: !Ref ClusterName
+      RoleArn: arn:aws:iam::123456789012:role/eks
+      ResourcesVpcConfig: {SubnetIds: [subnet-1]}
+Outputs:
+  ClusterName: {Value: !Ref Cluster}
+"""
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    (tmp_path / "cloudformation").mkdir()
+    (tmp_path / "cloudformation" / "base.yaml").write_text(BASE)
+    (tmp_path / "cloudformation" / "eks.yaml").write_text(CLUSTER)
+    (tmp_path / "stacks.yaml").write_text(
+        "template_dir: cloudformation\nstacks:\n"
+        "  - {suffix: base, template: base.yaml}\n"
+        "  - {suffix: eks, template: eks.yaml, inputs: [ClusterName], wiring: {TopicArn: base.TopicArn}}\n"
+    )
+    return tmp_path / "stacks.yaml"
+
+
+@pytest.fixture
+def stacks(cluster: Any, catalog: Path) -> Iterator[Pipeline]:
+    with pipeline(cluster, ProvisionStacks="true", StacksFile=str(catalog)) as pipe:
+        yield pipe
+
+
+def test_stacks_are_created_then_skipped_when_unchanged(stacks: Pipeline) -> None:
+    first = stacks.first_release()
+    second = stacks.push_and_deploy("edc-service", "main-2")
+    cfn = stacks.cloud.client("cloudformation")
+    described = cfn.describe_stacks(StackName="synthetictrialstudio-staging-eks")["Stacks"][0]
+
+    assert [s["phase"] for s in first.output["stacks"]["stacks"]] == ["DONE", "DONE"]
+    assert first.output["stacks"]["stacks"][1]["outputs"] == {"ClusterName": "sts-staging"}
+    assert described["EnableTerminationProtection"] is True
+    assert second.status == "SUCCEEDED", second.cause
+    assert [s["phase"] for s in second.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]
+
+
+def test_a_stack_create_failure_ends_the_deploy_before_any_cluster_write(stacks: Pipeline) -> None:
+    stacks.cloud.cfn_faults.fail_next(
+        "synthetictrialstudio-staging-eks", "ROLLBACK_COMPLETE", reason="Cluster quota exceeded", resource="Cluster"
+    )
+    images = {name: stacks.push(name, "main-1") for name in platform.SERVICE_NAMES}
+    result = stacks.deploy({"environment": "staging", "services": images, "reason": "first"})
+
+    assert result.status == "FAILED"
+    assert result.error == "StackFailedError"
+    assert "Cluster quota exceeded" in str(result.cause)
+    assert stacks.writes() == []
+
+
+def test_a_stack_update_rolled_back_ends_the_deploy_before_any_cluster_write(stacks: Pipeline, catalog: Path) -> None:
+    stacks.first_release()
+    writes = len(stacks.writes())
+    (catalog.parent / "cloudformation" / "base.yaml").write_text(BASE.replace("-alarms", "-alerts"))
+    stacks.cloud.cfn_faults.fail_next(
+        "synthetictrialstudio-staging-base", "UPDATE_ROLLBACK_COMPLETE", reason="Topic name in use"
+    )
+
+    result = stacks.push_and_deploy("edc-service", "main-2")
+
+    assert result.status == "FAILED"
+    assert result.error == "StackFailedError"
+    assert "UPDATE_ROLLBACK_COMPLETE" in str(result.cause)
+    assert len(stacks.writes()) == writes
