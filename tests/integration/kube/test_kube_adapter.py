@@ -23,6 +23,7 @@ from controlplane.kube.apply import (
     OWNERSHIP_LABEL,
     OWNERSHIP_VALUE,
     RELEASE_ANNOTATION,
+    apply_and_prune,
     apply_objects,
     diff_objects,
     live_owned_objects,
@@ -214,6 +215,31 @@ def test_prune_deletes_owned_objects_that_left_the_release_and_spares_namespaces
     assert prune(api, keep=[ref(o) for o in new[1:]], namespaces=[NS], kinds=KINDS) == []  # idempotent
     allowed = prune(api, keep=[ref(o) for o in new], namespaces=[NS], kinds=KINDS, allow={"PersistentVolumeClaim"})
     assert [r.key for r in allowed] == ["PersistentVolumeClaim/trial-apps/data"]
+
+
+def test_apply_and_prune_prunes_from_the_listing_the_apply_already_made(api: ApiClient, cluster: Cluster) -> None:
+    apply_objects(api, [namespace(), config_map("keep"), config_map("gone"), service("old-service")], release_id="r1")
+    new = [namespace(), config_map("keep", "2")]
+    before = len(cluster.requests)
+
+    result, pruned = apply_and_prune(api, new, release_id="r1", namespaces=[NS], kinds=KINDS)
+
+    assert [o.action for o in result.objects] == ["unchanged", "configured"]
+    assert sorted(r.key for r in pruned) == ["ConfigMap/trial-apps/gone", "Service/trial-apps/old-service"]
+    made = [(r.method, r.resource) for r in list(cluster.requests)[before:] if r.resource]
+    # one list per applied type, one apply per object, one list per type only the prune scope has, one delete each
+    assert sorted(made) == sorted(
+        [
+            ("GET", "namespaces"),
+            ("PATCH", "namespaces"),
+            ("GET", "configmaps"),
+            ("PATCH", "configmaps"),
+            ("GET", "persistentvolumeclaims"),
+            ("GET", "services"),
+            ("DELETE", "configmaps"),
+            ("DELETE", "services"),
+        ]
+    )
 
 
 def test_live_owned_objects_match_the_release(api: ApiClient) -> None:

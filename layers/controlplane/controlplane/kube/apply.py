@@ -42,6 +42,7 @@ __all__ = [
     "OWNERSHIP_VALUE",
     "PROTECTED_KINDS",
     "RELEASE_ANNOTATION",
+    "apply_and_prune",
     "apply_objects",
     "diff_objects",
     "live_owned_objects",
@@ -65,9 +66,45 @@ def apply_objects(
     Stops at the first failure (raised as a :mod:`controlplane.errors` type); re-running is safe.
     """
     _check_owned(objects)
-    crd_kinds = _kinds_defined_by_crds(objects)
+    dyn = dynamic_client(api)
+    return _apply(dyn, _LiveIndex(dyn), objects, release_id=release_id, dry_run=dry_run, force=force)
+
+
+def apply_and_prune(
+    api: ApiClient,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    release_id: str,
+    namespaces: Iterable[str],
+    kinds: Iterable[tuple[str, str]],
+    allow: Iterable[str] = frozenset(),
+    force: bool = True,
+) -> tuple[ApplyResult, list[ObjectRef]]:
+    """:func:`apply_objects`, then :func:`prune` what left the release, from one listing of the owned objects.
+
+    The owned objects listed before each type was applied are the prune candidates too (an object the apply created
+    is in the release, so never a candidate), so a pruning apply costs no extra list request for the types it
+    applied: only types or namespaces in the prune scope that the release no longer has are listed.
+    """
+    _check_owned(objects)
     dyn = dynamic_client(api)
     live = _LiveIndex(dyn)
+    result = _apply(dyn, live, objects, release_id=release_id, dry_run=False, force=force)
+    candidates = live.owned(namespaces, kinds)
+    deleted = _delete_unkept(dyn, candidates, keep=[ObjectRef.of(o) for o in objects], allow=allow)
+    return result, deleted
+
+
+def _apply(
+    dyn: DynamicClient,
+    live: _LiveIndex,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    release_id: str,
+    dry_run: bool,
+    force: bool,
+) -> ApplyResult:
+    crd_kinds = _kinds_defined_by_crds(objects)
     applied: list[AppliedObject] = []
     for obj in objects:
         ref = ObjectRef.of(obj)
@@ -166,15 +203,7 @@ def live_owned_objects(
 
     Cluster-scoped kinds are listed once, whatever the namespaces. One list request per kind and namespace.
     """
-    dyn = dynamic_client(api)
-    namespaces = list(dict.fromkeys(namespaces))
-    found: list[dict[str, Any]] = []
-    for api_version, kind in dict.fromkeys(kinds):
-        with translate_errors(f"{kind} ({api_version})"):
-            resource = dyn.resources.get(api_version=api_version, kind=kind)
-            for namespace in namespaces if resource.namespaced else [None]:
-                found.extend(list_objects(dyn, resource, namespace, label_selector=OWNERSHIP_SELECTOR))
-    return found
+    return _LiveIndex(dynamic_client(api)).owned(namespaces, kinds)
 
 
 def prune(
@@ -192,11 +221,16 @@ def prune(
     Deletion propagates in the background and is preconditioned on the uid that was listed, so an object
     recreated meanwhile is not deleted. An object already gone counts as pruned by someone else (not returned).
     """
+    return _delete_unkept(dynamic_client(api), live_owned_objects(api, namespaces, kinds), keep=keep, allow=allow)
+
+
+def _delete_unkept(
+    dyn: DynamicClient, candidates: Iterable[Mapping[str, Any]], *, keep: Iterable[ObjectRef], allow: Iterable[str]
+) -> list[ObjectRef]:
     keep_keys = {ref.key for ref in keep}
     allowed = set(allow)
-    dyn = dynamic_client(api)
     deleted: list[ObjectRef] = []
-    for obj in live_owned_objects(api, namespaces, kinds):
+    for obj in candidates:
         ref = ObjectRef.of(obj)
         meta = obj.get("metadata") or {}
         if ref.key in keep_keys or meta.get("deletionTimestamp"):
@@ -236,6 +270,22 @@ class _LiveIndex:
             items = list_objects(self.dyn, resource, ref.namespace, label_selector=OWNERSHIP_SELECTOR)
             self._cache[key] = {item["metadata"]["name"]: item for item in items}
         return self._cache[key].get(ref.name)
+
+    def owned(self, namespaces: Iterable[str], kinds: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The owned objects of ``kinds`` in ``namespaces``: from the cache where listed, else listed now."""
+        namespaces = list(dict.fromkeys(namespaces))
+        found: list[dict[str, Any]] = []
+        for api_version, kind in dict.fromkeys(kinds):
+            group = api_version.rpartition("/")[0]
+            with translate_errors(f"{kind} ({api_version})"):
+                resource = self.dyn.resources.get(api_version=api_version, kind=kind)
+                for namespace in namespaces if resource.namespaced else [None]:
+                    key = (group, kind, namespace)
+                    if key not in self._cache:
+                        items = list_objects(self.dyn, resource, namespace, label_selector=OWNERSHIP_SELECTOR)
+                        self._cache[key] = {item["metadata"]["name"]: item for item in items}
+                    found.extend(self._cache[key].values())
+        return found
 
 
 def _check_owned(objects: Sequence[Mapping[str, Any]]) -> None:

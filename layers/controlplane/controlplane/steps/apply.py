@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import PlanError
-from controlplane.kube.apply import apply_objects, prune
+from controlplane.kube.apply import apply_and_prune, apply_objects
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
 from controlplane.observability import correlate, logger, tracer
@@ -80,17 +80,19 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     )
     api = connect(settings)
     try:
-        result = apply_objects(api, to_apply, release_id=release.release_id, force=True)
         pruned: list[ObjectRef] = []
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             refs = [ObjectRef.of(obj) for obj in objects]
-            pruned = prune(
+            result, pruned = apply_and_prune(
                 api,
-                keep=refs,
+                to_apply,
+                release_id=release.release_id,
                 namespaces=sorted({r.namespace for r in refs if r.namespace}),
                 kinds=sorted({(r.api_version, r.kind) for r in refs}),
                 allow=settings.prune_allow,
             )
+        else:
+            result = apply_objects(api, to_apply, release_id=release.release_id, force=True)
     finally:
         api.close()
     if source == "render":
