@@ -81,13 +81,10 @@ def test_termination_protection_is_settable_and_refuses_a_delete() -> None:
 def test_a_scripted_scan_is_in_progress_for_the_next_reads_then_complete() -> None:
     with LocalCloud(None) as cloud:
         digest = cloud.push_image("api", "v1", emit_event=False)
-        cloud.set_scan_findings(
-            "api", digest, [{"name": "CVE-2024-9", "severity": "HIGH"}], in_progress_reads=2
-        )
+        cloud.set_scan_findings("api", digest, [{"name": "CVE-2024-9", "severity": "HIGH"}], in_progress_reads=2)
         ecr = cloud.client("ecr")
         statuses = [
-            ecr.describe_image_scan_findings(repositoryName="api", imageId={"imageDigest": digest})
-            for _ in range(3)
+            ecr.describe_image_scan_findings(repositoryName="api", imageId={"imageDigest": digest}) for _ in range(3)
         ]
 
     assert [s["imageScanStatus"]["status"] for s in statuses] == ["IN_PROGRESS", "IN_PROGRESS", "COMPLETE"]
