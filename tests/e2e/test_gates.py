@@ -260,10 +260,13 @@ def test_promotion_is_idempotent_on_immutable_tags_when_a_release_is_deployed_ag
         tags = cloud.client("ecr").describe_images(
             repositoryName="clinical-trials/edc-service", imageIds=[{"imageDigest": pipe.digests["edc-service"]}]
         )["imageDetails"][0]["imageTags"]
+        next_release = pipe.push_and_deploy("edc-service", "main-2")
 
     release_id = first.output["plan"]["release"]["release_id"]
     assert again.status == "SUCCEEDED", again.cause
     assert again.output["plan"]["release"]["release_id"] == release_id
     assert {r["outcome"] for r in first.output["promotion"]["results"]} == {"TAGGED"}
     assert {r["outcome"] for r in again.output["promotion"]["results"]} == {"UNCHANGED"}
-    assert {"staging", f"staging-{release_id}", "main-1"} <= set(tags)
+    assert {f"staging-{release_id}", "main-1"} <= set(tags)
+    assert "staging" not in tags  # immutable: the moving tag could not follow the next release
+    assert next_release.status == "SUCCEEDED", next_release.cause

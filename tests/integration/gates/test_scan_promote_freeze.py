@@ -187,7 +187,7 @@ def tags_of(image: ImageRef) -> set[str]:
     return set(detail.get("imageTags", []))
 
 
-def test_promotion_tags_the_environment_and_release_and_is_idempotent_on_immutable_repositories(
+def test_promotion_tags_the_release_and_is_idempotent_on_immutable_repositories(
     gate_env: dict[str, str],
 ) -> None:
     image = push_image("edc-service", 1, immutable=True)
@@ -196,8 +196,27 @@ def test_promotion_tags_the_environment_and_release_and_is_idempotent_on_immutab
     first = promote_images(request)
     second = promote_images(request)
 
-    assert [r.outcome for r in first.results] == [TagOutcome.TAGGED, TagOutcome.TAGGED]
-    assert [r.outcome for r in second.results] == [TagOutcome.UNCHANGED, TagOutcome.UNCHANGED]
+    assert [r.outcome for r in first.results] == [TagOutcome.TAGGED]
+    assert [r.outcome for r in second.results] == [TagOutcome.UNCHANGED]
+    assert "staging-rel-1" in tags_of(image)
+    assert "staging" not in tags_of(image)  # a moving tag could never follow the next release here
+
+
+def test_a_second_release_promotes_in_an_immutable_repository(gate_env: dict[str, str]) -> None:
+    old, new = push_image("edc-service", 1, immutable=True), push_image("edc-service", 2, immutable=True)
+    promote_images(PromotionRequest(environment="staging", release_id="rel-1", images=[old]))
+
+    report = promote_images(PromotionRequest(environment="staging", release_id="rel-2", images=[new]))
+
+    assert [(r.tag, r.outcome) for r in report.results] == [("staging-rel-2", TagOutcome.TAGGED)]
+
+
+def test_promotion_moves_the_environment_tag_in_a_mutable_repository(gate_env: dict[str, str]) -> None:
+    image = push_image("edc-service", 1)
+
+    report = promote_images(PromotionRequest(environment="staging", release_id="rel-1", images=[image]))
+
+    assert [r.tag for r in report.results] == ["staging", "staging-rel-1"]
     assert {"staging", "staging-rel-1"} <= tags_of(image)
 
 

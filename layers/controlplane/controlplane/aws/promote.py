@@ -71,6 +71,18 @@ def tag_digest(image: ImageRef, tag: str, *, region: str | None = None, client: 
     return TagResult(service=image.service, digest=image.digest, tag=tag, outcome=TagOutcome.TAGGED)
 
 
+def tags_move(repository: str, *, region: str | None = None, client: ECRClient | None = None) -> bool:
+    """Whether tags of ``repository`` can be moved to another digest (``imageTagMutability`` MUTABLE).
+
+    An environment's moving tag (``staging``) can only follow releases in a mutable repository; in an IMMUTABLE one
+    (our ecr stack's choice) the release's own tag (``staging-<release id>``) is the record.
+    """
+    ecr: ECRClient = client or boto3.client("ecr", region_name=region)
+    with translate_aws_errors("ecr:DescribeRepositories"):
+        found = ecr.describe_repositories(repositoryNames=[repository])["repositories"]
+    return bool(found) and found[0].get("imageTagMutability", "MUTABLE") == "MUTABLE"
+
+
 def tagged_digest(ecr: ECRClient, repository: str, tag: str) -> str | None:
     """The digest ``repository:tag`` points at, ``None`` when the tag does not exist."""
     try:

@@ -468,8 +468,10 @@ class PromotionRequest(_Model):
     images: Images
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
-    def tags(self) -> list[str]:
-        return [self.environment, f"{self.environment}-{self.release_id}"]
+    def tags(self, *, moving: bool = True) -> list[str]:
+        """The release's own tag, and the environment's moving tag when the repository lets tags move."""
+        release_tag = f"{self.environment}-{self.release_id}"
+        return [self.environment, release_tag] if moving else [release_tag]
 
 
 class TagOutcome(StrEnum):
