@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from controlplane import platform
-from controlplane.aws import eks
 from controlplane.models.release import ReleaseStatus
 
 from local.pipeline import MANIFESTS, Pipeline, pipeline
@@ -22,24 +20,8 @@ from local.pipeline import MANIFESTS, Pipeline, pipeline
 pytestmark = pytest.mark.e2e
 
 _emulator = pytest.importorskip("local.cluster")
-if not hasattr(_emulator, "Cluster"):
-    pytest.skip("the Kubernetes emulator (local.cluster.Cluster) is not there yet", allow_module_level=True)
 Cluster = _emulator.Cluster
 Behaviour = _emulator.Behaviour
-
-
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    eks.clear_cache()  # a new emulator is a new endpoint: what a cold start sees
-    with Cluster("sts-staging") as emulator:
-        yield emulator
-    eks.clear_cache()
-
-
-@pytest.fixture
-def pipe(cluster: Any) -> Iterator[Pipeline]:
-    with pipeline(cluster) as p:
-        yield p
 
 
 def cause_of(result: Any) -> str:

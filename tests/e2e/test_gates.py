@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from controlplane import platform
-from controlplane.aws import eks
 from controlplane.aws.freeze import read_override
 from controlplane.aws.lock import LockTable
 from controlplane.models.gates import LockRequest
@@ -30,20 +28,6 @@ CRITICAL = {
     "severity": "CRITICAL",
     "attributes": [{"key": "package_name", "value": "openssl"}],
 }
-
-
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    eks.clear_cache()
-    with Cluster("sts-staging") as emulator:
-        yield emulator
-    eks.clear_cache()
-
-
-@pytest.fixture
-def pipe(cluster: Any) -> Iterator[Pipeline]:
-    with pipeline(cluster) as p:
-        yield p
 
 
 def lock_of(pipe: Pipeline) -> Any:

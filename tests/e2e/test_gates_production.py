@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from controlplane import platform
-from controlplane.aws import eks
 from controlplane.aws.approval import Approvals
 from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
@@ -21,14 +20,6 @@ pytestmark = pytest.mark.e2e
 
 _emulator = pytest.importorskip("local.cluster")
 Cluster = _emulator.Cluster
-
-
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    eks.clear_cache()
-    with Cluster("sts-staging") as emulator:
-        yield emulator
-    eks.clear_cache()
 
 
 def healthy_in_staging(pipe: Pipeline, images: dict[str, str]) -> None:

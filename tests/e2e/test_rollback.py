@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from controlplane.aws import eks
 from controlplane.models.release import ReleaseStatus
 from kubernetes.client import CoreV1Api
 
@@ -16,24 +14,8 @@ from local.pipeline import Pipeline, pipeline
 pytestmark = pytest.mark.e2e
 
 _emulator = pytest.importorskip("local.cluster")
-if not hasattr(_emulator, "Cluster"):
-    pytest.skip("the Kubernetes emulator (local.cluster.Cluster) is not there yet", allow_module_level=True)
 Cluster = _emulator.Cluster
 Behaviour = _emulator.Behaviour
-
-
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    eks.clear_cache()
-    with Cluster("sts-staging") as emulator:
-        yield emulator
-    eks.clear_cache()
-
-
-@pytest.fixture
-def pipe(cluster: Any) -> Iterator[Pipeline]:
-    with pipeline(cluster) as p:
-        yield p
 
 
 def cause_of(result: Any) -> str:

@@ -1,0 +1,26 @@
+"""Fixtures of the end-to-end tier: a fresh emulator named like the staging cluster, and the pipeline on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from controlplane.aws import eks
+
+from local.cluster import Cluster
+from local.pipeline import Pipeline, pipeline
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    eks.clear_cache()  # a new emulator is a new endpoint: what a cold start sees
+    with Cluster("sts-staging") as emulator:
+        yield emulator
+    eks.clear_cache()
+
+
+@pytest.fixture
+def pipe(cluster: Any) -> Iterator[Pipeline]:
+    with pipeline(cluster) as p:
+        yield p
