@@ -1,8 +1,9 @@
 """The deploy pipeline on the local cloud: our template, ASL and handlers in moto, the Kubernetes emulator as EKS.
 
-Used by the pipeline's e2e tests, the bench and the demo (``make demo``). Only the parameters a local run must set
-differ from a real deploy: the harness does not mount Lambda layers at /opt, so ``ManifestsDir`` points at the
-repository's manifests (the same files the ManifestsLayer ships), and the harness creates no KMS key.
+Used by the pipeline's e2e tests, the bench and the demo (``make demo``). The template's defaults work locally as
+deployed: ``ManifestsDir``/``StacksFile`` (``/opt/...``) resolve against the ManifestsLayer's ContentUri (the harness
+maps a function's ``/opt`` paths to its layers), and an empty ``NotificationKmsKeyArn`` creates the dedicated
+NotificationKey in moto KMS. Only environment choices (cluster, tag rules, no platform stacks) are overridden.
 """
 
 from __future__ import annotations
@@ -34,13 +35,10 @@ def parameters(**overrides: Any) -> dict[str, Any]:
     return {
         "Environment": "staging",
         "ClusterName": CLUSTER_NAME,
-        "ManifestsDir": str(MANIFESTS),
-        "NotificationKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/local-notifications",
         "TagRules": '[{"tag": "main-*", "environment": "staging"}, {"tag": "v*", "environment": "production"}]',
         # The platform stacks are not provisioned by default here (moto cannot create the real templates: see
         # tests/e2e/test_gates_stacks.py for provisioning through the ASL with a small catalog).
         "ProvisionStacks": "false",
-        "StacksFile": str(REPO / "manifests" / "stacks.yaml"),
         **overrides,
     }
 

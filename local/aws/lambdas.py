@@ -13,6 +13,10 @@ runs, ``sys.stdout``/``sys.stderr`` and every ``logging.StreamHandler`` writing 
 buffer. An invocation that ends in an unhandled error also echoes its log lines to stderr, so a failing test shows
 them.
 
+Layers are not extracted to ``/opt``: an environment variable naming ``/opt/...`` reaches the handler already resolved
+against the function's layers' ContentUri directories (done when the function is created, see
+``local.aws.provision.resolve_opt_path``); Python layers are importable because their ContentUri is on ``sys.path``.
+
 Not emulated: the function timeout (``get_remaining_time_in_millis`` counts down, nothing is killed), memory limits,
 concurrency limits, cold/warm start differences beyond "imported once".
 """

@@ -5,6 +5,11 @@ source other than EventBridgeRule, Schedule and ScheduleV2) raises :class:`Unsup
 logical id and type. Physical names, when the template does not set one, are ``<StackName>-<LogicalId>`` (CloudFormation
 appends a random suffix; tests want stable names), except SAM ScheduleV2 schedules, named ``<Owner><EventId>``
 as SAM does.
+
+Layers are "mounted" the way Lambda mounts them under ``/opt``: a function environment variable whose value is
+``/opt`` or starts with ``/opt/`` is given to the in-process handler resolved against the content directories of the
+function's layers (:func:`resolve_opt_path`); moto keeps the template's value, as ``GetFunctionConfiguration`` on AWS
+would show it.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from typing import Any
 import boto3
 
 from local.aws.lambdas import FunctionSpec, LambdaRuntime
-from local.aws.template import Resolver, TemplateError
+from local.aws.template import GLOBALS_SECTION, Resolver, TemplateError
 
 _LEFTOVER_SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_OPT = "/opt"
 _ASSUME_ROLE = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "{service}"}, "Action": "sts:AssumeRole"}],
@@ -75,6 +81,43 @@ def _dummy_zip() -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class LayerMount:
+    """Where a layer's ``ContentUri`` directory appears in a function's ``/opt``.
+
+    A layer built by SAM as Python (``Metadata.BuildMethod: python*``) has its ContentUri packaged under ``python/``,
+    so it appears at ``/opt/python``; any other layer (no BuildMethod: the directory is zipped as is) at ``/opt``.
+    """
+
+    content_dir: Path
+    mount_point: str = _OPT
+
+
+def resolve_opt_path(value: str, mounts: list[LayerMount]) -> str:
+    """The local path behind ``value`` if it is ``/opt`` or under it and one of ``mounts`` holds it, else ``value``.
+
+    Lambda extracts a function's layers into ``/opt`` in the order the function lists them, so a later layer's file
+    shadows an earlier one's: the last mount in which the path exists wins. A directory present in several layers
+    resolves to the last one only (no merged view). A path no layer holds is returned unchanged, as on AWS it would
+    not exist either.
+    """
+    if value != _OPT and not value.startswith(_OPT + "/"):
+        return value
+    for mount in reversed(mounts):
+        if value != mount.mount_point and not value.startswith(mount.mount_point.rstrip("/") + "/"):
+            continue
+        relative = value[len(mount.mount_point) :].lstrip("/")
+        candidate = mount.content_dir / relative if relative else mount.content_dir
+        if candidate.exists():
+            return str(candidate)
+    return value
+
+
+def _truthy(value: Any) -> bool:
+    """A CloudFormation boolean: ``true``/``"true"`` (any case) is true."""
+    return value is True or str(value).lower() == "true"
+
+
 def merge_globals(global_props: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
     """SAM Globals merge: maps merge key by key, lists concatenate (globals first), scalars from the resource win."""
     merged: dict[str, Any] = copy.deepcopy(dict(global_props))
@@ -108,6 +151,8 @@ _CREATORS: dict[str, str] = {
     "AWS::S3::Bucket": "_bucket",
     "AWS::ECR::Repository": "_ecr_repository",
     "AWS::SSM::Parameter": "_ssm_parameter",
+    "AWS::KMS::Key": "_kms_key",
+    "AWS::KMS::Alias": "_kms_alias",
     "AWS::IAM::Policy": "_recorded",
     "AWS::Lambda::Permission": "_recorded",
     "AWS::SNS::TopicPolicy": "_recorded",
@@ -139,6 +184,8 @@ class Provisioner:
         self.partition = resolver.pseudo.partition
         self.event_sources: list[EventSource] = []
         self.layer_paths: list[Path] = []
+        self.layer_mounts: dict[str, LayerMount] = {}  # layer version ARN -> mount
+        self._metadata: dict[str, Any] = {}  # the resource being created's Metadata section
 
     # -- entry point ------------------------------------------------------------------------------------------------
     def create(self, logical_id: str, body: Mapping[str, Any]) -> Resource:
@@ -148,15 +195,11 @@ class Provisioner:
             raise UnsupportedResourceError(logical_id, kind)
         creator: Callable[[str, dict[str, Any]], Resource] = getattr(self, method)
         raw = dict(body.get("Properties") or {})
-        global_section = {
-            "AWS::Serverless::Function": "Function",
-            "AWS::Serverless::StateMachine": "StateMachine",
-            "AWS::Serverless::SimpleTable": "SimpleTable",
-            "AWS::Serverless::LayerVersion": "LayerVersion",
-        }.get(kind)
+        global_section = GLOBALS_SECTION.get(kind)
         if global_section:
             raw = merge_globals(self.globals.get(global_section) or {}, raw)
         props = self.resolver.resolve(raw)
+        self._metadata = dict(body.get("Metadata") or {})
         resource = creator(logical_id, props)
         resource.type = kind
         resource.properties = props
@@ -195,6 +238,7 @@ class Provisioner:
         code_dir = self._path(logical_id, props.get("CodeUri"), "CodeUri")
         handler = str(props.get("Handler", ""))
         variables = {k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()}
+        mounts = [self.layer_mounts[str(arn)] for arn in props.get("Layers") or [] if str(arn) in self.layer_mounts]
         role = props.get("Role") or self._service_role(logical_id, "lambda.amazonaws.com")
         memory, timeout = int(props.get("MemorySize", 128)), int(props.get("Timeout", 3))
         response = _client("lambda", self.region).create_function(
@@ -216,7 +260,7 @@ class Provisioner:
                 arn=arn,
                 code_dir=code_dir,
                 handler=handler,
-                environment=variables,
+                environment={key: resolve_opt_path(value, mounts) for key, value in variables.items()},
                 memory_mb=memory,
                 timeout_s=timeout,
                 region=self.region,
@@ -233,6 +277,8 @@ class Provisioner:
             LayerName=name, Content={"ZipFile": _dummy_zip()}, CompatibleRuntimes=props.get("CompatibleRuntimes", [])
         )
         arn = str(response["LayerVersionArn"])
+        python_build = str(self._metadata.get("BuildMethod") or "").startswith("python")
+        self.layer_mounts[arn] = LayerMount(path, f"{_OPT}/python" if python_build else _OPT)
         return Resource(logical_id, "AWS::Serverless::LayerVersion", arn, {"Arn": arn})
 
     # -- Step Functions ---------------------------------------------------------------------------------------------
@@ -391,7 +437,8 @@ class Provisioner:
     def _topic(self, logical_id: str, props: dict[str, Any]) -> Resource:
         name = self._name(logical_id, props.get("TopicName"), limit=256)
         sns = _client("sns", self.region)
-        arn = str(sns.create_topic(Name=name)["TopicArn"])
+        attributes = {key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if props.get(key)}
+        arn = str(sns.create_topic(Name=name, Attributes=attributes)["TopicArn"])
         for subscription in props.get("Subscription", []):
             sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
         return Resource(logical_id, "AWS::SNS::Topic", arn, {"TopicArn": arn, "TopicName": name})
@@ -495,6 +542,34 @@ class Provisioner:
             Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"), Overwrite=True
         )
         return Resource(logical_id, "AWS::SSM::Parameter", name, {"Type": props.get("Type", "String")})
+
+    # -- KMS --------------------------------------------------------------------------------------------------------
+    def _kms_key(self, logical_id: str, props: dict[str, Any]) -> Resource:
+        kms = _client("kms", self.region)
+        args: dict[str, Any] = {"KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT")}
+        if props.get("KeySpec"):
+            args["KeySpec"] = props["KeySpec"]
+        if props.get("Description"):
+            args["Description"] = props["Description"]
+        if props.get("KeyPolicy"):
+            policy = props["KeyPolicy"]
+            args["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+        if props.get("MultiRegion") is not None:
+            args["MultiRegion"] = bool(props["MultiRegion"])
+        if props.get("Tags"):
+            args["Tags"] = [{"TagKey": t["Key"], "TagValue": str(t["Value"])} for t in props["Tags"]]
+        metadata = kms.create_key(**args)["KeyMetadata"]
+        key_id = str(metadata["KeyId"])
+        if _truthy(props.get("EnableKeyRotation", False)):
+            kms.enable_key_rotation(KeyId=key_id)
+        if not _truthy(props.get("Enabled", True)):
+            kms.disable_key(KeyId=key_id)
+        return Resource(logical_id, "AWS::KMS::Key", key_id, {"Arn": metadata["Arn"], "KeyId": key_id})
+
+    def _kms_alias(self, logical_id: str, props: dict[str, Any]) -> Resource:
+        name = str(props["AliasName"])
+        _client("kms", self.region).create_alias(AliasName=name, TargetKeyId=str(props["TargetKeyId"]))
+        return Resource(logical_id, "AWS::KMS::Alias", name)
 
     def _recorded(self, logical_id: str, props: dict[str, Any]) -> Resource:
         del props

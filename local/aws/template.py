@@ -271,11 +271,25 @@ def resolve_parameters(template: Mapping[str, Any], overrides: Mapping[str, Any]
     return values
 
 
-def creation_order(resources: Mapping[str, Any]) -> list[str]:
-    """Logical ids sorted so that every resource comes after the resources it references (DependsOn included)."""
+GLOBALS_SECTION: dict[str, str] = {
+    "AWS::Serverless::Function": "Function",
+    "AWS::Serverless::StateMachine": "StateMachine",
+    "AWS::Serverless::SimpleTable": "SimpleTable",
+    "AWS::Serverless::LayerVersion": "LayerVersion",
+}
+"""Resource type -> the SAM ``Globals`` section merged into its properties."""
+
+
+def creation_order(resources: Mapping[str, Any], globals_: Mapping[str, Any] | None = None) -> list[str]:
+    """Logical ids sorted so that every resource comes after the resources it references (DependsOn included).
+
+    References in the SAM ``Globals`` section a resource type merges (e.g. ``Globals.Function.Layers``) count as the
+    resource's own.
+    """
     deps: dict[str, set[str]] = {}
     for logical, body in resources.items():
-        refs = references(body.get("Properties", {})) & set(resources)
+        section = (globals_ or {}).get(GLOBALS_SECTION.get(str(body.get("Type")), "")) or {}
+        refs = (references(body.get("Properties", {})) | references(section)) & set(resources)
         depends = body.get("DependsOn", [])
         refs |= {depends} if isinstance(depends, str) else set(depends)
         deps[logical] = refs - {logical}
