@@ -21,6 +21,7 @@ from controlplane.aws.ledger import Ledger
 from controlplane.kube.apply import live_owned_objects
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
+from controlplane.models.release import ReleaseRecord
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
@@ -85,21 +86,57 @@ class Pipeline:
 
     def first_release(self, tag: str = "main-1") -> Any:
         """Every service pushed and deployed from the console: the environment's first release."""
-        images = {name: self.push(name, tag) for name in platform.SERVICE_NAMES}
-        result = self.deploy({"environment": "staging", "services": images, "reason": "first release"})
+        result = self.cloud.wait_execution(self.start_first_release(tag), timeout=60.0)
         assert result.status == "SUCCEEDED", (result.error, result.cause)
         return result
 
     def push_and_deploy(self, service: str, tag: str, behaviour: Any = None, timeout: float = 60.0) -> Any:
+        return self.cloud.wait_execution(self.start_push(service, tag, behaviour), timeout=timeout)
+
+    # -- runs started without waiting (the demo follows their history while they run) ------------------------------
+    def start_first_release(self, tag: str = "main-1") -> str:
+        """Push every service and start the first release from the console; the execution ARN."""
+        images = {name: self.push(name, tag) for name in platform.SERVICE_NAMES}
+        request = {"environment": "staging", "services": images, "reason": "first release"}
+        return str(self.cloud.start_execution("DeployStateMachine", request))
+
+    def start_push(self, service: str, tag: str, behaviour: Any = None) -> str:
+        """Push an image and deliver its ECR event; the ARN of the one execution the rule started."""
         digest = self.push(service, tag, behaviour)
         arns = self.deliver(self.push_event(f"{platform.REPOSITORY_PREFIX}{service}", digest, tag))
         assert len(arns) == 1, arns
-        return self.cloud.wait_execution(arns[0], timeout=timeout)
+        return arns[0]
+
+    def start_rollback(self, request: Mapping[str, Any]) -> str:
+        return str(self.cloud.start_execution("RollbackStateMachine", dict(request)))
 
     # -- what is where -----------------------------------------------------------------------------------------------
     @property
     def ledger(self) -> Ledger:
         return Ledger(str(self.cloud.ref("LedgerTable")), region=REGION)
+
+    def releases(self, environment: str) -> list[ReleaseRecord]:
+        """Every release of ``environment`` in the ledger, oldest first, each read through the Ledger adapter.
+
+        The table has no index by environment (the control plane never lists releases), so the ids come from a scan:
+        fine on a local table, not something a step should do.
+        """
+        ids: list[str] = []
+        for page in (
+            self.cloud.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName=str(self.cloud.ref("LedgerTable")),
+                FilterExpression="sk = :meta AND #env = :env",
+                ExpressionAttributeNames={"#env": "environment"},
+                ExpressionAttributeValues={":meta": {"S": "META"}, ":env": {"S": environment}},
+                ProjectionExpression="release_id",
+            )
+        ):
+            ids += [item["release_id"]["S"] for item in page["Items"]]
+        ledger = self.ledger
+        records = [ledger.require_release(release_id) for release_id in ids]
+        return sorted(records, key=lambda r: (r.started_at, r.release_id))
 
     def owned(self) -> dict[str, dict[str, Any]]:
         """The cluster's objects carrying the ownership label: key -> {kind, images}."""
