@@ -40,7 +40,7 @@ import threading
 import time as _time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from unittest import mock
 
 from local.aws.eventbridge import transform
@@ -80,6 +80,7 @@ def check_seams() -> None:
     from moto.eks import models as eks_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
     from moto.events import utils as events_utils  # noqa: PLC0415
+    from moto.kms import models as kms_models  # noqa: PLC0415
     from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.state import state  # noqa: PLC0415
@@ -134,6 +135,10 @@ def check_seams() -> None:
         "Stack._create_output_map / _parse_template",
     )
     expect("self._parsed_outputs" in inspect.getsource(cfn_parsing.OutputMap), "OutputMap._parsed_outputs")
+    kms_from_cfn = inspect.getsource(kms_models.Key.create_from_cloudformation_json)
+    expect(
+        'tags=properties.get("Tags"' in kms_from_cfn, "kms Key.create_from_cloudformation_json passes CFN Tags as-is"
+    )
 
 
 def pattern_matches(pattern: str, event: dict[str, Any]) -> bool:
@@ -194,6 +199,7 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
     from moto.awslambda import models as lambda_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
     from moto.events import utils as events_utils  # noqa: PLC0415
+    from moto.kms import models as kms_models  # noqa: PLC0415
     from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (  # noqa: PLC0415
         FailureEventException,
@@ -269,7 +275,22 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
             execution["StartTime"] = aws_timestamp(started)
         return env
 
+    original_kms_key_from_cfn = cast(Any, kms_models.Key.create_from_cloudformation_json).__func__
+
+    def kms_key_from_cfn(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+        # AWS::KMS::Key Tags are {Key, Value} in CloudFormation; moto hands them to the KMS API unchanged, which
+        # wants {TagKey, TagValue}, and fails with KeyError 'TagKey'.
+        properties = dict(cloudformation_json.get("Properties") or {})
+        properties["Tags"] = [
+            {"TagKey": t["Key"], "TagValue": t["Value"]} if "Key" in t else t for t in properties.get("Tags") or []
+        ]
+        translated = {**cloudformation_json, "Properties": properties}
+        return original_kms_key_from_cfn(cls, resource_name, translated, *args, **kwargs)
+
     with ExitStack() as stack:
+        stack.enter_context(
+            mock.patch.object(kms_models.Key, "create_from_cloudformation_json", classmethod(kms_key_from_cfn))
+        )
         stack.enter_context(mock.patch.object(lambda_models.LambdaFunction, "invoke", invoke))
         stack.enter_context(mock.patch.object(events_utils.EventTemplateParser, "parse", staticmethod(parse_template)))
         stack.enter_context(mock.patch.object(events_models.Rule, "send_to_targets", send_to_targets))
