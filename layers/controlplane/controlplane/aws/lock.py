@@ -78,6 +78,19 @@ def _condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == _CONDITION_FAILED
 
 
+# The attributes a change of owner rewrites (take-over of an orphan, hand-off to a follow-up).
+_OWNERSHIP_NAMES = {
+    "#owner": "owner",
+    "#purpose": "purpose",
+    "#acquired": "acquired_at",
+    "#expires": "expires_at",
+    "#carried": "carried",
+    "#pending": "pending",
+    "#handed": "handed_off_by",
+    "#version": "version",
+}
+
+
 class LockTable:
     """The lock items of the ledger table ``table_name``."""
 
@@ -155,16 +168,7 @@ class LockTable:
                 "#carried = :carried, #pending = :pending REMOVE #handed ADD #version :one"
             ),
             ConditionExpression="#owner = :orphan AND #version = :version",
-            ExpressionAttributeNames={
-                "#owner": "owner",
-                "#purpose": "purpose",
-                "#acquired": "acquired_at",
-                "#expires": "expires_at",
-                "#carried": "carried",
-                "#pending": "pending",
-                "#handed": "handed_off_by",
-                "#version": "version",
-            },
+            ExpressionAttributeNames=_OWNERSHIP_NAMES,
             ExpressionAttributeValues={
                 ":me": {"S": request.owner},
                 ":orphan": {"S": orphan.owner},
@@ -215,16 +219,7 @@ class LockTable:
                 "#carried = :carried, #pending = :empty, #handed = :me ADD #version :one"
             ),
             ConditionExpression="#owner = :me AND #version = :version",
-            ExpressionAttributeNames={
-                "#owner": "owner",
-                "#purpose": "purpose",
-                "#acquired": "acquired_at",
-                "#expires": "expires_at",
-                "#carried": "carried",
-                "#pending": "pending",
-                "#handed": "handed_off_by",
-                "#version": "version",
-            },
+            ExpressionAttributeNames=_OWNERSHIP_NAMES,
             ExpressionAttributeValues={
                 ":next": {"S": follow_up.execution_arn},
                 ":me": {"S": record.owner},
