@@ -55,13 +55,14 @@ def summary(environment: str, objects: list[dict[str, Any]]) -> list[str]:
     ]
     deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
     hpas = {o["spec"]["scaleTargetRef"]["name"]: o for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
-    lines.append(f"   {'service':<26}{'port':>6}{'replicas':>10}{'hpa':>8}")
+    lines.append(f"   {'service':<26}{'port':>6}{'replicas':>12}")
     for service in platform.SERVICES:
-        replicas = deployments[service.name]["spec"]["replicas"]
-        hpa = hpas[service.name]["spec"]
-        lines.append(
-            f"   {service.name:<26}{service.port:>6}{replicas:>10}{hpa['minReplicas']:>4}-{hpa['maxReplicas']:<3}"
-        )
+        hpa = hpas.get(service.name)
+        if hpa is not None:  # the HPA owns spec.replicas: rendering leaves it out
+            replicas = f"hpa {hpa['spec']['minReplicas']}-{hpa['spec']['maxReplicas']}"
+        else:
+            replicas = str(deployments[service.name]["spec"]["replicas"])
+        lines.append(f"   {service.name:<26}{service.port:>6}{replicas:>12}")
     return lines
 
 

@@ -21,6 +21,14 @@ Known deviations:
   StatefulSet updates ignore ``maxUnavailable``; Job pods count failures only by pod phase (restarts of an
   OnFailure pod do not count against backoffLimit).
 - ReplicaSet pod-template hashes are fnv32a over canonical JSON, so names differ from a real cluster's.
+- The HorizontalPodAutoscaler controller has no metrics: its recommendation is the target's current
+  ``spec.replicas`` clamped into ``[minReplicas (default 1), maxReplicas]``, with no stabilization window, no
+  ``behavior`` policies and no sync period (it acts on every pass). Like the real one it leaves a target at 0
+  replicas alone (``ScalingActive=False``, reason ``ScalingDisabled``), writes the target's ``spec.replicas`` as the
+  ``/scale`` subresource would (generation bumped, ``managedFields`` entry of ``kube-controller-manager``, operation
+  ``Update``, subresource ``scale``) and sets ``status`` (currentReplicas, desiredReplicas, lastScaleTime when it
+  scaled, conditions AbleToScale/ScalingActive/ScalingLimited). ``ScalingActive=True`` says ``ValidMetricFound``
+  although nothing is measured; no ``currentMetrics``; no events.
 - Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
   FailedScheduling, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays 1), and expire
   after an hour of simulated time.
@@ -34,6 +42,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
+from local.cluster import ssa
 from local.cluster.clock import SimClock
 from local.cluster.kubelet import HEALTH_ANNOTATION, ImageBehaviours, Kubelet, NodePool, node_ready, qos_class
 from local.cluster.objects import (
@@ -43,6 +52,7 @@ from local.cluster.objects import (
     DEPLOYMENTS,
     DESIRED_REPLICAS_ANNOTATION,
     EVENTS,
+    HORIZONTALPODAUTOSCALERS,
     JOBS,
     MAX_REPLICAS_ANNOTATION,
     NODES,
@@ -82,7 +92,19 @@ from local.cluster.store import Event, GroupResource, Obj, Store
 
 logger = logging.getLogger(__name__)
 
-WATCHED = (PODS, NODES, DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, JOBS, CONTROLLERREVISIONS)
+WATCHED = (
+    PODS,
+    NODES,
+    DEPLOYMENTS,
+    REPLICASETS,
+    STATEFULSETS,
+    DAEMONSETS,
+    JOBS,
+    CONTROLLERREVISIONS,
+    HORIZONTALPODAUTOSCALERS,
+)
+HPA_TARGETS = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS}
+HPA_MANAGER = "kube-controller-manager"
 OWNER_KINDS = {"ReplicaSet": REPLICASETS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS, "Job": JOBS}
 MAX_PASSES = 50
 EVENT_TTL = 3600.0  # the API server's default --event-ttl
@@ -202,6 +224,15 @@ def _deployment_condition(type_: str, status: str, reason: str, message: str, no
     }
 
 
+def _hpa_condition(type_: str, status: str, reason: str, message: str, now: float) -> Obj:
+    return {"type": type_, "status": status, "lastTransitionTime": fmt_time(now), "reason": reason, "message": message}
+
+
+def _spec_like(obj: Obj) -> Obj:
+    """What the API server compares to decide whether a write bumps ``metadata.generation`` (``api._spec_like``)."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
 def _pod_spec_defaults(spec: Obj) -> Obj:
     """The defaults and admission plugins a real API server adds to a pod created from a template."""
     spec.setdefault("restartPolicy", "Always")
@@ -278,6 +309,8 @@ class ControllerManager:
         if self._nodes.tick(now):
             self._writes += 1
         self._collect_garbage(now)
+        for hpa in self._cache.objects(HORIZONTALPODAUTOSCALERS):
+            self._guarded(self._sync_hpa, hpa, now)
         for d in self._cache.objects(DEPLOYMENTS):
             self._guarded(self._sync_deployment, d, now)
         for rs in self._cache.objects(REPLICASETS):
@@ -432,6 +465,114 @@ class ControllerManager:
         return False
 
     # --- deployments ----------------------------------------------------------------------------------------
+
+    # --- horizontal pod autoscaler (pkg/controller/podautoscaler, without metrics) ------------------------------
+
+    def _sync_hpa(self, hpa: Obj, now: float) -> None:
+        if is_deleting(hpa) or not str(hpa.get("apiVersion", "autoscaling/v2")).startswith("autoscaling/"):
+            return
+        spec = hpa.get("spec") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        status: Obj = copy.deepcopy(hpa.get("status") or {})
+        conditions: list[Obj] = list(status.get("conditions") or [])
+        gr = HPA_TARGETS.get(str(ref.get("kind")))
+        target = self._cache.get(gr, namespace_of(hpa), str(ref.get("name"))) if gr is not None else None
+        if gr is None or target is None or is_deleting(target):
+            message = f"the HPA controller was unable to get the target's current scale: {ref.get('kind')} " + (
+                f'"{ref.get("name")}" not found' if gr is not None else "is not a scalable kind"
+            )
+            conditions = _set_condition(
+                conditions, _hpa_condition("AbleToScale", "False", "FailedGetScale", message, now)
+            )
+            status["conditions"] = conditions
+            status.setdefault("currentReplicas", 0)
+            status.setdefault("desiredReplicas", 0)
+            self._set_status(HORIZONTALPODAUTOSCALERS, hpa, status)
+            return
+        low = int(spec.get("minReplicas") or 1)
+        high = int(spec.get("maxReplicas") or low)
+        current = _replicas(target)
+        ready = "the HPA controller was able to get the target's current scale"
+        conditions = _set_condition(conditions, _hpa_condition("AbleToScale", "True", "SucceededGetScale", ready, now))
+        if current == 0 and low != 0:
+            desired = 0
+            conditions = _set_condition(
+                conditions,
+                _hpa_condition(
+                    "ScalingActive",
+                    "False",
+                    "ScalingDisabled",
+                    "scaling is disabled since the replica count of the target is zero",
+                    now,
+                ),
+            )
+        else:
+            desired = min(max(current, low), high)
+            conditions = _set_condition(
+                conditions,
+                _hpa_condition(
+                    "ScalingActive",
+                    "True",
+                    "ValidMetricFound",
+                    "the emulator has no metrics: the recommendation is the current replica count within the bounds",
+                    now,
+                ),
+            )
+            if current > high:
+                limited = (
+                    "True",
+                    "TooManyReplicas",
+                    "the desired replica count is more than the maximum replica count",
+                )
+            elif current < low:
+                limited = ("True", "TooFewReplicas", "the desired replica count is less than the minimum replica count")
+            else:
+                limited = ("False", "DesiredWithinRange", "the desired count is within the acceptable range")
+            conditions = _set_condition(conditions, _hpa_condition("ScalingLimited", *limited, now))
+        if desired != current and self._scale_target(gr, target, desired, now) is not None:
+            conditions = _set_condition(
+                conditions,
+                _hpa_condition(
+                    "AbleToScale",
+                    "True",
+                    "SucceededRescale",
+                    f"the HPA controller was able to update the target scale to {desired}",
+                    now,
+                ),
+            )
+            status["lastScaleTime"] = fmt_time(now)
+        status["observedGeneration"] = generation_of(hpa)
+        status["currentReplicas"] = current
+        status["desiredReplicas"] = desired
+        status["conditions"] = conditions
+        self._set_status(HORIZONTALPODAUTOSCALERS, hpa, status)
+
+    def _scale_target(self, gr: GroupResource, target: Obj, replicas: int, now: float) -> Obj | None:
+        """Write ``spec.replicas`` as a ``/scale`` update by the HPA controller would: generation and managedFields."""
+        kind = str(target.get("kind") or ("Deployment" if gr == DEPLOYMENTS else "StatefulSet"))
+
+        def mutate(obj: Obj) -> None:
+            before = copy.deepcopy(obj)
+            obj.setdefault("spec", {})["replicas"] = replicas
+            if _spec_like(obj) != _spec_like(before):  # what the API server does for any write
+                obj["metadata"]["generation"] = generation_of(before) + 1
+            managers = ssa.update(
+                before,
+                obj,
+                ssa.decode_managers(obj["metadata"].get("managedFields")),
+                manager=HPA_MANAGER,
+                api_version=str(obj.get("apiVersion") or "apps/v1"),
+                now=fmt_time(now),
+                schema=ssa.Schema(builtin=True, kind=kind),
+                subresource="scale",
+            )
+            encoded = ssa.encode_managers(managers)
+            if encoded:
+                obj["metadata"]["managedFields"] = encoded
+            else:
+                obj["metadata"].pop("managedFields", None)
+
+        return self._update(gr, target, mutate)
 
     def _sync_deployment(self, d: Obj, now: float) -> None:
         if is_deleting(d):

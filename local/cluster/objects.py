@@ -27,6 +27,7 @@ STATEFULSETS = GroupResource("apps", "statefulsets")
 DAEMONSETS = GroupResource("apps", "daemonsets")
 CONTROLLERREVISIONS = GroupResource("apps", "controllerrevisions")
 JOBS = GroupResource("batch", "jobs")
+HORIZONTALPODAUTOSCALERS = GroupResource("autoscaling", "horizontalpodautoscalers")
 
 # The alphabet Kubernetes uses for generated name suffixes and hashes (k8s.io/apimachinery/pkg/util/rand): no
 # vowels, no look-alikes, so generated names never spell words.

@@ -3,6 +3,7 @@ land at their well-known places, and bad input fails naming the file and the fie
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import shutil
@@ -21,6 +22,7 @@ from controlplane.render import (
     apply_order,
     load_bundle,
     render,
+    without_hpa_replicas,
 )
 
 from local import demo
@@ -131,10 +133,82 @@ def test_replicas_hpa_bounds_and_resources_come_from_the_environment(bundle: Man
     for name, values in config.services.items():
         deployment = _one(objects, "Deployment", name)
         hpa = _one(objects, "HorizontalPodAutoscaler", name)
-        assert deployment["spec"]["replicas"] == values.replicas
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert "replicas" not in deployment["spec"], f"{name}: its HPA owns spec.replicas"
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (values.min_replicas, values.max_replicas)
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["resources"] == values.resources.model_dump()
+
+
+def _without_hpa(root: Path, relative: str) -> None:
+    path = root / relative
+    documents = path.read_text().split("\n---\n")
+    kept = [doc for doc in documents if "kind: HorizontalPodAutoscaler" not in doc]
+    assert len(kept) == len(documents) - 1
+    path.write_text("\n---\n".join(kept))
+
+
+def test_a_workload_an_hpa_scales_never_carries_replicas_even_when_its_file_sets_them(copy_of_manifests: Path) -> None:
+    _edit(
+        copy_of_manifests,
+        "services/api-gateway.yaml",
+        "  revisionHistoryLimit: 5\n",
+        "  replicas: 7\n  revisionHistoryLimit: 5\n",
+    )
+    objects = _render(load_bundle(copy_of_manifests))
+    assert "replicas" not in _one(objects, "Deployment", "api-gateway")["spec"]
+    assert not [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and "replicas" in o["spec"]]
+
+
+def test_a_deployment_without_an_hpa_keeps_replicas_from_the_environment(copy_of_manifests: Path) -> None:
+    _without_hpa(copy_of_manifests, "services/edc-service.yaml")
+    bundle = load_bundle(copy_of_manifests)
+    objects = _render(bundle, "production")
+    assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == "edc-service"]
+    assert (
+        _one(objects, "Deployment", "edc-service")["spec"]["replicas"]
+        == bundle.environments["production"].services["edc-service"].replicas
+    )
+    assert "replicas" not in _one(objects, "Deployment", "api-gateway")["spec"]  # still scaled by its HPA
+
+
+def test_a_stateful_set_an_hpa_scales_loses_replicas_and_one_without_keeps_its_own(copy_of_manifests: Path) -> None:
+    def stateful_set(name: str) -> str:
+        return (
+            "apiVersion: apps/v1\nkind: StatefulSet\n"
+            f"metadata: {{name: {name}, namespace: clinical-trials}}\n"
+            f"spec:\n  replicas: 2\n  serviceName: {name}\n"
+            f"  selector: {{matchLabels: {{app: {name}}}}}\n"
+            f"  template:\n    metadata: {{labels: {{app: {name}}}}}\n"
+            f"    spec:\n      containers: [{{name: {name}, image: clinical-trials/edc-service}}]\n"
+        )
+
+    hpa = (
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\n"
+        "metadata: {name: quality-store, namespace: clinical-trials}\n"
+        "spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: StatefulSet, name: quality-service}\n"
+        "  minReplicas: 1\n  maxReplicas: 3\n"
+    )
+    (copy_of_manifests / "services" / "stores.yaml").write_text(
+        stateful_set("quality-service") + "---\n" + stateful_set("fixed") + "---\n" + hpa
+    )
+    objects = _render(load_bundle(copy_of_manifests))
+    assert "replicas" not in _one(objects, "StatefulSet", "quality-service")["spec"]
+    assert _one(objects, "StatefulSet", "fixed")["spec"]["replicas"] == 2
+    assert "replicas" not in _one(objects, "Deployment", "quality-service")["spec"]  # its own HPA, same name
+
+
+def test_without_hpa_replicas_strips_recorded_objects_of_an_older_release(bundle: ManifestBundle) -> None:
+    objects = _render(bundle)
+    recorded = copy.deepcopy(objects)
+    for obj in recorded:
+        if obj["kind"] == "Deployment":
+            obj["spec"]["replicas"] = 5
+    lone = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "lone", "namespace": "x"},
+            "spec": {"replicas": 4}}  # fmt: skip
+    stripped = without_hpa_replicas([*recorded, lone])
+    assert [o for o in stripped if o["kind"] == "Deployment" and "replicas" in o["spec"]] == [lone]
+    assert all(o["spec"]["replicas"] == 5 for o in recorded if o["kind"] == "Deployment")  # the input is unchanged
 
 
 def test_staging_is_smaller_than_production(bundle: ManifestBundle) -> None:

@@ -5,13 +5,21 @@ at well-known places, from the environment's typed values file (``environments/<
 
 - every container image ``clinical-trials/<service>`` (a placeholder) becomes
   ``<account>.dkr.ecr.<region>.amazonaws.com/clinical-trials/<service>@sha256:<digest>``;
-- Deployment ``spec.replicas`` and the main container's ``resources``; HPA ``minReplicas``/``maxReplicas``;
+- Deployment ``spec.replicas`` (only for a workload no HPA targets, see below) and the main container's
+  ``resources``; HPA ``minReplicas``/``maxReplicas``;
 - ServiceAccount ``eks.amazonaws.com/role-arn``; Ingress certificate annotation and rule hosts;
 - ConfigMap ``platform-settings`` (environment, log level, feature flags); ExternalSecret remote keys (prefixed);
   ClusterSecretStore region;
 - the ownership, part-of and environment labels on every object (and pod template).
 
 Every problem is reported together, naming the file and the field, before anything is returned.
+
+A Deployment or StatefulSet that a HorizontalPodAutoscaler of the same render targets never carries
+``spec.replicas`` (rendering removes it if a file has it): the HPA owns the field. Applying it would make every deploy
+reset the workload to the configured count, fighting the HPA (the Kubernetes guidance "Migrating Deployments and
+StatefulSets to horizontal autoscaling"). :func:`without_hpa_replicas` does the same to objects recorded by an older
+release; ``controlplane.kube.apply`` hands the field over when an earlier deploy still owns it, so dropping it never
+resets the workload to the default of 1.
 """
 
 from __future__ import annotations
@@ -109,7 +117,12 @@ class ContainerResources(_Strict):
 
 
 class ServiceValues(_Strict):
-    """One service in one environment: initial replicas, HPA bounds, main container resources."""
+    """One service in one environment: replicas, HPA bounds, main container resources.
+
+    ``replicas`` is rendered into ``spec.replicas`` only when no HPA targets the service's Deployment; with an HPA
+    (every service of the platform today) the HPA owns the count between ``min_replicas`` and ``max_replicas``, and
+    ``replicas`` only has to lie within them (so removing the HPA later gives a sensible fixed size).
+    """
 
     replicas: int = Field(ge=1)
     min_replicas: int = Field(ge=1)
@@ -327,6 +340,44 @@ def load_bundle(path: Path) -> ManifestBundle:
 # --- rendering -----------------------------------------------------------------------------------------------------
 
 
+HPA_TARGET_KINDS: Final = frozenset({"Deployment", "StatefulSet"})
+
+
+def hpa_targets(objects: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, str, str]]:
+    """``(namespace, kind, name)`` of every Deployment/StatefulSet an HPA among ``objects`` scales."""
+    found: set[tuple[str, str, str]] = set()
+    for obj in objects:
+        if obj.get("kind") != "HorizontalPodAutoscaler":
+            continue
+        target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+        if isinstance(target, Mapping) and target.get("kind") in HPA_TARGET_KINDS:
+            namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+            found.add((namespace, str(target["kind"]), str(target.get("name"))))
+    return frozenset(found)
+
+
+def _hpa_managed(obj: Mapping[str, Any], targets: frozenset[tuple[str, str, str]]) -> bool:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(obj.get("kind")), str(meta.get("name"))) in targets
+
+
+def without_hpa_replicas(objects: Iterable[_Object]) -> list[_Object]:
+    """``objects`` with ``spec.replicas`` removed from every workload an HPA among them scales (copies; the input is
+    not changed). For objects recorded before rendering left the field out (a rollback to an older release)."""
+    objects = list(objects)
+    targets = hpa_targets(objects)
+    out: list[_Object] = []
+    for obj in objects:
+        spec = obj.get("spec")
+        if _hpa_managed(obj, targets) and isinstance(spec, Mapping) and "replicas" in spec:
+            body = copy.deepcopy(dict(obj))
+            del body["spec"]["replicas"]
+            out.append(body)  # type: ignore[arg-type]
+        else:
+            out.append(obj)
+    return out
+
+
 @dataclass
 class _Context:
     environment: str
@@ -337,6 +388,7 @@ class _Context:
     images: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     missing_digests: set[str] = field(default_factory=set)
+    hpa_targets: frozenset[tuple[str, str, str]] = frozenset()
 
     def service_values(self, name: str, where: str, path: str) -> ServiceValues | None:
         values = self.config.services.get(name)
@@ -407,7 +459,10 @@ def _render_deployment(obj: dict[str, Any], where: str, ctx: _Context) -> None:
     if values is None:
         return
     spec = _mapping(obj, "spec")
-    spec["replicas"] = values.replicas
+    if _hpa_managed(obj, ctx.hpa_targets):
+        spec.pop("replicas", None)  # the HPA owns it: applying it would reset what the HPA scaled to
+    else:
+        spec["replicas"] = values.replicas
     containers = _mapping(_mapping(spec, "template"), "spec").get("containers") or []
     main = [c for c in containers if isinstance(c, dict) and c.get("name") == obj["metadata"]["name"]]
     if not main:
@@ -474,9 +529,16 @@ def _render_cluster_secret_store(obj: dict[str, Any], where: str, ctx: _Context)
     aws["region"] = ctx.region
 
 
+def _render_stateful_set(obj: dict[str, Any], where: str, ctx: _Context) -> None:  # noqa: ARG001
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and _hpa_managed(obj, ctx.hpa_targets):
+        spec.pop("replicas", None)
+
+
 _KIND_RENDERERS: Final = MappingProxyType(
     {
         "Deployment": _render_deployment,
+        "StatefulSet": _render_stateful_set,
         "HorizontalPodAutoscaler": _render_hpa,
         "ServiceAccount": _render_service_account,
         "Ingress": _render_ingress,
@@ -524,6 +586,7 @@ def render(
     problem (file, object and field) otherwise. Never returns a partial result.
     """
     ctx = _check_inputs(bundle, environment, images, account_id, region)
+    ctx.hpa_targets = hpa_targets(source.body for source in bundle.documents)
     objects: list[dict[str, Any]] = []
     for source in bundle.documents:
         if source.file.startswith(f"{CRDS_DIR}/") and not ctx.config.install_bootstrap_crds:

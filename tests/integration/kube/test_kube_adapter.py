@@ -20,6 +20,7 @@ from controlplane.errors import (
 )
 from controlplane.kube.apply import (
     FIELD_MANAGER,
+    HANDOVER_FIELD_MANAGER,
     OWNERSHIP_LABEL,
     OWNERSHIP_VALUE,
     RELEASE_ANNOTATION,
@@ -29,7 +30,7 @@ from controlplane.kube.apply import (
     live_owned_objects,
     prune,
 )
-from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client
+from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client, request_json
 from controlplane.kube.health import check_workloads
 from controlplane.kube.smoke import smoke_test
 from controlplane.models.kube import ObjectRef
@@ -189,6 +190,65 @@ def test_dry_run_changes_nothing_and_the_diff_shows_replicas_and_image(api: ApiC
     assert {o.action for o in after.objects} == {"unchanged"}
     assert [o.uid for o in after.objects] == [o.uid for o in applied.objects]
     assert [o["metadata"]["name"] for o in live_owned_objects(api, [NS], [("v1", "ConfigMap")])] == ["edc-config"]
+
+
+def replicas_owners(obj: dict[str, Any]) -> list[str]:
+    return sorted(
+        m["manager"]
+        for m in obj["metadata"].get("managedFields") or []
+        if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+    )
+
+
+def live_deployment(api: ApiClient, name: str) -> dict[str, Any]:
+    live = {o["metadata"]["name"]: o for o in live_owned_objects(api, [NS], [("apps/v1", "Deployment")])}
+    return live[name]
+
+
+def scale(api: ApiClient, name: str, replicas: int, manager: str) -> None:
+    """What the HPA controller does: an Update of the /scale subresource."""
+    dyn = dynamic_client(api)
+    path = dyn.resources.get(api_version="apps/v1", kind="Deployment").path(name=name, namespace=NS) + "/scale"
+    request_json(
+        dyn,
+        "PATCH",
+        path,
+        body={"spec": {"replicas": replicas}},
+        content_type="application/merge-patch+json",
+        query_params=[("fieldManager", manager)],
+    )
+
+
+def without_replicas(obj: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(obj)
+    del body["spec"]["replicas"]
+    return body
+
+
+def test_leaving_out_replicas_we_own_hands_them_over_instead_of_resetting_them_to_one(api: ApiClient) -> None:
+    apply_objects(api, [namespace(), deployment("edc-service", replicas=3)], release_id="rel-1")
+    assert replicas_owners(live_deployment(api, "edc-service")) == [FIELD_MANAGER]
+    hpa_managed = [namespace(), without_replicas(deployment("edc-service"))]
+
+    diffs = {d.ref.key: d for d in diff_objects(api, hpa_managed, release_id="rel-1")}
+    assert diffs["Deployment.apps/trial-apps/edc-service"].changes == ()  # the diff shows what the handover keeps
+    dry = apply_objects(api, hpa_managed, release_id="rel-1", dry_run=True)
+    assert dry.objects[1].action == "unchanged"
+    assert replicas_owners(live_deployment(api, "edc-service")) == [FIELD_MANAGER]  # a dry run hands nothing over
+
+    result = apply_objects(api, hpa_managed, release_id="rel-2")
+
+    edc = live_deployment(api, "edc-service")
+    assert edc["spec"]["replicas"] == 3  # not the default 1
+    assert replicas_owners(edc) == [HANDOVER_FIELD_MANAGER]
+    assert result.objects[1].action == "configured"  # the release annotation moved; replicas did not
+    apply_objects(api, hpa_managed, release_id="rel-3")
+    assert live_deployment(api, "edc-service")["spec"]["replicas"] == 3
+
+    scale(api, "edc-service", 5, "kube-controller-manager")  # the HPA's first write takes the field
+    assert replicas_owners(live_deployment(api, "edc-service")) == ["kube-controller-manager"]
+    apply_objects(api, hpa_managed, release_id="rel-4")
+    assert live_deployment(api, "edc-service")["spec"]["replicas"] == 5
 
 
 # --- prune ----------------------------------------------------------------------------------------------------
@@ -430,3 +490,23 @@ def test_platform_diff_on_an_empty_cluster_is_all_creates_then_nothing_after_app
     apply_objects(api, objects, release_id="rel-1")
     after = diff_objects(api, objects)
     assert [(d.ref.key, d.changes) for d in after if d.action != "unchanged"] == []
+
+
+def test_a_deploy_leaves_the_count_an_hpa_scaled_to_alone(api: ApiClient, cluster: Cluster) -> None:
+    objects = platform_release()
+    apply_objects(api, objects, release_id="rel-1")
+    ns = platform.NAMESPACE
+    live = {o["metadata"]["name"]: o for o in live_owned_objects(api, [ns], [("apps/v1", "Deployment")])}
+    hpas = {o["metadata"]["name"]: o for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
+    for name, hpa in hpas.items():  # created without spec.replicas (default 1): the HPA brought each to its minimum
+        assert live[name]["spec"]["replicas"] == hpa["spec"]["minReplicas"], name
+    gateway = hpas["api-gateway"]["spec"]
+    dyn = dynamic_client(api)
+    path = dyn.resources.get(api_version="apps/v1", kind="Deployment").path(name="api-gateway", namespace=ns)
+    request_json(dyn, "PATCH", path + "/scale", body={"spec": {"replicas": gateway["maxReplicas"]}},
+                 content_type="application/merge-patch+json", query_params=[("fieldManager", "load")])  # fmt: skip
+
+    apply_objects(api, platform_release(), release_id="rel-2")
+
+    _, after = request_json(dyn, "GET", path)
+    assert after["spec"]["replicas"] == gateway["maxReplicas"]  # the deploy did not reset it to the overlay's count

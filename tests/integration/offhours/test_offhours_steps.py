@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from controlplane.kube.apply import FIELD_MANAGER
+from controlplane.kube.client import dynamic_client, request_json
 from controlplane.kube.scaling import ASLEEP_ANNOTATION, EXCLUDE_ANNOTATION, OFFHOURS_FIELD_MANAGER
 from controlplane.models.scaling import SleepStatus
 from controlplane.steps import offhours
@@ -250,3 +251,62 @@ def test_without_keep_asleep_the_deploys_forced_apply_would_wake_the_workload(wo
 
     assert world.replicas("api-gateway") == 2
     assert replicas_owner(world.workload_object("api-gateway")) == [FIELD_MANAGER]
+
+
+# --- workloads an HPA scales: the release carries no spec.replicas -------------------------------------------------
+
+
+def hpa_release() -> list[dict[str, Any]]:
+    """``staging_release`` as rendering produces it: the HPA owns every workload's spec.replicas."""
+    objects = staging_release()
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            del obj["spec"]["replicas"]
+    return objects
+
+
+def hpa_scales(world: World, name: str, replicas: int) -> None:
+    """What the HPA controller does on load: an Update of the /scale subresource."""
+    dyn = dynamic_client(world.api)
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/{name}/scale"
+    request_json(dyn, "PATCH", path, body={"spec": {"replicas": replicas}},
+                 content_type="application/merge-patch+json",
+                 query_params=[("fieldManager", "kube-controller-manager")])  # fmt: skip
+
+
+def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world: World) -> None:
+    world.apply(hpa_release())
+    assert world.replicas("api-gateway") == 2  # created at the default 1, brought to minReplicas by the HPA
+    hpa_scales(world, "api-gateway", 3)
+
+    awake, asleep = offhours.keep_asleep(hpa_release(), environment="staging", release_id="r2", now=world.now)
+    world.apply(awake, release_id="r2")
+    assert not asleep
+    assert world.replicas("api-gateway") == 3  # the deploy no longer resets it
+
+    assert world.scale_down().sleep
+    world.cluster.advance(30)
+    assert world.replicas("api-gateway") == 0
+    gateway_hpa = world.get(f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/api-gateway")
+    active = next(c for c in gateway_hpa["status"]["conditions"] if c["type"] == "ScalingActive")
+    assert (active["status"], active["reason"]) == ("False", "ScalingDisabled")  # the HPA leaves it at 0
+
+    objects, asleep = offhours.keep_asleep(hpa_release(), environment="staging", release_id="r3", now=world.now)
+    world.apply(objects, release_id="r3")
+    assert asleep
+    assert world.replicas("api-gateway") == 0
+    record = world.ledger.read("staging")
+    assert record is not None
+    assert record.snapshot is not None
+    assert {w.ref.name: w.replicas for w in record.snapshot.workloads}["api-gateway"] == 3  # what it slept from
+
+    world.scale_up()
+    assert world.replicas("api-gateway") == 3
+    assert world.replicas("edc-service") == 1
+
+    awake, asleep = offhours.keep_asleep(hpa_release(), environment="staging", release_id="r4", now=world.now)
+    world.apply(awake, release_id="r4")
+    world.cluster.advance(30)
+    assert not asleep
+    assert world.replicas("api-gateway") == 3
+    assert FIELD_MANAGER not in replicas_owner(world.workload_object("api-gateway"))

@@ -255,6 +255,41 @@ def rendered_hpa(name: str, low: int, high: int) -> dict[str, Any]:
     }
 
 
+def test_a_deploy_while_asleep_wakes_hpa_scaled_workloads_to_what_they_slept_from_within_the_new_bounds() -> None:
+    """Rendering leaves spec.replicas out when an HPA scales the workload: the snapshot's size is kept."""
+    snapshot = staging_snapshot().model_copy(
+        update={"workloads": (
+            WorkloadSnapshot(ref=deployment_ref("api-gateway"), replicas=4, sleep_replicas=0),
+            WorkloadSnapshot(ref=deployment_ref("edc-service"), replicas=3, sleep_replicas=0),
+            WorkloadSnapshot(ref=deployment_ref("stopped"), replicas=0, sleep_replicas=0),
+        )}
+    )  # fmt: skip
+    names = ("api-gateway", "edc-service", "stopped", "brand-new")
+    objects = []
+    for name, (low, high) in zip(names, [(2, 6), (1, 2), (1, 3), (2, 4)], strict=True):
+        workload = rendered(name, 1)
+        del workload["spec"]["replicas"]
+        objects += [workload, rendered_hpa(name, low, high)]
+
+    out, rebased = keep_asleep_objects(objects, snapshot, OffhoursConfig(), release_id="r-43", now=T0)
+
+    wakes_to = {name: rebased.workload(deployment_ref(name)) for name in names}
+    assert {n: w.replicas for n, w in wakes_to.items() if w is not None} == {
+        "api-gateway": 4,  # what it slept from
+        "edc-service": 2,  # the release lowered maxReplicas
+        "stopped": 0,  # was at 0 (the HPA leaves it there)
+        "brand-new": 2,  # new: the HPA's minimum
+    }
+    for obj in out:
+        if obj["kind"] == "Deployment":
+            assert obj["spec"]["replicas"] == 0  # applied at the sleeping size
+            assert (
+                json.loads(obj["metadata"]["annotations"][ASLEEP_ANNOTATION])["replicas"]
+                == wakes_to[obj["metadata"]["name"]].replicas
+            )  # type: ignore[union-attr]
+    assert "replicas" not in objects[0]["spec"]  # the caller's objects are not modified
+
+
 def test_a_deploy_while_asleep_applies_the_sleeping_size_and_rebases_the_snapshot_on_the_release() -> None:
     snapshot = staging_snapshot().model_copy(
         update={

@@ -7,6 +7,14 @@ first object of that type is applied; an object is ``unchanged`` when its resour
 servers that write no-op applies, its content did not change), ``created`` when the server answers 201.
 
 Validation and ordering of the objects are the caller's job (``controlplane.validate``, ``controlplane.render``).
+
+Handing ``spec.replicas`` over to an HPA: a workload an HPA scales is applied without ``spec.replicas``. If an earlier
+apply of ours still owns the field (nothing else has written it since), leaving it out would make the server remove it
+and default it to 1 until the HPA scales back up. So before such an apply, :data:`HANDOVER_FIELD_MANAGER` applies the
+live value alone, without force: it becomes a co-owner, our apply then drops the field without the value changing,
+and the temporary manager's entry disappears the first time the HPA (or anything else) writes the field. A conflict
+means another manager owns it already: nothing to hand over. A dry run applies the live value instead (what the
+handover keeps). This is the server-side apply ownership transfer of the Kubernetes documentation.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from controlplane.models.kube import AppliedObject, ApplyAction, ApplyResult, Ob
 from controlplane.observability import logger
 
 FIELD_MANAGER = "synthetictrialstudio-controlplane"
+HANDOVER_FIELD_MANAGER = f"{FIELD_MANAGER}-handover-to-hpa"
+REPLICA_KINDS = frozenset({"Deployment", "StatefulSet"})
 OWNERSHIP_LABEL = platform.LABEL_MANAGED_BY
 OWNERSHIP_VALUE = platform.MANAGED_BY
 OWNERSHIP_SELECTOR = f"{OWNERSHIP_LABEL}={OWNERSHIP_VALUE}"
@@ -38,6 +48,7 @@ PROTECTED_KINDS = frozenset({"Namespace", "PersistentVolumeClaim"})
 
 __all__ = [
     "FIELD_MANAGER",
+    "HANDOVER_FIELD_MANAGER",
     "OWNERSHIP_LABEL",
     "OWNERSHIP_VALUE",
     "PROTECTED_KINDS",
@@ -111,9 +122,14 @@ def _apply(
         with translate_errors(ref):
             resource = _resource(dyn, ref, crd_kinds)
             before = live.get(resource, ref)
-            status, after = _server_side_apply(
-                dyn, resource, ref, _with_release(obj, release_id), dry_run=dry_run, force=force
-            )
+            body = _with_release(obj, release_id)
+            kept = _replicas_to_hand_over(body, before)
+            if kept is not None:
+                if dry_run:
+                    body["spec"]["replicas"] = kept
+                else:
+                    _hand_over_replicas(dyn, resource, ref, kept)
+            status, after = _server_side_apply(dyn, resource, ref, body, dry_run=dry_run, force=force)
         action = _action(status, before, after, dry_run=dry_run)
         meta = after.get("metadata") or {}
         applied.append(
@@ -185,6 +201,9 @@ def _dry_run(
             return 201, None, {}
         raise
     before = live.get(resource, ref)
+    kept = _replicas_to_hand_over(body, before)
+    if kept is not None:
+        body["spec"]["replicas"] = kept
     try:
         status, after = _server_side_apply(dyn, resource, ref, body, dry_run=True, force=True)
     except ApiException as e:
@@ -353,6 +372,55 @@ def _server_side_apply(
         body=body,
         content_type="application/apply-patch+yaml",
         query_params=query,
+    )
+
+
+def _owns_replicas(live: Mapping[str, Any]) -> bool:
+    """Whether our apply manager owns ``spec.replicas`` of ``live`` (from its managedFields)."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if not isinstance(entry, Mapping) or entry.get("manager") != FIELD_MANAGER or entry.get("operation") != "Apply":
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec")
+        if isinstance(spec, Mapping) and "f:replicas" in spec:
+            return True
+    return False
+
+
+def _replicas_to_hand_over(body: Mapping[str, Any], live: Mapping[str, Any] | None) -> int | None:
+    """The live replica count to keep when ``body`` (a workload) leaves out ``spec.replicas`` we still own."""
+    spec = body.get("spec")
+    if body.get("kind") not in REPLICA_KINDS or live is None or not isinstance(spec, Mapping) or "replicas" in spec:
+        return None
+    replicas = (live.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or not _owns_replicas(live):
+        return None
+    return replicas
+
+
+def _hand_over_replicas(dyn: DynamicClient, resource: Any, ref: ObjectRef, replicas: int) -> None:
+    """Make :data:`HANDOVER_FIELD_MANAGER` a co-owner of ``spec.replicas`` at its live value (see the module doc)."""
+    body = {
+        "apiVersion": ref.api_version,
+        "kind": ref.kind,
+        "metadata": {"name": ref.name, "namespace": ref.namespace},
+        "spec": {"replicas": replicas},
+    }
+    try:
+        request_json(
+            dyn,
+            "PATCH",
+            resource.path(name=ref.name, namespace=ref.namespace),
+            body=body,
+            content_type="application/apply-patch+yaml",
+            query_params=[("fieldManager", HANDOVER_FIELD_MANAGER)],
+        )
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        logger.info("spec.replicas already owned by another manager: nothing to hand over", extra={"object": ref.key})
+        return
+    logger.info(
+        "spec.replicas handed over before leaving it to the HPA", extra={"object": ref.key, "replicas": replicas}
     )
 
 

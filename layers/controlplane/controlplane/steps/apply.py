@@ -6,7 +6,8 @@ applied. Validation happens before the first write, so a ``ManifestValidationErr
 
 While the environment sleeps (off-hours), the release is applied at the sleeping size (``offhours.keep_asleep``: the
 snapshot now refers to this release, so the next scale-up brings it up), no smoke targets are returned (nothing
-answers) and the ledger records the rendered objects as usual.
+answers) and the ledger records the rendered objects as usual. Awake, a workload an HPA scales is applied without
+``spec.replicas`` (rendering leaves it out; objects from the ledger lose it too), so a deploy never changes its size.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from controlplane.kube.apply import apply_and_prune, apply_objects
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
 from controlplane.observability import correlate, logger, tracer
-from controlplane.render import apply_order, load_bundle, render
+from controlplane.render import apply_order, load_bundle, render, without_hpa_replicas
 from controlplane.settings import Settings, get_settings
 from controlplane.steps.cluster import connect, kubernetes_version
 from controlplane.steps.offhours import keep_asleep
@@ -45,7 +46,8 @@ def release_objects(
             f"release {release.release_id} was planned with manifests bundle {release.bundle_hash}; the deployed "
             f"manifests layer is {bundle.hash} and the ledger holds no applied objects for the release"
         )
-    return apply_order(recorded), "ledger"
+    # Recorded before rendering left spec.replicas out of HPA-scaled workloads: applying it would fight the HPA.
+    return without_hpa_replicas(apply_order(recorded)), "ledger"
 
 
 def workloads_of(objects: Sequence[Mapping[str, Any]]) -> list[ObjectRef]:

@@ -645,12 +645,15 @@ def keep_asleep_objects(
     """The release's objects as they must be applied while asleep, and the snapshot rebased on the release.
 
     Workloads keep their sleeping size (with the asleep mark); the snapshot records the release's replicas and HPA
-    bounds, so the next scale-up brings up the new release at the size it asks for. Excluded objects (by the
-    snapshot, configuration or annotation) are applied as rendered.
+    bounds, so the next scale-up brings up the new release at the size it asks for. A workload an HPA scales has no
+    ``spec.replicas`` in the release (the HPA owns it): it wakes to the size it slept from (the snapshot's), within
+    the release's HPA bounds, or to the HPA's minimum if it is new. Excluded objects (by the snapshot, configuration
+    or annotation) are applied as rendered.
     """
     excluded = {e.key for e in snapshot.excluded}
     workloads = {w.ref.key: w for w in snapshot.workloads}
     hpas = {h.ref.key: h for h in snapshot.hpas}
+    bounds = _hpa_bounds_by_target(objects)
     out: list[dict[str, Any]] = []
     for obj in objects:
         body = copy.deepcopy(dict(obj))
@@ -671,7 +674,7 @@ def keep_asleep_objects(
         annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
         since = {"since": now.isoformat(), "by": release_id, "why": SLEEP_REASON}
         if kind in SCALABLE_KINDS:
-            rendered = int(spec.get("replicas", 1))
+            rendered = _wake_size(spec, workloads.get(ref.key), bounds.get(ref.key))
             sleeping = min(config.sleep_replicas, rendered)
             workloads[ref.key] = WorkloadSnapshot(
                 ref=ref, replicas=rendered, sleep_replicas=sleeping, release_id=release_id
@@ -710,6 +713,37 @@ def keep_asleep_objects(
         }
     )
     return out, rebased
+
+
+def _hpa_bounds_by_target(objects: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """``ObjectRef.key`` of each workload an HPA among ``objects`` scales -> that HPA's (min, max) replicas."""
+    out: dict[str, tuple[int, int]] = {}
+    for obj in objects:
+        if obj.get("kind") != "HorizontalPodAutoscaler":
+            continue
+        spec = obj.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        ref = ObjectRef(
+            api_version=str(target.get("apiVersion") or "apps/v1"),
+            kind=str(target.get("kind")),
+            namespace=(obj.get("metadata") or {}).get("namespace"),
+            name=str(target.get("name")),
+        )
+        low = int(spec.get("minReplicas") or 1)
+        out[ref.key] = (low, max(low, int(spec.get("maxReplicas") or low)))
+    return out
+
+
+def _wake_size(spec: Mapping[str, Any], before: WorkloadSnapshot | None, bounds: tuple[int, int] | None) -> int:
+    """The size a workload of the release wakes to: its ``spec.replicas`` if it has one; else (its HPA owns the
+    count) the snapshot's size clamped to the HPA's bounds (0 stays 0: the HPA leaves a workload at 0 alone), or
+    the HPA's minimum for a workload the snapshot does not know."""
+    if "replicas" in spec or bounds is None:
+        return int(spec.get("replicas", 1))
+    low, high = bounds
+    if before is None:
+        return low
+    return 0 if before.replicas == 0 else min(max(before.replicas, low), high)
 
 
 def _json(value: Mapping[str, Any]) -> str:
