@@ -277,6 +277,21 @@ def _initial_status(kind: str) -> Obj | None:
     return None
 
 
+def _forbidden(rt: ResourceType, info: Info, identity: Identity | None) -> ApiError:
+    """403 Forbidden in RBAC's words, for a deny rule or an injected 403."""
+    user = identity.username if identity else "system:anonymous"
+    message = forbidden_message(
+        user,
+        info.verb,
+        resource=info.resource,
+        subresource=info.subresource,
+        group=rt.group,
+        namespace=info.namespace,
+        name=info.name,
+    )
+    return status.forbidden(info.resource, rt.group, info.name, message)
+
+
 def _crd_status(crd: Obj, now: str, previous: Obj | None = None) -> Obj:
     """The status the apiextensions controller settles on; a condition's lastTransitionTime moves only when its
     status changes (as on a real server), so re-applying an unchanged CRD is a no-op."""
@@ -512,21 +527,7 @@ class ApiServer:
         if code == 429:
             raise status.too_many_requests(fault.retry_after if fault.retry_after is not None else 1)
         if code == 403:
-            user = identity.username if identity else "system:anonymous"
-            raise status.forbidden(
-                info.resource,
-                rt.group,
-                info.name,
-                forbidden_message(
-                    user,
-                    info.verb,
-                    resource=info.resource,
-                    subresource=info.subresource,
-                    group=rt.group,
-                    namespace=info.namespace,
-                    name=info.name,
-                ),
-            )
+            raise _forbidden(rt, info, identity)
         if code == 500:
             err = status.internal_error("injected fault")
         elif code == 503:
@@ -548,21 +549,7 @@ class ApiServer:
     def _authorize(self, rt: ResourceType, info: Info, identity: Identity | None) -> None:
         for rule in list(self.deny_rules):
             if rule.matches(info.verb, info.resource, info.subresource, info.namespace, info.name):
-                user = identity.username if identity else "system:anonymous"
-                raise status.forbidden(
-                    info.resource,
-                    rt.group,
-                    info.name,
-                    forbidden_message(
-                        user,
-                        info.verb,
-                        resource=info.resource,
-                        subresource=info.subresource,
-                        group=rt.group,
-                        namespace=info.namespace,
-                        name=info.name,
-                    ),
-                )
+                raise _forbidden(rt, info, identity)
 
     # ------------------------------------------------------------------------------------------------ output
     @staticmethod
