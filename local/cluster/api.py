@@ -980,17 +980,27 @@ class ApiServer:
             if wanted_rv and wanted_rv != cur["metadata"].get("resourceVersion"):
                 raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
             new = clone(body)
-            self._prepare(rt, cur, new, ctx)
-            self._managed(rt, cur, new, ctx)
-            try:
-                stored, written = self._commit(rt, cur, new, ctx)
-            except CommitConflictError:
-                if wanted_rv:
-                    raise status.conflict(rt.plural, rt.group, info.name, status.STALE) from None
+            stored = self._write(rt, info, cur, new, ctx, stale_on_race=bool(wanted_rv))
+            if stored is None:
                 continue
-            self._done(ctx, written)
             return self._respond(200, rt, stored)
         raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
+
+    def _write(
+        self, rt: ResourceType, info: Info, cur: Obj, new: Obj, ctx: _WriteCtx, *, stale_on_race: bool
+    ) -> Obj | None:
+        """Prepare and store ``new`` over ``cur``; ``None`` when another writer got in between (read again and
+        retry), or 409 Conflict when the caller pinned a resourceVersion (``stale_on_race``)."""
+        self._prepare(rt, cur, new, ctx)
+        self._managed(rt, cur, new, ctx)
+        try:
+            stored, written = self._commit(rt, cur, new, ctx)
+        except CommitConflictError:
+            if stale_on_race:
+                raise status.conflict(rt.plural, rt.group, info.name, status.STALE) from None
+            return None
+        self._done(ctx, written)
+        return stored
 
     # ---------------------------------------------------------------------------------------------------- patch
     def _patch_fn(self, req: Request, rt: ResourceType) -> Callable[[Obj], Any]:
@@ -1057,13 +1067,9 @@ class ApiServer:
             wanted_rv = meta.get("resourceVersion")
             if wanted_rv and wanted_rv != cur["metadata"].get("resourceVersion"):
                 raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
-            self._prepare(rt, cur, new, ctx)
-            self._managed(rt, cur, new, ctx)
-            try:
-                stored, written = self._commit(rt, cur, new, ctx)
-            except CommitConflictError:
+            stored = self._write(rt, info, cur, new, ctx, stale_on_race=False)
+            if stored is None:
                 continue
-            self._done(ctx, written)
             return self._respond(200, rt, stored)
         raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
 
@@ -1358,15 +1364,9 @@ class ApiServer:
                 new["status"] = clone({"s": source["status"]})["s"]
             else:
                 new.pop("status", None)
-            self._prepare(rt, cur, new, ctx)
-            self._managed(rt, cur, new, ctx)
-            try:
-                stored, written = self._commit(rt, cur, new, ctx)
-            except CommitConflictError:
-                if wanted_rv:
-                    raise status.conflict(rt.plural, rt.group, info.name, status.STALE) from None
+            stored = self._write(rt, info, cur, new, ctx, stale_on_race=bool(wanted_rv))
+            if stored is None:
                 continue
-            self._done(ctx, written)
             return self._respond(200, rt, stored)
         raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
 
@@ -1445,15 +1445,9 @@ class ApiServer:
                 )
             new = clone(cur)
             _set_path(new, rt.scale.spec_replicas, replicas)
-            self._prepare(rt, cur, new, ctx)
-            self._managed(rt, cur, new, ctx)
-            try:
-                stored, written = self._commit(rt, cur, new, ctx)
-            except CommitConflictError:
-                if wanted_rv:
-                    raise status.conflict(rt.plural, rt.group, info.name, status.STALE) from None
+            stored = self._write(rt, info, cur, new, ctx, stale_on_race=bool(wanted_rv))
+            if stored is None:
                 continue
-            self._done(ctx, written)
             return Response(200, encode(self._to_scale(rt, stored)))
         raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
 
