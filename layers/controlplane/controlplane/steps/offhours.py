@@ -46,7 +46,6 @@ from controlplane.models.scaling import (
     OffhoursConfig,
     ScalingLock,
     SleepPlan,
-    SleepRecord,
     SleepReport,
     SleepStatus,
     Snapshot,
@@ -292,11 +291,12 @@ def snapshot_environment(ctx: StepContext) -> SleepPlan:
     )
 
 
-def _asleep_snapshot(settings: Settings, environment: str) -> tuple[SleepRecord, Snapshot] | None:
+def _asleep_snapshot(settings: Settings, environment: str) -> Snapshot | None:
+    """The snapshot the environment sleeps on; ``None`` when it is awake (or was never put to sleep)."""
     record = _ledger(settings).read(environment)
-    if record is None or not record.asleep or record.snapshot is None:
+    if record is None or not record.asleep:
         return None
-    return record, record.snapshot
+    return record.snapshot
 
 
 def sleep_workloads_with(api: ApiClient, snapshot: Snapshot) -> SleepReport:
@@ -345,10 +345,9 @@ def sleep_workloads(ctx: StepContext) -> SleepReport:
     """SleepWorkloads: every snapshot workload to its off-hours size, HPAs pinned or marked."""
     settings = get_settings()
     _check_environment(ctx, settings)
-    found = _asleep_snapshot(settings, ctx.request.environment)
-    if found is None:
+    snapshot = _asleep_snapshot(settings, ctx.request.environment)
+    if snapshot is None:
         return SleepReport(environment=ctx.request.environment)
-    _, snapshot = found
     report: SleepReport = _with_api(settings, lambda api: sleep_workloads_with(api, snapshot))
     logger.info("workloads asleep", extra={"changed": len(report.changed), "missing": report.missing})
     return report
@@ -358,10 +357,9 @@ def sleep_nodegroups(ctx: StepContext) -> SleepReport:
     """SleepNodegroups: each snapshot group to its off-hours size (``minSize`` lowered with it, ``maxSize`` kept)."""
     settings = get_settings()
     _check_environment(ctx, settings)
-    found = _asleep_snapshot(settings, ctx.request.environment)
-    if found is None:
+    snapshot = _asleep_snapshot(settings, ctx.request.environment)
+    if snapshot is None:
         return SleepReport(environment=ctx.request.environment)
-    _, snapshot = found
     changed: list[str] = []
     unchanged: list[str] = []
     for g in snapshot.nodegroups:
@@ -432,10 +430,9 @@ def check_nodes(ctx: StepContext, state: NodesState) -> NodesState:
     the workloads' health gate then reports what cannot run)."""
     settings = get_settings()
     _check_environment(ctx, settings)
-    found = _asleep_snapshot(settings, state.environment)
-    if found is None:
+    snapshot = _asleep_snapshot(settings, state.environment)
+    if snapshot is None:
         return state.model_copy(update={"ready": True, "nothing_to_wake": True})
-    _, snapshot = found
     groups = _with_api(settings, lambda api: _node_progress(api, snapshot))
     ready = all(g.ready >= g.wanted for g in groups)
     timed_out = not ready and ctx.now >= state.deadline
@@ -449,10 +446,9 @@ def restore_wave(ctx: StepContext, state: WakeState | None, nodes: NodesState | 
     settings, config = get_settings(), offhours_config()
     _check_environment(ctx, settings)
     environment = ctx.request.environment
-    found = _asleep_snapshot(settings, environment)
-    if found is None:
+    snapshot = _asleep_snapshot(settings, environment)
+    if snapshot is None:
         return WakeState(environment=environment, done=True)
-    _, snapshot = found
     if state is None or not state.waves:
         note = None
         if nodes is not None and nodes.timed_out:
@@ -561,10 +557,9 @@ def check_wave(ctx: StepContext, state: WakeState) -> WakeState:
     """CheckWave: healthy, failed (reported; the others go on) or pending (the ASL waits and looks again)."""
     settings = get_settings()
     _check_environment(ctx, settings)
-    found = _asleep_snapshot(settings, state.environment)
-    if found is None or state.done:
+    snapshot = _asleep_snapshot(settings, state.environment)
+    if snapshot is None or state.done:
         return state.model_copy(update={"done": True})
-    _, snapshot = found
     new_state: WakeState = _with_api(
         settings, lambda api: judge_wave(api, state, snapshot, now=ctx.now, settings=settings)
     )
