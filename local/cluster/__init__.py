@@ -68,23 +68,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from local.cluster.api import ApiServer, ProxyFn, now_string
+from local.cluster.api import ApiServer, now_string
 from local.cluster.auth import DenyRule, TokenVerifier, make_token
 from local.cluster.clock import SimClock
+from local.cluster.controllers import ControllerManager
 from local.cluster.faults import Fault, FaultInjector, RequestLog, RequestRecord
+from local.cluster.kubelet import Behaviour, ImageBehaviours, NodePool
+from local.cluster.proxy import service_proxy
 from local.cluster.resources import Registry
 from local.cluster.server import HttpsServer, TlsMaterial, make_tls
 from local.cluster.store import GroupResource, Store
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
-
-    from local.cluster.kubelet import ImageBehaviours, NodePool
-
-try:  # the controllers/kubelet half; the API server works without it
-    from local.cluster.kubelet import Behaviour
-except ImportError:  # pragma: no cover - only while the other half is being written
-    Behaviour = None  # type: ignore[assignment,misc]
 
 __all__ = [
     "Behaviour",
@@ -128,10 +124,11 @@ class Cluster:
         self._server: HttpsServer | None = None
         self._ca_file: Path | None = None
         self._lock = threading.Lock()
-        self.images: ImageBehaviours | Any = None
-        self.nodes: NodePool | Any = None
-        self.controllers: Any = None
-        proxy = self._wire_controllers(default_nodes=default_nodes)
+        self.images = ImageBehaviours()
+        self.nodes = NodePool(self.store, self.clock, region=self.region)
+        if default_nodes:
+            self.nodes.add_default_group()
+        self.controllers = ControllerManager(self.store, self.clock, self.images, self.nodes)
         self.api = ApiServer(
             store=self.store,
             clock=self.clock,
@@ -141,33 +138,10 @@ class Cluster:
             verifier=TokenVerifier(),
             deny_rules=self.deny_rules,
             after_write=self.reconcile,
-            proxy=proxy,
+            proxy=service_proxy,
             address=lambda: f"127.0.0.1:{self.port}",
         )
         self._seed()
-
-    # --- wiring -------------------------------------------------------------------------------------------------
-    def _wire_controllers(self, *, default_nodes: bool) -> ProxyFn | None:
-        try:
-            from local.cluster.kubelet import ImageBehaviours, NodePool  # noqa: PLC0415
-        except ImportError:  # pragma: no cover - the other half is optional while it is written
-            logger.warning("local.cluster.kubelet is missing: no nodes, no kubelet")
-            return None
-        self.images = ImageBehaviours()
-        self.nodes = NodePool(self.store, self.clock, region=self.region)
-        if default_nodes:
-            self.nodes.add_default_group()
-        try:
-            from local.cluster.controllers import ControllerManager  # noqa: PLC0415
-        except ImportError:  # pragma: no cover
-            logger.warning("local.cluster.controllers is missing: workloads will not roll out")
-        else:
-            self.controllers = ControllerManager(self.store, self.clock, self.images, self.nodes)
-        try:
-            from local.cluster.proxy import service_proxy  # noqa: PLC0415
-        except ImportError:  # pragma: no cover
-            return None
-        return service_proxy
 
     def _seed(self) -> None:
         """What a new EKS cluster has: its namespaces, the ``kubernetes`` Service, a gp2 StorageClass."""
@@ -235,8 +209,7 @@ class Cluster:
 
     def reconcile(self) -> None:
         """Run the controllers until stable (the API server calls this after every write)."""
-        if self.controllers is not None:
-            self.controllers.reconcile()
+        self.controllers.reconcile()
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> Cluster:

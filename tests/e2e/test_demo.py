@@ -13,8 +13,6 @@ from local import demo
 
 pytestmark = pytest.mark.e2e
 
-pytest.importorskip("local.cluster")
-
 
 @pytest.fixture(scope="module")
 def story() -> tuple[int, str, str]:

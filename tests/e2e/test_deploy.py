@@ -19,10 +19,6 @@ from local.pipeline import MANIFESTS, Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
 
-_emulator = pytest.importorskip("local.cluster")
-Cluster = _emulator.Cluster
-Behaviour = _emulator.Behaviour
-
 
 def cause_of(result: Any) -> str:
     return str(result.cause or "")

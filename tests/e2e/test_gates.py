@@ -20,8 +20,6 @@ from local.pipeline import CLUSTER_NAME, TEMPLATE, Pipeline, create_repositories
 
 pytestmark = pytest.mark.e2e
 
-_emulator = pytest.importorskip("local.cluster")
-Cluster = _emulator.Cluster
 
 CRITICAL = {
     "name": "CVE-2099-0001",

@@ -18,9 +18,6 @@ from local.pipeline import Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
 
-_emulator = pytest.importorskip("local.cluster")
-Cluster = _emulator.Cluster
-
 
 def healthy_in_staging(pipe: Pipeline, images: dict[str, str]) -> None:
     """What the staging control plane's ledger says after a healthy staging release of ``images``."""

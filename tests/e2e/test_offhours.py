@@ -17,6 +17,7 @@ from controlplane.kube import scaling
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
 
+from local.cluster import Behaviour, Cluster, DenyRule
 from local.offhours import (
     COMPUTE,
     GENERAL,
@@ -32,9 +33,6 @@ from local.pipeline import pipeline
 
 pytestmark = pytest.mark.e2e
 
-_emulator = pytest.importorskip("local.cluster")
-if not hasattr(_emulator, "Cluster"):
-    pytest.skip("the Kubernetes emulator (local.cluster.Cluster) is not there yet", allow_module_level=True)
 
 ASLEEP_GROUPS = {GENERAL: (1, 3, 1), SPOT: (0, 3, 0), COMPUTE: (0, 2, 0)}
 
@@ -42,7 +40,7 @@ ASLEEP_GROUPS = {GENERAL: (1, 3, 1), SPOT: (0, 3, 0), COMPUTE: (0, 2, 0)}
 @pytest.fixture
 def cluster() -> Iterator[Any]:
     eks.clear_cache()
-    with _emulator.Cluster("sts-staging", default_nodes=False) as emulator:
+    with Cluster("sts-staging", default_nodes=False) as emulator:
         yield emulator
     eks.clear_cache()
 
@@ -178,7 +176,7 @@ def test_without_nodes_pods_stay_pending_and_the_wake_health_gate_sees_them_only
 def test_a_workload_that_does_not_wake_is_reported_and_the_others_wake(env: OffhoursPipeline) -> None:
     before = env.state()
     assert env.run("down").status == "SUCCEEDED"
-    env.cluster.images.set(env.pipe.digests["analytics-service"], _emulator.Behaviour.crash_loop(exit_code=2))
+    env.cluster.images.set(env.pipe.digests["analytics-service"], Behaviour.crash_loop(exit_code=2))
     inbox = subscribe(env)
 
     up = env.run("up")
@@ -292,7 +290,7 @@ def test_a_scale_down_waits_for_a_deploy_holding_the_lock_then_gives_up_without_
 def test_a_step_failing_after_the_lock_was_taken_releases_it_before_the_execution_fails(
     env: OffhoursPipeline,
 ) -> None:
-    env.cluster.deny_rules.append(_emulator.DenyRule(verb="patch", resource="deployments/scale"))
+    env.cluster.deny_rules.append(DenyRule(verb="patch", resource="deployments/scale"))
 
     down = env.run("down")
 

@@ -13,19 +13,16 @@ import pytest
 from controlplane.aws import eks, lock
 from controlplane.models.gates import LockOutcome, LockPurpose, LockRequest, Push
 
+from local.cluster import Cluster
 from local.offhours import REGION, OffhoursPipeline, offhours_pipeline
 
 pytestmark = pytest.mark.e2e
-
-_emulator = pytest.importorskip("local.cluster")
-if not hasattr(_emulator, "Cluster"):
-    pytest.skip("the Kubernetes emulator (local.cluster.Cluster) is not there yet", allow_module_level=True)
 
 
 @pytest.fixture
 def env() -> Iterator[OffhoursPipeline]:
     eks.clear_cache()
-    with _emulator.Cluster("sts-staging", default_nodes=False) as cluster, offhours_pipeline(cluster) as p:
+    with Cluster("sts-staging", default_nodes=False) as cluster, offhours_pipeline(cluster) as p:
         p.pipe.first_release()
         yield p
     eks.clear_cache()

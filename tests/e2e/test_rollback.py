@@ -9,13 +9,10 @@ import pytest
 from controlplane.models.release import ReleaseStatus
 from kubernetes.client import CoreV1Api
 
+from local.cluster import Behaviour, api_client
 from local.pipeline import Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
-
-_emulator = pytest.importorskip("local.cluster")
-Cluster = _emulator.Cluster
-Behaviour = _emulator.Behaviour
 
 
 def cause_of(result: Any) -> str:
@@ -56,7 +53,7 @@ def test_a_fail_fast_pod_state_rolls_back_to_the_previous_release(pipe: Pipeline
 def test_pods_unschedulable_past_the_grace_period_roll_back(pipe: Pipeline) -> None:
     pipe.first_release()
     before = pipe.owned()
-    core = CoreV1Api(_emulator.api_client(pipe.cluster))
+    core = CoreV1Api(api_client(pipe.cluster))
     for node in core.list_node().items:  # cordon every node: running pods stay, new ones cannot be placed
         core.patch_node(node.metadata.name, {"spec": {"unschedulable": True}})
 
@@ -110,7 +107,7 @@ def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline) -> N
     # The last known-good image now crashes too (say, a dependency it needs broke): its pods are replaced by
     # pods that crash, so re-applying it cannot make the environment healthy.
     pipe.cluster.images.set(good_digest, Behaviour.crash_loop())
-    core = CoreV1Api(_emulator.api_client(pipe.cluster))
+    core = CoreV1Api(api_client(pipe.cluster))
     core.delete_collection_namespaced_pod("clinical-trials", label_selector="app.kubernetes.io/name=edc-service")
 
     result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crash_loop())

@@ -418,8 +418,6 @@ def test_each_service_has_an_irsa_role_trusted_by_its_service_account_reading_it
 def test_irsa_role_names_match_the_kubernetes_sides_pattern() -> None:
     for environment in platform.ENVIRONMENTS:
         values_file = K8S_DIR / "environments" / f"{environment}.yaml"
-        if not values_file.exists():
-            pytest.skip("manifests/kubernetes/environments not present")
         pattern = yaml.safe_load(values_file.read_text())["irsa_role_arn_pattern"]
         assert pattern.endswith(":role/clinical-trials-{environment}-{service}"), pattern
         assert yaml.safe_load(values_file.read_text())["secrets_prefix"] == f"clinical-trials/{environment}"

@@ -23,11 +23,8 @@ from controlplane.models.scaling import NodesState, OffhoursRequest, SleepPlan, 
 from controlplane.steps import offhours
 from kubernetes.client import ApiClient
 
-_emulator = pytest.importorskip("local.cluster")
-if not hasattr(_emulator, "Cluster"):
-    pytest.skip("the Kubernetes emulator (local.cluster.Cluster) is not there yet", allow_module_level=True)
-
-from local.aws import LocalCloud, NodegroupSpec  # noqa: E402
+from local.aws import LocalCloud, NodegroupSpec
+from local.cluster import Cluster
 
 NS = platform.NAMESPACE
 CLUSTER = "sts-staging"
@@ -238,7 +235,7 @@ def _table() -> None:
 @pytest.fixture
 def cluster() -> Iterator[Any]:
     eks.clear_cache()
-    with _emulator.Cluster(CLUSTER, default_nodes=False) as emulator:
+    with Cluster(CLUSTER, default_nodes=False) as emulator:
         yield emulator
     eks.clear_cache()
 

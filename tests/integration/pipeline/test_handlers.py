@@ -8,12 +8,10 @@ from typing import Any
 import pytest
 from controlplane.aws import eks
 
+from local.cluster import Cluster
 from local.pipeline import Pipeline, pipeline
 
 pytestmark = pytest.mark.integration
-
-_emulator = pytest.importorskip("local.cluster")
-Cluster = _emulator.Cluster
 
 
 @pytest.fixture
