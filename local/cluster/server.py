@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from local.cluster.api import Request, Response
+from local.cluster.wire import Request, Response
 
 logger = logging.getLogger(__name__)
 
