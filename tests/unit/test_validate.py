@@ -193,6 +193,117 @@ BROKEN_DEPLOYMENTS = [
         id="no-ownership-label",
     ),
     pytest.param(_set("metadata.namespace", "default"), "metadata.namespace", id="wrong-namespace"),
+    # The rest of the Pod Security Standards (baseline + restricted), each control at pod and container level.
+    pytest.param(_set("spec.template.spec.hostIPC", value=True), "spec.template.spec.hostIPC", id="host-ipc"),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.procMount", "Unmasked"),
+        f"{CONTAINER}.securityContext.procMount",
+        id="proc-mount-unmasked",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.sysctls", [{"name": "kernel.msgmax", "value": "65536"}]),
+        "spec.template.spec.securityContext.sysctls[0].name",
+        id="unsafe-sysctl",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.sysctls", [{"name": "net.core.somaxconn", "value": "1024"}]),
+        "spec.template.spec.securityContext.sysctls[0].name",
+        id="unsafe-net-sysctl",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.seLinuxOptions", {"type": "spc_t"}),
+        "spec.template.spec.securityContext.seLinuxOptions.type",
+        id="selinux-spc_t-pod",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.seLinuxOptions", {"type": "spc_t"}),
+        f"{CONTAINER}.securityContext.seLinuxOptions.type",
+        id="selinux-spc_t-container",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.seLinuxOptions", {"user": "system_u"}),
+        f"{CONTAINER}.securityContext.seLinuxOptions.user",
+        id="selinux-user",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.seLinuxOptions", {"role": "sysadm_r"}),
+        "spec.template.spec.securityContext.seLinuxOptions.role",
+        id="selinux-role",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.appArmorProfile", {"type": "Unconfined"}),
+        "spec.template.spec.securityContext.appArmorProfile.type",
+        id="apparmor-unconfined-pod",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.appArmorProfile", {"type": "Unconfined"}),
+        f"{CONTAINER}.securityContext.appArmorProfile.type",
+        id="apparmor-unconfined-container",
+    ),
+    pytest.param(
+        _set(
+            "spec.template.metadata.annotations",
+            {"container.apparmor.security.beta.kubernetes.io/edc-service": "unconfined"},
+        ),
+        "spec.template.metadata.annotations.container.apparmor.security.beta.kubernetes.io/edc-service",
+        id="apparmor-unconfined-annotation",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.seccompProfile", {"type": "Unconfined"}),
+        f"{CONTAINER}.securityContext.seccompProfile.type",
+        id="seccomp-unconfined-container",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.windowsOptions", {"hostProcess": True}),
+        f"{CONTAINER}.securityContext.windowsOptions.hostProcess",
+        id="windows-host-process",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.runAsUser", 0),
+        "spec.template.spec.securityContext.runAsUser",
+        id="root-user-pod",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.runAsNonRoot", value=False),
+        f"{CONTAINER}.securityContext.runAsNonRoot",
+        id="container-overrides-run-as-non-root",
+    ),
+    pytest.param(
+        _set("spec.template.spec.securityContext.runAsGroup", 0),
+        "spec.template.spec.securityContext.runAsGroup",
+        id="root-group",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.securityContext.capabilities.add", ["NET_RAW"]),
+        f"{CONTAINER}.securityContext.capabilities.add",
+        id="capability-net-raw",
+    ),
+    pytest.param(
+        _set("spec.template.spec.volumes[0]", {"name": "tmp", "nfs": {"server": "10.0.0.1", "path": "/"}}),
+        "spec.template.spec.volumes[0].nfs",
+        id="nfs-volume",
+    ),
+    pytest.param(
+        _set(f"{CONTAINER}.livenessProbe.httpGet.host", "169.254.169.254"),
+        f"{CONTAINER}.livenessProbe.httpGet.host",
+        id="probe-aims-at-another-host",
+    ),
+    # One service account per workload.
+    pytest.param(
+        _set("spec.template.spec.serviceAccountName", "analytics-service"),
+        "spec.template.spec.serviceAccountName",
+        id="another-services-service-account",
+    ),
+    pytest.param(
+        _set("spec.template.spec.serviceAccountName", ...),
+        "spec.template.spec.serviceAccountName",
+        id="default-service-account",
+    ),
+    pytest.param(
+        _set("spec.template.spec.serviceAccount", "security-service"),
+        "spec.template.spec.serviceAccount",
+        id="another-services-service-account-deprecated-field",
+    ),
 ]
 
 
@@ -335,3 +446,229 @@ def test_broken_manifest_files_fail_validation_naming_object_and_field(
     objects = render(load_bundle(root), "production", DIGESTS, account_id=ACCOUNT, region=REGION)
     with pytest.raises(ManifestValidationError, match=re.escape(expected)):
         _validate(*objects)
+
+
+# --- what a release may contain: kinds, Services, RBAC, NetworkPolicies -------------------------------------------
+
+
+def _owned(kind: str, name: str, api_version: str = "v1", **body: Any) -> dict[str, Any]:
+    """An object of ours: the platform's labels and namespace (unless cluster-scoped), ``body`` as top-level fields."""
+    metadata: dict[str, Any] = {"name": name, "labels": dict(_object("Service", "edc-service")["metadata"]["labels"])}
+    if kind not in platform.CLUSTER_SCOPED_KINDS:
+        metadata["namespace"] = platform.NAMESPACE
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}
+
+
+RBAC = "rbac.authorization.k8s.io/v1"
+NETPOL = "networking.k8s.io/v1"
+SA_SUBJECT = {"kind": "ServiceAccount", "name": "edc-service", "namespace": platform.NAMESPACE}
+
+
+def _netpol(name: str, pod_selector: dict[str, Any], **rules: Any) -> dict[str, Any]:
+    types = [t for t in ("Ingress", "Egress") if t.lower() in rules]
+    return _owned("NetworkPolicy", name, NETPOL, spec={"podSelector": pod_selector, "policyTypes": types, **rules})
+
+
+EDC = {"matchLabels": {platform.LABEL_NAME: "edc-service"}}
+PORT = [{"protocol": "TCP", "port": 8001}]
+
+REFUSED_OBJECTS = [
+    pytest.param(_owned("Secret", "db", stringData={"password": "x"}), "kind", id="plain-secret"),
+    pytest.param(_owned("Secret", "db", type="kubernetes.io/dockerconfigjson"), "kind", id="pull-secret"),
+    pytest.param(
+        _owned("Service", "lb", spec={"type": "LoadBalancer", "ports": [{"port": 80}]}), "spec.type", id="load-balancer"
+    ),
+    pytest.param(
+        _owned("Service", "np", spec={"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}),
+        "spec.type",
+        id="node-port",
+    ),
+    pytest.param(
+        _owned("Service", "np", spec={"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}),
+        "spec.ports[0].nodePort",
+        id="node-port-port",
+    ),
+    pytest.param(
+        _owned("Service", "ext", spec={"type": "ExternalName", "externalName": "evil.example.com"}),
+        "spec.type",
+        id="external-name",
+    ),
+    pytest.param(
+        _owned("Service", "eip", spec={"ports": [{"port": 80}], "externalIPs": ["203.0.113.7"]}),
+        "spec.externalIPs",
+        id="external-ips",
+    ),
+    pytest.param(
+        _owned(
+            "RoleBinding",
+            "root",
+            RBAC,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            subjects=[SA_SUBJECT],
+        ),
+        "roleRef.name",
+        id="rolebinding-to-cluster-admin",
+    ),
+    pytest.param(
+        _owned(
+            "RoleBinding",
+            "editor",
+            RBAC,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            subjects=[SA_SUBJECT],
+        ),
+        "roleRef.name",
+        id="rolebinding-to-edit",
+    ),
+    pytest.param(
+        _owned(
+            "ClusterRoleBinding",
+            "root",
+            RBAC,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            subjects=[SA_SUBJECT],
+        ),
+        "roleRef.name",
+        id="clusterrolebinding-to-cluster-admin",
+    ),
+    pytest.param(
+        _owned(
+            "ClusterRoleBinding",
+            "root",
+            RBAC,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            subjects=[SA_SUBJECT],
+        ),
+        "kind",
+        id="clusterrolebinding-kind",
+    ),
+    pytest.param(
+        _owned(
+            "RoleBinding",
+            "everyone",
+            RBAC,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}],
+        ),
+        "subjects[0]",
+        id="rolebinding-to-a-group",
+    ),
+    pytest.param(
+        _owned("Role", "reader", RBAC, rules=[{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]),
+        "rules[0].resources",
+        id="role-reads-secrets",
+    ),
+    pytest.param(
+        _owned("Role", "god", RBAC, rules=[{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["*"]}]),
+        "rules[0].verbs",
+        id="role-with-wildcard-verbs",
+    ),
+    pytest.param(
+        _owned("ClusterRole", "god", RBAC, rules=[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+        "kind",
+        id="clusterrole",
+    ),
+    pytest.param(_netpol("allow-all-in", {}, ingress=[{}]), "spec.ingress[0].from", id="netpol-allow-all-ingress"),
+    pytest.param(_netpol("allow-all-out", {}, egress=[{}]), "spec.egress[0].to", id="netpol-allow-all-egress"),
+    pytest.param(
+        _netpol("edc-open", EDC, ingress=[{}]), "spec.ingress[0].from", id="netpol-allow-all-ingress-to-one-service"
+    ),
+    pytest.param(
+        _netpol("edc-world", EDC, ingress=[{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]),
+        "spec.ingress[0].from[0]",
+        id="netpol-from-0.0.0.0/0-every-port",
+    ),
+    pytest.param(
+        _netpol("edc-out", EDC, egress=[{"to": [{"podSelector": EDC}, {"ipBlock": {"cidr": "::/0"}}]}]),
+        "spec.egress[0].to[1]",
+        id="netpol-to-::/0-every-port",
+    ),
+    pytest.param(
+        _netpol("all-from-cluster", {}, ingress=[{"from": [{"namespaceSelector": {}}], "ports": PORT}]),
+        "spec.ingress[0].from[0]",
+        id="netpol-every-pod-from-every-namespace",
+    ),
+    pytest.param(
+        _netpol("all-from-world", {"matchLabels": {}}, ingress=[{"ports": PORT}]),
+        "spec.ingress[0].from",
+        id="netpol-every-pod-from-everywhere-on-a-port",
+    ),
+    pytest.param(_owned("Namespace", "kube-system"), "metadata.name", id="other-namespace"),
+    pytest.param(
+        _owned("PriorityClass", "top", "scheduling.k8s.io/v1", value=1_000_000_000), "kind", id="not-an-allowed-kind"
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "field"), REFUSED_OBJECTS)
+def test_objects_outside_the_platform_policy_are_refused_naming_object_and_field(
+    obj: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ManifestValidationError) as caught:
+        _validate(obj)
+    identity = f"{obj['kind']}/{obj['metadata']['name']}"
+    lines = [line.strip() for line in str(caught.value).splitlines()]
+    assert any(line.startswith(f"{identity}: {field}: ") for line in lines), lines
+
+
+ACCEPTED_OBJECTS = [
+    pytest.param(
+        _owned(
+            "Role", "config-reader", RBAC, rules=[{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+        ),
+        id="narrow-role",
+    ),
+    pytest.param(
+        _owned(
+            "RoleBinding",
+            "config-reader",
+            RBAC,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "config-reader"},
+            subjects=[SA_SUBJECT],
+        ),
+        id="binding-of-own-role-to-own-service-account",
+    ),
+    pytest.param(
+        _netpol("edc-from-vpc", EDC, ingress=[{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": PORT}]),
+        id="one-service-open-on-one-port",
+    ),
+    pytest.param(_netpol("deny-all", {}, ingress=[], egress=[]), id="deny-all"),
+    pytest.param(_owned("Service", "plain", spec={"ports": [{"port": 80}]}), id="service-default-type-clusterip"),
+]
+
+
+@pytest.mark.parametrize("obj", ACCEPTED_OBJECTS)
+def test_objects_within_the_platform_policy_pass(obj: dict[str, Any]) -> None:
+    assert object_problems(obj, account_id=ACCOUNT, region=REGION) == []
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(
+            _set(
+                "spec.template.spec.securityContext.sysctls", [{"name": "net.ipv4.tcp_keepalive_time", "value": "60"}]
+            ),
+            id="safe-sysctl",
+        ),
+        pytest.param(_set(f"{CONTAINER}.securityContext.seLinuxOptions", {"type": "container_t"}), id="selinux-type"),
+        pytest.param(
+            _set("spec.template.spec.securityContext.appArmorProfile", {"type": "RuntimeDefault"}), id="apparmor"
+        ),
+        pytest.param(
+            _set(
+                "spec.template.metadata.annotations",
+                {"container.apparmor.security.beta.kubernetes.io/edc-service": "localhost/k8s-apparmor"},
+            ),
+            id="apparmor-annotation",
+        ),
+        pytest.param(_set(f"{CONTAINER}.securityContext.procMount", "Default"), id="proc-mount-default"),
+        pytest.param(
+            _set(f"{CONTAINER}.securityContext.capabilities.add", ["NET_BIND_SERVICE"]), id="net-bind-service"
+        ),
+    ],
+)
+def test_what_the_restricted_profile_allows_passes(mutate: Callable[[dict[str, Any]], None]) -> None:
+    deployment = _object("Deployment", "edc-service")
+    mutate(deployment)
+    assert object_problems(deployment, account_id=ACCOUNT, region=REGION) == []

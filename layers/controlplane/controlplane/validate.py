@@ -5,10 +5,20 @@ Checks, all of them on every object, every problem reported as ``<kind>/<name>: 
 - the Kubernetes JSON schema of the target version (strict: unknown fields are errors), from the
   ``kubernetes-validate`` package; the External Secrets Operator kinds, whose schema it does not ship, get a
   minimal structural check of our own (and their metadata the real ``ObjectMeta`` schema);
-- the Pod Security Standard "restricted" plus our policy (read-only root filesystem, requests and limits, readiness
-  and liveness probes) on every pod template;
+- the Pod Security Standard "restricted" in full (https://kubernetes.io/docs/concepts/security/pod-security-standards/:
+  host namespaces, privileged, capabilities, hostPath and the volume-type allow-list, host ports, AppArmor, SELinux,
+  ``/proc`` mount type, seccomp, sysctls, privilege escalation, non-root, probe/hook hosts) plus our policy
+  (read-only root filesystem, no root group, requests and limits, readiness and liveness probes, each workload
+  running as its own service account) on every pod template;
 - every image pinned by digest to the platform's ECR repository of its service in this account and region;
+- what a release may contain: the kinds of ``ALLOWED_KINDS`` per namespace (never a Secret: External Secrets
+  writes those from Secrets Manager), ClusterIP Services only (the ALB Ingress is the entry), bindings only of the
+  release's own namespaced Roles to the platform's service accounts (never cluster-admin/admin/edit/view), Roles
+  without wildcards, secrets or privilege-granting verbs, and NetworkPolicies that never allow all (a rule open to
+  everywhere must name ports and may not select every pod);
 - the ownership labels, and namespaced objects in the platform's namespace.
+
+The control plane's own RBAC (what a cluster admin applies at bootstrap) is not a release and is not checked here.
 
 Schemas are loaded once per process and version (warm Lambda invocations reuse them).
 """
@@ -16,8 +26,9 @@ Schemas are loaded once per process and version (warm Lambda invocations reuse t
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import jsonschema
@@ -37,6 +48,54 @@ _RESTRICTED_VOLUME_TYPES: Final = frozenset(
 )
 _ALLOWED_SECCOMP: Final = frozenset({"RuntimeDefault", "Localhost"})
 _ALLOWED_ADDED_CAPABILITIES: Final = frozenset({"NET_BIND_SERVICE"})
+_ALLOWED_APPARMOR: Final = frozenset({"RuntimeDefault", "Localhost"})
+_APPARMOR_ANNOTATION_PREFIX: Final = "container.apparmor.security.beta.kubernetes.io/"
+_ALLOWED_SELINUX_TYPES: Final = frozenset({"container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+# The safe sysctls (https://kubernetes.io/docs/tasks/administer-cluster/sysctl-cluster/), as of Kubernetes 1.32.
+_SAFE_SYSCTLS: Final = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+    }
+)
+
+# What a release may contain, per namespace (None: cluster-scoped). No Secret anywhere (External Secrets writes
+# them), no cluster-wide RBAC (the control plane's own Roles/ClusterRoles are applied by a cluster admin at
+# bootstrap, outside any release).
+ALLOWED_KINDS: Final[Mapping[str | None, frozenset[str]]] = {
+    None: frozenset({"Namespace", "CustomResourceDefinition", "StorageClass", "ClusterSecretStore"}),
+    platform.NAMESPACE: frozenset(
+        {
+            "ConfigMap",
+            "ExternalSecret",
+            "ServiceAccount",
+            "Service",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+            "Ingress",
+            "Role",
+            "RoleBinding",
+        }
+    ),
+}
+_BUILTIN_CLUSTER_ROLES: Final = frozenset({"cluster-admin", "admin", "edit", "view"})
+_FORBIDDEN_RULE_VALUES: Final[Mapping[str, frozenset[str]]] = {
+    "verbs": frozenset({"*", "escalate", "bind", "impersonate"}),
+    "resources": frozenset({"*", "secrets"}),
+    "apiGroups": frozenset({"*"}),
+}
 
 Problem = tuple[str, str]  # (field path, message)
 
@@ -176,13 +235,18 @@ def _seq(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _walk(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
 def _pod_spec(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
     path = platform.POD_SPEC_PATHS.get(str(obj.get("kind")))
     if path is None:
         return None
-    node: Any = obj
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
+    node = _walk(obj, path)
     return (".".join(path), node) if isinstance(node, Mapping) else None
 
 
@@ -211,47 +275,150 @@ def _pod_problems(obj: Mapping[str, Any], image_re: re.Pattern[str]) -> list[Pro
             for kind in sorted(kinds - _RESTRICTED_VOLUME_TYPES)
         )
     pod_sc = _m(spec.get("securityContext"))
-    if pod_sc.get("runAsUser") == 0:
-        problems.append((f"{prefix}.securityContext.runAsUser", "must not be 0 (restricted)"))
-    pod_seccomp = _m(pod_sc.get("seccompProfile")).get("type")
-    if pod_seccomp is not None and pod_seccomp not in _ALLOWED_SECCOMP:
-        problems.append((f"{prefix}.securityContext.seccompProfile.type", "must be RuntimeDefault or Localhost"))
+    problems.extend(_context_problems(pod_sc, f"{prefix}.securityContext"))
+    problems.extend(_pod_context_problems(pod_sc, f"{prefix}.securityContext"))
+    problems.extend(_apparmor_annotation_problems(obj, prefix))
+    problems.extend(_service_account_problems(obj, spec, prefix))
     for list_name, path, container in _containers(spec, prefix):
-        problems.extend(_container_problems(list_name, path, container, pod_sc, image_re))
+        problems.extend(_container_problems(path, container, pod_sc))
+        problems.extend(_workload_problems(list_name, path, container, image_re))
     return problems
 
 
-def _container_problems(
-    list_name: str, path: str, container: Mapping[str, Any], pod_sc: Mapping[str, Any], image_re: re.Pattern[str]
-) -> list[Problem]:
+def _context_problems(sc: Mapping[str, Any], scp: str) -> list[Problem]:
+    """The restricted profile's rules a pod and a container securityContext share (explicit values only)."""
     problems: list[Problem] = []
+    if sc.get("runAsUser") == 0:
+        problems.append((f"{scp}.runAsUser", "must not be 0 (restricted)"))
+    seccomp = _m(sc.get("seccompProfile")).get("type")
+    if seccomp is not None and seccomp not in _ALLOWED_SECCOMP:
+        problems.append((f"{scp}.seccompProfile.type", f"{seccomp!r} is not RuntimeDefault or Localhost (restricted)"))
+    apparmor = _m(sc.get("appArmorProfile")).get("type")
+    if apparmor is not None and apparmor not in _ALLOWED_APPARMOR:
+        problems.append((f"{scp}.appArmorProfile.type", f"{apparmor!r} is not RuntimeDefault or Localhost (baseline)"))
+    selinux = _m(sc.get("seLinuxOptions"))
+    if selinux.get("type") and selinux["type"] not in _ALLOWED_SELINUX_TYPES:
+        problems.append(
+            (
+                f"{scp}.seLinuxOptions.type",
+                f"{selinux['type']!r} is not one of {sorted(_ALLOWED_SELINUX_TYPES)} (baseline)",
+            )
+        )
+    problems.extend(
+        (f"{scp}.seLinuxOptions.{field}", "must not be set (baseline)")
+        for field in ("user", "role")
+        if selinux.get(field)
+    )
+    if _m(sc.get("windowsOptions")).get("hostProcess"):
+        problems.append((f"{scp}.windowsOptions.hostProcess", "must not be true (baseline)"))
+    return problems
+
+
+def _pod_context_problems(pod_sc: Mapping[str, Any], scp: str) -> list[Problem]:
+    """Pod-level only: sysctls (the safe set), and no root group (platform policy)."""
+    problems: list[Problem] = []
+    for i, sysctl in enumerate(_seq(pod_sc.get("sysctls"))):
+        name = _m(sysctl).get("name")
+        if name not in _SAFE_SYSCTLS:
+            problems.append((f"{scp}.sysctls[{i}].name", f"{name!r} is not a safe sysctl (baseline)"))
+    problems.extend(
+        (f"{scp}.{field}", "must not be 0 (platform policy: no root group)")
+        for field in ("runAsGroup", "fsGroup")
+        if pod_sc.get(field) == 0
+    )
+    if 0 in _seq(pod_sc.get("supplementalGroups")):
+        problems.append((f"{scp}.supplementalGroups", "must not contain 0 (platform policy: no root group)"))
+    return problems
+
+
+def _apparmor_annotation_problems(obj: Mapping[str, Any], prefix: str) -> list[Problem]:
+    """The pre-1.30 AppArmor annotations on the pod template: runtime/default or localhost/* only (baseline)."""
+    meta_path = [*prefix.split(".")[:-1], "metadata"]
+    annotations = _m(_m(_walk(obj, meta_path)).get("annotations"))
+    return [
+        (
+            f"{'.'.join(meta_path)}.annotations.{key}",
+            f"{value!r} is not runtime/default or localhost/<profile> (baseline)",
+        )
+        for key, value in annotations.items()
+        if str(key).startswith(_APPARMOR_ANNOTATION_PREFIX)
+        and not (value == "runtime/default" or str(value).startswith("localhost/"))
+    ]
+
+
+def _service_account_problems(obj: Mapping[str, Any], spec: Mapping[str, Any], prefix: str) -> list[Problem]:
+    """Each workload runs as its own ServiceAccount, named after it (never another service's, never ``default``)."""
+    name = _m(obj.get("metadata")).get("name")
+    problems: list[Problem] = []
+    for field in ("serviceAccountName", "serviceAccount"):
+        account = spec.get(field)
+        if account is None and field == "serviceAccount":
+            continue
+        if account != name:
+            problems.append(
+                (
+                    f"{prefix}.{field}",
+                    (
+                        f"{account!r} is not this workload's own service account {name!r} (platform policy: one "
+                        "service account per workload)"
+                    ),
+                )
+            )
+    return problems
+
+
+def _container_problems(path: str, container: Mapping[str, Any], pod_sc: Mapping[str, Any]) -> list[Problem]:
+    """The restricted profile on one container, with the pod's securityContext as the default where it applies."""
     sc = _m(container.get("securityContext"))
     scp = f"{path}.securityContext"
+    problems = _context_problems(sc, scp)
     if sc.get("privileged"):
         problems.append((f"{scp}.privileged", "must not be true (restricted)"))
     if sc.get("allowPrivilegeEscalation") is not False:
         problems.append((f"{scp}.allowPrivilegeEscalation", "must be false (restricted)"))
+    if sc.get("procMount") not in (None, "Default"):
+        problems.append((f"{scp}.procMount", f"{sc.get('procMount')!r} is not Default (baseline)"))
     capabilities = _m(sc.get("capabilities"))
     if "ALL" not in _seq(capabilities.get("drop")):
         problems.append((f"{scp}.capabilities.drop", "must include ALL (restricted)"))
     added = {str(c) for c in _seq(capabilities.get("add"))} - _ALLOWED_ADDED_CAPABILITIES
     if added:
         problems.append((f"{scp}.capabilities.add", f"may add only NET_BIND_SERVICE, not {sorted(added)} (restricted)"))
-    non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
-    if non_root is not True:
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
         problems.append((f"{scp}.runAsNonRoot", "must be true here or in the pod securityContext (restricted)"))
-    if sc.get("runAsUser") == 0:
-        problems.append((f"{scp}.runAsUser", "must not be 0 (restricted)"))
-    seccomp = _m(sc.get("seccompProfile")).get("type", _m(pod_sc.get("seccompProfile")).get("type"))
-    if seccomp not in _ALLOWED_SECCOMP:
+    if _m(sc.get("seccompProfile")).get("type", _m(pod_sc.get("seccompProfile")).get("type")) is None:
         problems.append(
             (f"{scp}.seccompProfile.type", "must be RuntimeDefault or Localhost, here or in the pod (restricted)")
         )
     if sc.get("readOnlyRootFilesystem") is not True:
         problems.append((f"{scp}.readOnlyRootFilesystem", "must be true (platform policy)"))
+    if sc.get("runAsGroup") == 0:
+        problems.append((f"{scp}.runAsGroup", "must not be 0 (platform policy: no root group)"))
     for i, port in enumerate(_seq(container.get("ports"))):
-        if isinstance(port, Mapping) and port.get("hostPort"):
-            problems.append((f"{path}.ports[{i}].hostPort", "host ports are not allowed"))
+        if _m(port).get("hostPort"):
+            problems.append((f"{path}.ports[{i}].hostPort", "host ports are not allowed (baseline)"))
+    problems.extend(_handler_host_problems(container, path))
+    return problems
+
+
+def _handler_host_problems(container: Mapping[str, Any], path: str) -> list[Problem]:
+    """Probes and lifecycle hooks may not aim at another host (baseline, Kubernetes 1.34)."""
+    handlers = [(probe, _m(container.get(probe))) for probe in ("livenessProbe", "readinessProbe", "startupProbe")]
+    lifecycle = _m(container.get("lifecycle"))
+    handlers += [(f"lifecycle.{hook}", _m(lifecycle.get(hook))) for hook in ("postStart", "preStop")]
+    return [
+        (f"{path}.{where}.{action}.host", "must not be set (baseline: probes and hooks target the pod itself)")
+        for where, handler in handlers
+        for action in ("httpGet", "tcpSocket")
+        if _m(handler.get(action)).get("host")
+    ]
+
+
+def _workload_problems(
+    list_name: str, path: str, container: Mapping[str, Any], image_re: re.Pattern[str]
+) -> list[Problem]:
+    """Our policy beyond pod security: requests and limits, probes, images pinned to our ECR by digest."""
+    problems: list[Problem] = []
     if list_name != "ephemeralContainers":
         resources = _m(container.get("resources"))
         problems.extend(
@@ -279,6 +446,151 @@ def _container_problems(
             )
         )
     return problems
+
+
+# --- what a release may contain: kinds, Services, RBAC, NetworkPolicies --------------------------------------------
+
+
+def _scope(obj: Mapping[str, Any]) -> str | None:
+    if obj.get("kind") in platform.CLUSTER_SCOPED_KINDS:
+        return None
+    namespace = _m(obj.get("metadata")).get("namespace")
+    return str(namespace) if namespace else None
+
+
+def _kind_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    kind = str(obj.get("kind"))
+    if kind == "Secret":
+        return [("kind", "a release never carries a Secret: secrets come from AWS Secrets Manager (ExternalSecret)")]
+    scope = _scope(obj)
+    allowed = ALLOWED_KINDS.get(scope, frozenset())
+    if kind in allowed:
+        return []
+    where = "cluster-scoped" if scope is None else f"in namespace {scope!r}"
+    return [("kind", f"{kind} is not allowed {where} (allowed: {', '.join(sorted(allowed)) or 'nothing'})")]
+
+
+def _namespace_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    name = _m(obj.get("metadata")).get("name")
+    if name != platform.NAMESPACE:
+        return [("metadata.name", f"the release may create only namespace {platform.NAMESPACE!r}, not {name!r}")]
+    return []
+
+
+def _service_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """ClusterIP only: the ALB Ingress is the way in (no LoadBalancer, NodePort, ExternalName, external IPs)."""
+    spec = _m(obj.get("spec"))
+    problems: list[Problem] = []
+    service_type = spec.get("type", "ClusterIP")
+    if service_type != "ClusterIP":
+        problems.append(("spec.type", f"{service_type!r} is not allowed: ClusterIP only, the ALB Ingress is the entry"))
+    if spec.get("externalIPs"):
+        problems.append(("spec.externalIPs", "must not be set: the ALB Ingress is the entry"))
+    problems.extend(
+        (f"spec.ports[{i}].nodePort", "must not be set: ClusterIP only")
+        for i, port in enumerate(_seq(spec.get("ports")))
+        if _m(port).get("nodePort")
+    )
+    return problems
+
+
+def _binding_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """A binding grants one of the release's own namespaced Roles to the platform's own service accounts."""
+    role_ref = _m(obj.get("roleRef"))
+    problems: list[Problem] = []
+    if role_ref.get("kind") != "Role":
+        builtin = " (a built-in cluster-wide role)" if _is_builtin_role(role_ref.get("name")) else ""
+        problems.append(
+            (
+                "roleRef.name",
+                (
+                    f"binds {role_ref.get('kind')} {role_ref.get('name')!r}{builtin}: a release may bind only its "
+                    "own namespaced Roles, never cluster-wide roles (cluster-admin, admin, edit, view, system:*)"
+                ),
+            )
+        )
+    for i, raw in enumerate(_seq(obj.get("subjects"))):
+        subject = _m(raw)
+        if subject.get("kind") != "ServiceAccount" or subject.get("namespace") != platform.NAMESPACE:
+            who = f"{subject.get('kind')} {subject.get('name')!r}"
+            problems.append((f"subjects[{i}]", f"{who}: only ServiceAccounts of {platform.NAMESPACE!r} may be bound"))
+    return problems
+
+
+def _is_builtin_role(name: Any) -> bool:
+    return isinstance(name, str) and (name in _BUILTIN_CLUSTER_ROLES or name.startswith("system:"))
+
+
+def _role_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """No wildcards, no privilege-granting verbs, no access to Secrets."""
+    problems: list[Problem] = []
+    for i, rule in enumerate(_seq(obj.get("rules"))):
+        for field, forbidden in _FORBIDDEN_RULE_VALUES.items():
+            bad = sorted({str(v) for v in _seq(_m(rule).get(field))} & forbidden)
+            if bad:
+                problems.append((f"rules[{i}].{field}", f"must not contain {bad} (platform policy)"))
+    return problems
+
+
+def _empty_selector(selector: Any) -> bool:
+    """True for a selector that selects everything (``{}``, or no labels and no expressions)."""
+    selector = _m(selector)
+    return not _m(selector.get("matchLabels")) and not _seq(selector.get("matchExpressions"))
+
+
+def _open_peer(peer: Any) -> bool:
+    """A peer that matches everywhere: a /0 ipBlock, or every pod of every namespace."""
+    peer = _m(peer)
+    cidr = _m(peer.get("ipBlock")).get("cidr")
+    if isinstance(cidr, str):
+        try:
+            return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
+        except ValueError:
+            return False
+    return (
+        "namespaceSelector" in peer
+        and _empty_selector(peer["namespaceSelector"])
+        and _empty_selector(peer.get("podSelector"))
+    )
+
+
+def _network_policy_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """No rule lets everything in or out: a rule open to everywhere (no peers, a /0 block, every namespace) must
+    name ports, and never on a policy that selects every pod of the namespace."""
+    spec = _m(obj.get("spec"))
+    every_pod = _empty_selector(spec.get("podSelector"))
+    problems: list[Problem] = []
+    for direction, peer_key in (("ingress", "from"), ("egress", "to")):
+        for i, raw in enumerate(_seq(spec.get(direction))):
+            rule = _m(raw)
+            peers = _seq(rule.get(peer_key))
+            open_at = [j for j, peer in enumerate(peers) if _open_peer(peer)]
+            if peers and not open_at:
+                continue
+            where = f"spec.{direction}[{i}].{peer_key}" + (f"[{open_at[0]}]" if open_at else "")
+            if not _seq(rule.get("ports")):
+                problems.append(
+                    (where, f"allows all traffic {'from' if peer_key == 'from' else 'to'} everywhere on every port")
+                )
+            elif every_pod:
+                problems.append((where, "opens every pod of the namespace (podSelector {}) to everywhere"))
+    return problems
+
+
+_KIND_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any]], list[Problem]]]] = {
+    "Namespace": _namespace_problems,
+    "Service": _service_problems,
+    "RoleBinding": _binding_problems,
+    "ClusterRoleBinding": _binding_problems,
+    "Role": _role_problems,
+    "ClusterRole": _role_problems,
+    "NetworkPolicy": _network_policy_problems,
+}
+
+
+def _policy_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    check = _KIND_CHECKS.get(str(obj.get("kind")))
+    return _kind_problems(obj) + (check(obj) if check else [])
 
 
 # --- labels and namespace ------------------------------------------------------------------------------------------
@@ -335,6 +647,7 @@ def object_problems(
     else:
         problems.append(("apiVersion", f"no schema for {api_version} {kind} in Kubernetes {schemas.version}"))
     problems.extend(_pod_problems(obj, image_re))
+    problems.extend(_policy_problems(obj))
     problems.extend(_ownership_problems(obj))
     return problems
 
