@@ -1,10 +1,10 @@
 """A Kubernetes API emulator standing in for an Amazon EKS cluster: real HTTPS, EKS tokens, the real wire format.
 
 ``Cluster`` serves the Kubernetes REST API over HTTPS on ``127.0.0.1`` (a free port) with a CA generated at start,
-authenticates ``aws eks get-token`` style bearer tokens, and runs the controllers and a simulated kubelet (see
-``controllers.py``/``kubelet.py``) on a simulated clock. The official Python client (typed APIs and
-``kubernetes.dynamic.DynamicClient``) and ``kubectl`` 1.32 (``apply --server-side``, ``get``, ``scale``,
-``rollout status|undo``) work against it unchanged::
+authenticates ``aws eks get-token`` style bearer tokens, and runs the controllers (``controllers/``, one module per
+controller), a simulated kubelet (``kubelet.py``) and managed node groups (``nodes.py``) on a simulated clock. The
+official Python client (typed APIs and ``kubernetes.dynamic.DynamicClient``) and ``kubectl`` 1.32 (``apply
+--server-side``, ``get``, ``scale``, ``rollout status|undo``) work against it unchanged::
 
     with Cluster("sts-staging") as cluster:
         api = api_client(cluster)                      # kubernetes.client.ApiClient, no global kubeconfig
@@ -73,7 +73,8 @@ from local.cluster.auth import DenyRule, TokenVerifier, make_token
 from local.cluster.clock import SimClock
 from local.cluster.controllers import ControllerManager
 from local.cluster.faults import Fault, FaultInjector, RequestLog, RequestRecord
-from local.cluster.kubelet import Behaviour, ImageBehaviours, NodePool
+from local.cluster.kubelet import Behaviour, ImageBehaviours
+from local.cluster.nodes import NodePool
 from local.cluster.proxy import service_proxy
 from local.cluster.resources import Registry
 from local.cluster.server import HttpsServer, TlsMaterial, make_tls
@@ -143,6 +144,7 @@ class Cluster:
         )
         self._seed()
 
+    # --- seeding ------------------------------------------------------------------------------------------------
     def _seed(self) -> None:
         """What a new EKS cluster has: its namespaces, the ``kubernetes`` Service, a gp2 StorageClass."""
         now = now_string(self.clock)

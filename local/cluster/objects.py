@@ -1,6 +1,6 @@
 """Small helpers over JSON-shaped Kubernetes objects, shared by the emulator's controllers, kubelet and proxy.
 
-Nothing here touches the store: these are pure functions over dicts (metadata, owner references, label selectors,
+Nothing here touches the store: these are pure functions over dicts (metadata, owner references,
 quantities, int-or-percent values, timestamps and the pod-template hash the deployment controller names ReplicaSets
 with).
 """
@@ -28,6 +28,9 @@ DAEMONSETS = GroupResource("apps", "daemonsets")
 CONTROLLERREVISIONS = GroupResource("apps", "controllerrevisions")
 JOBS = GroupResource("batch", "jobs")
 HORIZONTALPODAUTOSCALERS = GroupResource("autoscaling", "horizontalpodautoscalers")
+PODDISRUPTIONBUDGETS = GroupResource("policy", "poddisruptionbudgets")
+NAMESPACES = GroupResource("", "namespaces")
+CONFIGMAPS = GroupResource("", "configmaps")
 
 # The alphabet Kubernetes uses for generated name suffixes and hashes (k8s.io/apimachinery/pkg/util/rand): no
 # vowels, no look-alikes, so generated names never spell words.
@@ -156,36 +159,6 @@ def owner_reference(owner: Obj, kind: str, api_version: str) -> Obj:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-# --- selectors ----------------------------------------------------------------------------------------------------
-
-
-def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
-    """metav1.LabelSelector semantics; an empty selector matches everything, ``None`` matches nothing."""
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
-def map_selector_matches(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
-    """A Service-style selector (plain map); empty or missing selects nothing, as for Services."""
-    if not selector:
-        return False
-    return all(labels.get(k) == v for k, v in selector.items())
 
 
 # --- quantities and int-or-percent --------------------------------------------------------------------------------

@@ -209,25 +209,32 @@ def _smp_map(target: Obj, patch: Obj, path: tuple[str, ...], kind: str) -> Any:
     out = dict(target)
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
-        if key.startswith("$"):
-            continue
-        fpath = (*path, key)
-        if value is None:
+        if not key.startswith("$"):
+            _smp_field(out, key, value, (*path, key), kind)
+    _smp_directives(out, patch, path, kind)
+    if isinstance(retain, list):
+        out = {k: v for k, v in out.items() if k in retain}
+    return out
+
+
+def _smp_field(out: Obj, key: str, value: Any, fpath: tuple[str, ...], kind: str) -> None:
+    """Merge one field of a strategic merge patch into ``out``."""
+    if value is None:
+        out.pop(key, None)
+    elif isinstance(value, dict):
+        merged = _smp_map(out[key] if isinstance(out.get(key), dict) else {}, value, fpath, kind)
+        if merged is not None:
+            out[key] = merged
+        elif isinstance(out.get(key), dict):
             out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            merged = _smp_map(out[key], value, fpath, kind)
-            if merged is None:
-                out.pop(key, None)
-            else:
-                out[key] = merged
-        elif isinstance(value, dict):
-            merged = _smp_map({}, value, fpath, kind)
-            if merged is not None:
-                out[key] = merged
-        elif isinstance(value, list):
-            out[key] = _smp_list(out.get(key), value, fpath, kind)
-        else:
-            out[key] = copy.deepcopy(value)
+    elif isinstance(value, list):
+        out[key] = _smp_list(out.get(key), value, fpath, kind)
+    else:
+        out[key] = copy.deepcopy(value)
+
+
+def _smp_directives(out: Obj, patch: Obj, path: tuple[str, ...], kind: str) -> None:
+    """``$deleteFromPrimitiveList/<field>`` then ``$setElementOrder/<field>``."""
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/") and isinstance(value, list):
             name = key.split("/", 1)[1]
@@ -238,9 +245,6 @@ def _smp_map(target: Obj, patch: Obj, path: tuple[str, ...], kind: str) -> Any:
             name = key.split("/", 1)[1]
             if isinstance(out.get(name), list):
                 out[name] = _order(out[name], value, _merge_key((*path, name), kind))
-    if isinstance(retain, list):
-        out = {k: v for k, v in out.items() if k in retain}
-    return out
 
 
 def _smp_list(current: Any, patch: list[Any], path: tuple[str, ...], kind: str) -> list[Any]:

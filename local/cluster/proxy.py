@@ -13,7 +13,8 @@ import json
 
 from local.cluster.clock import SimClock
 from local.cluster.kubelet import health_of
-from local.cluster.objects import PODS, SERVICES, condition_true, is_deleting, labels_of, map_selector_matches
+from local.cluster.objects import PODS, SERVICES, condition_true, is_deleting, labels_of
+from local.cluster.selectors import map_selector_matches
 from local.cluster.store import Obj, Store
 
 HEALTH_PATHS = frozenset({"health", "healthz", "ready", "readyz", "livez", "status"})

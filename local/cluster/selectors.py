@@ -4,6 +4,11 @@ Label selectors support ``=``, ``==``, ``!=``, ``in (...)``, ``notin (...)``, ``
 exist) and ``>``/``<`` on integer values, comma-separated (all must hold). Field selectors support ``=``, ``==`` and
 ``!=`` on dotted field paths. :func:`label_selector_to_string` renders a structured ``metav1.LabelSelector`` the way
 ``metav1.LabelSelectorAsSelector(...).String()`` does (used by ``/scale`` ``status.selector``).
+
+This is the emulator's one home for selector matching: :func:`selector_matches` (a structured
+``metav1.LabelSelector``), :func:`map_selector_matches` (a Service's plain map) and :func:`matches` (parsed query
+requirements) are used by the API server, validation, the controllers and the service proxy. (The control plane's
+``controlplane.kube.health`` keeps its own small matcher: ``layers/`` may not import the local cloud.)
 """
 
 from __future__ import annotations
@@ -100,89 +105,101 @@ def _check_value(value: str) -> str:
     return value
 
 
+class _Parser:
+    """A cursor over the tokens of one ``labelSelector`` string (apimachinery's labels.Parser, reduced)."""
+
+    def __init__(self, toks: list[str]) -> None:
+        self.toks = toks
+        self.i = 0
+
+    def peek(self, offset: int = 0) -> str | None:
+        return self.toks[self.i + offset] if self.i + offset < len(self.toks) else None
+
+    def requirement(self) -> Requirement:
+        tok = self.toks[self.i]
+        if tok == "!":
+            key = self.peek(1)
+            if key is None or key in ("=", "==", "!=", "(", ")", ","):
+                raise SelectorError("unable to parse requirement: found '!', expected: identifier")
+            self.i += 2
+            return Requirement(_check_key(key), "!")
+        key = _check_key(tok)
+        op = self.peek(1)
+        if op is None or op == ",":
+            self.i += 1
+            return Requirement(key, "exists")
+        if op in ("=", "==", "!="):
+            return self._equality(key, "!=" if op == "!=" else "=")
+        if op in (">", "<"):
+            value = self.peek(2)
+            if value is None or not value.lstrip("-").isdigit():
+                raise SelectorError(
+                    f"unable to parse requirement: for 'gt', 'lt' operators, exactly one "
+                    f"integer value is required, got {value!r}"
+                )
+            self.i += 3
+            return Requirement(key, "gt" if op == ">" else "lt", (value,))
+        if op.lower() in ("in", "notin"):
+            return self._set(key, op.lower())
+        raise SelectorError(f"unable to parse requirement: found '{op}', expected: in, notin, =, ==, !=, gt, lt")
+
+    def _equality(self, key: str, op: str) -> Requirement:
+        value = self.peek(2)
+        if value is None or value == ",":
+            self.i += 2
+            return Requirement(key, op, ("",))
+        if value in ("(", ")", "=", "!=", "=="):
+            raise SelectorError(f"unable to parse requirement: found '{value}', expected: identifier")
+        self.i += 3
+        return Requirement(key, op, (_check_value(value),))
+
+    def _set(self, key: str, op: str) -> Requirement:
+        if self.peek(2) != "(":
+            raise SelectorError(f"unable to parse requirement: found '{self.peek(2)}', expected: '('")
+        self.i += 3
+        values: list[str] = []
+        expect_value = True
+        while True:
+            t = self.peek()
+            if t is None:
+                raise SelectorError("unable to parse requirement: found '', expected: ')'")
+            self.i += 1
+            if t == ")":
+                if expect_value and values:
+                    values.append("")
+                break
+            if t == ",":
+                if expect_value:
+                    values.append("")
+                expect_value = True
+                continue
+            if not expect_value:
+                raise SelectorError(f"unable to parse requirement: found '{t}', expected: ',' or ')'")
+            values.append(_check_value(t))
+            expect_value = False
+        if not values:
+            raise SelectorError("unable to parse requirement: for 'in', 'notin' operators, values set can't be empty")
+        return Requirement(key, op, tuple(values))
+
+    def separator(self) -> None:
+        if self.i >= len(self.toks):
+            return
+        if self.toks[self.i] != ",":
+            raise SelectorError(f"unable to parse requirement: found '{self.toks[self.i]}', expected: ','")
+        self.i += 1
+        if self.i == len(self.toks):
+            raise SelectorError("unable to parse requirement: found '', expected: identifier")
+
+
 def parse_label_selector(text: str | None) -> list[Requirement]:
     """Parse a ``labelSelector`` query value; an empty selector matches everything."""
     if not text or not text.strip():
         return []
-    toks = _tokens(text)
+    parser = _Parser(_tokens(text))
     reqs: list[Requirement] = []
-    i = 0
-
-    def peek(offset: int = 0) -> str | None:
-        return toks[i + offset] if i + offset < len(toks) else None
-
-    while i < len(toks):
-        tok = toks[i]
-        if tok == "!":
-            key = peek(1)
-            if key is None or key in ("=", "==", "!=", "(", ")", ","):
-                raise SelectorError("unable to parse requirement: found '!', expected: identifier")
-            reqs.append(Requirement(_check_key(key), "!"))
-            i += 2
-        else:
-            key = _check_key(tok)
-            op = peek(1)
-            if op is None or op == ",":
-                reqs.append(Requirement(key, "exists"))
-                i += 1
-            elif op in ("=", "==", "!="):
-                value = peek(2)
-                if value is None or value == ",":
-                    reqs.append(Requirement(key, "!=" if op == "!=" else "=", ("",)))
-                    i += 2
-                else:
-                    if value in ("(", ")", "=", "!=", "=="):
-                        raise SelectorError(f"unable to parse requirement: found '{value}', expected: identifier")
-                    reqs.append(Requirement(key, "!=" if op == "!=" else "=", (_check_value(value),)))
-                    i += 3
-            elif op in (">", "<"):
-                value = peek(2)
-                if value is None or not value.lstrip("-").isdigit():
-                    raise SelectorError(
-                        f"unable to parse requirement: for 'gt', 'lt' operators, exactly one "
-                        f"integer value is required, got {value!r}"
-                    )
-                reqs.append(Requirement(key, "gt" if op == ">" else "lt", (value,)))
-                i += 3
-            elif op.lower() in ("in", "notin"):
-                if peek(2) != "(":
-                    raise SelectorError(f"unable to parse requirement: found '{peek(2)}', expected: '('")
-                i += 3
-                values: list[str] = []
-                expect_value = True
-                while True:
-                    t = peek()
-                    if t is None:
-                        raise SelectorError("unable to parse requirement: found '', expected: ')'")
-                    i += 1
-                    if t == ")":
-                        if expect_value and values:
-                            values.append("")
-                        break
-                    if t == ",":
-                        if expect_value:
-                            values.append("")
-                        expect_value = True
-                        continue
-                    if not expect_value:
-                        raise SelectorError(f"unable to parse requirement: found '{t}', expected: ',' or ')'")
-                    values.append(_check_value(t))
-                    expect_value = False
-                if not values:
-                    raise SelectorError(
-                        "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty"
-                    )
-                reqs.append(Requirement(key, op.lower(), tuple(values)))
-            else:
-                raise SelectorError(
-                    f"unable to parse requirement: found '{op}', expected: in, notin, =, ==, !=, gt, lt"
-                )
-        if i < len(toks):
-            if toks[i] != ",":
-                raise SelectorError(f"unable to parse requirement: found '{toks[i]}', expected: ','")
-            i += 1
-            if i == len(toks):
-                raise SelectorError("unable to parse requirement: found '', expected: identifier")
+    while parser.i < len(parser.toks):
+        reqs.append(parser.requirement())
+        parser.separator()
     return reqs
 
 
@@ -211,6 +228,23 @@ def label_selector_requirements(selector: Mapping[str, Any] | None) -> list[Requ
         else:
             raise SelectorError(f'"{op}" is not a valid label selector operator')
     return reqs
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
+    """``metav1.LabelSelectorAsSelector(selector).Matches(labels)``: an empty selector matches everything, ``None``
+    matches nothing, and so does a selector that does not convert (an unknown operator)."""
+    try:
+        reqs = label_selector_requirements(selector)
+    except SelectorError:
+        return False
+    return reqs is not None and matches(reqs, {str(k): str(v) for k, v in (labels or {}).items()})
+
+
+def map_selector_matches(selector: Mapping[str, str] | None, labels: Mapping[str, str] | None) -> bool:
+    """A Service-style selector (a plain map); empty or missing selects nothing, as for a Service's endpoints."""
+    if not selector:
+        return False
+    return all((labels or {}).get(k) == v for k, v in selector.items())
 
 
 def label_selector_to_string(selector: Mapping[str, Any] | None) -> str:

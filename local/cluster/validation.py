@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from local.cluster.selectors import selector_matches
+
 Obj = dict[str, Any]
 Err = tuple[str, str, str]  # (field, cause reason, error body)
 
@@ -173,6 +175,43 @@ def validate_metadata(kind: str, obj: Mapping[str, Any]) -> list[Err]:
 # ----------------------------------------------------------------------------------------------- pod specs
 
 
+def _validate_container(c: Any, cpath: str, names: set[str]) -> list[Err]:
+    if not isinstance(c, Mapping):
+        return [invalid(cpath, c, "must be an object")]
+    errs: list[Err] = []
+    cname = c.get("name")
+    if not cname:
+        errs.append(required(f"{cpath}.name"))
+    elif not DNS1123_LABEL.match(str(cname)) or len(str(cname)) > 63:
+        errs.append(invalid(f"{cpath}.name", cname, MSG_LABEL))
+    elif cname in names:
+        errs.append(duplicate(f"{cpath}.name", cname))
+    else:
+        names.add(str(cname))
+    if not c.get("image"):
+        errs.append(required(f"{cpath}.image"))
+    for j, p in enumerate(c.get("ports") or []):
+        port = p.get("containerPort") if isinstance(p, Mapping) else None
+        if port is None:
+            errs.append(required(f"{cpath}.ports[{j}].containerPort"))
+        elif not isinstance(port, int) or not 1 <= port <= 65535:
+            errs.append(invalid(f"{cpath}.ports[{j}].containerPort", port, "must be between 1 and 65535, inclusive"))
+    for j, e in enumerate(c.get("env") or []):
+        ename = e.get("name") if isinstance(e, Mapping) else None
+        if not ename:
+            errs.append(required(f"{cpath}.env[{j}].name"))
+        elif not ENV_NAME.match(str(ename)):
+            errs.append(
+                invalid(
+                    f"{cpath}.env[{j}].name",
+                    ename,
+                    "a valid environment variable name must consist of alphabetic characters, "
+                    "digits, '_', '-', or '.', and must not start with a digit",
+                )
+            )
+    return errs
+
+
 def validate_pod_spec(spec: Any, path: str, *, restart_policies: tuple[str, ...] | None = None) -> list[Err]:
     if not isinstance(spec, Mapping):
         return [required(f"{path}.containers")]
@@ -183,42 +222,7 @@ def validate_pod_spec(spec: Any, path: str, *, restart_policies: tuple[str, ...]
     names: set[str] = set()
     for group in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(group) or []):
-            cpath = f"{path}.{group}[{i}]"
-            if not isinstance(c, Mapping):
-                errs.append(invalid(cpath, c, "must be an object"))
-                continue
-            cname = c.get("name")
-            if not cname:
-                errs.append(required(f"{cpath}.name"))
-            elif not DNS1123_LABEL.match(str(cname)) or len(str(cname)) > 63:
-                errs.append(invalid(f"{cpath}.name", cname, MSG_LABEL))
-            elif cname in names:
-                errs.append(duplicate(f"{cpath}.name", cname))
-            else:
-                names.add(str(cname))
-            if not c.get("image"):
-                errs.append(required(f"{cpath}.image"))
-            for j, p in enumerate(c.get("ports") or []):
-                port = p.get("containerPort") if isinstance(p, Mapping) else None
-                if port is None:
-                    errs.append(required(f"{cpath}.ports[{j}].containerPort"))
-                elif not isinstance(port, int) or not 1 <= port <= 65535:
-                    errs.append(
-                        invalid(f"{cpath}.ports[{j}].containerPort", port, "must be between 1 and 65535, inclusive")
-                    )
-            for j, e in enumerate(c.get("env") or []):
-                ename = e.get("name") if isinstance(e, Mapping) else None
-                if not ename:
-                    errs.append(required(f"{cpath}.env[{j}].name"))
-                elif not ENV_NAME.match(str(ename)):
-                    errs.append(
-                        invalid(
-                            f"{cpath}.env[{j}].name",
-                            ename,
-                            "a valid environment variable name must consist of alphabetic characters, "
-                            "digits, '_', '-', or '.', and must not start with a digit",
-                        )
-                    )
+            errs.extend(_validate_container(c, f"{path}.{group}[{i}]", names))
     policy = spec.get("restartPolicy")
     allowed = restart_policies or ("Always", "OnFailure", "Never")
     if policy is not None and policy not in allowed:
@@ -226,14 +230,14 @@ def validate_pod_spec(spec: Any, path: str, *, restart_policies: tuple[str, ...]
     return errs
 
 
-def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
-    from local.cluster.selectors import SelectorError, label_selector_requirements, matches  # noqa: PLC0415
-
-    try:
-        reqs = label_selector_requirements(selector)
-    except SelectorError:
-        return False
-    return reqs is not None and matches(reqs, {str(k): str(v) for k, v in labels.items()})
+def _validate_selector(selector: Any, labels: Mapping[str, Any]) -> list[Err]:
+    if not selector:
+        return [required("spec.selector")]
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return [invalid("spec.selector", selector, "empty selector is invalid for deployment")]
+    if not selector_matches(selector, labels):
+        return [invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")]
+    return []
 
 
 def validate_workload(kind: str, obj: Mapping[str, Any]) -> list[Err]:
@@ -245,12 +249,7 @@ def validate_workload(kind: str, obj: Mapping[str, Any]) -> list[Err]:
     template = spec.get("template") or {}
     labels = (template.get("metadata") or {}).get("labels") or {}
     if kind != "Job" or selector is not None:
-        if not selector:
-            errs.append(required("spec.selector"))
-        elif not (selector.get("matchLabels") or selector.get("matchExpressions")):
-            errs.append(invalid("spec.selector", selector, "empty selector is invalid for deployment"))
-        elif not _selector_matches(selector, labels):
-            errs.append(invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`"))
+        errs.extend(_validate_selector(selector, labels))
     errs.extend(validate_labels(labels, "spec.template.metadata.labels"))
     if kind == "Job":
         errs.extend(
@@ -290,36 +289,40 @@ def validate_service(obj: Mapping[str, Any]) -> list[Err]:
     seen: set[tuple[Any, Any]] = set()
     names: set[str] = set()
     for i, p in enumerate(ports):
-        path = f"spec.ports[{i}]"
-        if not isinstance(p, Mapping):
-            errs.append(invalid(path, p, "must be an object"))
-            continue
-        port = p.get("port")
-        if port is None:
-            errs.append(required(f"{path}.port"))
-        elif not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            errs.append(invalid(f"{path}.port", port, "must be between 1 and 65535, inclusive"))
-        target = p.get("targetPort")
-        if isinstance(target, int) and not 1 <= target <= 65535:
-            errs.append(invalid(f"{path}.targetPort", target, "must be between 1 and 65535, inclusive"))
-        node_port = p.get("nodePort")
-        if isinstance(node_port, int) and not 0 <= node_port <= 65535:
-            errs.append(invalid(f"{path}.nodePort", node_port, "must be between 1 and 65535, inclusive"))
-        protocol = p.get("protocol", "TCP")
-        if protocol not in ("TCP", "UDP", "SCTP"):
-            errs.append(unsupported(f"{path}.protocol", protocol, ["SCTP", "TCP", "UDP"]))
-        name = p.get("name")
-        if len(ports) > 1 and not name:
-            errs.append(required(f"{path}.name"))
-        elif name:
-            if not DNS1123_LABEL.match(str(name)):
-                errs.append(invalid(f"{path}.name", name, MSG_LABEL))
-            elif name in names:
-                errs.append(duplicate(f"{path}.name", name))
-            names.add(str(name))
-        if (port, protocol) in seen:
-            errs.append(duplicate(path, {"port": port, "protocol": protocol}))
-        seen.add((port, protocol))
+        errs.extend(_validate_service_port(p, f"spec.ports[{i}]", named=len(ports) > 1, seen=seen, names=names))
+    return errs
+
+
+def _validate_service_port(p: Any, path: str, *, named: bool, seen: set[tuple[Any, Any]], names: set[str]) -> list[Err]:
+    if not isinstance(p, Mapping):
+        return [invalid(path, p, "must be an object")]
+    errs: list[Err] = []
+    port = p.get("port")
+    if port is None:
+        errs.append(required(f"{path}.port"))
+    elif not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        errs.append(invalid(f"{path}.port", port, "must be between 1 and 65535, inclusive"))
+    target = p.get("targetPort")
+    if isinstance(target, int) and not 1 <= target <= 65535:
+        errs.append(invalid(f"{path}.targetPort", target, "must be between 1 and 65535, inclusive"))
+    node_port = p.get("nodePort")
+    if isinstance(node_port, int) and not 0 <= node_port <= 65535:
+        errs.append(invalid(f"{path}.nodePort", node_port, "must be between 1 and 65535, inclusive"))
+    protocol = p.get("protocol", "TCP")
+    if protocol not in ("TCP", "UDP", "SCTP"):
+        errs.append(unsupported(f"{path}.protocol", protocol, ["SCTP", "TCP", "UDP"]))
+    name = p.get("name")
+    if named and not name:
+        errs.append(required(f"{path}.name"))
+    elif name:
+        if not DNS1123_LABEL.match(str(name)):
+            errs.append(invalid(f"{path}.name", name, MSG_LABEL))
+        elif name in names:
+            errs.append(duplicate(f"{path}.name", name))
+        names.add(str(name))
+    if (port, protocol) in seen:
+        errs.append(duplicate(path, {"port": port, "protocol": protocol}))
+    seen.add((port, protocol))
     return errs
 
 
@@ -476,56 +479,96 @@ def _template_spec(obj: Obj) -> Obj | None:
     return tspec if isinstance(tspec, dict) else None
 
 
+def _default_deployment(spec: Obj) -> None:
+    spec.setdefault("replicas", 1)
+    strategy = spec.setdefault("strategy", {})
+    if isinstance(strategy, dict):
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            ru = strategy.setdefault("rollingUpdate", {})
+            if isinstance(ru, dict):
+                ru.setdefault("maxUnavailable", "25%")
+                ru.setdefault("maxSurge", "25%")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+
+
+def _default_replicaset(spec: Obj) -> None:
+    spec.setdefault("replicas", 1)
+
+
+def _default_statefulset(spec: Obj) -> None:
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+    if isinstance(us, dict) and us.get("type", "RollingUpdate") == "RollingUpdate":
+        us.setdefault("type", "RollingUpdate")
+        us.setdefault("rollingUpdate", {"partition": 0})
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+
+
+def _default_daemonset(spec: Obj) -> None:
+    us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+    if isinstance(us, dict) and us.get("type") == "RollingUpdate":
+        us.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
+    spec.setdefault("revisionHistoryLimit", 10)
+
+
+def _default_job(spec: Obj) -> None:
+    if "completions" not in spec and "parallelism" not in spec:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+
+
+def _default_service(spec: Obj) -> None:
+    spec.setdefault("type", "ClusterIP")
+    if spec["type"] != "ExternalName":
+        spec.setdefault("sessionAffinity", "None")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    for p in spec.get("ports") or []:
+        if isinstance(p, dict):
+            p.setdefault("protocol", "TCP")
+            if "targetPort" not in p and "port" in p:
+                p["targetPort"] = p["port"]
+
+
+def _default_pvc(spec: Obj) -> None:
+    spec.setdefault("volumeMode", "Filesystem")
+
+
+def _default_pod(spec: Obj) -> None:
+    default_pod_spec(spec)
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    if "serviceAccountName" not in spec:
+        spec["serviceAccountName"] = "default"
+        spec["serviceAccount"] = "default"
+
+
+_SPEC_DEFAULTS = {
+    "Deployment": _default_deployment,
+    "ReplicaSet": _default_replicaset,
+    "StatefulSet": _default_statefulset,
+    "DaemonSet": _default_daemonset,
+    "Job": _default_job,
+    "Service": _default_service,
+    "PersistentVolumeClaim": _default_pvc,
+}
+
+
 def apply_defaults(kind: str, obj: Obj) -> None:
     """Default ``obj`` in place (a subset of the real ``SetDefaults_*`` functions)."""
     spec = obj.get("spec")
-    if kind == "Deployment" and isinstance(spec, dict):
-        spec.setdefault("replicas", 1)
-        strategy = spec.setdefault("strategy", {})
-        if isinstance(strategy, dict):
-            strategy.setdefault("type", "RollingUpdate")
-            if strategy["type"] == "RollingUpdate":
-                ru = strategy.setdefault("rollingUpdate", {})
-                if isinstance(ru, dict):
-                    ru.setdefault("maxUnavailable", "25%")
-                    ru.setdefault("maxSurge", "25%")
-        spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault("progressDeadlineSeconds", 600)
-    elif kind == "ReplicaSet" and isinstance(spec, dict):
-        spec.setdefault("replicas", 1)
-    elif kind == "StatefulSet" and isinstance(spec, dict):
-        spec.setdefault("replicas", 1)
-        spec.setdefault("podManagementPolicy", "OrderedReady")
-        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
-        if isinstance(us, dict) and us.get("type", "RollingUpdate") == "RollingUpdate":
-            us.setdefault("type", "RollingUpdate")
-            us.setdefault("rollingUpdate", {"partition": 0})
-        spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
-    elif kind == "DaemonSet" and isinstance(spec, dict):
-        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
-        if isinstance(us, dict) and us.get("type") == "RollingUpdate":
-            us.setdefault("rollingUpdate", {"maxUnavailable": 1, "maxSurge": 0})
-        spec.setdefault("revisionHistoryLimit", 10)
-    elif kind == "Job" and isinstance(spec, dict):
-        if "completions" not in spec and "parallelism" not in spec:
-            spec["completions"] = 1
-        spec.setdefault("parallelism", 1)
-        spec.setdefault("backoffLimit", 6)
-        spec.setdefault("completionMode", "NonIndexed")
-        spec.setdefault("suspend", False)
-    elif kind == "Service" and isinstance(spec, dict):
-        spec.setdefault("type", "ClusterIP")
-        if spec["type"] != "ExternalName":
-            spec.setdefault("sessionAffinity", "None")
-            spec.setdefault("internalTrafficPolicy", "Cluster")
-        if spec["type"] in ("NodePort", "LoadBalancer"):
-            spec.setdefault("externalTrafficPolicy", "Cluster")
-        for p in spec.get("ports") or []:
-            if isinstance(p, dict):
-                p.setdefault("protocol", "TCP")
-                if "targetPort" not in p and "port" in p:
-                    p["targetPort"] = p["port"]
+    defaults = _SPEC_DEFAULTS.get(kind)
+    if defaults is not None and isinstance(spec, dict):
+        defaults(spec)
     elif kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         status = obj.setdefault("status", {})
@@ -533,16 +576,8 @@ def apply_defaults(kind: str, obj: Obj) -> None:
             status.setdefault("phase", "Active")
     elif kind == "Secret":
         obj.setdefault("type", "Opaque")
-    elif kind == "PersistentVolumeClaim" and isinstance(spec, dict):
-        spec.setdefault("volumeMode", "Filesystem")
     tspec = _template_spec(obj) if kind in WORKLOADS or kind == "Job" else None
     if tspec is not None:
         default_pod_spec(tspec, restart_policy=None if kind == "Job" else "Always")
     if kind == "Pod" and isinstance(spec, dict):
-        default_pod_spec(spec)
-        spec.setdefault("enableServiceLinks", True)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-        spec.setdefault("priority", 0)
-        if "serviceAccountName" not in spec:
-            spec["serviceAccountName"] = "default"
-            spec["serviceAccount"] = "default"
+        _default_pod(spec)

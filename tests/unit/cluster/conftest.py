@@ -13,7 +13,8 @@ import pytest
 
 from local.cluster.clock import SimClock
 from local.cluster.controllers import ControllerManager
-from local.cluster.kubelet import ImageBehaviours, NodePool
+from local.cluster.kubelet import ImageBehaviours
+from local.cluster.nodes import NodePool
 from local.cluster.objects import DEPLOYMENTS, PODS, REPLICASETS, controller_uid, fmt_time, new_uid
 from local.cluster.store import GroupResource, Obj, Store
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from local.cluster.kubelet import Behaviour, ImageBehaviours, UnknownInstanceTypeError
+from local.cluster.kubelet import Behaviour, ImageBehaviours
+from local.cluster.nodes import UnknownInstanceTypeError
 from local.cluster.objects import DEPLOYMENTS, EVENTS, NODES, PODS, SERVICES, get_condition, parse_time
 from local.cluster.proxy import service_proxy
 from local.cluster.store import Obj

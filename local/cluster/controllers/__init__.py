@@ -1,0 +1,42 @@
+"""The emulator's kube-controller-manager, scheduler and kubelet status loop, one module per controller.
+
+:class:`ControllerManager` (``manager.py``) keeps an informer (``cache.py``) of the objects the controllers care
+about and, on :meth:`ControllerManager.reconcile`, runs them in passes until a pass writes nothing: the garbage
+collector (``garbage.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment (``deployment.py``), ReplicaSet
+(``replicaset.py``), StatefulSet (``statefulset.py``), DaemonSet (``daemonset.py``) and Job (``job.py``) controllers,
+the scheduler (``scheduler.py``) and the pod status the kubelets report (``podstatus.py``). ``base.py`` holds what they
+share (the writes, events, pod creation, controller revisions).
+
+Known deviations:
+- Deleted pods vanish at once (no graceful termination, no ``Terminating`` phase); a pod the API marks with a
+  deletionTimestamp is removed on the next pass.
+- Paused deployments only scale a lone ReplicaSet; there is no proportional scaling of several active ReplicaSets
+  when a deployment is resized mid-rollout (the rolling update logic still keeps the surge and unavailability bounds).
+- Orphaned ReplicaSets/Pods whose labels match a selector are not adopted; dependents whose controller owner is gone
+  are deleted (what the garbage collector would do in the background).
+- The scheduler filters on node readiness, ``spec.unschedulable``, ``nodeSelector`` and cpu/memory/pod-count requests
+  and picks the least allocated node; taints, affinity, topology spread and preemption are not modelled. Its
+  Unschedulable message has the ``0/N nodes are available: …`` form without the preemption suffix.
+- DaemonSet pods are bound directly (``spec.nodeName``) to every Ready schedulable node matching the nodeSelector;
+  StatefulSet updates ignore ``maxUnavailable``; Job pods count failures only by pod phase (restarts of an
+  OnFailure pod do not count against backoffLimit).
+- ReplicaSet pod-template hashes are fnv32a over canonical JSON, so names differ from a real cluster's.
+- The HorizontalPodAutoscaler controller has no metrics: its recommendation is the target's current
+  ``spec.replicas`` clamped into ``[minReplicas (default 1), maxReplicas]``, with no stabilization window, no
+  ``behavior`` policies and no sync period (it acts on every pass). Like the real one it leaves a target at 0
+  replicas alone (``ScalingActive=False``, reason ``ScalingDisabled``), writes the target's ``spec.replicas`` as the
+  ``/scale`` subresource would (generation bumped, ``managedFields`` entry of ``kube-controller-manager``, operation
+  ``Update``, subresource ``scale``) and sets ``status`` (currentReplicas, desiredReplicas, lastScaleTime when it
+  scaled, conditions AbleToScale/ScalingActive/ScalingLimited). ``ScalingActive=True`` says ``ValidMetricFound``
+  although nothing is measured; no ``currentMetrics``; no events.
+- Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
+  FailedScheduling, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays 1), and expire
+  after an hour of simulated time.
+"""
+
+from __future__ import annotations
+
+from local.cluster.controllers.hpa import HPA_MANAGER
+from local.cluster.controllers.manager import ControllerManager
+
+__all__ = ["HPA_MANAGER", "ControllerManager"]
