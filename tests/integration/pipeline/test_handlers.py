@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -85,6 +87,42 @@ def test_a_release_from_an_older_manifests_bundle_is_replayed_from_the_ledger(pi
     assert out.function_error is None, out.json()
     assert out.json()["source"] == "ledger"
     assert out.json()["applied"] == len(recorded)
+
+
+def test_a_release_whose_ledger_objects_were_tampered_with_is_refused_before_any_write(pipe: Pipeline) -> None:
+    result = pipe.first_release()
+    release = result.output["plan"]["release"]
+    recorded = pipe.ledger.applied_objects(release["release_id"])
+    older = {**release, "release_id": "rel-" + "c" * 20, "bundle_hash": "sha256:" + "0" * 64}
+    pipe.ledger.record_applied(older["release_id"], recorded)
+    # Someone with write access to the ledger changes one recorded object (a ConfigMap: still passes validation).
+    table = pipe.cloud.client("dynamodb")
+    key = {"pk": {"S": f"RELEASE#{older['release_id']}"}}
+    objects = table.query(
+        TableName=pipe.ledger.table_name,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+        ExpressionAttributeValues={":pk": key["pk"], ":p": {"S": "OBJECT#"}},
+    )["Items"]
+    victim = next(item for item in objects if "#ConfigMap#" in item["sk"]["S"])
+    obj = json.loads(zlib.decompress(victim["manifest"]["B"]))
+    obj["data"] = {**obj.get("data", {}), "INJECTED": "1"}
+    table.put_item(
+        TableName=pipe.ledger.table_name, Item={**victim, "manifest": {"B": zlib.compress(json.dumps(obj).encode())}}
+    )
+    writes = len(pipe.writes())
+    payload = {
+        "release": older,
+        "purpose": "rollback",
+        "prune": True,
+        "execution_arn": result.arn,
+        "now": result.output["plan"]["started_at"],
+    }
+
+    out = pipe.cloud.invoke("ApplyFunction", payload)
+
+    assert out.json()["errorType"] == "LedgerIntegrityError"
+    assert f"{victim['sk']['S']}: sha256 mismatch" in out.json()["errorMessage"]
+    assert len(pipe.writes()) == writes
 
 
 def test_a_release_that_can_be_neither_rendered_nor_replayed_is_refused_before_any_write(pipe: Pipeline) -> None:

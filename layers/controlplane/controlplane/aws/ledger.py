@@ -6,12 +6,16 @@ Items (``pk`` / ``sk``):
   the executions that worked on it (a string set: a rerun adds nothing new).
 * ``RELEASE#<release id>`` / ``OBJECT#<order>#<kind>#<namespace>#<name>`` — one per applied object, the manifest as
   applied (zlib-compressed JSON): what the cluster was given, object by object, and what a rollback replays.
+* ``RELEASE#<release id>`` / ``OBJECTS_DIGEST`` — the sha256 of each applied object's canonical JSON by sort key,
+  written after the objects; a replay verifies every object against it (and that none is missing or added) and
+  refuses the release on any mismatch (``LedgerIntegrityError``) before anything reaches the cluster.
 * ``ENV#<environment>`` / ``LAST_KNOWN_GOOD`` — the environment's pointer (updated with a condition on its old value).
 * ``DIGEST#<digest>`` / ``QUARANTINE`` — a digest an earlier release failed with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +42,10 @@ class LedgerConflictError(PermanentError):
 
 class ReleaseNotFoundError(PermanentError):
     """The ledger has no release with that id."""
+
+
+class LedgerIntegrityError(PermanentError):
+    """A release's recorded objects do not match the digests recorded with them: refused, never replayed."""
 
 
 def _release_key(release_id: str) -> dict[str, Any]:
@@ -71,9 +79,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_OBJECTS_DIGEST_SK = "OBJECTS_DIGEST"
+
+
+def canonical_sha256(obj: Any) -> str:
+    """``sha256:<hex>`` of ``obj``'s canonical JSON (sorted keys, no whitespace, UTF-8)."""
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
 def object_sort_key(order: int, obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata", {})
     return f"OBJECT#{order:05d}#{obj.get('kind', '')}#{meta.get('namespace', '')}#{meta.get('name', '')}"
+
+
+def _verify_applied(release_id: str, found: Mapping[str, Any], recorded: Mapping[str, str] | None) -> None:
+    """Every recorded object is there, unchanged, and nothing else is."""
+    if recorded is None:
+        raise LedgerIntegrityError(
+            f"release {release_id}: the ledger holds {len(found)} applied object(s) but no digests for them; "
+            "refusing to replay unverified objects"
+        )
+    problems = [f"{sk}: recorded but missing" for sk in sorted(set(recorded) - set(found))]
+    problems += [f"{sk}: not recorded with the release" for sk in sorted(set(found) - set(recorded))]
+    problems += [
+        f"{sk}: sha256 mismatch (recorded {recorded[sk]}, stored object is {canonical_sha256(obj)})"
+        for sk, obj in found.items()
+        if sk in recorded and canonical_sha256(obj) != recorded[sk]
+    ]
+    if problems:
+        raise LedgerIntegrityError(
+            f"release {release_id}: the ledger's applied objects fail their integrity check; refusing to replay "
+            "them:\n  " + "\n  ".join(problems)
+        )
 
 
 class Ledger:
@@ -146,12 +184,15 @@ class Ledger:
 
     # ----------------------------------------------------------------------------------------------- applied objects
     def record_applied(self, release_id: str, objects: Sequence[Mapping[str, Any]]) -> int:
-        """Store each applied object under the release (same keys on a rerun: overwritten, not duplicated)."""
+        """Store each applied object under the release, then the digest of each (same keys on a rerun: overwritten,
+        not duplicated). Until the digest item is written, the objects cannot be replayed."""
+        pk = {"S": f"RELEASE#{release_id}"}
+        digests = {object_sort_key(order, obj): canonical_sha256(obj) for order, obj in enumerate(objects)}
         requests = [
             {
                 "PutRequest": {
                     "Item": {
-                        "pk": {"S": f"RELEASE#{release_id}"},
+                        "pk": pk,
                         "sk": {"S": object_sort_key(order, obj)},
                         "kind": {"S": "applied_object"},
                         "manifest": {"B": zlib.compress(json.dumps(obj, sort_keys=True).encode())},
@@ -162,6 +203,14 @@ class Ledger:
         ]
         for start in range(0, len(requests), _BATCH):
             self._batch_write(requests[start : start + _BATCH])
+        # Same action as the objects (the apply role needs nothing more), strictly after them.
+        digest_item = {
+            "pk": pk,
+            "sk": {"S": _OBJECTS_DIGEST_SK},
+            "kind": {"S": "applied_objects_digest"},
+            "digests": {"M": {sk: {"S": digest} for sk, digest in digests.items()}},
+        }
+        self._batch_write([{"PutRequest": {"Item": digest_item}}])
         return len(requests)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
@@ -174,21 +223,31 @@ class Ledger:
         raise AwsThrottledError("dynamodb:BatchWriteItem left items unprocessed (throttled)")
 
     def applied_objects(self, release_id: str) -> list[dict[str, Any]]:
-        """The objects applied for ``release_id``, in apply order."""
+        """The objects applied for ``release_id``, in apply order, each verified against the digest recorded with
+        it; ``LedgerIntegrityError`` naming the release and the object when one was changed, added or removed (or
+        the digests are missing), ``[]`` when nothing was recorded."""
         paginator = self._client.get_paginator("query")
-        objects: list[dict[str, Any]] = []
+        found: dict[str, dict[str, Any]] = {}
+        recorded: dict[str, str] | None = None
         with translate_aws_errors("dynamodb:Query"):
+            # One query: "OBJECT" prefixes both the objects (OBJECT#...) and their digests (OBJECTS_DIGEST).
             for page in paginator.paginate(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": f"RELEASE#{release_id}"}, ":prefix": {"S": "OBJECT#"}},
+                ExpressionAttributeValues={":pk": {"S": f"RELEASE#{release_id}"}, ":prefix": {"S": "OBJECT"}},
                 ConsistentRead=True,
             ):
                 for item in page["Items"]:
-                    raw = item["manifest"]["B"]
-                    blob = raw.value if isinstance(raw, Binary) else raw
-                    objects.append(json.loads(zlib.decompress(blob)))
-        return objects
+                    if item["sk"]["S"] == _OBJECTS_DIGEST_SK:
+                        recorded = {sk: value["S"] for sk, value in item["digests"]["M"].items()}
+                    elif item["sk"]["S"].startswith("OBJECT#"):
+                        raw = item["manifest"]["B"]
+                        blob = raw.value if isinstance(raw, Binary) else raw
+                        found[item["sk"]["S"]] = json.loads(zlib.decompress(blob))
+        if not found and recorded is None:
+            return []
+        _verify_applied(release_id, found, recorded)
+        return list(found.values())
 
     # ------------------------------------------------------------------------------------------ last known good
     def last_known_good(self, environment: str) -> LastKnownGood | None:
