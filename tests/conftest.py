@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from controlplane.aws import eks
+from hypothesis import settings
+
+# Hypothesis profiles: "ci" (the default) bounds every property test so `make test` stays inside its time budget;
+# "soak" is opt-in for long runs (`make soak`, or HYPOTHESIS_PROFILE=soak on any pytest command).
+settings.register_profile("ci", max_examples=8, deadline=None, print_blob=True)
+settings.register_profile("soak", max_examples=300, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "tests" / "events"
+
+
+@pytest.fixture(autouse=True)
+def _cold_eks_cache() -> Iterator[None]:
+    """Every test starts like a cold Lambda: no DescribeCluster answer cached from an earlier test's emulator."""
+    eks.clear_cache()
+    yield
+    eks.clear_cache()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from controlplane.aws import eks
 
 from local.cluster import Cluster
 from local.pipeline import Pipeline, pipeline
@@ -14,10 +13,8 @@ from local.pipeline import Pipeline, pipeline
 
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    eks.clear_cache()  # a new emulator is a new endpoint: what a cold start sees
     with Cluster("sts-staging") as emulator:
         yield emulator
-    eks.clear_cache()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Every refused deploy here is refused before the first cluster write: the emulato
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -17,6 +16,7 @@ from controlplane.aws.lock import LockTable
 from controlplane.models.gates import LockRequest
 
 from local.pipeline import CLUSTER_NAME, TEMPLATE, Pipeline, create_repositories, parameters, pipeline
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +32,11 @@ def lock_of(pipe: Pipeline) -> Any:
     return LockTable(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").read("staging")
 
 
-def wait_until_entered(pipe: Pipeline, arn: str, state: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state in [e.state_name for e in pipe.cloud.history(arn) if e.type.endswith("StateEntered")]:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{arn} never entered {state}")
+def wait_until_entered(pipe: Pipeline, arn: str, state: str) -> None:
+    def entered() -> bool:
+        return state in [e.state_name for e in pipe.cloud.history(arn) if e.type.endswith("StateEntered")]
+
+    eventually(entered, what=f"{arn} to enter {state}")
 
 
 def push_event_at(pipe: Pipeline, service: str, tag: str, second: int) -> dict[str, Any]:

@@ -3,7 +3,6 @@ and the platform stacks provisioned through change sets (create failure, update 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from controlplane.aws.approval import Approvals
 from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
 from local.pipeline import Pipeline, pipeline
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -44,19 +44,17 @@ def changes(pipe: Pipeline) -> list[Any]:
     return [w for w in pipe.writes() if w.query.get("dryRun") != "All"]
 
 
-def pending_approval(pipe: Pipeline, arn: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def pending_approval(pipe: Pipeline, arn: str) -> str:
+    def requested() -> str | None:
         items = pipe.cloud.client("dynamodb").scan(
             TableName=str(pipe.cloud.ref("LedgerTable")),
             FilterExpression="#k = :k",
             ExpressionAttributeNames={"#k": "kind"},
             ExpressionAttributeValues={":k": {"S": "approval"}},
         )["Items"]
-        if items:
-            return str(items[0]["release_id"]["S"])
-        time.sleep(0.02)
-    raise AssertionError("no approval was requested")
+        return str(items[0]["release_id"]["S"]) if items else None
+
+    return eventually(requested, what=f"{arn} to request an approval in the ledger")
 
 
 @pytest.fixture

@@ -9,19 +9,19 @@ from typing import Any
 import pytest
 
 from local.aws import ExecutionTimeoutError
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
 
-def _wait_for_token(cloud: Any, execution_name: str, timeout: float = 10.0) -> str:
+def _wait_for_token(cloud: Any, execution_name: str) -> str:
     table = cloud.client("dynamodb")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def registered() -> str | None:
         item = table.get_item(TableName=cloud.ref("FixtureTable"), Key={"id": {"S": f"token#{execution_name}"}})
-        if "Item" in item:
-            return str(item["Item"]["token"]["S"])
-        time.sleep(0.02)
-    raise AssertionError(f"no task token registered for {execution_name}")
+        return str(item["Item"]["token"]["S"]) if "Item" in item else None
+
+    return eventually(registered, what=f"{execution_name} to register its task token")
 
 
 def test_pipeline_runs_task_choice_wait_map_parallel_retry_and_callback(harness_cloud: Any) -> None:

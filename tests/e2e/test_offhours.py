@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from controlplane.aws import eks
 from controlplane.kube import scaling
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
@@ -39,10 +38,8 @@ ASLEEP_GROUPS = {GENERAL: (1, 3, 1), SPOT: (0, 3, 0), COMPUTE: (0, 2, 0)}
 
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    eks.clear_cache()
     with Cluster("sts-staging", default_nodes=False) as emulator:
         yield emulator
-    eks.clear_cache()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from controlplane.aws import eks, lock
+from controlplane.aws import lock
 from controlplane.models.gates import LockOutcome, LockPurpose, LockRequest, Push
 
 from local.cluster import Cluster
@@ -21,11 +21,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def env() -> Iterator[OffhoursPipeline]:
-    eks.clear_cache()
     with Cluster("sts-staging", default_nodes=False) as cluster, offhours_pipeline(cluster) as p:
         p.pipe.first_release()
         yield p
-    eks.clear_cache()
 
 
 def running_images(env: OffhoursPipeline, name: str) -> set[str]:

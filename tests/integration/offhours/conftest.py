@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -234,10 +235,8 @@ def _table() -> None:
 
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    eks.clear_cache()
     with Cluster(CLUSTER, default_nodes=False) as emulator:
         yield emulator
-    eks.clear_cache()
 
 
 @pytest.fixture
@@ -254,8 +253,9 @@ def offhours_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> None
         monkeypatch.setenv(key, value)
 
 
-@pytest.fixture
-def world(cluster: Any, offhours_env: None) -> Iterator[World]:
+@contextmanager
+def world_on(cluster: Any) -> Iterator[World]:
+    """moto with the ledger table and the staging node groups registered on ``cluster``, nodes booted."""
     with LocalCloud(None, cluster=cluster) as cloud:
         cloud.register_cluster(CLUSTER, cluster, nodegroups=NODEGROUPS)
         _table()
@@ -265,3 +265,20 @@ def world(cluster: Any, offhours_env: None) -> Iterator[World]:
             yield World(cloud=cloud, cluster=cluster, api=api)
         finally:
             api.close()
+
+
+@contextmanager
+def fresh_world() -> Iterator[World]:
+    """A new emulator and a new moto per call: what a property test needs for each example."""
+    eks.clear_cache()  # a new emulator is a new endpoint
+    try:
+        with Cluster(CLUSTER, default_nodes=False) as emulator, world_on(emulator) as world:
+            yield world
+    finally:
+        eks.clear_cache()
+
+
+@pytest.fixture
+def world(cluster: Any, offhours_env: None) -> Iterator[World]:
+    with world_on(cluster) as world:
+        yield world

@@ -6,10 +6,10 @@ from typing import Any
 
 import boto3
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.integration.offhours.conftest import CLUSTER, World, hpa, namespace, workload
+from tests.integration.offhours.conftest import CLUSTER, World, fresh_world, hpa, namespace, workload
 
 pytestmark = pytest.mark.integration
 
@@ -49,17 +49,20 @@ def arrange(world: World, state: dict[str, Any]) -> None:
     world.cluster.advance(60)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.soak
+@settings(deadline=None)  # examples run against the emulator and moto; their count comes from the loaded profile
 @given(initial=initial_states())
-def test_down_then_up_restores_every_size_exactly(world: World, initial: dict[str, Any]) -> None:
-    arrange(world, initial)
-    before = world.state()
+@pytest.mark.usefixtures("offhours_env")
+def test_down_then_up_restores_every_size_exactly(initial: dict[str, Any]) -> None:
+    with fresh_world() as world:  # one cluster and one moto per example: nothing leaks from the previous one
+        arrange(world, initial)
+        before = world.state()
 
-    world.scale_down()
-    asleep = world.state()
-    world.scale_up()
+        world.scale_down()
+        asleep = world.state()
+        world.scale_up()
 
-    assert world.state() == before
-    assert set(asleep["workloads"].values()) <= {0}
-    for name, (_, _, desired) in asleep["nodegroups"].items():
-        assert desired == (min(1, before["nodegroups"][name][2]) if name == "general" else 0)
+        assert world.state() == before
+        assert set(asleep["workloads"].values()) <= {0}
+        for name, (_, _, desired) in asleep["nodegroups"].items():
+            assert desired == (min(1, before["nodegroups"][name][2]) if name == "general" else 0)

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from controlplane.aws import eks
 
 from local.cluster import Cluster
 from local.pipeline import Pipeline, pipeline
@@ -18,10 +17,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pipe() -> Iterator[Pipeline]:
-    eks.clear_cache()
     with Cluster("sts-staging") as cluster, pipeline(cluster) as p:
         yield p
-    eks.clear_cache()
 
 
 def _written(pipe: Pipeline) -> dict[str, str]:

@@ -1,54 +1,71 @@
-"""A pure controller harness: Store + SimClock + node pool + controller manager, no sockets.
+"""A controller harness without sockets: an emulated cluster that is never started, written through its API server.
 
-``Sim.apply`` does what the API layer does on a write (uid, creationTimestamp, generation bump on spec change) and
-then reconciles, as the API layer does after every successful write.
+``Sim.apply`` hands the object to the emulator's own request handler as a server-side apply (what the deployer and
+``kubectl apply --server-side`` send), so uid, creationTimestamp, generation, defaulting, validation and
+managedFields come from the API server's code, and its controllers reconcile after the write as they do over HTTPS.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import time
 from typing import Any
 
 import pytest
 
+from local.cluster import Cluster, make_token
 from local.cluster.clock import SimClock
-from local.cluster.controllers import ControllerManager
-from local.cluster.kubelet import ImageBehaviours
-from local.cluster.nodes import NodePool
-from local.cluster.objects import DEPLOYMENTS, PODS, REPLICASETS, controller_uid, fmt_time, new_uid
-from local.cluster.store import GroupResource, Obj, Store
+from local.cluster.objects import DEPLOYMENTS, PODS, REPLICASETS, controller_uid
+from local.cluster.store import GroupResource, Obj
+from local.cluster.wire import Request
 
 START = 1_750_000_000.0
+CLUSTER = "sts-staging"
+FIELD_MANAGER = "unit-tests"
+_TOKEN_TTL_S = 600.0  # tokens are valid 15 minutes of wall time; minting one costs a botocore client
+_token: tuple[float, str] | None = None
+
+
+def _bearer() -> str:
+    global _token  # noqa: PLW0603 - one token shared by every Sim of the session, refreshed before it expires
+    if _token is None or time.monotonic() - _token[0] > _TOKEN_TTL_S:
+        _token = (time.monotonic(), make_token(CLUSTER))
+    return f"Bearer {_token[1]}"
+
+
+def _path(gr: GroupResource, obj: Obj) -> str:
+    meta = obj["metadata"]
+    prefix = f"/apis/{obj['apiVersion']}" if gr.group else f"/api/{obj['apiVersion']}"
+    return f"{prefix}/namespaces/{meta['namespace']}/{gr.resource}/{meta['name']}"
 
 
 class Sim:
     def __init__(self, *, nodes: int = 3, instance_type: str = "t3.medium") -> None:
-        self.store = Store()
-        self.clock = SimClock(start=START)
-        self.images = ImageBehaviours()
-        self.nodes = NodePool(self.store, self.clock)
+        self.cluster = Cluster(CLUSTER, clock=SimClock(start=START), default_nodes=False)
+        self.store = self.cluster.store
+        self.clock = self.cluster.clock
+        self.images = self.cluster.images
+        self.nodes = self.cluster.nodes
+        self.manager = self.cluster.controllers
         if nodes:
             self.nodes.set_group("general", nodes, instance_type, boot_seconds=0)
-        self.manager = ControllerManager(self.store, self.clock, self.images, self.nodes)
 
     def apply(self, gr: GroupResource, obj: Obj) -> Obj:
+        """Server-side apply ``obj`` (namespace ``default`` unless it names one); returns what the server stored."""
         obj = copy.deepcopy(obj)
-        meta = obj.setdefault("metadata", {})
-        meta.setdefault("namespace", "default")
-        current = self.store.get(gr, meta["namespace"], meta["name"])
-        if current is None:
-            meta.update(uid=new_uid(), creationTimestamp=fmt_time(self.clock.now()), generation=1)
-        else:
-            meta.update(
-                uid=current["metadata"]["uid"],
-                creationTimestamp=current["metadata"]["creationTimestamp"],
-                generation=current["metadata"]["generation"] + (obj.get("spec") != current.get("spec")),
+        obj.setdefault("metadata", {}).setdefault("namespace", "default")
+        response = self.cluster.api.handle(
+            Request(
+                method="PATCH",
+                path=_path(gr, obj),
+                query={"fieldManager": [FIELD_MANAGER], "force": ["true"]},
+                headers={"Authorization": _bearer(), "Content-Type": "application/apply-patch+yaml"},
+                body=json.dumps(obj).encode(),
             )
-            merged_annotations = {**current["metadata"].get("annotations", {}), **meta.get("annotations", {})}
-            meta["annotations"] = merged_annotations
-            obj["status"] = current.get("status", {})
-        stored = self.store.put(gr, obj)
-        self.manager.reconcile()
+        )
+        assert response.status in (200, 201), f"apply {gr} {obj['metadata']['name']}: {response.body.decode()}"
+        stored: Obj = json.loads(response.body)
         return stored
 
     def get(self, gr: GroupResource, name: str, namespace: str = "default") -> Obj:
@@ -67,7 +84,7 @@ class Sim:
         return [p for rs in self.replicasets(deployment) for p in self.owned(PODS, rs)]
 
     def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
+        self.cluster.advance(seconds)
 
 
 def deployment(

@@ -10,6 +10,7 @@ import pytest
 from local.cluster.kubelet import Behaviour
 from local.cluster.objects import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, condition_true, get_condition
 from local.cluster.store import Event, Obj
+from tests.eventually import eventually
 
 from .conftest import RolloutDeadlineExceededError, Sim, deployment, rollout_status, with_image
 
@@ -19,11 +20,14 @@ pytestmark = pytest.mark.unit
 def _advance_until_rolled_out(sim: Sim, name: str, limit: float = 120) -> float:
     """Advance 1s at a time until kubectl would report success; returns the simulated seconds it took."""
     start = sim.clock.now()
-    while sim.clock.now() - start < limit:
-        if rollout_status(sim.get(DEPLOYMENTS, name))[1]:
-            return sim.clock.now() - start
-        sim.advance(1)
-    raise AssertionError(f"{name} not rolled out after {limit}s: {rollout_status(sim.get(DEPLOYMENTS, name))[0]}")
+
+    def rolled_out() -> bool:
+        message, done = rollout_status(sim.get(DEPLOYMENTS, name))
+        assert done, message
+        return True
+
+    eventually(rolled_out, what=f"deployment {name} to roll out", timeout=limit, advance=sim.advance)
+    return sim.clock.now() - start
 
 
 def _condition(obj: Obj, type_: str) -> Obj:
@@ -330,12 +334,12 @@ def test_seven_service_rolling_update_completes_on_the_simulated_clock(sim: Sim)
 
     for body in bodies:
         sim.apply(DEPLOYMENTS, with_image(body, body["spec"]["template"]["spec"]["containers"][0]["image"][:-2] + "v2"))
-    for _ in range(60):
-        if all(rollout_status(sim.get(DEPLOYMENTS, b["metadata"]["name"]))[1] for b in bodies):
-            break
-        sim.advance(1)
-
-    assert all(rollout_status(sim.get(DEPLOYMENTS, b["metadata"]["name"]))[1] for b in bodies)
+    eventually(
+        lambda: all(rollout_status(sim.get(DEPLOYMENTS, b["metadata"]["name"]))[1] for b in bodies),
+        what="all seven deployments to roll out v2",
+        timeout=60,
+        advance=sim.advance,
+    )
     assert {p["spec"]["containers"][0]["image"][-2:] for b in bodies for p in sim.pods_of(b["metadata"]["name"])} == {
         "v2"
     }

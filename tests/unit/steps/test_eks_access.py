@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
@@ -11,14 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from controlplane.aws import eks
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache(aws_credentials: None) -> Iterator[None]:
-    eks.clear_cache()
-    yield
-    eks.clear_cache()
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("aws_credentials")]
 
 
 def _decode(token: str) -> str:
