@@ -66,6 +66,12 @@ class RolloutFailedError(PermanentError):
     """A workload of the release will not become healthy (fail-fast pod state or progress deadline)."""
 
 
+class PlatformNotReadyError(PermanentError):
+    """The release will not become healthy for reasons of the platform, not of its images: a Secret/ConfigMap it
+    refers to is missing, no node can run its pods, the registry fails, a workload object is missing. Rolled back
+    like any failure, never quarantined."""
+
+
 class DeadlineExceededError(PermanentError):
     """The release did not become healthy within its overall deadline."""
 

@@ -15,6 +15,7 @@ from controlplane import platform
 from controlplane.errors import (
     KubernetesConflictError,
     KubernetesForbiddenError,
+    KubernetesNotFoundError,
     KubernetesTransientError,
     PermanentError,
 )
@@ -402,9 +403,34 @@ def test_smoke_test_through_the_service_proxy(api: ApiClient, cluster: Cluster) 
     result = smoke_test(api, namespace=NS, service="edc-service", port=8001)
     assert result.ok, result
     assert "healthy" in result.body_excerpt
-    missing = smoke_test(api, namespace=NS, service="no-such-service", port=8001)
-    assert (missing.ok, missing.status_code) == (False, 404)
-    assert missing.body_excerpt == 'API server: services "no-such-service" not found'
+    # A missing Service is the API server's answer, not the service's: an error, never a failed smoke test.
+    with pytest.raises(KubernetesNotFoundError, match='services "no-such-service" not found'):
+        smoke_test(api, namespace=NS, service="no-such-service", port=8001)
+
+
+def test_smoke_test_raises_the_api_servers_own_failures_instead_of_reporting_them(
+    api: ApiClient, cluster: Cluster
+) -> None:
+    """A 503 or 429 from the API server on the proxy GET says nothing about the service: retried, not judged."""
+    cluster.images.set(GOOD_IMAGE, Behaviour.ready(after=2))
+    apply_objects(api, release(), release_id="rel-1")
+    cluster.advance(30)
+    cluster.faults.add(verb="get", resource="services", status=503, times=1)
+    with pytest.raises(KubernetesTransientError, match=r"transient failure \(503\)"):
+        smoke_test(api, namespace=NS, service="edc-service", port=8001)
+    cluster.faults.add(verb="get", resource="services", status=429, retry_after=3, times=1)
+    with pytest.raises(KubernetesTransientError, match="retry after 3s"):
+        smoke_test(api, namespace=NS, service="edc-service", port=8001)
+    assert smoke_test(api, namespace=NS, service="edc-service", port=8001).ok  # the outage is over
+
+
+def test_smoke_test_reports_a_service_without_ready_endpoints_as_its_answer(api: ApiClient, cluster: Cluster) -> None:
+    cluster.images.set(GOOD_IMAGE, Behaviour.never_ready())
+    apply_objects(api, release(), release_id="rel-1")
+    cluster.advance(30)
+    result = smoke_test(api, namespace=NS, service="edc-service", port=8001)
+    assert (result.ok, result.status_code) == (False, 503)
+    assert "no endpoints available" in result.body_excerpt
 
 
 def test_smoke_test_reports_an_unhealthy_service_without_raising(api: ApiClient, cluster: Cluster) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from controlplane.errors import InputValidationError
 from controlplane.kube.health import (
+    blame_of,
     current_replicaset,
     daemonset_status,
     deployment_status,
@@ -227,6 +228,38 @@ def test_unschedulable_pod_fails_after_grace_from_its_condition_time() -> None:
     assert failure.reason == "Unschedulable"
     assert failure.container is None
     assert "Insufficient cpu" in failure.message
+
+
+def test_failures_say_whether_the_image_or_the_platform_is_to_blame() -> None:
+    pods = pods_by_name()
+    later = CREATED + timedelta(minutes=3)
+    blamed = {f.reason: f.blame for f in pod_failures(list(pods.values()), now=later)}
+    assert blamed == {
+        "ImagePullBackOff": "image",
+        "CreateContainerConfigError": "platform",  # secret "api-gateway-secrets" not found
+        "CrashLoopBackOff": "image",
+        "Unschedulable": "platform",
+    }
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "blame"),
+    [
+        ("CreateContainerConfigError", 'secret "db-credentials" not found', "platform"),
+        ("CreateContainerConfigError", 'configmap "edc-config" not found', "platform"),
+        ("CreateContainerConfigError", "couldn't find key password in Secret clinical-trials/db", "platform"),
+        ("CreateContainerConfigError", "container has runAsNonRoot and image will run as root", "image"),
+        ("ErrImagePull", 'failed to resolve reference "x": not found', "image"),
+        ("ErrImagePull", "unexpected status from HEAD request: 503 Service Unavailable", "platform"),
+        ("ErrImagePull", "toomanyrequests: Rate exceeded", "platform"),
+        ("ImagePullBackOff", 'Back-off pulling image "x"', "image"),
+        ("InvalidImageName", "couldn't parse image name", "image"),
+        ("CrashLoopBackOff", "back-off 40s restarting failed container", "image"),
+        ("Unschedulable", "0/3 nodes are available: 3 Insufficient cpu.", "platform"),
+    ],
+)
+def test_blame_follows_the_kubelets_message(reason: str, message: str, blame: str) -> None:
+    assert blame_of(reason, message) == blame
 
 
 def test_grace_counts_from_when_containers_last_became_unready() -> None:

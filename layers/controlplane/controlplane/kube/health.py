@@ -20,6 +20,16 @@ Waiting for a progress deadline (10 minutes by default) is slow for states that 
 - waiting with ``CrashLoopBackOff`` after at least ``restart_threshold`` restarts;
 - unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``).
 
+Each failure says who it is on (``blame``), because only the image's failures quarantine its digest:
+
+- ``image``: a crash loop, an image that cannot be pulled (not found, invalid name), a container the kubelet cannot
+  create for a reason of the image (``runAsNonRoot`` and an image running as root), probes that never pass
+  (``ProgressDeadlineExceeded``);
+- ``platform``: a Secret, ConfigMap or key the pod refers to is missing (``CreateContainerConfigError`` with the
+  kubelet's ``secret "x" not found`` / ``configmap "x" not found`` / ``couldn't find key`` message), no node can
+  run the pod (``Unschedulable``), a registry that throttles or fails (``ErrImagePull`` with 429/5xx), a workload
+  object that does not exist.
+
 How long a container state has lasted: the pod's ``ContainersReady`` condition, when False, records when the
 containers last stopped being ready (for a new pod, about when it started); else the pod's ``startTime``; else its
 ``creationTimestamp``. Unschedulable uses the ``PodScheduled`` condition's ``lastTransitionTime``. The
@@ -29,6 +39,7 @@ kubelet reports no timestamp for a waiting state, so these are the closest the A
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,7 +50,7 @@ from kubernetes.client import ApiClient
 from controlplane.errors import InputValidationError
 from controlplane.kube.client import dynamic_client, list_objects
 from controlplane.kube.errors import translate_errors
-from controlplane.models.kube import HealthReport, ObjectRef, PodFailure, RolloutStatus
+from controlplane.models.kube import Blame, HealthReport, ObjectRef, PodFailure, RolloutStatus
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -50,6 +61,16 @@ IMAGE_OR_CONFIG_REASONS = frozenset(
 )
 CRASH_LOOP = "CrashLoopBackOff"
 UNSCHEDULABLE = "Unschedulable"
+# The kubelet's messages for a pod that refers to platform objects that are missing (kuberuntime_container.go,
+# kubelet_pods.go makeEnvironmentVariables) and a registry's own failures (containerd's "unexpected status ...").
+_MISSING_PLATFORM_OBJECT = re.compile(
+    r'(secret|configmap) "[^"]*" not found|couldn\'t find key|secrets? "[^"]*" is forbidden', re.IGNORECASE
+)
+_REGISTRY_FAILURE = re.compile(
+    r"toomanyrequests|too many requests|\b(429|500|502|503|504)\b|service unavailable|i/o timeout|"
+    r"connection reset|TLS handshake timeout",
+    re.IGNORECASE,
+)
 
 Obj = Mapping[str, Any]
 
@@ -201,6 +222,7 @@ def pod_failures(
                         reason=UNSCHEDULABLE,
                         message=str(scheduled.get("message") or "no node can run the pod"),
                         since=since,
+                        blame="platform",
                     )
                 )
             continue
@@ -220,9 +242,21 @@ def pod_failures(
                         message=message,
                         since=since,
                         restart_count=_int(container.get("restartCount")),
+                        blame=blame_of(reason, message),
                     )
                 )
     return failures
+
+
+def blame_of(reason: str, message: str) -> Blame:
+    """Whether a container's failing state is on the image or on the platform (see the module docstring)."""
+    if reason == UNSCHEDULABLE:
+        return "platform"
+    if reason == "CreateContainerConfigError" and _MISSING_PLATFORM_OBJECT.search(message):
+        return "platform"
+    if reason == "ErrImagePull" and _REGISTRY_FAILURE.search(message):
+        return "platform"
+    return "image"
 
 
 def check_workloads(

@@ -4,8 +4,12 @@ No network path to the pods is needed: ``GET /api/v1/namespaces/{ns}/services/{n
 goes through the EKS endpoint with the deploy role's token (RBAC: ``get`` on ``services/proxy``).
 
 Whatever the service (or the proxy, on its behalf: no endpoints, connection refused) answers is returned as a
-:class:`SmokeResult`; judging it is the caller's business. Only failures that say nothing about the service
-raise: our own authorization (401/403), API-server throttling (429) and no answer at all (timeouts, resets).
+:class:`SmokeResult`; judging it is the caller's business. Failures that say nothing about the service raise the
+Kubernetes error types instead (never a service's answer, so never a quarantine): a ``Status`` object the API
+server answers with itself — our authorization (401/403), a missing Service (404), throttling (429), the API
+server unavailable or timing out (5xx) — and no answer at all (timeouts, resets). The proxy's own ``Status``
+answers *about the service* (``no endpoints available for service``, ``error trying to reach service``, ``no
+service port``) are the service's answer: its pods are not serving.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from controlplane.kube.errors import from_api_exception
 from controlplane.models.kube import SmokeResult
 
 EXCERPT_CHARS = 200
-# Raised instead of reported when the API server itself (a Status object) says so: not the service's answer.
-_API_SERVER_FAILURES = frozenset({401, 403, 429})
+# The proxy's Status messages that report on the service (k8s.io/apiserver proxy and endpoints resolution): the
+# service's answer. Any other Status object comes from the API server itself.
+_ABOUT_THE_SERVICE = ("no endpoints available for service", "error trying to reach service", "no service port")
 
 
 def smoke_test(api: ApiClient, *, namespace: str, service: str, port: int | str, path: str = "/health") -> SmokeResult:
@@ -42,7 +47,7 @@ def smoke_test(api: ApiClient, *, namespace: str, service: str, port: int | str,
         )
         status, body = int(response.status), response.data
     except ApiException as e:
-        if e.status == 0 or (e.status in _API_SERVER_FAILURES and _is_status_object(e.body)):
+        if e.status == 0 or _from_the_api_server(e.body):
             raise from_api_exception(e, what=what) from e
         status, body = int(e.status), e.body
     except urllib3.exceptions.HTTPError as e:
@@ -50,6 +55,15 @@ def smoke_test(api: ApiClient, *, namespace: str, service: str, port: int | str,
     return SmokeResult(
         namespace=namespace, service=service, port=port, path=path, status_code=status, body_excerpt=_excerpt(body)
     )
+
+
+def _from_the_api_server(body: bytes | str | None) -> bool:
+    """A ``Status`` body the API server answered on its own account (not the proxy reporting on the service)."""
+    if not _is_status_object(body):
+        return False
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    message = str(json.loads(text).get("message") or "")
+    return not message.startswith(_ABOUT_THE_SERVICE)
 
 
 def _is_status_object(body: bytes | str | None) -> bool:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 ApplyAction = Literal["created", "configured", "unchanged"]
+Blame = Literal["image", "platform"]
+"""Who a failed rollout is on: the release's images (quarantined) or the platform around them (never quarantined)."""
 
 
 class _Model(BaseModel):
@@ -125,6 +127,8 @@ class PodFailure(_Model):
     since: datetime
     restart_count: int = 0
     workload: ObjectRef | None = None
+    blame: Blame = "image"
+    """Who the failure is on: ``image`` (its digest is quarantined) or ``platform`` (retried or reported only)."""
 
 
 class HealthReport(_Model):

@@ -6,8 +6,9 @@ Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the rele
 
 from __future__ import annotations
 
-from controlplane.errors import DeadlineExceededError, RolloutFailedError
+from controlplane.errors import DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.health import check_workloads
+from controlplane.models.kube import HealthReport
 from controlplane.models.release import HealthInput, HealthOutput
 from controlplane.observability import correlate, logger, metrics, tracer
 from controlplane.settings import get_settings
@@ -31,15 +32,7 @@ def check_health(event: HealthInput) -> HealthOutput:
     finally:
         api.close()
     if report.failed:
-        problems = [
-            f"{f.namespace}/{f.pod}{'/' + f.container if f.container else ''}: {f.reason}: {f.message}"
-            for f in report.failures
-        ]
-        problems += [f"{w.ref}: {w.reason}: {w.message}" for w in report.workloads if w.failed]
-        detected = (event.now - event.started_at).total_seconds()
-        metrics.add_metric(name="TimeToDetectFailure", unit="Seconds", value=detected)
-        logger.warning("release is failing", extra={"problems": problems})
-        raise RolloutFailedError(f"release {event.release_id} will not become healthy: " + "; ".join(problems[:10]))
+        raise _failure(event, report)
     pending = [f"{w.ref}: {w.message}" for w in report.workloads if not w.done]
     if report.healthy:
         logger.info("release is healthy")
@@ -51,3 +44,27 @@ def check_health(event: HealthInput) -> HealthOutput:
         )
     logger.info("release still rolling out", extra={"pending": pending})
     return HealthOutput(release_id=event.release_id, healthy=False, checked_at=event.now, pending=pending)
+
+
+def _failure(event: HealthInput, report: HealthReport) -> RolloutFailedError | PlatformNotReadyError:
+    """The error naming every problem: :class:`RolloutFailedError` when any is on the images (their digests are
+    quarantined), :class:`PlatformNotReadyError` when all are on the platform (missing objects, no capacity)."""
+    image: list[str] = []
+    platform: list[str] = []
+    for f in report.failures:
+        where = f"{f.namespace}/{f.pod}{'/' + f.container if f.container else ''}"
+        (image if f.blame == "image" else platform).append(f"{where}: {f.reason}: {f.message}")
+    for w in report.workloads:
+        if w.failed:  # a missing workload object is the platform's; a progress deadline means probes never pass
+            (platform if w.reason == "NotFound" else image).append(f"{w.ref}: {w.reason}: {w.message}")
+    detected = (event.now - event.started_at).total_seconds()
+    metrics.add_metric(name="TimeToDetectFailure", unit="Seconds", value=detected)
+    logger.warning("release is failing", extra={"image_problems": image, "platform_problems": platform})
+    if image:
+        return RolloutFailedError(
+            f"release {event.release_id} will not become healthy: " + "; ".join([*image, *platform][:10])
+        )
+    return PlatformNotReadyError(
+        f"release {event.release_id} will not become healthy for reasons of the platform (not its images; nothing "
+        "quarantined): " + "; ".join(platform[:10])
+    )

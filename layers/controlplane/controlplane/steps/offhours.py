@@ -27,7 +27,7 @@ from kubernetes.client import ApiClient
 from controlplane.aws import lock
 from controlplane.aws import nodegroups as eks_nodegroups
 from controlplane.aws.ledger import Ledger
-from controlplane.aws.notify import publish_outcome
+from controlplane.aws.notify import notify_outcome
 from controlplane.aws.sleep_ledger import SleepLedger
 from controlplane.errors import ConfigurationError, InputValidationError, KubernetesNotFoundError, LockHeldError
 from controlplane.kube import scaling
@@ -621,7 +621,7 @@ def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
     metrics.add_metric(name="PodHoursSaved", unit="Count", value=night.pod_hours)
     metrics.add_metric(name="EstimatedCostSavedUSD", unit="None", value=night.estimated_cost)
     if not_awake and settings.notification_topic_arn:
-        publish_outcome(
+        notify_outcome(
             settings.notification_topic_arn,
             subject=f"{environment}: {len(not_awake)} workload(s) did not wake up",
             outcome="WAKE_PARTIAL",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.aws.ledger import Ledger
-from controlplane.aws.notify import publish_outcome
+from controlplane.aws.notify import notify_outcome
 from controlplane.errors import InputValidationError
 from controlplane.models.release import Outcome, RecordInput, RecordOutput, ReleaseStatus, StepError
 from controlplane.observability import correlate, logger, metrics, tracer
@@ -124,7 +124,7 @@ def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> 
 
 
 def _notify(settings: Settings, outcome: Outcome, release_id: str | None, message: str, execution_arn: str) -> None:
-    publish_outcome(
+    notify_outcome(
         settings.require_topic(),
         subject=f"[{settings.environment}] release {release_id or '-'} {outcome.value}",
         outcome=outcome.value,
