@@ -149,6 +149,7 @@ _CREATORS: dict[str, str] = {
     "AWS::IAM::ManagedPolicy": "_managed_policy",
     "AWS::Logs::LogGroup": "_log_group",
     "AWS::S3::Bucket": "_bucket",
+    "AWS::S3::BucketPolicy": "_bucket_policy",
     "AWS::ECR::Repository": "_ecr_repository",
     "AWS::SSM::Parameter": "_ssm_parameter",
     "AWS::KMS::Key": "_kms_key",
@@ -523,6 +524,13 @@ class Provisioner:
             "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
         }
         return Resource(logical_id, "AWS::S3::Bucket", name, attrs)
+
+    def _bucket_policy(self, logical_id: str, props: dict[str, Any]) -> Resource:
+        bucket = str(props["Bucket"])
+        document = props["PolicyDocument"]
+        policy = document if isinstance(document, str) else json.dumps(document)
+        _client("s3", self.region).put_bucket_policy(Bucket=bucket, Policy=policy)
+        return Resource(logical_id, "AWS::S3::BucketPolicy", bucket)
 
     def _ecr_repository(self, logical_id: str, props: dict[str, Any]) -> Resource:
         name = self._name(logical_id, props.get("RepositoryName"), limit=256, lower=True)

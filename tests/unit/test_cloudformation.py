@@ -357,10 +357,27 @@ def test_cluster_is_private_in_production_encrypted_and_logged() -> None:
     cluster = props(template("eks.yaml"), "Cluster")
     vpc = cluster["ResourcesVpcConfig"]
     assert vpc["EndpointPrivateAccess"] is True
-    assert vpc["EndpointPublicAccess"] == {"Fn::If": ["IsProduction", False, True]}
+    # A public endpoint only outside production and only for the CIDRs given; none by default.
+    tpl = template("eks.yaml")
+    assert vpc["EndpointPublicAccess"] == {"Fn::If": ["HasPublicEndpoint", True, False]}
+    assert vpc["PublicAccessCidrs"] == {
+        "Fn::If": ["HasPublicEndpoint", {"Ref": "PublicAccessCidrs"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert tpl["Parameters"]["PublicAccessCidrs"]["Default"] == ""
+    assert tpl["Conditions"]["HasPublicEndpoint"] == {
+        "Fn::And": [
+            {"Fn::Not": [{"Condition": "IsProduction"}]},
+            {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "PublicAccessCidrs"}]}, ""]}]},
+        ]
+    }
     assert cluster["EncryptionConfig"][0]["Resources"] == ["secrets"]
     logged = {t["Type"] for t in cluster["Logging"]["ClusterLogging"]["EnabledTypes"]}
     assert logged == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+
+
+def test_nodes_require_imdsv2_with_one_hop_so_pods_cannot_reach_the_instance_role() -> None:
+    metadata = props(template("eks.yaml"), "NodeLaunchTemplate")["LaunchTemplateData"]["MetadataOptions"]
+    assert metadata == {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
 
 
 def test_deploy_role_gets_edit_in_the_platform_namespace_only() -> None:
@@ -466,14 +483,19 @@ def test_data_stores_admit_only_the_cluster_security_group() -> None:
 def test_buckets_are_encrypted_versioned_private_tls_only_and_archive_to_glacier() -> None:
     tpl = template("storage.yaml")
     buckets = resources(tpl, "AWS::S3::Bucket")
-    assert set(buckets) == {"DocumentsBucket", "GeneratedDataBucket", "BackupsBucket"}
+    assert set(buckets) == {"DocumentsBucket", "GeneratedDataBucket", "BackupsBucket", "AccessLogsBucket"}
     policies = {
         r["Properties"]["Bucket"]["Ref"]: r["Properties"] for r in resources(tpl, "AWS::S3::BucketPolicy").values()
     }
     for logical_id, resource in buckets.items():
         properties = resource["Properties"]
         encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-        assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms", logical_id
+        # S3 server access log delivery supports SSE-S3 only on its destination.
+        expected = "AES256" if logical_id == "AccessLogsBucket" else "aws:kms"
+        assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == expected, logical_id
+        if logical_id != "AccessLogsBucket":
+            logging = properties["LoggingConfiguration"]
+            assert logging["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}, logical_id
         assert properties["VersioningConfiguration"] == {"Status": "Enabled"}, logical_id
         assert all(properties["PublicAccessBlockConfiguration"].values()), logical_id
         classes = {
@@ -482,9 +504,13 @@ def test_buckets_are_encrypted_versioned_private_tls_only_and_archive_to_glacier
             for t in rule.get("Transitions", []) + rule.get("NoncurrentVersionTransitions", [])
         }
         assert classes & {"GLACIER", "GLACIER_IR", "DEEP_ARCHIVE"}, logical_id
-        (statement,) = policies[logical_id]["PolicyDocument"]["Statement"]
+        statement = policies[logical_id]["PolicyDocument"]["Statement"][0]
         assert statement["Effect"] == "Deny"
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (delivery,) = policies["AccessLogsBucket"]["PolicyDocument"]["Statement"][1:]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert len(delivery["Condition"]["ArnLike"]["aws:SourceArn"]) == 3
 
 
 def test_log_groups_have_retention_and_a_budget_alerts_by_email() -> None:
