@@ -6,13 +6,15 @@ SAMVENV := .venv-sam
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMSTAMP := $(SAMVENV)/.installed
+CHECKOVVENV := .venv-checkov
+CHECKOVSTAMP := $(CHECKOVVENV)/.installed
 export AWS_SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/controlplane:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo test lint typecheck checks unit integration e2e bench clean
+.PHONY: setup demo test lint typecheck checks security unit integration e2e bench clean
 
-setup: $(STAMP) $(SAMSTAMP)
+setup: $(STAMP) $(SAMSTAMP) $(CHECKOVSTAMP)
 
 $(STAMP): requirements/dev.txt layers/controlplane/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,12 @@ $(SAMSTAMP): requirements/sam.txt
 	test -x $(SAMVENV)/bin/python || $(PYTHON) -m venv $(SAMVENV)
 	$(SAMVENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAMVENV)/bin/python -m pip install --quiet -r requirements/sam.txt
+	touch $@
+
+$(CHECKOVSTAMP): requirements/checkov.txt
+	test -x $(CHECKOVVENV)/bin/python || $(PYTHON) -m venv $(CHECKOVVENV)
+	$(CHECKOVVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOVVENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
 	touch $@
 
 demo: setup
@@ -40,6 +48,10 @@ checks: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAMVENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAMVENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build > .aws-sam-build.log 2>&1 || (cat .aws-sam-build.log; exit 1)
 
+# checkov on the templates and the rendered manifests; findings not accepted in README.md "## Security" fail it.
+security: setup
+	$(PY) -m pytest -q -p no:randomly tests/unit/test_checkov.py
+
 test: setup lint checks
 	$(PY) -m pytest -q -n 2
 
@@ -47,4 +59,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAMVENV) $(CHECKOVVENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

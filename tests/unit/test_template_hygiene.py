@@ -55,6 +55,7 @@ def test_every_function_has_its_log_group_with_retention(sam: dict[str, Any]) ->
     assert functions
     assert set(groups) == {f"/aws/lambda/${{{name}}}" for name in functions}
     assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+    assert all(g["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]} for g in groups.values())
     assert sam["Parameters"]["LogRetentionDays"]["Default"] >= 365
 
 
@@ -71,6 +72,7 @@ def test_every_state_machine_logs_transitions_without_execution_data(sam: dict[s
         group_props = sam["Resources"][group]["Properties"]
         assert sam["Resources"][group]["Type"] == "AWS::Logs::LogGroup"
         assert group_props["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert group_props["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}
         assert "/aws/vendedlogs/states/" in group_props["LogGroupName"]["Fn::Sub"]
         granted = {
             action
