@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from controlplane import platform
@@ -25,16 +26,35 @@ NS = platform.NAMESPACE
 GENERAL = "GeneralNodeGroup-4Kq1Zc8Hw2Pe"
 SPOT = "SpotNodeGroup-9Rt3Lm5Xb7Ya"
 COMPUTE = "ComputeIntensiveNodeGroup-2Vn8Jd4Qs6Uf"
+EKS_TEMPLATE = Path(__file__).resolve().parents[1] / "manifests" / "cloudformation" / "eks.yaml"
+
+
+def eks_nodegroup_config(logical: str) -> dict[str, Any]:
+    """The labels, taints and capacity type the ``eks`` stack gives node group ``logical`` (as NodegroupSpec fields,
+    taints in the EKS API's shape)."""
+    from local.aws.template import load_template  # noqa: PLC0415 - the harness imports moto: only when needed
+
+    props = load_template(EKS_TEMPLATE)["Resources"][logical]["Properties"]
+    return {
+        "labels": {str(k): str(v) for k, v in (props.get("Labels") or {}).items()},
+        "taints": tuple({k.lower(): str(v) for k, v in t.items()} for t in props.get("Taints") or []),
+        "capacity_type": str(props.get("CapacityType") or "ON_DEMAND"),
+    }
 
 
 def nodegroups() -> dict[str, Any]:
-    """The staging node groups (manifests/cloudformation/eks.yaml), with CloudFormation-generated names."""
+    """The staging node groups (manifests/cloudformation/eks.yaml), with CloudFormation-generated names, the
+    stack's labels and taints."""
     from local.aws import NodegroupSpec  # noqa: PLC0415 - the harness imports moto: only when needed
 
     return {
-        GENERAL: NodegroupSpec("t3.medium", desired=2, min_size=2, max_size=3),
-        SPOT: NodegroupSpec("t3.large", desired=1, min_size=0, max_size=3),
-        COMPUTE: NodegroupSpec("c6i.xlarge", desired=0, min_size=0, max_size=2),
+        GENERAL: NodegroupSpec(
+            "t3.medium", desired=2, min_size=2, max_size=3, **eks_nodegroup_config("GeneralNodeGroup")
+        ),
+        SPOT: NodegroupSpec("t3.large", desired=1, min_size=0, max_size=3, **eks_nodegroup_config("SpotNodeGroup")),
+        COMPUTE: NodegroupSpec(
+            "c6i.xlarge", desired=0, min_size=0, max_size=2, **eks_nodegroup_config("ComputeIntensiveNodeGroup")
+        ),
     }
 
 

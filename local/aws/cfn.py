@@ -263,6 +263,9 @@ class CfnFaults:
             scaling = props.get("ScalingConfig") or {}
             desired = int(scaling.get("DesiredSize", 2))
             instance_type = str((props.get("InstanceTypes") or ["m6i.large"])[0])
+            labels = {str(k): str(v) for k, v in (props.get("Labels") or {}).items()}
+            taints = [{k.lower(): str(v) for k, v in t.items()} for t in props.get("Taints") or []]
+            capacity_type = str(props.get("CapacityType") or "ON_DEMAND")
             eks.create_nodegroup(
                 clusterName=cluster_name,
                 nodegroupName=group,
@@ -274,13 +277,18 @@ class CfnFaults:
                 instanceTypes=[instance_type],
                 nodeRole=_arn_or(props.get("NodeRole"), f"arn:aws:iam::{cloud.account_id}:role/{cluster_name}-nodes"),
                 subnets=[s for s in props.get("Subnets", []) if isinstance(s, str)] or ["subnet-local-a"],
+                labels=labels,
+                taints=taints,
+                capacityType=capacity_type,
             )
             event(logical, "AWS::EKS::Nodegroup", "CREATE_COMPLETE", physical=f"{cluster_name}/{group}")
             resolver.refs[logical] = f"{cluster_name}/{group}"
             resolver.attrs[logical] = {"NodegroupName": group, "ClusterName": cluster_name}
             emulator = self._bound.get(cluster_name) or cloud.cluster
             if emulator is not None:
-                emulator.nodes.set_group(group, desired, instance_type)
+                emulator.nodes.set_group(
+                    group, desired, instance_type, labels=labels, taints=taints, capacity_type=capacity_type
+                )
         return resolver
 
     def _fill_outputs(self, stack: Any, resolver: Resolver) -> None:

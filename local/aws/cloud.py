@@ -40,7 +40,16 @@ _POLL_S = 0.01
 
 
 class NodePoolLike(Protocol):
-    def set_group(self, name: str, desired: int, instance_type: str) -> Any: ...
+    def set_group(
+        self,
+        name: str,
+        desired: int,
+        instance_type: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        taints: Sequence[Mapping[str, str]] | None = None,
+        capacity_type: str | None = None,
+    ) -> Any: ...
 
 
 class ClusterLike(Protocol):
@@ -114,6 +123,10 @@ class NodegroupSpec:
     desired: int = 2
     min_size: int = 1
     max_size: int = 10
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Mapping[str, str], ...] = ()
+    """EKS's shape: ``{"key", "value", "effect": "NO_SCHEDULE" | "NO_EXECUTE" | "PREFER_NO_SCHEDULE"}``."""
+    capacity_type: str = "ON_DEMAND"
 
 
 @dataclass
@@ -476,8 +489,18 @@ class LocalCloud:
                     instanceTypes=[spec.instance_type],
                     nodeRole=f"arn:aws:iam::{self.account_id}:role/{name}-nodes",
                     subnets=["subnet-local-a", "subnet-local-b"],
+                    labels=dict(spec.labels),
+                    taints=[dict(t) for t in spec.taints],
+                    capacityType=spec.capacity_type,
                 )
-            cluster.nodes.set_group(group, spec.desired, spec.instance_type)
+            cluster.nodes.set_group(
+                group,
+                spec.desired,
+                spec.instance_type,
+                labels=spec.labels,
+                taints=spec.taints,
+                capacity_type=spec.capacity_type,
+            )
 
     def _install_nodegroup_hook(self, backend: Any) -> None:
         if getattr(backend, "_localcloud_hooked", False):
@@ -490,7 +513,14 @@ class LocalCloud:
             if emulator is not None:
                 group = backend.clusters[cluster_name].nodegroups[nodegroup_name]
                 instance_type = (group.instance_types or ["m6i.large"])[0]
-                emulator.nodes.set_group(nodegroup_name, int(group.scaling_config["desiredSize"]), instance_type)
+                emulator.nodes.set_group(
+                    nodegroup_name,
+                    int(group.scaling_config["desiredSize"]),
+                    instance_type,
+                    labels=group.labels,
+                    taints=group.taints,
+                    capacity_type=group.capacity_type,
+                )
             return result
 
         backend.update_nodegroup_config = update_nodegroup_config

@@ -1,17 +1,21 @@
 """The emulator's worker nodes: managed node groups as core/v1 Node objects (``NodePool``).
 
 Node capacity and allocatable follow the EKS AMI for the instance type (vCPU, memory, the VPC CNI's max pods,
-kube-reserved); labels are those EKS puts on managed node group nodes. New nodes report ``Ready=False``
-(KubeletNotReady) until their boot time has passed on the simulated clock.
+kube-reserved); labels are those EKS puts on managed node group nodes plus the group's own ``labels``, taints the
+group's ``taints`` (EKS's ``NO_SCHEDULE``/``NO_EXECUTE``/``PREFER_NO_SCHEDULE`` as Kubernetes effects), and
+``eks.amazonaws.com/capacityType`` its capacity type. New nodes report ``Ready=False`` (KubeletNotReady) and carry
+the ``node.kubernetes.io/not-ready:NoSchedule`` taint until their boot time has passed on the simulated clock.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from local.cluster.clock import SimClock
 from local.cluster.objects import NODES, fmt_time, get_condition, new_uid
@@ -125,6 +129,47 @@ def node_resources(instance_type: str) -> tuple[Obj, Obj]:
     return capacity, allocatable
 
 
+# EKS node group taint effects (CreateNodegroup ``taints[].effect``) and the Kubernetes effects EKS applies.
+EKS_TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+CAPACITY_TYPES = ("ON_DEMAND", "SPOT", "CAPACITY_BLOCK")
+MAX_TAINTS = 50
+NOT_READY_TAINT: Obj = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+
+class InvalidNodegroupConfigError(ValueError):
+    """A node group's labels, taints or capacity type break EKS's rules (EKS answers InvalidParameterException)."""
+
+
+def eks_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """Validate node group ``labels`` as EKS does (keys and values 1 to 63 characters)."""
+    out: dict[str, str] = {}
+    for key, value in (labels or {}).items():
+        if not 1 <= len(str(key)) <= 63 or not 1 <= len(str(value)) <= 63:
+            raise InvalidNodegroupConfigError(f"labels: key {key!r} and its value must each be 1 to 63 characters long")
+        out[str(key)] = str(value)
+    return out
+
+
+def eks_taints(taints: Sequence[Mapping[str, Any]] | None) -> list[Obj]:
+    """Node group taints (the EKS API's ``{key, value, effect}`` or CloudFormation's ``{Key, Value, Effect}``) as the
+    Kubernetes taints EKS puts on the group's nodes."""
+    out: list[Obj] = []
+    for i, taint in enumerate(taints or []):
+        key = str(taint.get("key", taint.get("Key")) or "")
+        value = str(taint.get("value", taint.get("Value")) or "")
+        effect = str(taint.get("effect", taint.get("Effect")) or "")
+        if not 1 <= len(key) <= 63 or len(value) > 63:
+            raise InvalidNodegroupConfigError(f"taints[{i}]: key must be 1 to 63 characters, value at most 63")
+        if effect not in EKS_TAINT_EFFECTS:
+            raise InvalidNodegroupConfigError(
+                f"taints[{i}].effect: {effect!r} is not one of {', '.join(sorted(EKS_TAINT_EFFECTS))}"
+            )
+        out.append({"key": key, **({"value": value} if value else {}), "effect": EKS_TAINT_EFFECTS[effect]})
+    if len(out) > MAX_TAINTS:
+        raise InvalidNodegroupConfigError(f"taints: at most {MAX_TAINTS} taints per node group, got {len(out)}")
+    return out
+
+
 @dataclass(frozen=True)
 class NodeGroupState:
     name: str
@@ -133,6 +178,9 @@ class NodeGroupState:
     zone: str | None
     nodes: tuple[str, ...]
     ready: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Obj, ...] = ()
+    capacity_type: str = "ON_DEMAND"
 
 
 @dataclass
@@ -148,6 +196,9 @@ class _Group:
     instance_type: str
     zone: str | None
     nodes: list[_Node] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Obj] = field(default_factory=list)
+    capacity_type: str = "ON_DEMAND"
 
 
 class NodePool:
@@ -197,25 +248,86 @@ class NodePool:
         *,
         zone: str | None = None,
         boot_seconds: float | None = None,
+        labels: Mapping[str, Any] | None = None,
+        taints: Sequence[Mapping[str, Any]] | None = None,
+        capacity_type: str | None = None,
     ) -> None:
-        """Create, resize or (``desired=0``) empty a node group; new nodes boot for ``boot_seconds``."""
+        """Create, resize or (``desired=0``) empty a node group; new nodes boot for ``boot_seconds``.
+
+        ``labels``, ``taints`` (EKS's shape, effect ``NO_SCHEDULE``...) and ``capacity_type`` are the node group's
+        configuration as EKS applies it to every node of the group, existing ones included; ``None`` keeps what the
+        group has (nothing, ``ON_DEMAND`` for a new group). Everything is validated before anything changes.
+        """
         if desired < 0:
             raise ValueError("desired size must be >= 0")
         node_resources(instance_type)  # validates the type before changing anything
+        new_labels = None if labels is None else eks_labels(labels)
+        new_taints = None if taints is None else eks_taints(taints)
+        if capacity_type is not None and capacity_type not in CAPACITY_TYPES:
+            raise InvalidNodegroupConfigError(
+                f"capacityType: {capacity_type!r} is not one of {', '.join(CAPACITY_TYPES)}"
+            )
         boot = self._boot_seconds if boot_seconds is None else boot_seconds
         now = self._clock.now()
         with self._lock:
             group = self._groups.setdefault(name, _Group(desired, instance_type, zone))
             group.desired, group.instance_type, group.zone = desired, instance_type, zone
+            old_labels = dict(group.labels)
+            reconfigured = self._configure(group, new_labels, new_taints, capacity_type)
             while len(group.nodes) > desired:
                 node = group.nodes.pop()
                 self._store.remove(NODES, "", node.name)
+            if reconfigured:
+                for node in group.nodes:
+                    self._apply_config(name, group, node.name, old_labels)
             while len(group.nodes) < desired:
                 node = self._new_node(name, group, now, boot)
                 group.nodes.append(node)
             listeners = list(self._listeners)
         for listener in listeners:
             listener()
+
+    @staticmethod
+    def _configure(
+        group: _Group, labels: dict[str, str] | None, taints: list[Obj] | None, capacity_type: str | None
+    ) -> bool:
+        """Take the new configuration; ``True`` when it differs from the group's."""
+        before = (dict(group.labels), list(group.taints), group.capacity_type)
+        if labels is not None:
+            group.labels = labels
+        if taints is not None:
+            group.taints = taints
+        if capacity_type is not None:
+            group.capacity_type = capacity_type
+        return before != (group.labels, group.taints, group.capacity_type)
+
+    @staticmethod
+    def _group_labels(group_name: str, group: _Group) -> dict[str, str]:
+        """The group's own labels and the two EKS always sets (which a group's labels cannot override)."""
+        return {
+            **group.labels,
+            "eks.amazonaws.com/capacityType": group.capacity_type,
+            "eks.amazonaws.com/nodegroup": group_name,
+        }
+
+    def _apply_config(self, group_name: str, group: _Group, node_name: str, old_labels: dict[str, str]) -> None:
+        """Put the group's labels and taints on an existing node (EKS updates a node group's nodes in place)."""
+        with self._store.lock:
+            current = self._store.get(NODES, "", node_name)
+            if current is None:
+                return
+            meta = current["metadata"]
+            labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in old_labels}
+            labels.update(self._group_labels(group_name, group))
+            meta["labels"] = dict(sorted(labels.items()))
+            spec = current.setdefault("spec", {})
+            kept = [t for t in spec.get("taints") or [] if t.get("key") == NOT_READY_TAINT["key"]]
+            taints = [*copy.deepcopy(group.taints), *kept]
+            if taints:
+                spec["taints"] = taints
+            else:
+                spec.pop("taints", None)
+            self._store.put(NODES, current)
 
     def remove_group(self, name: str) -> None:
         self.set_group(name, 0, self._groups[name].instance_type if name in self._groups else DEFAULT_INSTANCE_TYPE)
@@ -233,6 +345,9 @@ class NodePool:
                     zone=g.zone,
                     nodes=tuple(n.name for n in g.nodes),
                     ready=sum(1 for n in g.nodes if n.ready_at <= now),
+                    labels=dict(g.labels),
+                    taints=tuple(copy.deepcopy(g.taints)),
+                    capacity_type=g.capacity_type,
                 )
                 for name, g in self._groups.items()
             }
@@ -252,6 +367,12 @@ class NodePool:
                 if ready is not None and ready.get("status") == "True":
                     continue
                 current["status"]["conditions"] = _node_conditions(now, ready=True)
+                spec = current.setdefault("spec", {})
+                taints = [t for t in spec.get("taints") or [] if t != NOT_READY_TAINT]
+                if taints:
+                    spec["taints"] = taints
+                else:
+                    spec.pop("taints", None)
                 self._store.put(NODES, current)
                 changed = True
         return changed
@@ -271,6 +392,7 @@ class NodePool:
         capacity, allocatable = node_resources(group.instance_type)
         arch = instance_arch(group.instance_type)
         ready = boot <= 0
+        taints = [*copy.deepcopy(group.taints), *([] if ready else [dict(NOT_READY_TAINT)])]
         node: Obj = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -278,24 +400,30 @@ class NodePool:
                 "name": name,
                 "uid": new_uid(),
                 "creationTimestamp": fmt_time(now),
-                "labels": {
-                    "beta.kubernetes.io/arch": arch,
-                    "beta.kubernetes.io/instance-type": group.instance_type,
-                    "beta.kubernetes.io/os": "linux",
-                    "eks.amazonaws.com/capacityType": "ON_DEMAND",
-                    "eks.amazonaws.com/nodegroup": group_name,
-                    "failure-domain.beta.kubernetes.io/region": self._region,
-                    "failure-domain.beta.kubernetes.io/zone": zone,
-                    "kubernetes.io/arch": arch,
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "node.kubernetes.io/instance-type": group.instance_type,
-                    "topology.kubernetes.io/region": self._region,
-                    "topology.kubernetes.io/zone": zone,
-                },
+                "labels": dict(
+                    sorted(
+                        {
+                            **self._group_labels(group_name, group),
+                            "beta.kubernetes.io/arch": arch,
+                            "beta.kubernetes.io/instance-type": group.instance_type,
+                            "beta.kubernetes.io/os": "linux",
+                            "failure-domain.beta.kubernetes.io/region": self._region,
+                            "failure-domain.beta.kubernetes.io/zone": zone,
+                            "kubernetes.io/arch": arch,
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "node.kubernetes.io/instance-type": group.instance_type,
+                            "topology.kubernetes.io/region": self._region,
+                            "topology.kubernetes.io/zone": zone,
+                        }.items()
+                    )
+                ),
                 "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
             },
-            "spec": {"providerID": f"aws:///{zone}/i-{hashlib.sha256(name.encode()).hexdigest()[:17]}"},
+            "spec": {
+                "providerID": f"aws:///{zone}/i-{hashlib.sha256(name.encode()).hexdigest()[:17]}",
+                **({"taints": taints} if taints else {}),
+            },
             "status": {
                 "capacity": capacity,
                 "allocatable": allocatable,

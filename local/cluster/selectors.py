@@ -324,3 +324,42 @@ def _split_unescaped(text: str) -> list[str]:
 
 def fields_match(reqs: list[FieldRequirement], obj: Mapping[str, Any]) -> bool:
     return all(r.matches(obj) for r in reqs)
+
+
+# ---------------------------------------------------------------------------------------------------- nodes
+
+_NODE_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!", "Gt": "gt", "Lt": "lt"}
+
+
+def _node_requirement(expr: Mapping[str, Any]) -> Requirement | None:
+    """A ``NodeSelectorRequirement``; ``None`` when it cannot match anything (unknown operator, bad Gt/Lt value)."""
+    op = _NODE_OPERATORS.get(str(expr.get("operator", "")))
+    values = tuple(str(v) for v in expr.get("values") or [])
+    if op is None or (op in ("gt", "lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit())):
+        return None
+    return Requirement(str(expr.get("key", "")), op, values)
+
+
+def node_selector_term_matches(term: Mapping[str, Any], labels: Mapping[str, str], name: str) -> bool:
+    """One ``NodeSelectorTerm``: all its matchExpressions (on labels) and matchFields (``metadata.name``) hold; a
+    term with neither matches no node (``nodeaffinity.NodeSelectorTerm`` semantics)."""
+    expressions = list(term.get("matchExpressions") or [])
+    fields = list(term.get("matchFields") or [])
+    if not expressions and not fields:
+        return False
+    for expr in expressions:
+        req = _node_requirement(expr)
+        if req is None or not req.matches(labels):
+            return False
+    for expr in fields:
+        req = _node_requirement(expr)
+        if req is None or expr.get("key") != "metadata.name" or not req.matches({"metadata.name": name}):
+            return False
+    return True
+
+
+def node_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str], name: str) -> bool:
+    """A ``NodeSelector`` (required node affinity): any of its terms matches; ``None`` places no constraint."""
+    if selector is None:
+        return True
+    return any(node_selector_term_matches(t, labels, name) for t in selector.get("nodeSelectorTerms") or [])

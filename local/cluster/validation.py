@@ -212,6 +212,93 @@ def _validate_container(c: Any, cpath: str, names: set[str]) -> list[Err]:
     return errs
 
 
+TAINT_EFFECTS = ["NoExecute", "NoSchedule", "PreferNoSchedule"]
+NODE_SELECTOR_OPERATORS = ["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"]
+
+
+def _validate_toleration(t: Any, path: str) -> list[Err]:
+    """validation.validateTolerations for one toleration."""
+    if not isinstance(t, Mapping):
+        return [invalid(path, t, "must be an object")]
+    errs: list[Err] = []
+    key, operator, value = t.get("key") or "", t.get("operator") or "", t.get("value") or ""
+    effect = t.get("effect") or ""
+    if not key and operator != "Exists":
+        detail = 'operator must be Exists when `key` is empty, which means "match all values and all keys"'
+        errs.append(invalid(f"{path}.operator", operator, detail))
+    if operator == "Exists" and value:
+        errs.append(invalid(f"{path}.operator", t.get("value"), "value must be empty when `operator` is 'Exists'"))
+    elif operator not in ("", "Equal", "Exists"):
+        errs.append(unsupported(f"{path}.operator", operator, ["Equal", "Exists"]))
+    if t.get("tolerationSeconds") is not None and effect != "NoExecute":
+        detail = "effect must be 'NoExecute' when `tolerationSeconds` is set"
+        errs.append(invalid(f"{path}.effect", effect, detail))
+    if effect and effect not in TAINT_EFFECTS:
+        errs.append(unsupported(f"{path}.effect", effect, TAINT_EFFECTS))
+    return errs
+
+
+def validate_tolerations(tolerations: Any, path: str) -> list[Err]:
+    errs: list[Err] = []
+    for i, t in enumerate(tolerations or []):
+        errs.extend(_validate_toleration(t, f"{path}[{i}]"))
+    return errs
+
+
+def _validate_node_requirement(expr: Any, path: str) -> list[Err]:
+    """validation.ValidateNodeSelectorRequirement."""
+    if not isinstance(expr, Mapping):
+        return [invalid(path, expr, "must be an object")]
+    operator, values = expr.get("operator"), list(expr.get("values") or [])
+    if operator in ("In", "NotIn") and not values:
+        return [required(f"{path}.values", "must be specified when `operator` is 'In' or 'NotIn'")]
+    if operator in ("Exists", "DoesNotExist") and values:
+        return [forbidden(f"{path}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")]
+    if operator in ("Gt", "Lt") and (len(values) != 1 or not str(values[0]).lstrip("-").isdigit()):
+        return [required(f"{path}.values", "must be specified single value when `operator` is 'Lt' or 'Gt'")]
+    if operator not in NODE_SELECTOR_OPERATORS:
+        return [unsupported(f"{path}.operator", operator, NODE_SELECTOR_OPERATORS)]
+    return []
+
+
+def _validate_node_term(term: Any, path: str) -> list[Err]:
+    if not isinstance(term, Mapping):
+        return [invalid(path, term, "must be an object")]
+    errs: list[Err] = []
+    for i, expr in enumerate(term.get("matchExpressions") or []):
+        errs.extend(_validate_node_requirement(expr, f"{path}.matchExpressions[{i}]"))
+    for i, expr in enumerate(term.get("matchFields") or []):
+        if isinstance(expr, Mapping) and expr.get("key") != "metadata.name":
+            errs.append(invalid(f"{path}.matchFields[{i}].key", expr.get("key"), "not a valid field selector key"))
+        else:
+            errs.extend(_validate_node_requirement(expr, f"{path}.matchFields[{i}]"))
+    return errs
+
+
+def validate_node_affinity(affinity: Any, path: str) -> list[Err]:
+    """Required terms (at least one) and preferred terms (weight 1 to 100) of ``affinity.nodeAffinity``."""
+    node_affinity = (affinity or {}).get("nodeAffinity") if isinstance(affinity, Mapping) else None
+    if not isinstance(node_affinity, Mapping):
+        return []
+    errs: list[Err] = []
+    required_selector = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if isinstance(required_selector, Mapping):
+        rpath = f"{path}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+        terms = required_selector.get("nodeSelectorTerms") or []
+        if not terms:
+            errs.append(required(rpath, "must have at least one node selector term"))
+        for i, term in enumerate(terms):
+            errs.extend(_validate_node_term(term, f"{rpath}[{i}]"))
+    ppath = f"{path}.preferredDuringSchedulingIgnoredDuringExecution"
+    for i, pref in enumerate(node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+        weight = pref.get("weight") if isinstance(pref, Mapping) else None
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
+            errs.append(invalid(f"{ppath}[{i}].weight", weight, "must be in the range 1-100"))
+        preference = pref.get("preference") if isinstance(pref, Mapping) else None
+        errs.extend(_validate_node_term(preference or {}, f"{ppath}[{i}].preference"))
+    return errs
+
+
 def validate_pod_spec(spec: Any, path: str, *, restart_policies: tuple[str, ...] | None = None) -> list[Err]:
     if not isinstance(spec, Mapping):
         return [required(f"{path}.containers")]
@@ -223,6 +310,8 @@ def validate_pod_spec(spec: Any, path: str, *, restart_policies: tuple[str, ...]
     for group in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(group) or []):
             errs.extend(_validate_container(c, f"{path}.{group}[{i}]", names))
+    errs.extend(validate_tolerations(spec.get("tolerations"), f"{path}.tolerations"))
+    errs.extend(validate_node_affinity(spec.get("affinity"), f"{path}.affinity.nodeAffinity"))
     policy = spec.get("restartPolicy")
     allowed = restart_policies or ("Always", "OnFailure", "Never")
     if policy is not None and policy not in allowed:

@@ -1,6 +1,7 @@
 """The DaemonSet controller (pkg/controller/daemon): one pod per eligible node, rolling updates.
 
-Pods are bound directly (``spec.nodeName``) to every Ready schedulable node matching the nodeSelector.
+Pods are bound directly (``spec.nodeName``) to every Ready, uncordoned node that passes the pod template's
+``nodeSelector``, required node affinity and taints (with the tolerations the DaemonSet controller adds to its pods).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import copy
 from dataclasses import dataclass, field
 
 from local.cluster.controllers.base import Context, creation_key
+from local.cluster.controllers.placement import matches_node_affinity, untolerated_taint
 from local.cluster.nodes import node_ready
 from local.cluster.objects import (
     CONTROLLER_REVISION_HASH,
@@ -29,6 +31,36 @@ from local.cluster.objects import (
     uid_of,
 )
 from local.cluster.store import Obj
+
+# daemon.AddOrUpdateDaemonPodTolerations: what every DaemonSet pod tolerates.
+DAEMON_TOLERATIONS: tuple[Obj, ...] = (
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+)
+
+
+def daemon_pod_spec(template_spec: Obj) -> Obj:
+    """The template's pod spec with the DaemonSet controller's tolerations added (those it lacks)."""
+    spec = copy.deepcopy(template_spec)
+    tolerations = spec.setdefault("tolerations", [])
+    for toleration in DAEMON_TOLERATIONS:
+        if not any(t.get("key") == toleration["key"] and t.get("effect") == toleration["effect"] for t in tolerations):
+            tolerations.append(dict(toleration))
+    return spec
+
+
+def should_run(pod_spec: Obj, node: Obj) -> bool:
+    """daemon.NodeShouldRunDaemonPod, plus the emulator's Ready and uncordoned requirement."""
+    return (
+        node_ready(node)
+        and not (node.get("spec") or {}).get("unschedulable")
+        and matches_node_affinity(pod_spec, node)
+        and untolerated_taint(node, pod_spec.get("tolerations") or []) is None
+    )
 
 
 @dataclass
@@ -60,17 +92,9 @@ class DaemonSetController:
 
     def _place(self, ds: Obj, template: Obj) -> _Placement:
         """The eligible nodes, and the active pods by node (deleting those on Ready nodes no longer eligible)."""
-        node_selector = (template.get("spec") or {}).get("nodeSelector") or {}
+        pod_spec = daemon_pod_spec(template.get("spec") or {})
         nodes = {name_of(n): n for n in self.ctx.cache.objects(NODES)}
-        placement = _Placement(
-            eligible=sorted(
-                name
-                for name, n in nodes.items()
-                if node_ready(n)
-                and not (n.get("spec") or {}).get("unschedulable")
-                and all(labels_of(n).get(k) == v for k, v in node_selector.items())
-            )
-        )
+        placement = _Placement(eligible=sorted(name for name, n in nodes.items() if should_run(pod_spec, n)))
         for pod in self.ctx.cache.owned(uid_of(ds), PODS):
             if not pod_active(pod):
                 continue
@@ -91,8 +115,7 @@ class DaemonSetController:
             if pods:
                 placement.by_node[node] = pods[:1]
                 continue
-            pod_template = copy.deepcopy(template)
-            pod_template.setdefault("spec", {})["nodeName"] = node
+            pod_template = {**template, "spec": {**daemon_pod_spec(template.get("spec") or {}), "nodeName": node}}
             labels = {CONTROLLER_REVISION_HASH: pod_hash, "pod-template-generation": str(generation_of(ds))}
             name = self.ctx.unique_pod_name(namespace_of(ds), name_of(ds))
             pod = self.ctx.new_pod(ds, "DaemonSet", pod_template, name=name, extra_labels=labels, now=now)

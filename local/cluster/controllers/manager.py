@@ -11,6 +11,7 @@ from local.cluster.controllers.base import Context
 from local.cluster.controllers.cache import Informer
 from local.cluster.controllers.daemonset import DaemonSetController
 from local.cluster.controllers.deployment import DeploymentController
+from local.cluster.controllers.eviction import TaintEviction
 from local.cluster.controllers.garbage import GarbageCollector
 from local.cluster.controllers.hpa import HpaController
 from local.cluster.controllers.job import JobController
@@ -54,6 +55,7 @@ class ControllerManager:
         cache = Informer()
         self._ctx = Context(store, clock, cache, self.kubelet)
         self._gc = GarbageCollector(self._ctx)
+        self._eviction = TaintEviction(self._ctx)
         self._workloads: list[tuple[GroupResource, Callable[[Obj, float], None]]] = [
             (HORIZONTALPODAUTOSCALERS, HpaController(self._ctx).sync),
             (DEPLOYMENTS, DeploymentController(self._ctx).sync),
@@ -94,6 +96,7 @@ class ControllerManager:
         if self._nodes.tick(now):
             self._ctx.writes += 1
         self._gc.run(now)
+        self._eviction.run(now)
         for gr, sync in self._workloads:
             for obj in self._ctx.cache.objects(gr):
                 if uid_of(obj):  # the API layer assigns uids; an object without one is not ours to own

@@ -1,6 +1,12 @@
-"""The scheduler (kube-scheduler's default profile, reduced): binds pending pods to the least allocated node.
+"""The scheduler (kube-scheduler's default profile, reduced): binds each pending pod to the best feasible node.
 
-Filters on node readiness, ``spec.unschedulable``, ``nodeSelector`` and cpu/memory/pod-count requests.
+Filters, in the default profile's order: NodeUnschedulable (cordoned nodes, unless tolerated), TaintToleration
+(NoSchedule/NoExecute taints, including the not-ready taint of booting nodes), NodeAffinity (``nodeSelector`` and
+required node affinity) and NodeResourcesFit (cpu, memory, pod count). Among the nodes that pass, it prefers fewer
+untolerated PreferNoSchedule taints, then a higher preferred node affinity weight, then the least allocated node.
+A pod that fits nowhere gets ``PodScheduled=False`` (reason ``Unschedulable``) and a ``FailedScheduling`` event with
+kube-scheduler's message, preemption diagnosis included (there is no preemption: resource shortfalls always read
+"No preemption victims found for incoming pod").
 """
 
 from __future__ import annotations
@@ -9,13 +15,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from local.cluster.controllers.base import Context, creation_key
-from local.cluster.nodes import node_ready
+from local.cluster.controllers.placement import filter_node, prefer_no_schedule_count, preferred_affinity_weight
 from local.cluster.objects import (
     NODES,
     PODS,
     fmt_time,
     get_condition,
-    labels_of,
     name_of,
     namespace_of,
     parse_quantity,
@@ -57,16 +62,24 @@ def _resource_shortfalls(node: Obj, used: _Usage, cpu: float, memory: float) -> 
     return short, score
 
 
-def _node_filter(pod_spec: Obj, node: Obj) -> str | None:
-    """The first filter plugin that rejects ``node`` for the pod, as its kube-scheduler reason; ``None`` if none."""
-    if (node.get("spec") or {}).get("unschedulable"):
-        return "node(s) were unschedulable"
-    if not node_ready(node):
-        return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
-    selector = pod_spec.get("nodeSelector") or {}
-    if not all(labels_of(node).get(k) == v for k, v in selector.items()):
-        return "node(s) didn't match Pod's node affinity/selector"
-    return None
+def _histogram(reasons: Counter[str]) -> str:
+    """FitError's ``sortReasonsHistogram``: "<count> <reason>" strings sorted, joined by commas."""
+    return ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
+
+
+def unschedulable_message(total: int, reasons: Counter[str], unresolvable: int, resolvable: int) -> str:
+    """``FitError.Error()`` with the DefaultPreemption PostFilter's diagnosis."""
+    if total == 0:
+        return "no nodes available to schedule pods"
+    preemption: Counter[str] = Counter()
+    if unresolvable:
+        preemption["Preemption is not helpful for scheduling"] = unresolvable
+    if resolvable:
+        preemption["No preemption victims found for incoming pod"] = resolvable
+    return (
+        f"0/{total} nodes are available: {_histogram(reasons)}. "
+        f"preemption: 0/{total} nodes are available: {_histogram(preemption)}."
+    )
 
 
 class Scheduler:
@@ -99,27 +112,26 @@ class Scheduler:
         spec = pod.get("spec") or {}
         cpu, mem = pod_requests(spec)
         reasons: Counter[str] = Counter()
-        fits: list[tuple[float, str]] = []
+        unresolvable = 0
+        fits: list[tuple[int, int, float, str]] = []
         for node in nodes:
-            rejected = _node_filter(spec, node)
+            rejected = filter_node(spec, node)
             if rejected is not None:
                 reasons[rejected] += 1
+                unresolvable += 1
                 continue
             short, score = _resource_shortfalls(node, usage[name_of(node)], cpu, mem)
             if short:
                 reasons.update(short)
                 continue
-            fits.append((score, name_of(node)))
+            rank = (prefer_no_schedule_count(spec, node), -preferred_affinity_weight(spec, node), score, name_of(node))
+            fits.append(rank)
         if fits:
-            _, chosen = min(fits)
+            chosen = min(fits)[-1]
             usage[chosen].add(cpu, mem)
             self._bind(pod, chosen, now)
             return
-        if nodes:
-            detail = ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
-            message = f"0/{len(nodes)} nodes are available: {detail}."
-        else:
-            message = "no nodes available to schedule pods"
+        message = unschedulable_message(len(nodes), reasons, unresolvable, len(nodes) - unresolvable)
         self._mark_unschedulable(pod, message, now)
 
     def _bind(self, pod: Obj, node: str, now: float) -> None:

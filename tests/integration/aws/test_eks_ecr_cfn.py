@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,20 @@ pytestmark = pytest.mark.integration
 @dataclass
 class StubNodes:
     groups: dict[str, tuple[int, str]] = field(default_factory=dict)
+    configs: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
 
-    def set_group(self, name: str, desired: int, instance_type: str) -> None:
+    def set_group(
+        self,
+        name: str,
+        desired: int,
+        instance_type: str,
+        *,
+        labels: Any = None,
+        taints: Any = None,
+        capacity_type: Any = None,
+    ) -> None:
         self.groups[name] = (desired, instance_type)
+        self.configs[name] = (labels, taints, capacity_type)
 
 
 @dataclass
@@ -127,6 +139,10 @@ Resources:
       InstanceTypes: [m6i.xlarge]
       NodeRole: arn:aws:iam::123456789012:role/nodes
       Subnets: [subnet-1]
+      CapacityType: SPOT
+      Labels: {workload-class: spot}
+      Taints:
+        - {Key: capacity-type, Value: spot, Effect: NO_SCHEDULE}
 """
 
 
@@ -136,10 +152,14 @@ def test_stack_creates_the_eks_cluster_moto_skips_and_registers_it_with_the_emul
         cloud.client("cloudformation").create_stack(StackName="platform", TemplateBody=_STACK)
 
         described = cloud.client("eks").describe_cluster(name="sts-stack")["cluster"]
+        group = cloud.client("eks").describe_nodegroup(clusterName="sts-stack", nodegroupName="workers")["nodegroup"]
         events = cloud.client("cloudformation").describe_stack_events(StackName="platform")["StackEvents"]
 
     assert described["endpoint"] == cluster.endpoint
     assert cluster.nodes.groups["workers"] == (3, "m6i.xlarge")
+    taint = {"key": "capacity-type", "value": "spot", "effect": "NO_SCHEDULE"}
+    assert cluster.nodes.configs["workers"] == ({"workload-class": "spot"}, [taint], "SPOT")
+    assert (group["labels"], group["taints"], group["capacityType"]) == ({"workload-class": "spot"}, [taint], "SPOT")
     assert {"Cluster", "Workers"} <= {
         e["LogicalResourceId"] for e in events if e["ResourceStatus"] == "CREATE_COMPLETE"
     }

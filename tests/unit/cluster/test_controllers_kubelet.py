@@ -157,7 +157,12 @@ def test_pods_stay_pending_without_nodes_and_run_once_nodes_boot() -> None:
     sim.nodes.set_group("general", 2)  # nodes boot for 30 simulated seconds
     sim.advance(10)
     messages = {get_condition(p["status"], "PodScheduled")["message"] for p in sim.pods_of("api")}  # type: ignore[index]
-    assert messages == {"0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }."}
+    assert messages == {
+        (
+            "0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+            "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+        )
+    }
     assert sim.nodes.groups()["general"].ready == 0
 
     sim.advance(25)
@@ -170,7 +175,10 @@ def test_pods_requesting_more_cpu_than_any_node_has_are_unschedulable(sim: Sim) 
     sim.apply(DEPLOYMENTS, deployment("api", "repo/api:v1", replicas=1, cpu="3"))
     scheduled = get_condition(_only_pod(sim)["status"], "PodScheduled")
     assert scheduled is not None
-    assert scheduled["message"] == "0/3 nodes are available: 3 Insufficient cpu."
+    assert scheduled["message"] == (
+        "0/3 nodes are available: 3 Insufficient cpu. "
+        "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    )
 
 
 def test_scheduler_fills_nodes_by_allocatable_cpu(sim: Sim) -> None:
@@ -182,7 +190,8 @@ def test_scheduler_fills_nodes_by_allocatable_cpu(sim: Sim) -> None:
     assert placed.count(None) == 1
     [pending] = [p for p in pods if not p["spec"].get("nodeName")]
     assert get_condition(pending["status"], "PodScheduled")["message"] == (  # type: ignore[index]
-        "0/3 nodes are available: 3 Insufficient cpu."
+        "0/3 nodes are available: 3 Insufficient cpu. "
+        "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
     )
 
 
