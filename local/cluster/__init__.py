@@ -40,7 +40,7 @@ Known deviations (simplifications of the real API server):
 - Strategic merge patch supports the merge keys of the pod template and Service and the ``$patch``,
   ``$retainKeys``, ``$setElementOrder`` and ``$deleteFromPrimitiveList`` directives; other lists are replaced.
 - Defaulting and validation cover what our workloads touch (names, labels, workload selectors/templates,
-  containers, services, config keys, CRDs); ``fieldValidation=Strict`` is accepted but unknown fields are not
+  containers, tolerations, node affinity, services, config keys, CRDs); ``fieldValidation=Strict`` is accepted but unknown fields are not
   rejected; custom resources are not validated against their OpenAPI schema and are not pruned. Multi-version CRDs
   share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
 - Watches filter by the current state of each object (objects entering/leaving a selector become ADDED/DELETED as
@@ -52,6 +52,9 @@ Known deviations (simplifications of the real API server):
   15-minute window (wall clock) but does not call STS or verify the signature; every valid token is the user
   ``kubernetes-admin`` (authorised for everything unless a ``deny`` rule matches).
 - Faults apply to resource requests only (discovery is never faulted).
+- What the controllers, the scheduler, the kubelet and the node groups do differently from kube-controller-manager,
+  kube-scheduler, the kubelet and EKS managed node groups is listed in ``controllers/__init__.py``, ``kubelet.py``
+  and ``nodes.py``.
 - Request bodies must be JSON or YAML: protobuf bodies (what kubectl's typed generators such as
   ``kubectl create namespace`` send) are answered 415; responses are always JSON, which client-go accepts.
 """

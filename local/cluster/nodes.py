@@ -5,6 +5,10 @@ kube-reserved); labels are those EKS puts on managed node group nodes plus the g
 group's ``taints`` (EKS's ``NO_SCHEDULE``/``NO_EXECUTE``/``PREFER_NO_SCHEDULE`` as Kubernetes effects), and
 ``eks.amazonaws.com/capacityType`` its capacity type. New nodes report ``Ready=False`` (KubeletNotReady) and carry
 the ``node.kubernetes.io/not-ready:NoSchedule`` taint until their boot time has passed on the simulated clock.
+
+Known deviations: label keys EKS reserves are not refused; ``eks.amazonaws.com/nodegroup-image`` and the launch
+template labels are not set; a group's label or taint update applies to its nodes at once (EKS rolls it out); scale
+down removes the newest nodes at once (no cordon and drain).
 """
 
 from __future__ import annotations
@@ -322,7 +326,7 @@ class NodePool:
             meta["labels"] = dict(sorted(labels.items()))
             spec = current.setdefault("spec", {})
             kept = [t for t in spec.get("taints") or [] if t.get("key") == NOT_READY_TAINT["key"]]
-            taints = [*copy.deepcopy(group.taints), *kept]
+            taints = [*_stamped(group.taints, spec.get("taints") or [], self._clock.now()), *kept]
             if taints:
                 spec["taints"] = taints
             else:
@@ -392,7 +396,7 @@ class NodePool:
         capacity, allocatable = node_resources(group.instance_type)
         arch = instance_arch(group.instance_type)
         ready = boot <= 0
-        taints = [*copy.deepcopy(group.taints), *([] if ready else [dict(NOT_READY_TAINT)])]
+        taints = [*_stamped(group.taints, [], now), *([] if ready else [dict(NOT_READY_TAINT)])]
         node: Obj = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -450,6 +454,17 @@ class NodePool:
         }
         self._store.put(NODES, node)
         return _Node(name=name, ready_at=now + boot, marked_ready=ready)
+
+
+def _stamped(taints: list[Obj], current: list[Obj], now: float) -> list[Obj]:
+    """``taints`` for a node, NoExecute ones with ``timeAdded`` (kept from the node's current taint when it has it)."""
+    out = []
+    for taint in copy.deepcopy(taints):
+        if taint["effect"] == "NoExecute":
+            same = next((t for t in current if {**t, "timeAdded": None} == {**taint, "timeAdded": None}), None)
+            taint["timeAdded"] = (same or {}).get("timeAdded") or fmt_time(now)
+        out.append(taint)
+    return out
 
 
 def _node_conditions(now: float, *, ready: bool) -> list[Obj]:

@@ -2,9 +2,9 @@
 
 :class:`ControllerManager` (``manager.py``) keeps an informer (``cache.py``) of the objects the controllers care
 about and, on :meth:`ControllerManager.reconcile`, runs them in passes until a pass writes nothing: the garbage
-collector (``garbage.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment (``deployment.py``), ReplicaSet
+collector (``garbage.py``), taint eviction (``eviction.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment (``deployment.py``), ReplicaSet
 (``replicaset.py``), StatefulSet (``statefulset.py``), DaemonSet (``daemonset.py``) and Job (``job.py``) controllers,
-the scheduler (``scheduler.py``) and the pod status the kubelets report (``podstatus.py``). ``base.py`` holds what they
+the scheduler (``scheduler.py``, with the placement rules in ``placement.py``) and the pod status the kubelets report (``podstatus.py``). ``base.py`` holds what they
 share (the writes, events, pod creation, controller revisions).
 
 Known deviations:
@@ -14,10 +14,19 @@ Known deviations:
   when a deployment is resized mid-rollout (the rolling update logic still keeps the surge and unavailability bounds).
 - Orphaned ReplicaSets/Pods whose labels match a selector are not adopted; dependents whose controller owner is gone
   are deleted (what the garbage collector would do in the background).
-- The scheduler filters on node readiness, ``spec.unschedulable``, ``nodeSelector`` and cpu/memory/pod-count requests
-  and picks the least allocated node; taints, affinity, topology spread and preemption are not modelled. Its
-  Unschedulable message has the ``0/N nodes are available: …`` form without the preemption suffix.
-- DaemonSet pods are bound directly (``spec.nodeName``) to every Ready schedulable node matching the nodeSelector;
+- The scheduler runs the NodeUnschedulable, TaintToleration (NoSchedule/NoExecute; the not-ready and unschedulable
+  taints the node lifecycle controller would add), NodeAffinity (``nodeSelector``, required terms with
+  matchExpressions/matchFields) and NodeResourcesFit (cpu, memory, pod count) filters, and ranks feasible nodes by
+  untolerated PreferNoSchedule taints, then preferred node affinity weight, then least allocation (a lexicographic
+  order, not the default profile's weighted sum of normalised plugin scores). Inter-pod affinity/anti-affinity,
+  topology spread constraints, host ports, volume topology and preemption are not modelled: a pod short of resources
+  is Unschedulable with "No preemption victims found for incoming pod" even when lower-priority pods could be
+  preempted.
+- The taint eviction controller counts ``tolerationSeconds`` from the taint's ``timeAdded`` (node groups stamp it;
+  a NoExecute taint written without one counts from each pass, so it never expires).
+- DaemonSet pods are bound directly (``spec.nodeName``) to every node passing their nodeSelector, node affinity and
+  taints (with the DaemonSet controller's tolerations) that is also Ready and not cordoned (a real DaemonSet also
+  runs on cordoned and not-ready nodes);
   StatefulSet updates ignore ``maxUnavailable``; Job pods count failures only by pod phase (restarts of an
   OnFailure pod do not count against backoffLimit).
 - ReplicaSet pod-template hashes are fnv32a over canonical JSON, so names differ from a real cluster's.
@@ -30,7 +39,7 @@ Known deviations:
   scaled, conditions AbleToScale/ScalingActive/ScalingLimited). ``ScalingActive=True`` says ``ValidMetricFound``
   although nothing is measured; no ``currentMetrics``; no events.
 - Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
-  FailedScheduling, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays 1), and expire
+  FailedScheduling, TaintManagerEviction, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays 1), and expire
   after an hour of simulated time.
 """
 
