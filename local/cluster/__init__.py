@@ -39,10 +39,10 @@ Known deviations (simplifications of the real API server):
   in Update entries follows the Go types' pointer/struct shapes only approximately.
 - Strategic merge patch supports the merge keys of the pod template and Service and the ``$patch``,
   ``$retainKeys``, ``$setElementOrder`` and ``$deleteFromPrimitiveList`` directives; other lists are replaced.
-- Defaulting and validation cover what our workloads touch (names, labels, workload selectors/templates,
-  containers, tolerations, node affinity, services, config keys, CRDs); ``fieldValidation=Strict`` is accepted but unknown fields are not
-  rejected; custom resources are not validated against their OpenAPI schema and are not pruned. Multi-version CRDs
-  share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
+- Defaulting and validation cover what our workloads touch (names, labels, workload selectors/templates, containers,
+  tolerations, node affinity, services, config keys, CRDs); ``fieldValidation=Strict`` is accepted but unknown fields
+  are not rejected; custom resources are not validated against their OpenAPI schema and are not pruned. Multi-version
+  CRDs share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
 - Watches filter by the current state of each object (objects entering/leaving a selector become ADDED/DELETED as
   the watch cache does); no periodic bookmarks; the event history is bounded (older resourceVersions get 410).
 - Discovery is the legacy (unaggregated) form; ``/openapi/v3`` has paths and parameters but no schemas

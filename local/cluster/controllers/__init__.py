@@ -1,11 +1,12 @@
 """The emulator's kube-controller-manager, scheduler and kubelet status loop, one module per controller.
 
-:class:`ControllerManager` (``manager.py``) keeps an informer (``cache.py``) of the objects the controllers care
-about and, on :meth:`ControllerManager.reconcile`, runs them in passes until a pass writes nothing: the garbage
-collector (``garbage.py``), taint eviction (``eviction.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment (``deployment.py``), ReplicaSet
-(``replicaset.py``), StatefulSet (``statefulset.py``), DaemonSet (``daemonset.py``) and Job (``job.py``) controllers,
-the scheduler (``scheduler.py``, with the placement rules in ``placement.py``) and the pod status the kubelets report (``podstatus.py``). ``base.py`` holds what they
-share (the writes, events, pod creation, controller revisions).
+:class:`ControllerManager` (``manager.py``) keeps an informer (``cache.py``) of the objects the controllers care about
+and, on :meth:`ControllerManager.reconcile`, runs them in passes until a pass writes nothing: the garbage collector
+(``garbage.py``), taint eviction (``eviction.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment
+(``deployment.py``), ReplicaSet (``replicaset.py``), StatefulSet (``statefulset.py``), DaemonSet (``daemonset.py``) and
+Job (``job.py``) controllers, the scheduler (``scheduler.py``, with the placement rules in ``placement.py``) and the pod
+status the kubelets report (``podstatus.py``). ``base.py`` holds what they share (the writes, events, pod creation,
+controller revisions).
 
 Known deviations:
 - Deleted pods vanish at once (no graceful termination, no ``Terminating`` phase); a pod the API marks with a
@@ -39,8 +40,8 @@ Known deviations:
   scaled, conditions AbleToScale/ScalingActive/ScalingLimited). ``ScalingActive=True`` says ``ValidMetricFound``
   although nothing is measured; no ``currentMetrics``; no events.
 - Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
-  FailedScheduling, TaintManagerEviction, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays 1), and expire
-  after an hour of simulated time.
+  FailedScheduling, TaintManagerEviction, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays
+  1), and expire after an hour of simulated time.
 """
 
 from __future__ import annotations
