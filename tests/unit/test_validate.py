@@ -593,6 +593,31 @@ REFUSED_OBJECTS = [
         "spec.ingress[0].from",
         id="netpol-every-pod-from-everywhere-on-a-port",
     ),
+    pytest.param(
+        _owned(
+            "Ingress",
+            "backdoor",
+            NETPOL,
+            spec={
+                "ingressClassName": "alb",
+                "rules": [
+                    {
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/edc",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "edc-service", "port": {"number": 8001}}},
+                                }
+                            ]
+                        }
+                    }
+                ],
+            },
+        ),
+        "spec.rules[0].http.paths[0].backend.service.name",
+        id="ingress-past-the-api-gateway",
+    ),
     pytest.param(_owned("Namespace", "kube-system"), "metadata.name", id="other-namespace"),
     pytest.param(
         _owned("PriorityClass", "top", "scheduling.k8s.io/v1", value=1_000_000_000), "kind", id="not-an-allowed-kind"

@@ -577,9 +577,27 @@ def _network_policy_problems(obj: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _ingress_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """The Ingress is the way in to the API gateway only: every backend is its Service (no resource backends)."""
+    spec = _m(obj.get("spec"))
+    backends = [("spec.defaultBackend", spec["defaultBackend"])] if "defaultBackend" in spec else []
+    for i, rule in enumerate(_seq(spec.get("rules"))):
+        for j, path in enumerate(_seq(_m(_m(rule).get("http")).get("paths"))):
+            backends.append((f"spec.rules[{i}].http.paths[{j}].backend", _m(path).get("backend")))
+    problems: list[Problem] = []
+    for where, backend in backends:
+        service = _m(_m(backend).get("service")).get("name")
+        if service != platform.EDGE_SERVICE:
+            problems.append(
+                (f"{where}.service.name", f"{service!r}: the Ingress may route only to {platform.EDGE_SERVICE!r}")
+            )
+    return problems
+
+
 _KIND_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any]], list[Problem]]]] = {
     "Namespace": _namespace_problems,
     "Service": _service_problems,
+    "Ingress": _ingress_problems,
     "RoleBinding": _binding_problems,
     "ClusterRoleBinding": _binding_problems,
     "Role": _role_problems,
