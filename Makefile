@@ -12,7 +12,7 @@ export AWS_SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/controlplane:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo test lint typecheck checks security unit integration e2e bench clean
+.PHONY: setup demo test soak lint typecheck checks security unit integration e2e bench clean
 
 setup: $(STAMP) $(SAMSTAMP) $(CHECKOVSTAMP)
 
@@ -53,7 +53,11 @@ security: setup
 	$(PY) -m pytest -q -p no:randomly tests/unit/test_checkov.py
 
 test: setup lint checks
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=25
+
+# Long property runs: the soak-marked tests with the "soak" hypothesis profile (hundreds of examples each).
+soak: setup
+	HYPOTHESIS_PROFILE=soak $(PY) -m pytest -q -n 2 --dist worksteal -m soak --durations=10
 
 bench: setup
 	$(PY) -m bench

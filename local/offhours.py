@@ -73,12 +73,12 @@ class OffhoursPipeline:
         return self.pipe.cluster
 
     # -- runs --------------------------------------------------------------------------------------------------------
-    def run(self, action: str, timeout: float = 60.0, **extra: Any) -> Any:
+    def run(self, action: str, timeout: float | None = None, **extra: Any) -> Any:
         """A person's request from the console: ``{environment, action, ...}``."""
         request = {"environment": "staging", "action": action, **extra}
         return self.cloud.run(OFFHOURS_MACHINE, request, timeout=timeout)
 
-    def fire(self, schedule: str, timeout: float = 60.0) -> Any:
+    def fire(self, schedule: str, timeout: float | None = None) -> Any:
         """Fire an EventBridge Scheduler schedule by name (or logical id); the execution it started, finished."""
         delivery = self.cloud.fire_schedule(schedule)
         assert delivery.execution_arn, delivery

@@ -78,19 +78,19 @@ class Pipeline:
         return [d.execution_arn for d in self.cloud.deliver_event(event) if d.execution_arn]
 
     # -- runs --------------------------------------------------------------------------------------------------------
-    def deploy(self, request: Mapping[str, Any], timeout: float = 60.0) -> Any:
+    def deploy(self, request: Mapping[str, Any], timeout: float | None = None) -> Any:
         return self.cloud.run("DeployStateMachine", dict(request), timeout=timeout)
 
-    def rollback(self, request: Mapping[str, Any], timeout: float = 60.0) -> Any:
+    def rollback(self, request: Mapping[str, Any], timeout: float | None = None) -> Any:
         return self.cloud.run("RollbackStateMachine", dict(request), timeout=timeout)
 
     def first_release(self, tag: str = "main-1") -> Any:
         """Every service pushed and deployed from the console: the environment's first release."""
-        result = self.cloud.wait_execution(self.start_first_release(tag), timeout=60.0)
+        result = self.cloud.wait_execution(self.start_first_release(tag))
         assert result.status == "SUCCEEDED", (result.error, result.cause)
         return result
 
-    def push_and_deploy(self, service: str, tag: str, behaviour: Any = None, timeout: float = 60.0) -> Any:
+    def push_and_deploy(self, service: str, tag: str, behaviour: Any = None, timeout: float | None = None) -> Any:
         return self.cloud.wait_execution(self.start_push(service, tag, behaviour), timeout=timeout)
 
     # -- runs started without waiting (the demo follows their history while they run) ------------------------------

@@ -36,7 +36,11 @@ _FAKE_ENV = {
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+WAIT_TIMEOUT_S = 180.0
+"""Wall seconds a wait gives an execution by default: a deploy takes seconds on an idle machine and can take a minute
+on a loaded 2-core one; only a hung execution waits this long."""
 _POLL_S = 0.01
+_MAX_POLL_S = 0.2
 
 
 class NodePoolLike(Protocol):
@@ -327,10 +331,13 @@ class LocalCloud:
     def describe_execution(self, arn: str) -> dict[str, Any]:
         return dict(self.client("stepfunctions").describe_execution(executionArn=arn))
 
-    def wait_execution(self, arn: str, timeout: float = 30.0) -> ExecutionResult:
-        """Block until the execution leaves RUNNING or ``timeout`` real seconds pass (then ExecutionTimeoutError)."""
+    def wait_execution(self, arn: str, timeout: float | None = None) -> ExecutionResult:
+        """Block until the execution leaves RUNNING or ``timeout`` real seconds pass (then ExecutionTimeoutError).
+
+        ``timeout`` defaults to :data:`WAIT_TIMEOUT_S`."""
+        timeout = WAIT_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        pause = threading.Event()
+        pause, interval = threading.Event(), _POLL_S
         while True:
             described = self.describe_execution(arn)
             if described["status"] != "RUNNING":
@@ -338,7 +345,8 @@ class LocalCloud:
             if time.monotonic() >= deadline:
                 entered = [e.state_name for e in self.history(arn) if e.type.endswith("StateEntered")]
                 raise ExecutionTimeoutError(f"{arn} still RUNNING after {timeout}s; states entered: {entered[-5:]}")
-            pause.wait(_POLL_S)
+            pause.wait(interval)
+            interval = min(interval * 2, _MAX_POLL_S)  # each look is a DescribeExecution: leave the GIL to the run
         output = described.get("output")
         return ExecutionResult(
             arn=arn,
@@ -349,7 +357,7 @@ class LocalCloud:
             history=tuple(self.history(arn)),
         )
 
-    def run(self, state_machine: str, input: Any = None, timeout: float = 30.0) -> ExecutionResult:  # noqa: A002
+    def run(self, state_machine: str, input: Any = None, timeout: float | None = None) -> ExecutionResult:  # noqa: A002
         return self.wait_execution(self.start_execution(state_machine, input), timeout=timeout)
 
     def history(self, arn: str) -> list[HistoryEvent]:

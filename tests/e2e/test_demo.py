@@ -11,6 +11,9 @@ import pytest
 
 from local import demo
 
+# One demo run serves every test here. `make test` distributes with `--dist worksteal`, which hands each worker a
+# contiguous run of tests, so these stay on one worker and the module fixture runs once per suite (with `--dist load`
+# each worker that picked up one of them ran the whole demo; `loadgroup` does not group on pytest 9.2, xdist #1386).
 pytestmark = pytest.mark.e2e
 
 

@@ -58,7 +58,7 @@ def test_pushes_during_a_deploy_queue_and_one_follow_up_deploys_the_newest_of_ea
     for second in range(3, 8):  # five rapid pushes of one service; the last is the newest
         others += pipe.deliver(push_event_at(pipe, "quality-service", f"main-{second}", second))
     queued = [pipe.cloud.wait_execution(arn) for arn in others]
-    first = pipe.cloud.wait_execution(running, timeout=60)
+    first = pipe.cloud.wait_execution(running)
 
     assert all(q.status == "SUCCEEDED" and q.output["lock"]["outcome"] == "QUEUED" for q in queued)
     assert all("PlanRelease" not in q.states_entered() for q in queued)  # nothing planned, nothing written
@@ -66,7 +66,7 @@ def test_pushes_during_a_deploy_queue_and_one_follow_up_deploys_the_newest_of_ea
     follow_up = first.output["lock_release"]["follow_up"]
     assert follow_up is not None
     assert [p["service"] for p in follow_up["pushes"]] == ["analytics-service", "quality-service"]
-    second = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=60)
+    second = pipe.cloud.wait_execution(follow_up["execution_arn"])
 
     assert second.status == "SUCCEEDED", second.cause
     assert second.output["plan"]["changed"] == {
@@ -186,9 +186,8 @@ def test_an_allowlisted_cve_does_not_block(cluster: Any) -> None:
         pipe.first_release()
         digest = pipe.push("edc-service", "main-2")
         pipe.cloud.set_scan_findings("clinical-trials/edc-service", digest, [CRITICAL])
-        result = pipe.cloud.wait_execution(
-            pipe.deliver(pipe.push_event("clinical-trials/edc-service", digest, "main-2"))[0], timeout=60
-        )
+        [arn] = pipe.deliver(pipe.push_event("clinical-trials/edc-service", digest, "main-2"))
+        result = pipe.cloud.wait_execution(arn)
 
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["scan"]["scans"][0]["allowlisted"] == ["CVE-2099-0001"]
@@ -208,7 +207,7 @@ def test_a_freeze_window_refuses_a_push_and_a_named_force_goes_through_recorded(
 
         refused = pipe.deploy(request)
         unnamed = pipe.deploy({**request, "force": True})
-        forced = pipe.deploy({**request, "force": True, "requested_by": "alice"}, timeout=60)
+        forced = pipe.deploy({**request, "force": True, "requested_by": "alice"})
         override = read_override(
             str(pipe.cloud.ref("LedgerTable")), "staging", forced.output["plan"]["release"]["release_id"]
         )

@@ -86,7 +86,7 @@ def test_an_approved_production_release_deploys_and_nothing_changed_before_the_a
     decided = pipe.cloud.invoke(
         "DecideApprovalFunction", {"release_id": release_id, "decision": "approve", "approver": "carol"}
     )
-    result = pipe.cloud.wait_execution(arn, timeout=60)
+    result = pipe.cloud.wait_execution(arn)
 
     assert decided.function_error is None, decided.payload
     assert writes_while_waiting == 0
@@ -107,7 +107,7 @@ def test_a_rejected_production_release_ends_before_any_change(production: tuple[
         "DecideApprovalFunction",
         {"release_id": release_id, "decision": "reject", "approver": "carol", "comment": "not this week"},
     )
-    result = pipe.cloud.wait_execution(arn, timeout=30)
+    result = pipe.cloud.wait_execution(arn)
     again = pipe.cloud.invoke(
         "DecideApprovalFunction", {"release_id": release_id, "decision": "approve", "approver": "dave"}
     )
@@ -129,7 +129,7 @@ def test_an_approval_nobody_gives_times_out_and_is_recorded(production: tuple[Pi
     arn = pipe.cloud.start_execution("DeployStateMachine", request)
     release_id = pending_approval(pipe, arn)
 
-    result = pipe.cloud.wait_execution(arn, timeout=30)  # ApprovalTimeoutSeconds=2 (real seconds: moto's callbacks)
+    result = pipe.cloud.wait_execution(arn)  # ApprovalTimeoutSeconds=2 (real seconds: moto's callbacks)
 
     status = Approvals(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").outcome(release_id)
     assert result.status == "FAILED"

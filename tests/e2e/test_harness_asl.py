@@ -32,7 +32,7 @@ def test_pipeline_runs_task_choice_wait_map_parallel_retry_and_callback(harness_
     arn = cloud.start_execution("Pipeline", {"n": 2, "items": [1, 2, 3]}, name="full-run")
     token = _wait_for_token(cloud, "full-run")
     cloud.send_task_success(token, {"approved": True})
-    result = cloud.wait_execution(arn, timeout=20)
+    result = cloud.wait_execution(arn)
 
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert result.output["work"] == {
@@ -86,7 +86,7 @@ def test_wait_until_timestamp_advances_the_clock_to_the_timestamp(harness_cloud:
 
     arn = cloud.start_execution("Pipeline", {"n": 1, "items": [], "until": until}, name="until-run")
     cloud.send_task_success(_wait_for_token(cloud, "until-run"), {})
-    result = cloud.wait_execution(arn, timeout=20)
+    result = cloud.wait_execution(arn)
 
     assert result.status == "SUCCEEDED"
     assert "WaitUntil" in result.states_entered()
@@ -98,7 +98,7 @@ def test_callback_task_failure_fails_the_execution_with_the_sent_error(harness_c
     arn = cloud.start_execution("Pipeline", {"n": 1, "items": []}, name="rejected-run")
     cloud.send_task_failure(_wait_for_token(cloud, "rejected-run"), error="ApprovalRejected", cause="no")
 
-    result = cloud.wait_execution(arn, timeout=20)
+    result = cloud.wait_execution(arn)
 
     assert result.status == "FAILED"
     assert result.error == "ApprovalRejected"

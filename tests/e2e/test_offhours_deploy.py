@@ -83,12 +83,12 @@ def test_a_push_queued_behind_the_scale_down_is_deployed_by_a_follow_up_of_the_d
     assert queued.outcome is LockOutcome.QUEUED
 
     arn = env.cloud.start_execution("OffHoursStateMachine", {"environment": "staging", "action": "down"}, name=name)
-    down = env.cloud.wait_execution(arn, timeout=60)
+    down = env.cloud.wait_execution(arn)
 
     assert down.status == "SUCCEEDED", (down.error, down.cause)
     follow_up = down.output["released"]["follow_up"]
     assert follow_up["execution_arn"].startswith(deploy_arn.replace(":stateMachine:", ":execution:") + ":")
-    deployed = env.cloud.wait_execution(follow_up["execution_arn"], timeout=60)
+    deployed = env.cloud.wait_execution(follow_up["execution_arn"])
     assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
     assert set(env.workloads().values()) == {0}  # the follow-up deployed it asleep
     assert env.pipe.deployment_image("edc-service").endswith(digest)
