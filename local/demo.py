@@ -79,7 +79,7 @@ def render_summary(out: TextIO) -> str:
 
 # -- following an execution while it runs ---------------------------------------------------------------------------
 FOLLOW_TIMEOUT_S = 180.0  # wall seconds one execution may take before the demo gives up on it
-_POLL_S = 0.05
+_POLL_S = 0.2  # each look reads the whole history (GetExecutionHistory): often enough for a reader, cheap for the run
 _END_EVENTS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted")
 _CRASH = re.compile(r"/(?P<container>[\w.-]+): (?P<reason>\w+): restarted (?P<times>\d+) times")
 

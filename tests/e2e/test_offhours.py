@@ -206,7 +206,7 @@ def test_a_scheduled_scale_down_yields_to_a_stay_awake_override_until_it_ends(en
     assert "AcquireLock" not in skipped.states_entered()
     assert set(env.workloads().values()) != {0}
 
-    env.cluster.advance(3 * 3600 + 60)
+    env.cluster.advance(3 * 3600 + 60, step=60)  # three idle hours: reconcile once a simulated minute
     slept = env.fire(SCALE_DOWN_SCHEDULE)
 
     assert slept.states_entered()[-1] == "Asleep"

@@ -209,7 +209,7 @@ def test_a_scheduled_scale_down_yields_to_a_stay_awake_override_and_a_person_doe
     assert not skipped.sleep
     assert "ana" in skipped.reason
     assert world.replicas("api-gateway") == 2
-    world.cluster.advance(3 * 3600)
+    world.cluster.advance(3 * 3600, step=60)  # three idle hours: reconcile once a simulated minute
     assert world.scale_down(trigger="schedule").sleep
     assert world.replicas("api-gateway") == 0
     outcomes = [(e["action"], e["outcome"]) for e in world.ledger.events("staging")]
