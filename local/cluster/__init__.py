@@ -51,6 +51,10 @@ Known deviations (simplifications of the real API server):
 - Authentication checks the presigned STS URL's shape, required parameters, signed ``x-k8s-aws-id`` header and its
   15-minute window (wall clock) but does not call STS or verify the signature; every valid token is the user
   ``kubernetes-admin`` (authorised for everything unless a ``deny`` rule matches).
+- Status: on every write the API server gives a workload's status the fields its Go type always serialises (0 when
+  unset: ReplicaSet ``replicas``, StatefulSet ``replicas``/``availableReplicas``, the four DaemonSet counts, HPA
+  ``desiredReplicas``, the four PodDisruptionBudget counts); DELETE answers with the object for pods, services,
+  service accounts, PVCs, storage classes, namespaces and CRDs, with a Status otherwise.
 - Faults apply to resource requests only (discovery is never faulted).
 - What the controllers, the scheduler, the kubelet and the node groups do differently from kube-controller-manager,
   kube-scheduler, the kubelet and EKS managed node groups is listed in ``controllers/__init__.py``, ``kubelet.py``
@@ -132,7 +136,9 @@ class Cluster:
         self.nodes = NodePool(self.store, self.clock, region=self.region)
         if default_nodes:
             self.nodes.add_default_group()
-        self.controllers = ControllerManager(self.store, self.clock, self.images, self.nodes)
+        self.controllers = ControllerManager(
+            self.store, self.clock, self.images, self.nodes, root_ca=self.ca_pem.decode()
+        )
         self.api = ApiServer(
             store=self.store,
             clock=self.clock,
@@ -146,6 +152,7 @@ class Cluster:
             address=lambda: f"127.0.0.1:{self.port}",
         )
         self._seed()
+        self.reconcile()  # what the controllers do for a new cluster (kube-root-ca.crt in every namespace)
 
     # --- seeding ------------------------------------------------------------------------------------------------
     def _seed(self) -> None:

@@ -652,9 +652,24 @@ _SPEC_DEFAULTS = {
 }
 
 
+# Status fields without ``omitempty`` in the Go types: the API server's JSON always carries them (0 when unset).
+REQUIRED_STATUS_INTS: dict[str, tuple[str, ...]] = {
+    "ReplicaSet": ("replicas",),
+    "StatefulSet": ("replicas", "availableReplicas"),
+    "DaemonSet": ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"),
+    "HorizontalPodAutoscaler": ("desiredReplicas",),
+    "PodDisruptionBudget": ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"),
+}
+
+
 def apply_defaults(kind: str, obj: Obj) -> None:
-    """Default ``obj`` in place (a subset of the real ``SetDefaults_*`` functions)."""
+    """Default ``obj`` in place (a subset of the real ``SetDefaults_*`` functions) and give its status the fields
+    the Go types always serialise."""
     spec = obj.get("spec")
+    required_status = REQUIRED_STATUS_INTS.get(kind)
+    if required_status is not None and isinstance(obj.setdefault("status", {}), dict):
+        for name in required_status:
+            obj["status"].setdefault(name, 0)
     defaults = _SPEC_DEFAULTS.get(kind)
     if defaults is not None and isinstance(spec, dict):
         defaults(spec)

@@ -87,6 +87,21 @@ def _user_agent_manager(user_agent: str) -> str:
     return (user_agent.split("/", 1)[0] or "unknown")[:128]
 
 
+# Kinds whose DELETE answers with the object rather than a Status: the registries with ReturnDeletedObject (pods,
+# services, service accounts, PVCs, storage classes) and those a finalizer keeps (namespaces, CRDs).
+RETURNS_DELETED_OBJECT = frozenset(
+    {
+        "Pod",
+        "Service",
+        "ServiceAccount",
+        "PersistentVolumeClaim",
+        "StorageClass",
+        "Namespace",
+        "CustomResourceDefinition",
+    }
+)
+
+
 def _initial_status(kind: str) -> Obj | None:
     if kind in ("Pod", "PersistentVolumeClaim"):
         return {"phase": "Pending"}
@@ -694,7 +709,7 @@ class WriteVerbs(ReadVerbs):
         return self._deleted_response(rt, removed)
 
     def _deleted_response(self, rt: ResourceType, obj: Obj) -> Response:
-        if rt.kind in ("Pod", "Namespace", "CustomResourceDefinition") and rt.builtin:
+        if rt.kind in RETURNS_DELETED_OBJECT and rt.builtin:
             return self._respond(200, rt, obj)
         meta = obj["metadata"]
         return Response(200, encode(status.success(meta["name"], rt.group, rt.plural, str(meta.get("uid", "")))))

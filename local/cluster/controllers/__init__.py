@@ -5,7 +5,8 @@ and, on :meth:`ControllerManager.reconcile`, runs them in passes until a pass wr
 (``garbage.py``), taint eviction (``eviction.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment
 (``deployment.py``), ReplicaSet (``replicaset.py``), StatefulSet (``statefulset.py``), DaemonSet (``daemonset.py``) and
 Job (``job.py``) controllers, the scheduler (``scheduler.py``, with the placement rules in ``placement.py``) and the pod
-status the kubelets report (``podstatus.py``). ``base.py`` holds what they share (the writes, events, pod creation,
+status the kubelets report (``podstatus.py``), the disruption controller (``disruption.py``) and the root CA
+publisher (``rootca.py``). ``base.py`` holds what they share (the writes, events, pod creation,
 controller revisions).
 
 Known deviations:
@@ -39,6 +40,13 @@ Known deviations:
   ``Update``, subresource ``scale``) and sets ``status`` (currentReplicas, desiredReplicas, lastScaleTime when it
   scaled, conditions AbleToScale/ScalingActive/ScalingLimited). ``ScalingActive=True`` says ``ValidMetricFound``
   although nothing is measured; no ``currentMetrics``; no events.
+- No CronJob controller: CronJobs are stored and served but never create Jobs.
+- The disruption controller counts the scale of pods owned by Deployments (through their ReplicaSets), ReplicaSets
+  and StatefulSets; pods of other controllers or none are left out of ``expectedPods`` for percentage and
+  ``maxUnavailable`` budgets (the real controller reports them in a SyncFailed condition or event). The Eviction
+  subresource is not served, so nothing consults ``disruptionsAllowed``.
+- The root CA publisher writes ``kube-root-ca.crt`` (``ca.crt`` = the emulator's own CA) in every namespace, the
+  seeded ones included, when the cluster is built.
 - Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
   FailedScheduling, TaintManagerEviction, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays
   1), and expire after an hour of simulated time.

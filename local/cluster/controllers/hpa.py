@@ -80,8 +80,10 @@ class HpaController:
             )
             status["lastScaleTime"] = fmt_time(now)
         status["observedGeneration"] = generation_of(hpa)
-        status["currentReplicas"] = current
+        status["currentReplicas"] = current  # omitempty: a zero is dropped below
         status["desiredReplicas"] = desired
+        if not current:
+            del status["currentReplicas"]
         status["conditions"] = conditions
         self.ctx.set_status(HORIZONTALPODAUTOSCALERS, hpa, status)
 
@@ -93,7 +95,6 @@ class HpaController:
         status["conditions"] = set_condition(
             conditions, hpa_condition("AbleToScale", "False", "FailedGetScale", message, now)
         )
-        status.setdefault("currentReplicas", 0)
         status.setdefault("desiredReplicas", 0)
         self.ctx.set_status(HORIZONTALPODAUTOSCALERS, hpa, status)
 

@@ -11,12 +11,14 @@ from local.cluster.controllers.base import Context
 from local.cluster.controllers.cache import Informer
 from local.cluster.controllers.daemonset import DaemonSetController
 from local.cluster.controllers.deployment import DeploymentController
+from local.cluster.controllers.disruption import DisruptionController
 from local.cluster.controllers.eviction import TaintEviction
 from local.cluster.controllers.garbage import GarbageCollector
 from local.cluster.controllers.hpa import HpaController
 from local.cluster.controllers.job import JobController
 from local.cluster.controllers.podstatus import PodStatusSync
 from local.cluster.controllers.replicaset import ReplicaSetController
+from local.cluster.controllers.rootca import RootCaPublisher
 from local.cluster.controllers.scheduler import Scheduler
 from local.cluster.controllers.statefulset import StatefulSetController
 from local.cluster.kubelet import ImageBehaviours, Kubelet
@@ -26,6 +28,7 @@ from local.cluster.objects import (
     DEPLOYMENTS,
     HORIZONTALPODAUTOSCALERS,
     JOBS,
+    PODDISRUPTIONBUDGETS,
     REPLICASETS,
     STATEFULSETS,
     uid_of,
@@ -40,12 +43,15 @@ MAX_PASSES = 50
 class ControllerManager:
     """Every controller the emulator runs, reconciled together. Thread-safe; reconciles are serialised.
 
+    With ``root_ca`` (the cluster CA's PEM) it also publishes the ``kube-root-ca.crt`` ConfigMap in every namespace.
     It reconciles on every tick of the simulated clock and after node group changes; the API layer calls
     :meth:`reconcile` after each successful write. Never call it while holding ``store.lock``: reconcile takes its own
     lock, then the store's.
     """
 
-    def __init__(self, store: Store, clock: SimClock, images: ImageBehaviours, nodes: NodePool) -> None:
+    def __init__(
+        self, store: Store, clock: SimClock, images: ImageBehaviours, nodes: NodePool, *, root_ca: str | None = None
+    ) -> None:
         self._clock = clock
         self._nodes = nodes
         self.kubelet = Kubelet(images)
@@ -63,7 +69,9 @@ class ControllerManager:
             (STATEFULSETS, StatefulSetController(self._ctx).sync),
             (DAEMONSETS, DaemonSetController(self._ctx).sync),
             (JOBS, JobController(self._ctx).sync),
+            (PODDISRUPTIONBUDGETS, DisruptionController(self._ctx).sync),
         ]
+        self._root_ca = RootCaPublisher(self._ctx, root_ca) if root_ca is not None else None
         self._scheduler = Scheduler(self._ctx)
         self._pod_status = PodStatusSync(self._ctx)
         store.subscribe(cache.on_event)
@@ -103,3 +111,5 @@ class ControllerManager:
                     sync(obj, now)
         self._scheduler.run(now)
         self._pod_status.run(now)
+        if self._root_ca is not None:
+            self._root_ca.run(now)

@@ -91,7 +91,8 @@ def test_a_target_at_zero_is_left_alone_with_scaling_disabled(sim: Sim) -> None:
 
     assert sim.get(DEPLOYMENTS, "web")["spec"]["replicas"] == 0
     status = sim.get(HORIZONTALPODAUTOSCALERS, "web")["status"]
-    assert (status["currentReplicas"], status["desiredReplicas"]) == (0, 0)
+    assert status["desiredReplicas"] == 0
+    assert "currentReplicas" not in status  # omitempty in autoscaling/v2, as the real API serialises a zero
     assert condition(sim, "web", "ScalingActive") == ("False", "ScalingDisabled")
 
     sim.apply(DEPLOYMENTS, deployment("web", "web:1", replicas=1))  # woken up below min: the HPA takes over again
