@@ -40,8 +40,48 @@ def parameters(**overrides: Any) -> dict[str, Any]:
         # The platform stacks are not provisioned by default here (moto cannot create the real templates: see
         # tests/e2e/test_gates_stacks.py for provisioning through the ASL with a small catalog).
         "ProvisionStacks": "false",
+        "Approvers": f"{APPROVER_ROLE},{ALSO_APPROVER_ROLE}",
         **overrides,
     }
+
+
+APPROVER_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/release-approver"
+ALSO_APPROVER_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/release-manager"
+"""The template's ``Approvers`` here: two roles (a release manager may also request releases)."""
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A person on the operator API: a session of an IAM role moto issued (``sts:AssumeRole``)."""
+
+    role_arn: str
+    session_arn: str
+    credentials: Any  # botocore Credentials (temporary: key, secret, token)
+    url: str
+
+    def call(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """POST ``body`` to the operator API signed with SigV4 (service ``lambda``); (HTTP status, JSON answer)."""
+        return call_operator_api(self.url, body, self.credentials)
+
+
+def call_operator_api(url: str, body: Any, credentials: Any, *, region: str = REGION) -> tuple[int, dict[str, Any]]:
+    """What the README shows: botocore signs the request, any HTTP client sends it."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from botocore.auth import SigV4Auth  # noqa: PLC0415
+    from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+
+    data = json.dumps(body).encode()
+    request = AWSRequest(method="POST", url=url, data=data, headers={"content-type": "application/json"})
+    if credentials is not None:
+        SigV4Auth(credentials, "lambda", region).add_auth(request)
+    prepared = urllib.request.Request(url, data=data, headers=dict(request.headers.items()), method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(prepared, timeout=60) as response:  # noqa: S310 - loopback http
+            return int(response.status), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read() or b"{}")
 
 
 @dataclass
@@ -109,6 +149,29 @@ class Pipeline:
 
     def start_rollback(self, request: Mapping[str, Any]) -> str:
         return str(self.cloud.start_execution("RollbackStateMachine", dict(request)))
+
+    # -- people on the operator API ------------------------------------------------------------------------------
+    def operator(self, role: str, session: str = "someone") -> Operator:
+        """A session of the IAM role named ``role`` (created if missing), ready to call the operator API."""
+        from botocore.credentials import Credentials  # noqa: PLC0415
+
+        iam = self.cloud.client("iam")
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": ACCOUNT_ID}, "Action": "sts:AssumeRole"}],
+        }
+        try:
+            arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        except iam.exceptions.EntityAlreadyExistsException:
+            arn = iam.get_role(RoleName=role)["Role"]["Arn"]
+        assumed = self.cloud.client("sts").assume_role(RoleArn=arn, RoleSessionName=session)
+        creds = assumed["Credentials"]
+        return Operator(
+            role_arn=str(arn),
+            session_arn=str(assumed["AssumedRoleUser"]["Arn"]),
+            credentials=Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]),
+            url=str(self.cloud.outputs["OperatorApiUrl"]),
+        )
 
     # -- what is where -----------------------------------------------------------------------------------------------
     @property

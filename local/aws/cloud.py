@@ -249,6 +249,7 @@ class LocalCloud:
             resolver=resolver, template_dir=path.parent, runtime=self.runtime, globals_=template.get("Globals") or {}
         )
         resources: dict[str, Any] = template["Resources"]
+        stack.callback(provisioner.close_function_urls)
         for logical_id in creation_order(resources, template.get("Globals") or {}):
             body = resources[logical_id]
             condition = body.get("Condition")

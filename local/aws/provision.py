@@ -26,6 +26,7 @@ from typing import Any
 
 import boto3
 
+from local.aws.function_urls import FunctionUrl
 from local.aws.lambdas import FunctionSpec, LambdaRuntime
 from local.aws.template import GLOBALS_SECTION, Resolver, TemplateError
 
@@ -186,6 +187,7 @@ class Provisioner:
         self.event_sources: list[EventSource] = []
         self.layer_paths: list[Path] = []
         self.layer_mounts: dict[str, LayerMount] = {}  # layer version ARN -> mount
+        self.function_urls: list[FunctionUrl] = []  # loopback endpoints, closed with the cloud
         self._metadata: dict[str, Any] = {}  # the resource being created's Metadata section
 
     # -- entry point ------------------------------------------------------------------------------------------------
@@ -268,7 +270,32 @@ class Provisioner:
             )
         )
         self._event_sources(logical_id, arn, props.get("Events") or {}, role)
+        if props.get("FunctionUrlConfig"):
+            self._function_url(logical_id, name, arn, dict(props["FunctionUrlConfig"]))
         return Resource(logical_id, "AWS::Serverless::Function", name, {"Arn": arn})
+
+    def close_function_urls(self) -> None:
+        for url in self.function_urls:
+            url.close()
+
+    def _function_url(self, logical_id: str, name: str, arn: str, config: dict[str, Any]) -> None:
+        """SAM's ``FunctionUrlConfig``: moto's URL config, and the loopback endpoint that authenticates callers.
+
+        ``GetAtt <Function>Url.FunctionUrl`` (the resource SAM generates) is the loopback URL.
+        """
+        auth_type = str(config.get("AuthType", ""))
+        _client("lambda", self.region).create_function_url_config(FunctionName=name, AuthType=auth_type)
+
+        def invoke(function_arn: str, payload: bytes) -> tuple[bytes, str | None]:
+            result = self.runtime.invoke(function_arn, payload)
+            return result.payload, result.function_error
+
+        url = FunctionUrl(
+            function_arn=arn, auth_type=auth_type, region=self.region, account_id=self.account, invoke=invoke
+        )
+        self.function_urls.append(url)
+        self.resolver.refs[f"{logical_id}Url"] = arn
+        self.resolver.attrs[f"{logical_id}Url"] = {"FunctionUrl": url.url, "FunctionArn": arn}
 
     def _layer(self, logical_id: str, props: dict[str, Any]) -> Resource:
         path = self._path(logical_id, props.get("ContentUri"), "ContentUri")

@@ -97,6 +97,14 @@ def check_seams() -> None:
             raise SeamMovedError(f"moto seam moved: {seam} (harness written against moto {MOTO_VERSION})")
 
     expect(moto.__version__ == MOTO_VERSION, f"moto version is {moto.__version__}")
+    from moto.iam import models as iam_models  # noqa: PLC0415
+    from moto.sts import models as sts_models  # noqa: PLC0415
+
+    expect(hasattr(sts_models.STSBackend, "get_assumed_role_from_access_key"), "STSBackend.get_assumed_role_...")
+    role_init = inspect.getsource(sts_models.AssumedRole.__init__)
+    expect("self.secret_access_key" in role_init and "self.session_token" in role_init, "sts AssumedRole fields")
+    expect(hasattr(iam_models.IAMBackend, "get_user_from_access_key_id"), "IAMBackend.get_user_from_access_key_id")
+    expect("self.access_keys: list" in inspect.getsource(iam_models.User.__init__), "iam User.access_keys")
     params = list(inspect.signature(lambda_models.LambdaFunction.invoke).parameters)
     expect(params == ["self", "body", "request_headers", "response_headers"], "LambdaFunction.invoke signature")
     source = inspect.getsource(lambda_eval_utils)
@@ -310,3 +318,28 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
             )
         )
         yield
+
+
+def signing_identity(access_key_id: str) -> tuple[str, str | None, str, str, str] | None:
+    """``(secret key, session token, principal ARN, user id, account)`` of credentials moto issued, else ``None``.
+
+    Reads moto's private stores: ``moto.sts.models.sts_backends[account]["global"].assumed_roles`` (``AssumeRole``
+    sessions: ``access_key_id``, ``secret_access_key``, ``session_token``, ``arn``, ``user_id``) and
+    ``moto.iam.models.iam_backends[account]["aws"].get_user_from_access_key_id`` and ``User.access_keys``
+    (``CreateAccessKey``: ``secret_access_key``, ``status``). The function URL endpoint verifies SigV4 with them.
+    """
+    from moto.iam import models as iam_models  # noqa: PLC0415 - imported lazily, like every moto seam
+    from moto.sts import models as sts_models  # noqa: PLC0415
+
+    for account_id, regions in list(sts_models.sts_backends.items()):
+        role = regions["global"].get_assumed_role_from_access_key(access_key_id)
+        if role is not None:
+            return role.secret_access_key, role.session_token, role.arn, role.user_id, account_id
+    for account_id, partitions in list(iam_models.iam_backends.items()):
+        user = partitions["aws"].get_user_from_access_key_id(access_key_id)
+        if user is not None:
+            key = next(k for k in user.access_keys if k.access_key_id == access_key_id)
+            if key.status != "Active":
+                return None
+            return key.secret_access_key, None, user.arn, user.id, account_id
+    return None

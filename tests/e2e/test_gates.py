@@ -200,27 +200,30 @@ FROZEN = json.dumps(
 )
 
 
-def test_a_freeze_window_refuses_a_push_and_a_named_force_goes_through_recorded(cluster: Any) -> None:
+def test_a_freeze_window_refuses_a_push_and_an_authenticated_force_goes_through_recorded(cluster: Any) -> None:
     with pipeline(cluster, FreezeCalendar=FROZEN) as pipe:
         images = {name: pipe.push(name, "main-1") for name in platform.SERVICE_NAMES}
         request = {"environment": "staging", "services": images, "reason": "hotfix"}
 
         refused = pipe.deploy(request)
-        unnamed = pipe.deploy({**request, "force": True})
-        forced = pipe.deploy({**request, "force": True, "requested_by": "alice"})
+        unsigned = pipe.deploy({**request, "force": True})
+        alice = pipe.operator("developer", session="alice")
+        status, started = alice.call({"action": "deploy", **request, "force": True})
+        forced = pipe.cloud.wait_execution(started["execution_arn"])
         override = read_override(
             str(pipe.cloud.ref("LedgerTable")), "staging", forced.output["plan"]["release"]["release_id"]
         )
 
     assert refused.status == "FAILED"
     assert refused.error == "FreezeWindowError"
-    assert "requested_by" in str(refused.cause)
-    assert unnamed.status == "FAILED"
-    assert unnamed.error == "FreezeWindowError"
+    assert "operator API" in str(refused.cause)
+    assert unsigned.status == "FAILED"
+    assert unsigned.error == "OperatorNotAuthorizedError"
+    assert status == 200, started
     assert forced.status == "SUCCEEDED", forced.cause
-    assert forced.output["freeze"]["forced_by"] == "alice"
+    assert forced.output["freeze"]["forced_by"] == alice.session_arn
     assert override is not None
-    assert override["forced_by"] == "alice"
+    assert override["forced_by"] == alice.session_arn
     assert override["window_reason"] == "audit"
 
 

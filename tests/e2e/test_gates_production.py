@@ -67,15 +67,22 @@ def production(cluster: Any, approval_timeout_s: int) -> Iterator[tuple[Pipeline
     with pipeline(cluster, Environment="production", ApprovalTimeoutSeconds=approval_timeout_s) as pipe:
         images = {name: pipe.push(name, "v1.0.0") for name in platform.SERVICE_NAMES}
         healthy_in_staging(pipe, images)
-        request = {"environment": "production", "services": images, "reason": "promote", "requested_by": "bob"}
+        request = {"environment": "production", "services": images, "reason": "promote"}
         yield pipe, request
+
+
+def request_through_the_operator_api(pipe: Pipeline, request: dict[str, Any], role: str = "developer") -> str:
+    """``role`` asks for the deploy through the operator API; the execution it started."""
+    status, answer = pipe.operator(role, session="bob").call({"action": "deploy", **request})
+    assert status == 200, answer
+    return str(answer["execution_arn"])
 
 
 def test_an_approved_production_release_deploys_and_nothing_changed_before_the_approval(
     production: tuple[Pipeline, dict[str, Any]],
 ) -> None:
     pipe, request = production
-    arn = pipe.cloud.start_execution("DeployStateMachine", request)
+    arn = request_through_the_operator_api(pipe, request)
     release_id = pending_approval(pipe, arn)
     writes_while_waiting = len(changes(pipe))
     dry_runs = len(pipe.writes()) - writes_while_waiting
@@ -83,50 +90,51 @@ def test_an_approved_production_release_deploys_and_nothing_changed_before_the_a
     assert item is not None
     assert item["diff_uri"].startswith("s3://")
 
-    decided = pipe.cloud.invoke(
-        "DecideApprovalFunction", {"release_id": release_id, "decision": "approve", "approver": "carol"}
-    )
+    carol = pipe.operator("release-approver", session="carol")
+    status, decided = carol.call({"action": "approve", "release_id": release_id, "comment": "ok"})
     result = pipe.cloud.wait_execution(arn)
 
-    assert decided.function_error is None, decided.payload
+    assert status == 200, decided
+    assert decided["principal"] == carol.session_arn
     assert writes_while_waiting == 0
     assert dry_runs > 0  # the diff the approver reads is the server's dry run
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["approval"]["status"] == "APPROVED"
-    assert result.output["approval"]["approver"] == "carol"
+    assert result.output["approval"]["approver"] == carol.session_arn
+    assert result.output["plan"]["trigger"]["requested_by"].endswith(":assumed-role/developer/bob")
     entered = result.states_entered()
-    assert entered.index("RequestApproval") < entered.index("PromoteImages") < entered.index("ApplyRelease")
+    assert entered.index("RequestApproval") < entered.index("VerifyApproval") < entered.index("PromoteImages")
+    assert entered.index("PromoteImages") < entered.index("ApplyRelease")
     assert "VerifyStagingHealth" in entered
 
 
 def test_a_rejected_production_release_ends_before_any_change(production: tuple[Pipeline, dict[str, Any]]) -> None:
     pipe, request = production
-    arn = pipe.cloud.start_execution("DeployStateMachine", request)
+    arn = request_through_the_operator_api(pipe, request)
     release_id = pending_approval(pipe, arn)
-    pipe.cloud.invoke(
-        "DecideApprovalFunction",
-        {"release_id": release_id, "decision": "reject", "approver": "carol", "comment": "not this week"},
-    )
+    carol = pipe.operator("release-approver", session="carol")
+    status, _ = carol.call({"action": "reject", "release_id": release_id, "comment": "not this week"})
     result = pipe.cloud.wait_execution(arn)
-    again = pipe.cloud.invoke(
-        "DecideApprovalFunction", {"release_id": release_id, "decision": "approve", "approver": "dave"}
+    again_status, again = pipe.operator("release-manager", session="dave").call(
+        {"action": "approve", "release_id": release_id}
     )
 
+    assert status == 200
     assert result.status == "FAILED"
     assert result.error == "ApprovalRejectedError"
     decided = Approvals(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").outcome(release_id)
     assert decided is not None
     assert decided.comment == "not this week"
-    assert decided.approver == "carol"
+    assert decided.approver == carol.session_arn
     assert changes(pipe) == []
-    assert again.function_error is not None  # a second decision is refused
-    assert "ApprovalStateError" in again.payload.decode()
+    assert again_status == 409  # a second decision is refused
+    assert again["error"] == "ApprovalStateError"
 
 
 @pytest.mark.parametrize("approval_timeout_s", [2])
 def test_an_approval_nobody_gives_times_out_and_is_recorded(production: tuple[Pipeline, dict[str, Any]]) -> None:
     pipe, request = production
-    arn = pipe.cloud.start_execution("DeployStateMachine", request)
+    arn = request_through_the_operator_api(pipe, request)
     release_id = pending_approval(pipe, arn)
 
     result = pipe.cloud.wait_execution(arn)  # ApprovalTimeoutSeconds=2 (real seconds: moto's callbacks)

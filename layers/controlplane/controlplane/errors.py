@@ -127,6 +127,16 @@ class ApprovalStateError(PermanentError):
     """An approval decision arrived for a release that is not awaiting one (already decided, expired, unknown)."""
 
 
+class ApprovalNotVerifiedError(PermanentError):
+    """After the approval callback: no signed APPROVED decision for this release, execution and plan (a forged or
+    foreign callback, a rejection, a decision for other digests). The execution ends refused."""
+
+
+class OperatorNotAuthorizedError(PermanentError):
+    """The caller may not do this: not an approver, approving his own release, or a force/production override
+    without the operator API's signed identity."""
+
+
 class FreezeWindowError(PermanentError):
     """The environment is inside a freeze window and the deploy was not forced."""
 

@@ -50,6 +50,13 @@ class Settings(BaseModel):
     restart_threshold: int = Field(alias="RESTART_THRESHOLD", default=2, ge=0, le=100)
     failure_grace_seconds: int = Field(alias="FAILURE_GRACE_SECONDS", default=30, ge=0, le=3_600)
     prune_allow: tuple[str, ...] = Field(alias="PRUNE_ALLOW_KINDS", default=())
+    # The operator path (controlplane.models.operator): who may approve, and the KMS keys that sign and hide.
+    approvers: tuple[str, ...] = Field(alias="APPROVERS", default=())
+    decision_key_id: str | None = Field(alias="DECISION_KEY_ID", default=None)
+    approval_token_key_id: str | None = Field(alias="APPROVAL_TOKEN_KEY_ID", default=None)
+    deploy_state_machine_arn: str | None = Field(alias="DEPLOY_STATE_MACHINE_ARN", default=None)
+    rollback_state_machine_arn: str | None = Field(alias="ROLLBACK_STATE_MACHINE_ARN", default=None)
+    offhours_state_machine_arn: str | None = Field(alias="OFFHOURS_STATE_MACHINE_ARN", default=None)
 
     @field_validator("tag_rules", mode="before")
     @classmethod
@@ -58,7 +65,7 @@ class Settings(BaseModel):
             return json.loads(value)  # ValueError becomes a ValidationError naming TAG_RULES
         return value
 
-    @field_validator("prune_allow", mode="before")
+    @field_validator("prune_allow", "approvers", mode="before")
     @classmethod
     def _parse_kinds(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -71,6 +78,14 @@ class Settings(BaseModel):
             if rule.matches(tag):
                 return rule.environment
         return None
+
+    def require(self, name: str) -> str:
+        """A setting a step cannot work without; :class:`ConfigurationError` naming its variable otherwise."""
+        value = getattr(self, name)
+        if not value:
+            alias = type(self).model_fields[name].alias or name
+            raise ConfigurationError(f"{alias} is not set for this function")
+        return str(value)
 
     def require_topic(self) -> str:
         if not self.notification_topic_arn:

@@ -1,4 +1,5 @@
-"""Production approval: diff stored outside the state, SNS request, approve/reject/timeout recorded (moto)."""
+"""Production approval: diff stored outside the state, SNS request, the token kept encrypted, decisions taken
+through the operator API's handler as the authenticated caller, signed, and verified after the callback (moto)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,25 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from controlplane.aws import approval as approvals
+from controlplane.aws.decision import decision_key
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import ApprovalStateError, InputValidationError, NotHealthyInStagingError
+from controlplane.errors import ApprovalNotVerifiedError, ApprovalStateError, NotHealthyInStagingError
 from controlplane.models.gates import (
-    ApprovalDecision,
     ApprovalRequest,
     ApprovalStatus,
     ApprovalTimeoutRequest,
     Decision,
     ImageRef,
     StagingHealthInput,
+    VerifyApprovalInput,
 )
 from controlplane.models.kube import ObjectDiff
-from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
-from controlplane.steps.gates import decide_approval, record_approval_timeout, request_approval, verify_staging_health
+from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
+from controlplane.steps.gates import record_approval_timeout, request_approval, verify_staging_health
+from controlplane.steps.operator import handle
+from controlplane.steps.verify_approval import verify_approval
 
-from .conftest import REGION, TABLE
+from .conftest import ACCOUNT, REGION, TABLE
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +37,12 @@ NOW = datetime(2025, 11, 26, 10, 0, tzinfo=UTC)
 TOKEN = "AQCEAAAAKgAAAAMAAAAA-secret-task-token"
 D1, D2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 IMAGES = [ImageRef(service="edc-service", digest=D1)]
+REL = "rel-" + "1" * 20
+EXECUTION = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:sts-deploy:op-deploy-1"
+APPROVER = f"arn:aws:sts::{ACCOUNT}:assumed-role/release-approver/carol"
+REQUESTER = f"arn:aws:sts::{ACCOUNT}:assumed-role/release-manager/bob"
+OUTSIDER = f"arn:aws:sts::{ACCOUNT}:assumed-role/developer/eve"
+RELEASE = ReleaseRef(release_id=REL, environment="production", images={"edc-service": D1}, bundle_hash="bundle-1")
 
 
 @pytest.fixture
@@ -45,10 +55,16 @@ def production(gate_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dic
     queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    kms = boto3.client("kms", region_name=REGION)
+    token_key = kms.create_key()["KeyMetadata"]["Arn"]
+    decision_key_arn = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
     for key, value in {
         "ENVIRONMENT": "production",
         "APPROVAL_BUCKET": "approvals",
         "APPROVAL_TOPIC_ARN": topic,
+        "APPROVAL_TOKEN_KEY_ID": token_key,
+        "DECISION_KEY_ID": decision_key_arn,
+        "APPROVERS": f"arn:aws:iam::{ACCOUNT}:role/release-approver,arn:aws:iam::{ACCOUNT}:role/release-manager",
     }.items():
         monkeypatch.setenv(key, value)
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -92,101 +108,192 @@ def diff(_request: ApprovalRequest) -> list[ObjectDiff]:
     ]
 
 
-def ask(release_id: str = "rel-1") -> Any:
+def ask(release_id: str = REL, requested_by: str | None = REQUESTER) -> Any:
     return request_approval(
         ApprovalRequest(
             task_token=TOKEN,
             environment="production",
             release_id=release_id,
-            execution_arn="arn:exec",
+            execution_arn=EXECUTION,
             images=IMAGES,
+            bundle_hash="bundle-1",
+            requested_by=requested_by,
             now=NOW,
         ),
         diff=diff,
     )
 
 
-def test_the_request_stores_the_diff_outside_the_state_and_links_it_in_the_message(production: dict[str, Any]) -> None:
+def url_event(principal: str | None, body: Any) -> dict[str, Any]:
+    """A function URL request (payload format 2.0) as AWS delivers it after SigV4 authentication."""
+    context: dict[str, Any] = {"requestId": "r-1", "http": {"method": "POST", "path": "/"}}
+    if principal is not None:
+        context["authorizer"] = {
+            "iam": {"accessKey": "ASIA0000", "accountId": ACCOUNT, "callerId": "AROA:x", "userArn": principal}
+        }
+    return {"version": "2.0", "requestContext": context, "body": json.dumps(body), "isBase64Encoded": False}
+
+
+def call(principal: str | None, body: Any) -> tuple[int, dict[str, Any]]:
+    response = handle(url_event(principal, body), now=NOW)
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+def verify(execution_arn: str = EXECUTION, requested_by: str | None = REQUESTER) -> Any:
+    return verify_approval(VerifyApprovalInput(release=RELEASE, execution_arn=execution_arn, requested_by=requested_by))
+
+
+def test_the_request_stores_the_diff_outside_the_state_and_the_token_only_encrypted(production: dict[str, Any]) -> None:
     notice = ask()
 
-    assert notice.diff_uri == "s3://approvals/approvals/production/rel-1/diff.json"
+    assert notice.diff_uri == f"s3://approvals/approvals/production/{REL}/diff.json"
     stored = json.loads(
         boto3.client("s3", region_name=REGION)
-        .get_object(Bucket="approvals", Key="approvals/production/rel-1/diff.json")["Body"]
+        .get_object(Bucket="approvals", Key=f"approvals/production/{REL}/diff.json")["Body"]
         .read()
     )
     assert stored["objects"][0]["changes"][0]["path"] == "spec.template.spec.containers[name=app].image"
     messages = boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=production["queue"])["Messages"]
     body = messages[0]["Body"]
-    assert "Release rel-1 to production is waiting for approval." in body
+    assert f"Release {REL} to production is waiting for approval." in body
+    assert f"Requested by: {REQUESTER}" in body
     assert f"edc-service: {D1}" in body
     assert "Objects that change: 1 of 2" in body
     assert notice.diff_uri in body
-    assert TOKEN not in body  # the token never leaves the ledger
+    assert TOKEN not in body
+    ledger = json.dumps(boto3.client("dynamodb", region_name=REGION).scan(TableName=TABLE)["Items"])
+    assert TOKEN not in ledger
+    assert "task_token_ciphertext" in ledger
 
 
-def test_approval_by_release_id_answers_the_task_and_is_recorded(production: dict[str, Any]) -> None:
+def test_an_approver_answers_the_task_and_the_signed_decision_verifies(production: dict[str, Any]) -> None:
     ask()
 
-    outcome = decide_approval(
-        ApprovalDecision(release_id="rel-1", decision=Decision.APPROVE, approver="alice", comment="lgtm")
-    )
+    status, answer = call(APPROVER, {"action": "approve", "release_id": REL, "comment": "lgtm"})
 
-    assert outcome.status is ApprovalStatus.APPROVED
+    assert (status, answer["status"], answer["principal"]) == (200, "APPROVED", APPROVER)
     token, sent = production["sent"][0]
-    assert token == TOKEN
+    assert token == TOKEN  # decrypted for the callback only
     assert sent["decision"] == "approve"
-    assert sent["output"]["approver"] == "alice"
-    recorded = approvals.Approvals(TABLE, region=REGION).outcome("rel-1")
+    recorded = approvals.Approvals(TABLE, region=REGION).outcome(REL)
     assert recorded is not None
-    assert (recorded.status, recorded.approver, recorded.comment) == (ApprovalStatus.APPROVED, "alice", "lgtm")
+    assert (recorded.status, recorded.approver, recorded.comment) == (ApprovalStatus.APPROVED, APPROVER, "lgtm")
+    verified = verify()
+    assert (verified.status, verified.approver) == (ApprovalStatus.APPROVED, APPROVER)
 
 
-def test_rejection_by_token_fails_the_task_with_the_rejection_error(production: dict[str, Any]) -> None:
+def test_a_rejection_fails_the_task_and_never_verifies(production: dict[str, Any]) -> None:
     ask()
 
-    outcome = decide_approval(
-        ApprovalDecision(task_token=TOKEN, decision=Decision.REJECT, approver="bob", comment="not on a Friday")
-    )
+    status, _ = call(APPROVER, {"action": "reject", "release_id": REL, "comment": "not on a Friday"})
 
-    assert outcome.status is ApprovalStatus.REJECTED
+    assert status == 200
     _, sent = production["sent"][0]
     assert sent["decision"] == "reject"
-    assert sent["cause"] == "ApprovalRejectedError: rejected by bob: not on a Friday"
+    assert sent["cause"] == f"ApprovalRejectedError: rejected by {APPROVER}: not on a Friday"
+    with pytest.raises(ApprovalNotVerifiedError, match="rejected"):
+        verify()
+
+
+@pytest.mark.parametrize(
+    ("principal", "body", "status", "field"),
+    [
+        (None, {"action": "approve", "release_id": REL}, 403, "no authenticated AWS identity"),
+        (OUTSIDER, {"action": "approve", "release_id": REL}, 403, "not an approver"),
+        (REQUESTER, {"action": "approve", "release_id": REL}, 403, "separation of duties"),
+        (REQUESTER.replace("/bob", "/bob-2"), {"action": "approve", "release_id": REL}, 403, "separation of duties"),
+        (APPROVER, {"action": "approve", "release_id": REL, "approver": "security-team"}, 400, "approver"),
+        (APPROVER, {"action": "approve", "release_id": "rel-1"}, 400, "release_id"),
+        (APPROVER, {"action": "approve", "release_id": REL, "comment": "ok\nApproved-by: ciso"}, 400, "comment"),
+        (APPROVER, {"action": "approve", "release_id": REL, "comment": "ok \u202e"}, 400, "comment"),
+        (APPROVER, [{"action": "approve"}], 400, "body: a JSON object is required"),
+        (APPROVER, {"action": "deploy", "environment": "production", "services": {}, "reason": "x"}, 400, "services"),
+        (
+            APPROVER,
+            {
+                "action": "deploy",
+                "environment": "production",
+                "services": {"edc-service": D1},
+                "reason": "x",
+                "force": "yes",
+            },
+            400,
+            "force",
+        ),
+        (
+            APPROVER,
+            {"action": "deploy", "environment": "staging", "services": {"edc-service": D1}, "reason": "x"},
+            400,
+            "environment",
+        ),
+        (APPROVER, {"action": "destroy"}, 400, "action"),
+    ],
+)
+def test_the_operator_api_refuses_by_name_and_nothing_is_decided(
+    production: dict[str, Any], principal: str | None, body: Any, status: int, field: str
+) -> None:
+    ask()
+
+    answer = call(principal, body)
+
+    assert answer[0] == status, answer
+    assert field in answer[1]["message"]
+    assert production["sent"] == []
+    assert approvals.Approvals(TABLE, region=REGION).outcome(REL).status is ApprovalStatus.PENDING  # type: ignore[union-attr]
 
 
 def test_a_second_decision_is_refused_and_the_first_stands(production: dict[str, Any]) -> None:
     ask()
-    decide_approval(ApprovalDecision(release_id="rel-1", decision=Decision.APPROVE, approver="alice"))
+    call(APPROVER, {"action": "approve", "release_id": REL})
 
-    with pytest.raises(ApprovalStateError, match="not awaiting approval \\(status: APPROVED\\)"):
-        decide_approval(ApprovalDecision(release_id="rel-1", decision=Decision.REJECT, approver="mallory"))
+    status, answer = call(APPROVER, {"action": "reject", "release_id": REL})
+
+    assert (status, answer["error"]) == (409, "ApprovalStateError")
     assert len(production["sent"]) == 1
-
-
-def test_a_token_and_release_id_that_disagree_are_refused(production: dict[str, Any]) -> None:
-    ask("rel-1")
-    with pytest.raises(InputValidationError, match="different approvals"):
-        decide_approval(ApprovalDecision(task_token=TOKEN, release_id="rel-2", decision=Decision.APPROVE, approver="a"))
 
 
 def test_a_timeout_is_recorded_and_a_late_decision_is_refused(production: dict[str, Any]) -> None:
     ask()
 
-    outcome = record_approval_timeout(ApprovalTimeoutRequest(release_id="rel-1", now=NOW))
+    outcome = record_approval_timeout(ApprovalTimeoutRequest(release_id=REL, now=NOW))
 
     assert outcome.status is ApprovalStatus.TIMED_OUT
-    with pytest.raises(ApprovalStateError, match="TIMED_OUT"):
-        decide_approval(ApprovalDecision(release_id="rel-1", decision=Decision.APPROVE, approver="late"))
+    status, answer = call(APPROVER, {"action": "approve", "release_id": REL})
+    assert status == 409
+    assert "TIMED_OUT" in answer["message"]
     assert production["sent"] == []
 
 
 def test_asking_again_after_a_decision_is_refused(production: dict[str, Any]) -> None:
     ask()
-    decide_approval(ApprovalDecision(release_id="rel-1", decision=Decision.REJECT, approver="bob"))
+    call(APPROVER, {"action": "reject", "release_id": REL})
 
     with pytest.raises(ApprovalStateError, match="already decided"):
         ask()
+
+
+def test_a_decision_verifies_only_for_its_own_execution_and_untampered(production: dict[str, Any]) -> None:
+    ask()
+    call(APPROVER, {"action": "approve", "release_id": REL})
+
+    with pytest.raises(ApprovalNotVerifiedError, match="execution_arn"):
+        verify(execution_arn=EXECUTION.replace("op-deploy-1", "op-deploy-2"))
+    with pytest.raises(ApprovalNotVerifiedError, match="requested_by"):
+        verify(requested_by=None)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    item = dynamodb.get_item(TableName=TABLE, Key=decision_key(REL))["Item"]
+    record = json.loads(item["record"]["S"])
+    record["images"] = {"edc-service": D2}  # a ledger writer edits what was approved
+    item["record"] = {"S": json.dumps(record)}
+    dynamodb.put_item(TableName=TABLE, Item=item)
+    with pytest.raises(ApprovalNotVerifiedError, match="signature does not verify"):
+        verify()
+
+
+def test_without_any_decision_the_callback_is_not_enough(production: dict[str, Any]) -> None:
+    ask()
+    with pytest.raises(ApprovalNotVerifiedError, match="no decision was recorded"):
+        verify()
 
 
 def test_the_sfn_adapter_maps_a_closed_task_to_an_approval_state_error(gate_env: dict[str, str]) -> None:

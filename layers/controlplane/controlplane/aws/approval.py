@@ -2,16 +2,19 @@
 
 Items (ledger table):
 
-* ``RELEASE#<release id>`` / ``APPROVAL`` — status (PENDING, APPROVED, REJECTED, TIMED_OUT), the task token, the diff
+* ``RELEASE#<release id>`` / ``APPROVAL`` — status (PENDING, APPROVED, REJECTED, TIMED_OUT), what is to be approved
+  (execution, digests, bundle hash, the authenticated requester), the task token **encrypted** by KMS (only the
+  operator API's role may decrypt it; the encryption context binds it to the release and execution), the diff
   location, who decided, when, and their comment. Decisions are conditional on PENDING: a second decision, or one
   after the timeout, is refused instead of overwriting the first.
-* ``APPROVAL_TOKEN#<sha256 of the token>`` / ``APPROVAL`` — which release a token belongs to, so an approver holding
-  only the token can decide. The token itself is never logged, put in a message or an exception.
+* ``DECISION#<release id>`` / ``DECISION`` — the signed decision (:mod:`controlplane.aws.decision`): what
+  VerifyApproval trusts, never this item's status.
+
+The token itself is never stored in plaintext, logged, put in a message or an exception.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,10 +37,6 @@ SUBJECT_LIMIT = 100
 
 def approval_key(release_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"RELEASE#{release_id}"}, "sk": {"S": "APPROVAL"}}
-
-
-def token_key(task_token: str) -> dict[str, Any]:
-    return {"pk": {"S": f"APPROVAL_TOKEN#{hashlib.sha256(task_token.encode()).hexdigest()}"}, "sk": {"S": "APPROVAL"}}
 
 
 def diff_key(environment: str, release_id: str) -> str:
@@ -72,8 +71,11 @@ class Approvals:
         *,
         release_id: str,
         environment: str,
-        task_token: str,
+        task_token_ciphertext: str,
         execution_arn: str,
+        images: dict[str, str],
+        bundle_hash: str,
+        requested_by: str | None,
         diff_uri: str,
         summary: str,
         now: datetime,
@@ -84,45 +86,28 @@ class Approvals:
             "release_id": {"S": release_id},
             "environment": {"S": environment},
             "status": {"S": ApprovalStatus.PENDING.value},
-            "task_token": {"S": task_token},
+            "task_token_ciphertext": {"S": task_token_ciphertext},
             "execution_arn": {"S": execution_arn},
+            "images": {"S": json.dumps(images, sort_keys=True)},
+            "bundle_hash": {"S": bundle_hash},
+            "requested_by": {"S": requested_by or ""},
             "diff_uri": {"S": diff_uri},
             "summary": {"S": summary[:4000]},
             "requested_at": {"S": now.isoformat()},
         }
         try:
-            with translate_aws_errors("dynamodb:TransactWriteItems"):
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.table_name,
-                                "Item": item,
-                                "ConditionExpression": "attribute_not_exists(pk) OR #status = :pending",
-                                "ExpressionAttributeNames": {"#status": "status"},
-                                "ExpressionAttributeValues": {":pending": {"S": ApprovalStatus.PENDING.value}},
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.table_name,
-                                "Item": token_key(task_token)
-                                | {"kind": {"S": "approval_token"}, "release_id": {"S": release_id}},
-                            }
-                        },
-                    ]
+            with translate_aws_errors("dynamodb:PutItem"):
+                self._client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk) OR #status = :pending",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":pending": {"S": ApprovalStatus.PENDING.value}},
                 )
         except ClientError as exc:
-            if error_code(exc) in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise ApprovalStateError(f"release {release_id} was already decided; not asking again") from None
             raise
-
-    def release_of_token(self, task_token: str) -> str:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._client.get_item(TableName=self.table_name, Key=token_key(task_token), ConsistentRead=True)
-        if "Item" not in item:
-            raise ApprovalStateError("no pending approval has this task token")
-        return str(item["Item"]["release_id"]["S"])
 
     def get(self, release_id: str) -> dict[str, str] | None:
         with translate_aws_errors("dynamodb:GetItem"):
@@ -146,7 +131,7 @@ class Approvals:
     def settle(
         self, release_id: str, status: ApprovalStatus, *, approver: str | None, comment: str, now: datetime
     ) -> str:
-        """Move PENDING -> ``status``; returns the task token. :class:`ApprovalStateError` if not pending."""
+        """Move PENDING -> ``status`` (the timeout's path; decisions go through :mod:`controlplane.aws.decision`)."""
         try:
             with translate_aws_errors("dynamodb:UpdateItem"):
                 response = self._client.update_item(
@@ -175,7 +160,7 @@ class Approvals:
             current = self.get(release_id)
             state = current["status"] if current else "unknown"
             raise ApprovalStateError(f"release {release_id} is not awaiting approval (status: {state})") from None
-        return str(response["Attributes"]["task_token"]["S"])
+        return str(response["Attributes"].get("task_token_ciphertext", {}).get("S", ""))
 
 
 def publish_request(

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from controlplane import platform
 from controlplane.errors import ConfigurationError, NotHealthyInStagingError
-from controlplane.models.release import Digest, Environment, ServiceName
+from controlplane.models.release import Digest, Environment, ReleaseRef, ServiceName
 
 
 class _Model(BaseModel):
@@ -129,7 +129,7 @@ class LockRequest(_Model):
 class AcquireLockInput(_Model):
     """AcquireLock: the execution's raw input (an ECR push event or a console request) and its context."""
 
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: Any = Field(default_factory=dict, description="any JSON: a non-object is refused by name, not by type")
     execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
     started_at: datetime = Field(description="$$.Execution.StartTime")
     purpose: LockPurpose = LockPurpose.DEPLOY
@@ -528,7 +528,8 @@ class ApprovalRequest(_Model):
     release_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
     execution_arn: str
     images: Images
-    requested_by: str | None = None
+    bundle_hash: str = Field(min_length=1)
+    requested_by: str | None = Field(default=None, description="the authenticated requester (operator API)")
     timeout_s: int = Field(default=86_400, gt=0)
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
 
@@ -551,28 +552,20 @@ class StagingHealth(_Model):
     staging_release_ids: list[str]
 
 
-class ApprovalDecision(_Model):
-    """What an approver sends (console input or CLI): a task token or a release id, and the decision."""
-
-    task_token: str | None = Field(default=None, repr=False)
-    release_id: str | None = None
-    decision: Decision
-    approver: str = Field(min_length=1)
-    comment: str = ""
-
-    @model_validator(mode="after")
-    def _one_key(self) -> Self:
-        if not (self.task_token or self.release_id):
-            raise ValueError("either task_token or release_id is required")
-        return self
-
-
 class ApprovalOutcome(_Model):
     release_id: str
     status: ApprovalStatus
     approver: str | None = None
     comment: str = ""
     decided_at: datetime | None = None
+
+
+class VerifyApprovalInput(_Model):
+    """VerifyApproval: the execution's own plan, to compare with the signed decision (not the callback's payload)."""
+
+    release: ReleaseRef
+    execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
+    requested_by: str | None = Field(default=None, description="$.plan.trigger.requested_by (authenticated)")
 
 
 class ApprovalTimeoutRequest(_Model):

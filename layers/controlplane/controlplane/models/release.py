@@ -19,6 +19,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,11 +29,15 @@ from pydantic import (
 from controlplane import platform
 from controlplane.errors import InputValidationError
 from controlplane.models.kube import ObjectRef
+from controlplane.models.operator import OperatorSignature, Reason
 
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 _DIGEST = re.compile(DIGEST_PATTERN)
-# OCI tag grammar (distribution spec).
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# OCI tag grammar (distribution spec): at most 128 characters, no separators, no shell metacharacters.
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+_TAG = re.compile(TAG_PATTERN)
+# ECR repository names (CreateRepository's pattern; 2..256 characters).
+REPOSITORY_PATTERN = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
 
 Digest = Annotated[str, Field(pattern=DIGEST_PATTERN, description="image manifest digest, sha256:<64 hex>")]
 Environment = Literal["staging", "production"]
@@ -69,32 +75,35 @@ class EcrImageActionDetail(AwsModel):
 
     result: Literal["SUCCESS"]
     action_type: Literal["PUSH"] = Field(alias="action-type")
-    repository_name: str = Field(alias="repository-name", min_length=1)
+    repository_name: str = Field(alias="repository-name", min_length=2, max_length=256, pattern=REPOSITORY_PATTERN)
     image_digest: Digest = Field(alias="image-digest")
-    image_tag: str | None = Field(default=None, alias="image-tag")
+    image_tag: str | None = Field(default=None, alias="image-tag", pattern=TAG_PATTERN)
 
 
 class EcrPushEvent(AwsModel):
     """The EventBridge event ECR emits on a successful push (what the rule forwards, unchanged)."""
 
-    version: str = "0"
-    id: str = Field(min_length=1)
+    version: str = Field(default="0", max_length=8)
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     detail_type: Literal["ECR Image Action"] = Field(alias="detail-type")
     source: Literal["aws.ecr"]
     account: str = Field(pattern=r"^\d{12}$")
     time: AwareDatetime
-    region: str = Field(min_length=1)
-    resources: list[str] = Field(default_factory=list)
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    resources: list[Annotated[str, Field(max_length=2048)]] = Field(default_factory=list, max_length=20)
     detail: EcrImageActionDetail
 
 
 def _image_reference(value: str) -> str:
     if _DIGEST.match(value) or _TAG.match(value):
         return value
-    raise ValueError(f"{value!r} is neither a digest (sha256:<64 hex>) nor an image tag")
+    shown = value if len(value) <= 80 and value.isprintable() else f"{len(value)} characters"
+    raise ValueError(
+        f"{shown!r} is neither a digest (sha256:<64 hex>) nor an OCI tag ([A-Za-z0-9_][A-Za-z0-9._-], <= 128)"
+    )
 
 
-ImageReference = Annotated[str, AfterValidator(_image_reference)]
+ImageReference = Annotated[StrictStr, Field(max_length=200), AfterValidator(_image_reference)]
 
 
 class ConsoleRequest(StrictModel):
@@ -105,11 +114,12 @@ class ConsoleRequest(StrictModel):
     """
 
     environment: Environment
-    services: dict[ServiceName, ImageReference] = Field(min_length=1)
-    reason: str = Field(min_length=1, max_length=500)
-    force: bool = False
-    requested_by: str | None = Field(
-        default=None, max_length=200, description="Who asks (named in approvals; required to force a freeze window)."
+    services: dict[ServiceName, ImageReference] = Field(min_length=1, max_length=len(platform.SERVICE_NAMES))
+    reason: Reason
+    force: StrictBool = False
+    operator: OperatorSignature | None = Field(
+        default=None,
+        description="Set by the operator API only: who asked, signed. Forcing needs it (the identity is AWS's).",
     )
 
     @field_validator("services", mode="before")
@@ -135,7 +145,7 @@ class Trigger(StrictModel):
     repository: str | None = None
     tag: str | None = None
     force: bool = False
-    requested_by: str | None = None
+    requested_by: str | None = Field(default=None, description="the operator API's authenticated principal")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -325,7 +335,8 @@ class OperatorRollbackRequest(StrictModel):
 
     environment: Environment
     release_id: str | None = Field(default=None, pattern=r"^rel-[0-9a-f]{20}$")
-    reason: str = Field(default="operator rollback", min_length=1, max_length=500)
+    reason: Reason = "operator rollback"
+    operator: OperatorSignature | None = Field(default=None, description="Set by the operator API only (signed).")
 
 
 class AutomaticRollback(StrictModel):

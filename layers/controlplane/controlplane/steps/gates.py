@@ -19,10 +19,9 @@ from typing import Any
 
 from controlplane import platform
 from controlplane.aws import approval as approvals
-from controlplane.aws import freeze, lock, promote, provision, scan
+from controlplane.aws import ecr, freeze, lock, promote, provision, scan, signing
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import (
-    ApprovalRejectedError,
     ConfigurationError,
     FreezeWindowError,
     InputValidationError,
@@ -34,13 +33,11 @@ from controlplane.kube.apply import diff_objects
 from controlplane.models.gates import (
     AcquireLockInput,
     AdvanceStacksInput,
-    ApprovalDecision,
     ApprovalNotice,
     ApprovalOutcome,
     ApprovalRequest,
     ApprovalStatus,
     ApprovalTimeoutRequest,
-    Decision,
     FreezeCheckRequest,
     FreezeDecision,
     LockOutcome,
@@ -75,8 +72,12 @@ DiffProvider = Callable[[ApprovalRequest], list[ObjectDiff]]
 
 
 # ------------------------------------------------------------------------------------------------------------ lock
-def pushes_of(raw: Mapping[str, Any], *, started_at_ms: int) -> tuple[str, list[Push]]:
-    """The environment and pushes an execution input asks for (ECR event: event time orders; console: start time)."""
+def pushes_of(raw: Any, *, started_at_ms: int, execution_arn: str) -> tuple[str, list[Push]]:
+    """The environment and pushes an execution input asks for (ECR event: event time orders; console: start time).
+
+    Everything PlanRelease would refuse about the input itself is refused here, before the lock is written: the
+    grammar, another environment, an unsigned ``force``, an ECR event whose digest is not in ECR.
+    """
     settings = get_settings()
     request = parse_request(raw)
     environment = target_environment(request, settings)
@@ -86,6 +87,13 @@ def pushes_of(raw: Mapping[str, Any], *, started_at_ms: int) -> tuple[str, list[
                 f"environment: {environment!r} is not deployed by this control plane (it deploys "
                 f"{settings.environment!r}); start the {environment} control plane's state machine instead"
             )
+        signing.requester_of(
+            raw,
+            force=request.force,
+            execution_arn=execution_arn,
+            key_id=settings.decision_key_id,
+            region=settings.region,
+        )
         return environment, [Push(service=s, reference=r, sequence=started_at_ms) for s, r in request.services.items()]
     if environment != settings.environment:
         return environment, []  # another environment's push: skipped, whatever its repository
@@ -93,6 +101,15 @@ def pushes_of(raw: Mapping[str, Any], *, started_at_ms: int) -> tuple[str, list[
         service = platform.service_for_repository(request.detail.repository_name).name
     except KeyError as exc:
         raise PlanError(f"unknown repository: {exc.args[0]}") from None
+    try:
+        ecr.resolve_image(
+            request.detail.repository_name,
+            request.detail.image_digest,
+            region=settings.region,
+            registry_id=settings.account_id,
+        )
+    except PlanError as exc:
+        raise InputValidationError(f"detail.image-digest: {exc}") from None
     sequence = int(request.time.timestamp() * 1000)
     return environment, [Push(service=service, reference=request.detail.image_digest, sequence=sequence)]
 
@@ -103,7 +120,9 @@ def acquire_lock(event: AcquireLockInput) -> LockResult:
     settings, gates = get_settings(), gate_settings()
     owner = event.owner or event.execution_arn
     if event.purpose is LockPurpose.DEPLOY:
-        environment, pushes = pushes_of(event.input, started_at_ms=int(event.started_at.timestamp() * 1000))
+        environment, pushes = pushes_of(
+            event.input, started_at_ms=int(event.started_at.timestamp() * 1000), execution_arn=event.execution_arn
+        )
         if environment != settings.environment:
             return LockResult(outcome=LockOutcome.SKIPPED, environment=settings.environment, owner=owner)
     else:
@@ -169,7 +188,7 @@ def check_freeze(event: FreezeCheckRequest) -> FreezeDecision:
     if not event.forced_by_someone:
         raise FreezeWindowError(
             f"{event.environment} is frozen ({window.reason}); to override, deploy from the console with "
-            '"force": true and "requested_by": "<who takes responsibility>"'
+            '"force": true through the operator API (the authenticated caller takes responsibility)'
         )
     decision = FreezeDecision(
         environment=event.environment,
@@ -350,17 +369,25 @@ def request_approval(event: ApprovalRequest, *, diff: DiffProvider) -> ApprovalN
             f"Objects that change: {len(changed)} of {len(changes)}",
             *(f"  {d.action}: {d.ref.kind}/{d.ref.name}" for d in changed[:50]),
             f"Server-side dry-run diff: {uri}",
-            f"Decide within {event.timeout_s // 3600} h: run the approval function with",
-            json.dumps(
-                {"release_id": event.release_id, "decision": "approve|reject", "approver": "you", "comment": ""}
-            ),
+            f"Decide within {event.timeout_s // 3600} h through the operator API (OperatorApiUrl, SigV4-signed POST;",
+            "an approver who did not request the release):",
+            json.dumps({"action": "approve|reject", "release_id": event.release_id, "comment": "..."}),
         ]
+    )
+    ciphertext = signing.encrypt_token(
+        settings.require("approval_token_key_id"),
+        event.task_token,
+        {"release_id": event.release_id, "execution_arn": event.execution_arn},
+        region=settings.region,
     )
     approvals.Approvals(settings.ledger_table_name, region=settings.region).register(
         release_id=event.release_id,
         environment=event.environment,
-        task_token=event.task_token,
+        task_token_ciphertext=ciphertext,
         execution_arn=event.execution_arn,
+        images={i.service: i.digest for i in event.images},
+        bundle_hash=event.bundle_hash,
+        requested_by=event.requested_by,
         diff_uri=uri,
         summary=summary,
         now=now,
@@ -372,27 +399,6 @@ def request_approval(event: ApprovalRequest, *, diff: DiffProvider) -> ApprovalN
         region=settings.region,
     )
     return ApprovalNotice(release_id=event.release_id, diff_uri=uri, message_id=message_id)
-
-
-def decide_approval(event: ApprovalDecision) -> ApprovalOutcome:
-    """The approval handler: settle the pending approval, then answer the waiting task."""
-    settings = get_settings()
-    table = approvals.Approvals(settings.ledger_table_name, region=settings.region)
-    release_id = event.release_id or table.release_of_token(event.task_token or "")
-    if event.task_token and event.release_id and table.release_of_token(event.task_token) != event.release_id:
-        raise InputValidationError("task_token and release_id name different approvals")
-    status = ApprovalStatus.APPROVED if event.decision is Decision.APPROVE else ApprovalStatus.REJECTED
-    now = at(None)
-    token = table.settle(release_id, status, approver=event.approver, comment=event.comment, now=now)
-    outcome = ApprovalOutcome(
-        release_id=release_id, status=status, approver=event.approver, comment=event.comment, decided_at=now
-    )
-    cause = f"{ApprovalRejectedError.__name__}: rejected by {event.approver}: {event.comment}"
-    approvals.send_decision(
-        token, event.decision, output=outcome.model_dump(mode="json"), cause=cause, region=settings.region
-    )
-    logger.info("approval decided", extra={"release_id": release_id, "status": status.value, "by": event.approver})
-    return outcome
 
 
 def record_approval_timeout(event: ApprovalTimeoutRequest) -> ApprovalOutcome:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from controlplane import platform
-from controlplane.aws import ecr, eks
+from controlplane.aws import ecr, eks, signing
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import InputValidationError, PlanError
 from controlplane.models.release import (
@@ -36,14 +36,19 @@ from controlplane.validate import validate_objects
 Request = EcrPushEvent | ConsoleRequest
 
 
-def parse_request(raw: Mapping[str, Any]) -> Request:
+def parse_request(raw: Any) -> Request:
     """An ECR ``ECR Image Action`` event (has ``detail-type``) or a console request; the error names the field."""
+    if not isinstance(raw, Mapping):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(raw), "number")
+        raise InputValidationError(
+            f"input: the execution input must be a JSON object (a console request or an ECR event), not a JSON {kind}"
+        )
     if "detail-type" in raw or "source" in raw or "detail" in raw:
         return parse(EcrPushEvent, raw, what="ECR event")
     return parse(ConsoleRequest, raw, what="console request")
 
 
-def trigger_of(request: Request) -> Trigger:
+def trigger_of(request: Request, *, requested_by: str | None = None) -> Trigger:
     if isinstance(request, EcrPushEvent):
         detail = request.detail
         return Trigger(
@@ -53,9 +58,7 @@ def trigger_of(request: Request) -> Trigger:
             repository=detail.repository_name,
             tag=detail.image_tag,
         )
-    return Trigger(
-        kind=TriggerKind.CONSOLE, reason=request.reason, force=request.force, requested_by=request.requested_by
-    )
+    return Trigger(kind=TriggerKind.CONSOLE, reason=request.reason, force=request.force, requested_by=requested_by)
 
 
 def target_environment(request: Request, settings: Settings) -> str:
@@ -114,7 +117,16 @@ def plan_release(event: PlanInput) -> PlanOutput:
     correlate(execution_arn=event.execution_arn)
     settings = get_settings()
     request = parse_request(event.input)
-    trigger = trigger_of(request)
+    requested_by = None
+    if isinstance(request, ConsoleRequest):
+        requested_by = signing.requester_of(
+            event.input,
+            force=request.force,
+            execution_arn=event.execution_arn,
+            key_id=settings.decision_key_id,
+            region=settings.region,
+        )
+    trigger = trigger_of(request, requested_by=requested_by)
     deadline_at = event.started_at + timedelta(seconds=settings.deploy_deadline_seconds)
     environment = target_environment(request, settings)
     common: dict[str, Any] = {

@@ -1,0 +1,124 @@
+"""KMS for the operator path: HMAC signatures over operator material, and the approval task token kept encrypted.
+
+* ``DECISION_KEY_ID`` (an ``HMAC_256`` key): only the operator API's role may ``kms:GenerateMac``; the steps that check
+  a signature may ``kms:VerifyMac``. Whoever can write the ledger or start an execution still cannot sign.
+* ``APPROVAL_TOKEN_KEY_ID`` (a symmetric key): RequestApproval ``kms:Encrypt``s the task token with the release and
+  execution as encryption context; only the operator API's role may ``kms:Decrypt``. The ledger holds ciphertext only,
+  so a reader of the ledger holds no token (the execution history still shows it: that is why VerifyApproval exists).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.errors import OperatorNotAuthorizedError
+from controlplane.models.operator import OperatorAction, OperatorSignature, canonical
+from controlplane.models.release import validation_message
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+MAC_ALGORITHM: Final = "HMAC_SHA_256"
+
+
+def _kms(region: str | None, client: KMSClient | None) -> KMSClient:
+    return client or boto3.client("kms", region_name=region)
+
+
+def sign(
+    key_id: str, material: Mapping[str, Any], *, region: str | None = None, client: KMSClient | None = None
+) -> str:
+    """Base64 HMAC of :func:`canonical` ``material`` by the KMS key ``key_id``."""
+    with translate_aws_errors("kms:GenerateMac"):
+        response = _kms(region, client).generate_mac(
+            KeyId=key_id, MacAlgorithm=MAC_ALGORITHM, Message=canonical(material)
+        )
+    return base64.b64encode(response["Mac"]).decode()
+
+
+def verify(
+    key_id: str, material: Mapping[str, Any], mac: str, *, region: str | None = None, client: KMSClient | None = None
+) -> bool:
+    """Whether ``mac`` is the key's HMAC of ``material`` (a malformed or foreign MAC is simply not valid)."""
+    try:
+        raw = base64.b64decode(mac, validate=True)
+    except ValueError:
+        return False
+    try:
+        with translate_aws_errors("kms:VerifyMac"):
+            response = _kms(region, client).verify_mac(
+                KeyId=key_id, MacAlgorithm=MAC_ALGORITHM, Message=canonical(material), Mac=raw
+            )
+    except ClientError as exc:
+        if error_code(exc) in {"KMSInvalidMacException", "ValidationException"}:
+            return False
+        raise
+    return bool(response.get("MacValid"))
+
+
+def encrypt_token(
+    key_id: str, token: str, context: Mapping[str, str], *, region: str | None = None, client: KMSClient | None = None
+) -> str:
+    """The task token encrypted under ``context`` (base64 ciphertext; the token itself is never returned or logged)."""
+    with translate_aws_errors("kms:Encrypt"):
+        response = _kms(region, client).encrypt(KeyId=key_id, Plaintext=token.encode(), EncryptionContext=dict(context))
+    return base64.b64encode(response["CiphertextBlob"]).decode()
+
+
+def decrypt_token(
+    ciphertext: str, context: Mapping[str, str], *, region: str | None = None, client: KMSClient | None = None
+) -> str:
+    """The task token back (the same encryption context, or KMS refuses: a ciphertext cannot change release)."""
+    with translate_aws_errors("kms:Decrypt"):
+        response = _kms(region, client).decrypt(
+            CiphertextBlob=base64.b64decode(ciphertext), EncryptionContext=dict(context)
+        )
+    return bytes(response["Plaintext"]).decode()
+
+
+def operator_of(
+    raw: Mapping[str, Any], *, execution_arn: str, key_id: str | None, region: str | None = None
+) -> OperatorSignature | None:
+    """The operator API's verified signature in an execution's input ``raw``, or ``None`` when it has none.
+
+    A signature that does not verify (another execution's, an edited request, made up) is refused, never ignored.
+    """
+    if "operator" not in raw:
+        return None
+    try:
+        signature = OperatorSignature.model_validate(raw["operator"])
+    except ValidationError as exc:
+        raise OperatorNotAuthorizedError(f"operator: {validation_message(exc)}") from None
+    if not key_id:
+        raise OperatorNotAuthorizedError("operator: DECISION_KEY_ID is not set, so no signature can be verified")
+    name = execution_arn.rpartition(":")[2]
+    if not verify(key_id, signature.material(execution_name=name, request=raw), signature.mac, region=region):
+        raise OperatorNotAuthorizedError(
+            "operator: the signature does not match this execution and request (only the operator API signs)"
+        )
+    return signature
+
+
+def requester_of(
+    raw: Mapping[str, Any], *, force: bool, execution_arn: str, key_id: str | None, region: str | None = None
+) -> str | None:
+    """The authenticated principal who asked for this deploy (``None``: nobody signed); ``force`` needs one."""
+    signature = operator_of(raw, execution_arn=execution_arn, key_id=key_id, region=region)
+    if signature is None:
+        if force:
+            raise OperatorNotAuthorizedError(
+                "force: forcing through a freeze window or a quarantine needs an authenticated operator; deploy "
+                'through the operator API ({"action": "deploy", ..., "force": true}), not by starting the state '
+                "machine directly"
+            )
+        return None
+    if signature.action is not OperatorAction.DEPLOY:
+        raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for deploy")
+    return signature.principal
