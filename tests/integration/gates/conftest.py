@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -64,15 +65,11 @@ def ecr_push(service: str, digest: str, *, time: str, tag: str = "build-1") -> d
     """
     ecr = boto3.client("ecr", region_name=REGION)
     repository = f"clinical-trials/{service}"
-    try:
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(repositoryName=repository)
-    except ecr.exceptions.RepositoryAlreadyExistsException:
-        pass
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "d": digest})
-    try:  # untagged: several of these tests push different digests under one tag name
+    with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):  # untagged: tests reuse one tag
         ecr.put_image(repositoryName=repository, imageManifest=manifest, imageDigest=digest)
-    except ecr.exceptions.ImageAlreadyExistsException:
-        pass
     return {
         "version": "0",
         "id": f"evt-{service}-{digest[-6:]}-{time}",

@@ -3,8 +3,8 @@
 Staging:    AcquireLock -> PlanRelease -> CheckFreeze -> ScanImages (Wait loop) -> StartStacks/AdvanceStacks (Wait
             loop) -> PromoteImages -> apply ... -> ReleaseLock
 Production: AcquireLock -> PlanRelease -> CheckFreeze -> VerifyStagingHealth -> ScanImages -> RequestApproval
-            (waitForTaskToken; DecideApproval answers it) -> StartStacks/AdvanceStacks -> PromoteImages -> apply ...
-            -> ReleaseLock
+            (waitForTaskToken; the operator API answers it) -> VerifyApproval -> StartStacks/AdvanceStacks
+            -> PromoteImages -> apply ... -> ReleaseLock
 Every exit path releases the lock (Catch -> ReleaseLock); aborts and timeouts are released by
 :func:`release_lock_after_execution` from the Step Functions "Execution Status Change" event.
 """
