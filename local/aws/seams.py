@@ -17,6 +17,9 @@ and in ``tests/integration/aws/test_seams.py``. The seams:
   ``$$.Execution.StartTime``; wrapped to pass the ISO-8601 string Step Functions passes.
 * ``moto.eks.models.Cluster`` attributes ``endpoint``/``certificate_authority``, ``EKSBackend.update_nodegroup_config``.
 * ``moto.ecr.models.ECRBackend.describe_image_scan_findings``.
+* ``moto.s3.models.FakeBucket.get_permission(self, action, resource)`` and ``moto.iam.access_control
+  .IAMPolicyStatement._check_conditions`` — moto treats a bucket-policy statement whose Condition does not hold as an
+  explicit Deny (a TLS-only policy then denies every object request); replaced so such a statement does not apply.
 * ``moto.events.utils.EventTemplateParser`` (used by ``moto.events.models``) — moto's InputTransformer inserts string
   values unquoted outside JSON strings (EventBridge quotes them), then fails ``PutEvents`` on the bad JSON; replaced by
   :func:`local.aws.eventbridge.transform` for moto's own deliveries (SQS, logs).
@@ -46,6 +49,7 @@ from unittest import mock
 from local.aws.eventbridge import transform
 
 MOTO_VERSION = "5.2.5"
+_S3_REQUEST_CONTEXT = {"aws:SecureTransport": "true"}  # the harness's S3 clients speak HTTPS
 _MOTO_DELIVERED_TARGETS = frozenset({"logs", "sqs", "events"})
 
 
@@ -97,6 +101,14 @@ def check_seams() -> None:
             raise SeamMovedError(f"moto seam moved: {seam} (harness written against moto {MOTO_VERSION})")
 
     expect(moto.__version__ == MOTO_VERSION, f"moto version is {moto.__version__}")
+    from moto.iam import access_control  # noqa: PLC0415
+    from moto.s3 import models as s3_models  # noqa: PLC0415
+
+    expect(
+        list(inspect.signature(s3_models.FakeBucket.get_permission).parameters) == ["self", "action", "resource"],
+        "s3 FakeBucket.get_permission signature",
+    )
+    expect(hasattr(access_control.IAMPolicyStatement, "is_action_permitted"), "IAMPolicyStatement.is_action_permitted")
     from moto.iam import models as iam_models  # noqa: PLC0415
     from moto.sts import models as sts_models  # noqa: PLC0415
 
@@ -201,6 +213,31 @@ class _ClockTimeModule:
         return getattr(_time, name)
 
 
+def condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
+    """Whether an IAM ``Condition`` block holds in ``context`` (``Bool``/``StringEquals``/``StringNotEquals``).
+
+    A key missing from the context does not match (as in IAM, without ``...IfExists``). An operator this does not
+    know is taken to hold, so a Deny with it still applies: stricter than AWS, never more lenient.
+    """
+    for operator, pairs in condition.items():
+        for key, expected in pairs.items():
+            values = [str(v).lower() if operator == "Bool" else str(v) for v in _as_list(expected)]
+            actual = context.get(key)
+            if operator in {"Bool", "StringEquals"}:
+                ok = actual is not None and (actual.lower() if operator == "Bool" else actual) in values
+            elif operator == "StringNotEquals":
+                ok = actual is not None and actual not in values
+            else:
+                ok = True
+            if not ok:
+                return False
+    return True
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 @contextmanager
 def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
     """Install every seam for the duration of the ``with`` block."""
@@ -208,6 +245,7 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
     from moto.events import models as events_models  # noqa: PLC0415
     from moto.events import utils as events_utils  # noqa: PLC0415
     from moto.kms import models as kms_models  # noqa: PLC0415
+    from moto.s3 import models as s3_models  # noqa: PLC0415
     from moto.stepfunctions.parser import models as sfn_models  # noqa: PLC0415
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (  # noqa: PLC0415
         FailureEventException,
@@ -285,6 +323,29 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
 
     original_kms_key_from_cfn = cast(Any, kms_models.Key.create_from_cloudformation_json).__func__
 
+    def bucket_permission(self: Any, action: str, resource: str) -> Any:
+        # moto's IAMPolicyStatement answers DENIED when a statement's Condition does not hold, so a TLS-only policy
+        # (Deny s3:* if aws:SecureTransport is "false") denies every request. In AWS a statement whose condition does
+        # not hold does not apply. Evaluate statement by statement in the request context of the harness's clients
+        # (boto3 over HTTPS: aws:SecureTransport "true"); an explicit Deny wins, then an Allow.
+        from moto.iam.access_control import IAMPolicyStatement, PermissionResult  # noqa: PLC0415
+
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        document = json.loads(self.policy)
+        statements = document.get("Statement") or []
+        result = PermissionResult.NEUTRAL
+        for raw in statements if isinstance(statements, list) else [statements]:
+            statement = IAMPolicyStatement(raw)
+            if raw.get("Condition") and not condition_holds(raw["Condition"], _S3_REQUEST_CONTEXT):
+                continue
+            answer = statement.is_action_permitted(action, resource)
+            if answer == PermissionResult.DENIED:
+                return answer
+            if answer == PermissionResult.PERMITTED:
+                result = answer
+        return result
+
     def kms_key_from_cfn(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
         # AWS::KMS::Key Tags are {Key, Value} in CloudFormation; moto hands them to the KMS API unchanged, which
         # wants {TagKey, TagValue}, and fails with KeyError 'TagKey'.
@@ -296,6 +357,7 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
         return original_kms_key_from_cfn(cls, resource_name, translated, *args, **kwargs)
 
     with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(s3_models.FakeBucket, "get_permission", bucket_permission))
         stack.enter_context(
             mock.patch.object(kms_models.Key, "create_from_cloudformation_json", classmethod(kms_key_from_cfn))
         )

@@ -121,7 +121,7 @@ def test_a_hostile_input_is_refused_before_any_write_naming_the_field(
         payload["detail"]["image-digest"] = "sha256:" + "f" * 64
     before, writes = ledger(pipe), len(pipe.writes())
 
-    result = pipe.deploy(payload, timeout=60)
+    result = pipe.cloud.run("DeployStateMachine", payload, timeout=60)
 
     assert result.status == "FAILED", name
     assert result.states_entered() == ["AcquireLock", "InputRefused", "Rejected"], result.cause

@@ -33,3 +33,28 @@ def test_step_functions_lambda_invokes_reach_the_in_process_handler(harness_clou
     assert result.status == "SUCCEEDED"
     called = [i.function_name for i in harness_cloud.runtime.invocations[before:]]
     assert called == ["harness-WorkFunction", "harness-FailFunction"]
+
+
+def test_a_tls_only_bucket_policy_denies_only_what_its_condition_names() -> None:
+    import json  # noqa: PLC0415
+
+    from local.aws import LocalCloud  # noqa: PLC0415
+
+    deny_insecure = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": ["arn:aws:s3:::tls-only", "arn:aws:s3:::tls-only/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    deny_all = {**deny_insecure, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
+    with LocalCloud(None) as cloud:
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="tls-only")
+        s3.put_bucket_policy(
+            Bucket="tls-only", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny_insecure]})
+        )
+        s3.put_object(Bucket="tls-only", Key="k", Body=b"over https")  # the condition does not hold: not denied
+        s3.put_bucket_policy(Bucket="tls-only", Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny_all]}))
+        with pytest.raises(s3.exceptions.ClientError, match=r"403|Forbidden|AccessDenied"):
+            s3.put_object(Bucket="tls-only", Key="k", Body=b"denied")
