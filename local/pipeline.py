@@ -235,11 +235,12 @@ class Pipeline:
         return [{"apiVersion": d.body["apiVersion"], "kind": d.kind} for d in load_bundle(MANIFESTS).documents]
 
     def writes(self) -> list[Any]:
-        """Requests that changed something in the cluster."""
+        """Requests of the control plane that changed something in the cluster (not the admin's bootstrap)."""
         return [
             r
             for r in self.cluster.requests
             if getattr(r, "verb", "") in {"create", "update", "patch", "apply", "delete"}
+            and getattr(r, "user", "") != self.cluster.admin_username
         ]
 
     def deployment_image(self, name: str) -> str:

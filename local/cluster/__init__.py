@@ -75,6 +75,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from local.cluster.access import AccessEntries, AccessPolicy, Identities
 from local.cluster.api import ApiServer, now_string
 from local.cluster.auth import DenyRule, TokenVerifier, make_token
 from local.cluster.clock import SimClock
@@ -83,6 +84,7 @@ from local.cluster.faults import Fault, FaultInjector, RequestLog, RequestRecord
 from local.cluster.kubelet import Behaviour, ImageBehaviours
 from local.cluster.nodes import NodePool
 from local.cluster.proxy import service_proxy
+from local.cluster.rbac import bootstrap_objects
 from local.cluster.resources import Registry
 from local.cluster.server import HttpsServer, TlsMaterial, make_tls
 from local.cluster.store import GroupResource, Store
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 __all__ = [
+    "AccessPolicy",
     "Behaviour",
     "Cluster",
     "DenyRule",
@@ -103,6 +106,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TOKEN_REFRESH_SECONDS = 600
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+CREATOR_ROLE = "cluster-creator"
+CREATOR_SESSION = "local-harness"
+CREATOR_KEY = "ASIALOCALCLUSTERADMN"
+_CREATOR_SECRET = "local-cluster-creator-secret-not-a-real-key"  # noqa: S105 - a fixed local test credential
 
 
 class Cluster:
@@ -116,6 +124,7 @@ class Cluster:
         clock: SimClock | None = None,
         default_nodes: bool = True,
         port: int = 0,
+        account_id: str = "123456789012",
     ) -> None:
         self.name = name
         self.region = region
@@ -125,6 +134,13 @@ class Cluster:
         self.faults = FaultInjector()
         self.requests = RequestLog()
         self.deny_rules: list[DenyRule] = []
+        self.account_id = account_id
+        self.identities = Identities()
+        self.access_entries = AccessEntries()
+        self.creator_arn = f"arn:aws:iam::{account_id}:role/{CREATOR_ROLE}"
+        self.admin_username = f"arn:aws:sts::{account_id}:assumed-role/{CREATOR_ROLE}/{CREATOR_SESSION}"
+        self.identities.register(CREATOR_KEY, self.admin_username)  # STS's answer for the creator's key
+        self.access_entries.put(self.creator_arn, policies=[AccessPolicy(CLUSTER_ADMIN_POLICY)])
         self._tls: TlsMaterial = make_tls(f"{name}-ca")
         self.ca_pem: bytes = self._tls.ca_pem
         self.ca_data: str = base64.b64encode(self.ca_pem).decode()
@@ -146,6 +162,8 @@ class Cluster:
             faults=self.faults,
             requests=self.requests,
             verifier=TokenVerifier(),
+            identities=self.identities,
+            access_entries=self.access_entries,
             deny_rules=self.deny_rules,
             after_write=self.reconcile,
             proxy=service_proxy,
@@ -156,7 +174,8 @@ class Cluster:
 
     # --- seeding ------------------------------------------------------------------------------------------------
     def _seed(self) -> None:
-        """What a new EKS cluster has: its namespaces, the ``kubernetes`` Service, a gp2 StorageClass."""
+        """What a new EKS cluster has: its namespaces, the ``kubernetes`` Service, a gp2 StorageClass, the default
+        RBAC roles and bindings."""
         now = now_string(self.clock)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self._put(
@@ -212,6 +231,8 @@ class Cluster:
             },
             now,
         )
+        for gr, obj in bootstrap_objects():
+            self._put(gr, obj, now)
 
     def _put(self, gr: GroupResource, obj: dict[str, Any], now: str) -> None:
         import uuid  # noqa: PLC0415
@@ -270,8 +291,57 @@ class Cluster:
 
     # --- access -------------------------------------------------------------------------------------------------
     def token(self) -> str:
-        """A fresh bearer token for this cluster (valid 15 minutes of wall time)."""
-        return make_token(self.name, self.region)
+        """A fresh bearer token of the cluster creator (see :meth:`admin_token`)."""
+        return self.admin_token()
+
+    def admin_token(self) -> str:
+        """A token of the cluster creator principal, which has AmazonEKSClusterAdminPolicy (what EKS's
+        ``bootstrapClusterCreatorAdminPermissions`` gives); valid 15 minutes of wall time."""
+        return make_token(self.name, self.region, access_key=CREATOR_KEY, secret_key=_CREATOR_SECRET)
+
+    def bootstrap(self, documents: list[dict[str, Any]]) -> None:
+        """Server-side apply ``documents`` as the cluster creator (``kubectl apply --server-side`` by an admin),
+        through the API server's whole pipeline (authentication, RBAC, validation); raises on the first refusal."""
+        import json  # noqa: PLC0415
+
+        from local.cluster.wire import Request  # noqa: PLC0415
+
+        header = f"Bearer {self.admin_token()}"
+        for doc in documents:
+            rt = next(
+                (
+                    t
+                    for t in self.registry.all()
+                    if t.api_version == doc.get("apiVersion") and t.kind == doc.get("kind")
+                ),
+                None,
+            )
+            meta = doc.get("metadata") or {}
+            if rt is None or not meta.get("name"):
+                raise ValueError(f"cannot bootstrap {doc.get('kind')}/{meta.get('name')}: unknown kind or no name")
+            prefix = f"/apis/{rt.api_version}" if rt.group else f"/api/{rt.version}"
+            ns = f"/namespaces/{meta.get('namespace') or 'default'}" if rt.namespaced else ""
+            resp = self.api.handle(
+                Request(
+                    "PATCH",
+                    f"{prefix}{ns}/{rt.plural}/{meta['name']}",
+                    {"fieldManager": ["cluster-bootstrap"], "force": ["true"]},
+                    {
+                        "Authorization": header,
+                        "Content-Type": "application/apply-patch+yaml",
+                        "User-Agent": "kubectl/v1.32.0",
+                    },
+                    json.dumps(doc).encode(),
+                )
+            )
+            if resp.status >= 300:
+                raise RuntimeError(f"bootstrap apply of {rt.kind}/{meta['name']} failed: {resp.body.decode()}")
+
+    def token_for(self, access_key_id: str, secret: str, session_token: str | None = None) -> str:
+        """A token signed with these credentials (who it names is up to ``identities`` and ``access_entries``)."""
+        return make_token(
+            self.name, self.region, access_key=access_key_id, secret_key=secret, session_token=session_token
+        )
 
     def write_kubeconfig(self, path: str | os.PathLike[str], *, token: str | None = None) -> Path:
         """A kubeconfig with this cluster's server, CA data and a user holding a valid token."""

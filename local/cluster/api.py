@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from local.cluster import discovery, status
-from local.cluster.auth import DenyRule, Identity, TokenError, TokenVerifier, forbidden_message
+from local.cluster import discovery, protowire, reviews, status
+from local.cluster.access import ANONYMOUS, AccessEntries, Identities, User
+from local.cluster.auth import DenyRule, TokenError, TokenVerifier, forbidden_message
 from local.cluster.clock import SimClock
 from local.cluster.faults import Fault, FaultInjector, RequestLog, RequestRecord
+from local.cluster.rbac import Attributes, Authorizer
 from local.cluster.resources import Registry, ResourceType
 from local.cluster.status import ApiError
 from local.cluster.store import Store
@@ -33,19 +35,18 @@ PUBLIC_PATHS = frozenset(
 )
 
 
-def _forbidden(rt: ResourceType, info: Info, identity: Identity | None) -> ApiError:
-    """403 Forbidden in RBAC's words, for a deny rule or an injected 403."""
-    user = identity.username if identity else "system:anonymous"
+def _forbidden(info: Info, user: User) -> ApiError:
+    """403 Forbidden in RBAC's words, for a denied request, a deny rule or an injected 403."""
     message = forbidden_message(
-        user,
+        user.name,
         info.verb,
         resource=info.resource,
         subresource=info.subresource,
-        group=rt.group,
+        group=info.group,
         namespace=info.namespace,
         name=info.name,
     )
-    return status.forbidden(info.resource, rt.group, info.name, message)
+    return status.forbidden(info.resource, info.group, info.name, message)
 
 
 class ApiServer(SubresourceVerbs):
@@ -60,6 +61,8 @@ class ApiServer(SubresourceVerbs):
         faults: FaultInjector,
         requests: RequestLog,
         verifier: TokenVerifier,
+        identities: Identities,
+        access_entries: AccessEntries,
         deny_rules: list[DenyRule],
         after_write: Callable[[], None],
         proxy: ProxyFn | None,
@@ -71,6 +74,9 @@ class ApiServer(SubresourceVerbs):
         self.faults = faults
         self.requests = requests
         self.verifier = verifier
+        self.identities = identities
+        self.access_entries = access_entries
+        self.authorizer = Authorizer(store)
         self.deny_rules = deny_rules
         self.after_write = after_write
         self.proxy = proxy
@@ -86,12 +92,13 @@ class ApiServer(SubresourceVerbs):
     def handle(self, req: Request) -> Response:
         info = parse_info(req.method, req.path, req.query)
         record_verb = info.verb
+        user = ANONYMOUS
         try:
-            identity = self._authenticate(req)
+            user = self._authenticate(req)
             if info.resource_request:
-                resp = self._resource_request(req, info, identity)
+                resp = self._resource_request(req, info, user)
             else:
-                resp = self._non_resource(req, info)
+                resp = self._non_resource(req, info, user)
         except ApiError as err:
             resp = self.error(err)
         except Exception as exc:
@@ -112,6 +119,7 @@ class ApiServer(SubresourceVerbs):
                 group=info.group,
                 user_agent=req.header("User-Agent"),
                 field_manager=req.q("fieldManager") or "",
+                user=user.name,
             )
         )
         return resp
@@ -120,17 +128,30 @@ class ApiServer(SubresourceVerbs):
     def error(err: ApiError) -> Response:
         return Response(err.code, encode(err.status()), JSON, dict(err.headers))
 
-    def _authenticate(self, req: Request) -> Identity | None:
+    def _authenticate(self, req: Request) -> User:
+        """Token -> access key -> caller ARN (STS) -> access entry -> user; 401 at any missing step, as on EKS."""
         if req.path.rstrip("/") in PUBLIC_PATHS and not req.header("Authorization"):
-            return None  # anonymous access to public info (a presented token must be valid, as on EKS)
+            return ANONYMOUS  # anonymous access to public info (a presented token must be valid, as on EKS)
         try:
-            return self.verifier.verify(req.header("Authorization"))
+            claims = self.verifier.verify(req.header("Authorization"))
         except TokenError as exc:
             logger.debug("refused token: %s", exc)
             raise status.unauthorized() from exc
+        arn = self.identities.lookup(claims.access_key_id)
+        if arn is None:
+            logger.debug("refused token: STS knows no caller for its access key")
+            raise status.unauthorized()
+        user = self.access_entries.authenticate(arn, claims.access_key_id)
+        if user is None:
+            logger.debug("refused token: %s has no access entry", arn)
+            raise status.unauthorized()
+        return user
 
     # ----------------------------------------------------------------------------------------- non-resource paths
-    def _non_resource(self, req: Request, info: Info) -> Response:
+    def _non_resource(self, req: Request, info: Info, user: User) -> Response:
+        verb = "get" if req.method in ("GET", "HEAD") else req.method.lower()
+        if not self.authorizer.allowed(user, Attributes(verb=verb, resource_request=False, path=req.path)):
+            raise ApiError(403, "Forbidden", f'forbidden: User "{user.name}" cannot {verb} path "{req.path}"')
         if req.method not in ("GET", "HEAD"):
             raise status.method_not_allowed()
         path = req.path.rstrip("/") or "/"
@@ -172,23 +193,25 @@ class ApiServer(SubresourceVerbs):
         return Response(code, encode(obj), JSON, headers or {})
 
     # ----------------------------------------------------------------------------------------- resource requests
-    def _resource_request(self, req: Request, info: Info, identity: Identity | None) -> Response:
-        rt = self.registry.get(info.group, info.version, info.resource)
-        if rt is None:
-            raise status.not_found_path()
-        if info.namespace and not rt.namespaced and info.resource != "namespaces":
-            raise status.not_found_path()
+    def _resource_request(self, req: Request, info: Info, user: User) -> Response:
         is_apply = info.verb == "patch" and req.content_type == "application/apply-patch+yaml"
         fault = self.faults.pick(
             "apply" if is_apply else info.verb, info.resource, info.subresource, info.namespace, info.name
         )
         if fault is not None:
-            early = self._fire(fault, rt, info, identity)
+            early = self._fire(fault, info, user)
             if early is not None:
                 return early
-        self._authorize(rt, info, identity)
+        self._authorize(info, user)  # before routing, as the real filter chain: no 404 tells an outsider anything
+        rt = self.registry.get(info.group, info.version, info.resource)
+        if rt is None:
+            raise status.not_found_path()
+        if info.namespace and not rt.namespaced and info.resource != "namespaces":
+            raise status.not_found_path()
+        if (rt.group, rt.plural) in reviews.REVIEW_RESOURCES:
+            return self._review(req, rt, info, user)
         if info.subresource:
-            return self._subresource(req, info, rt, identity)
+            return self._subresource(req, info, rt, user)
         if info.verb == "get":
             return self._get(rt, info)
         if info.verb == "list":
@@ -198,20 +221,20 @@ class ApiServer(SubresourceVerbs):
         if info.verb == "create":
             if info.name:
                 raise status.method_not_allowed()
-            return self._create(req, rt, info, identity)
+            return self._create(req, rt, info, user)
         if info.verb == "update":
-            return self._update(req, rt, info, identity)
+            return self._update(req, rt, info, user)
         if info.verb == "patch":
             if not info.name:
                 raise status.method_not_allowed()
-            return self._patch(req, rt, info, identity)
+            return self._patch(req, rt, info, user)
         if info.verb == "delete":
             return self._delete(req, rt, info)
         if info.verb == "deletecollection":
             return self._delete_collection(req, rt, info)
         raise status.method_not_allowed()
 
-    def _fire(self, fault: Fault, rt: ResourceType, info: Info, identity: Identity | None) -> Response | None:
+    def _fire(self, fault: Fault, info: Info, user: User) -> Response | None:
         if fault.latency > 0:
             time.sleep(fault.latency)
         if fault.reset:
@@ -222,7 +245,7 @@ class ApiServer(SubresourceVerbs):
         if code == 429:
             raise status.too_many_requests(fault.retry_after if fault.retry_after is not None else 1)
         if code == 403:
-            raise _forbidden(rt, info, identity)
+            raise _forbidden(info, user)
         if code == 500:
             err = status.internal_error("injected fault")
         elif code == 503:
@@ -230,9 +253,9 @@ class ApiServer(SubresourceVerbs):
         elif code == 504:
             err = status.gateway_timeout()
         elif code == 404:
-            err = status.not_found(info.resource, rt.group, info.name)
+            err = status.not_found(info.resource, info.group, info.name)
         elif code == 409:
-            err = status.conflict(info.resource, rt.group, info.name, status.STALE)
+            err = status.conflict(info.resource, info.group, info.name, status.STALE)
         else:
             reasons = {400: "BadRequest", 401: "Unauthorized", 410: "Expired", 422: "Invalid", 502: "InternalError"}
             err = ApiError(code, reasons.get(code, "InternalError"), f"injected fault ({code})")
@@ -241,7 +264,34 @@ class ApiServer(SubresourceVerbs):
             err.headers["Retry-After"] = str(fault.retry_after)
         raise err
 
-    def _authorize(self, rt: ResourceType, info: Info, identity: Identity | None) -> None:
+    def _authorize(self, info: Info, user: User) -> None:
+        """The deny rules (tests' switch), then RBAC and the user's EKS access policies."""
         for rule in list(self.deny_rules):
             if rule.matches(info.verb, info.resource, info.subresource, info.namespace, info.name):
-                raise _forbidden(rt, info, identity)
+                raise _forbidden(info, user)
+        attrs = Attributes(
+            verb=info.verb,
+            resource_request=True,
+            group=info.group,
+            resource=info.resource,
+            subresource=info.subresource,
+            namespace=info.namespace,
+            name=info.name,
+        )
+        if not self.authorizer.allowed(user, attrs):
+            raise _forbidden(info, user)
+
+    # ------------------------------------------------------------------------------------------------ reviews
+    def _review(self, req: Request, rt: ResourceType, info: Info, user: User) -> Response:
+        """Self reviews are created, never stored (``dryRun`` changes nothing)."""
+        if info.verb != "create" or info.name:
+            raise status.method_not_allowed()
+        if req.content_type == protowire.PROTOBUF:  # kubectl auth can-i / whoami send their reviews as protobuf
+            try:
+                body = protowire.review_body(req.body)
+            except protowire.ProtobufError as exc:
+                raise status.bad_request(f"error decoding protobuf: {exc}") from exc
+        else:
+            body = self._decode(req)
+        self._check_type(rt, body)
+        return self._respond(201, rt, reviews.review(rt.plural, body, user, self.authorizer))

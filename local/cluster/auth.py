@@ -5,7 +5,8 @@ A token is ``k8s-aws-v1.`` + unpadded base64url of a presigned STS ``GetCallerId
 one with botocore (no network: presigning is local). :class:`TokenVerifier` checks the URL the way
 aws-iam-authenticator's ``Verify`` does before it would call STS: scheme, host, path, whitelisted parameters,
 ``Action``/``Version``, the signed header, ``X-Amz-Expires`` and a 15 minute window on ``X-Amz-Date`` (real wall
-time, not the simulated clock). It does not call STS: the signature is required but not checked.
+time, not the simulated clock). It does not call STS: the signature is required but not checked; the access key
+id names the caller (``access.Identities`` maps it to the ARN STS would return).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - a token prefix, not a secret
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 EXPIRATION_SECONDS = 15 * 60
-USERNAME = "kubernetes-admin"
 
 _PARAMETERS = frozenset(
     {
@@ -102,8 +102,9 @@ class TokenError(ValueError):
 
 
 @dataclass(frozen=True)
-class Identity:
-    username: str
+class TokenClaims:
+    """What a verified token says: the signing access key id and when it was signed."""
+
     access_key_id: str
     issued_at: float
 
@@ -118,7 +119,7 @@ def decode_token(token: str) -> str:
         raise TokenError(f"illegal base64 data: {exc}") from exc
 
 
-def verify_token(token: str, *, now: float | None = None) -> Identity:
+def verify_token(token: str, *, now: float | None = None) -> TokenClaims:
     """Check a token's presigned URL; returns who it names or raises :class:`TokenError`."""
     url = decode_token(token)
     parts = urlsplit(url)
@@ -163,7 +164,7 @@ def verify_token(token: str, *, now: float | None = None) -> Identity:
     credential = query["x-amz-credential"].split("/")
     if len(credential) != 5 or credential[2] == "" or credential[3] != "sts" or credential[4] != "aws4_request":
         raise TokenError("malformed X-Amz-Credential parameter in pre-signed URL")
-    return Identity(USERNAME, credential[0], issued)
+    return TokenClaims(credential[0], issued)
 
 
 class TokenVerifier:
@@ -171,9 +172,9 @@ class TokenVerifier:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[str, Identity] = {}
+        self._cache: dict[str, TokenClaims] = {}
 
-    def verify(self, header: str | None) -> Identity:
+    def verify(self, header: str | None) -> TokenClaims:
         if not header:
             raise TokenError("no bearer token")
         scheme, _, token = header.partition(" ")

@@ -112,6 +112,7 @@ class RequestRecord:
     user_agent: str = ""
     field_manager: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    user: str = ""
 
 
 class RequestLog(list[RequestRecord]):

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from local.cluster import patching, status, validation
-from local.cluster.auth import Identity
+from local.cluster.access import User
 from local.cluster.clock import SimClock
 from local.cluster.resources import ResourceType
 from local.cluster.selectors import label_selector_to_string
@@ -25,7 +25,7 @@ class SubresourceVerbs(WriteVerbs):
     proxy: ProxyFn | None
 
     # ---------------------------------------------------------------------------------------------- subresources
-    def _subresource(self, req: Request, info: Info, rt: ResourceType, identity: Identity | None) -> Response:
+    def _subresource(self, req: Request, info: Info, rt: ResourceType, identity: User | None) -> Response:
         sub = info.subresource
         if sub == "status" and rt.status:
             return self._status(req, info, rt, identity)
@@ -35,7 +35,7 @@ class SubresourceVerbs(WriteVerbs):
             return self._proxy(req, info)
         raise status.not_found_path()
 
-    def _status(self, req: Request, info: Info, rt: ResourceType, identity: Identity | None) -> Response:
+    def _status(self, req: Request, info: Info, rt: ResourceType, identity: User | None) -> Response:
         ns = info.namespace if rt.namespaced else ""
         if info.verb == "get":
             return self._get(rt, info)
@@ -99,7 +99,7 @@ class SubresourceVerbs(WriteVerbs):
             "status": status_obj,
         }
 
-    def _scale(self, req: Request, info: Info, rt: ResourceType, identity: Identity | None) -> Response:
+    def _scale(self, req: Request, info: Info, rt: ResourceType, identity: User | None) -> Response:
         assert rt.scale is not None
         ns = info.namespace if rt.namespaced else ""
         if info.verb == "get":

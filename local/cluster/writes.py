@@ -21,7 +21,9 @@ from typing import Any
 import yaml
 
 from local.cluster import patching, ssa, status, validation
-from local.cluster.auth import Identity
+from local.cluster.access import User
+from local.cluster.auth import forbidden_message
+from local.cluster.rbac import Attributes, Authorizer
 from local.cluster.reads import ReadVerbs
 from local.cluster.resources import CRD_GR, ResourceType
 from local.cluster.selectors import fields_match, matches
@@ -151,7 +153,7 @@ def _crd_status(crd: Obj, now: str, previous: Obj | None = None) -> Obj:
 class WriteCtx:
     """Per-write options from the query string."""
 
-    def __init__(self, req: Request, rt: ResourceType, info: Info, identity: Identity | None) -> None:
+    def __init__(self, req: Request, rt: ResourceType, info: Info, identity: User | None) -> None:
         self.dry_run = (req.q("dryRun") or "") == "All"
         dry = req.q("dryRun")
         if dry not in (None, "", "All"):
@@ -173,6 +175,8 @@ class WriteCtx:
 class WriteVerbs(ReadVerbs):
     """Decoding, the write pipeline and the write verbs."""
 
+    authorizer: Authorizer
+
     after_write: Callable[[], None]
     _ip_lock: threading.Lock
     _next_ip: int
@@ -183,9 +187,7 @@ class WriteVerbs(ReadVerbs):
     def _decode(self, req: Request, *, allow_yaml: bool = True) -> Obj:
         ctype = req.content_type
         if ctype and ctype not in (JSON, "application/yaml", "text/yaml", "*/*"):
-            raise status.unsupported_media_type(
-                ctype, (JSON, "application/yaml", "application/vnd.kubernetes.protobuf")
-            )
+            raise status.unsupported_media_type(ctype, (JSON, "application/yaml"))
         return self._parse(req.body, yaml_ok=allow_yaml and ctype != JSON)
 
     @staticmethod
@@ -420,7 +422,7 @@ class WriteVerbs(ReadVerbs):
             self.after_write()
 
     # --------------------------------------------------------------------------------------------------- create
-    def _create(self, req: Request, rt: ResourceType, info: Info, identity: Identity | None) -> Response:
+    def _create(self, req: Request, rt: ResourceType, info: Info, identity: User | None) -> Response:
         ctx = WriteCtx(req, rt, info, identity)
         body = self._decode(req)
         self._check_type(rt, body)
@@ -449,7 +451,7 @@ class WriteVerbs(ReadVerbs):
         raise status.already_exists(rt.plural, rt.group, str(generate))
 
     # --------------------------------------------------------------------------------------------------- update
-    def _update(self, req: Request, rt: ResourceType, info: Info, identity: Identity | None) -> Response:
+    def _update(self, req: Request, rt: ResourceType, info: Info, identity: User | None) -> Response:
         ctx = WriteCtx(req, rt, info, identity)
         body = self._decode(req)
         self._check_type(rt, body)
@@ -484,6 +486,30 @@ class WriteVerbs(ReadVerbs):
             return None
         self._done(ctx, written)
         return stored
+
+    def _authorize_create(self, info: Info, ctx: WriteCtx) -> None:
+        """An apply that creates the object needs ``create`` too (kube-apiserver's ``createAuthorizerAttributes``)."""
+        if ctx.identity is None:
+            return
+        attrs = Attributes(
+            verb="create",
+            resource_request=True,
+            group=info.group,
+            resource=info.resource,
+            namespace=info.namespace,
+            name=info.name,
+        )
+        if not self.authorizer.allowed(ctx.identity, attrs):
+            message = forbidden_message(
+                ctx.identity.name,
+                "create",
+                resource=info.resource,
+                subresource="",
+                group=info.group,
+                namespace=info.namespace,
+                name=info.name,
+            )
+            raise status.forbidden(info.resource, info.group, info.name, message)
 
     # ---------------------------------------------------------------------------------------------------- patch
     def _patch_fn(self, req: Request, rt: ResourceType) -> Callable[[Obj], Any]:
@@ -524,7 +550,7 @@ class WriteVerbs(ReadVerbs):
             raise ApiError(422, "Invalid", "the patch did not produce an object")
         return out
 
-    def _patch(self, req: Request, rt: ResourceType, info: Info, identity: Identity | None) -> Response:
+    def _patch(self, req: Request, rt: ResourceType, info: Info, identity: User | None) -> Response:
         ctx = WriteCtx(req, rt, info, identity)
         if req.content_type == "application/apply-patch+yaml":
             return self._apply(req, rt, info, ctx)
@@ -596,6 +622,8 @@ class WriteVerbs(ReadVerbs):
                 if cur is None:
                     raise status.not_found(rt.plural, rt.group, info.name)
                 raise status.conflict(rt.plural, rt.group, info.name, status.STALE)
+            if cur is None:
+                self._authorize_create(info, ctx)
             live = cur or {}
             managers = ssa.decode_managers(live.get("metadata", {}).get("managedFields"))
             try:

@@ -380,13 +380,21 @@ def test_nodes_require_imdsv2_with_one_hop_so_pods_cannot_reach_the_instance_rol
     assert metadata == {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
 
 
-def test_deploy_role_gets_edit_in_the_platform_namespace_only() -> None:
+def test_deploy_role_gets_only_the_shipped_rbac_through_its_group() -> None:
     entry = props(template("eks.yaml"), "DeployRoleAccessEntry")
     assert entry["PrincipalArn"] == {"Ref": "DeployRoleArn"}
-    assert entry["KubernetesGroups"]
-    (policy,) = entry["AccessPolicies"]
-    assert sub_text(policy["PolicyArn"]).endswith("/AmazonEKSEditPolicy")
-    assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": [platform.NAMESPACE]}
+    assert "AccessPolicies" not in entry, "no EKS access policy: the shipped RBAC is the whole permission set"
+    bootstrap = list(yaml.safe_load_all((REPO / "manifests" / "cluster-bootstrap" / "rbac.yaml").read_text()))
+    bound = {
+        s["name"]
+        for doc in bootstrap
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        for s in doc["subjects"]
+        if s["kind"] == "Group"
+    }
+    assert entry["KubernetesGroups"] == sorted(bound) == ["clinical-trials-platform"]
+    namespaced = {doc["metadata"].get("namespace") for doc in bootstrap if doc["kind"] in ("Role", "RoleBinding")}
+    assert namespaced == {platform.NAMESPACE}
 
 
 def test_core_addons_with_irsa_for_cni_and_ebs_csi() -> None:

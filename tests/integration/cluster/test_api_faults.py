@@ -14,6 +14,8 @@ from local.cluster import Cluster, api_client
 
 pytestmark = pytest.mark.integration
 
+ADMIN = "arn:aws:sts::123456789012:assumed-role/cluster-creator/local-harness"  # the creator's username
+
 
 def cm(name: str) -> dict[str, object]:
     return {"metadata": {"name": name}, "data": {"k": "v"}}
@@ -48,7 +50,7 @@ def test_deny_rules_answer_forbidden_with_rbac_message(cluster: Cluster, kube: c
     status = json.loads(denied.value.body)
     assert (denied.value.status, status["reason"]) == (403, "Forbidden")
     assert status["message"] == (
-        'configmaps "keep" is forbidden: User "kubernetes-admin" cannot delete resource "configmaps" '
+        f'configmaps "keep" is forbidden: User "{ADMIN}" cannot delete resource "configmaps" '
         'in API group "" in the namespace "default"'
     )
     assert status["details"] == {"name": "keep", "kind": "configmaps"}

@@ -34,7 +34,7 @@ def test_make_token_is_a_presigned_get_caller_identity_url() -> None:
     assert query["X-Amz-Expires"] == "60"
     assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"].split(";")
     assert query["X-Amz-Credential"].startswith("AKIAEXAMPLE/")
-    assert verify_token(token).username == "kubernetes-admin"
+    assert verify_token(token).access_key_id == "AKIAEXAMPLE"
 
 
 def test_expired_and_malformed_tokens_are_refused() -> None:
