@@ -20,7 +20,7 @@ from unittest import mock
 
 import boto3
 
-from local.aws.eks_access import DEPLOY_ROLE, GrantableCluster, grant_control_plane
+from local.aws.eks_access import DEPLOY_ROLE, FALLBACK_DEPLOY_ROLE_NAME, GrantableCluster, grant_control_plane
 from local.aws.eventbridge import envelope, target_input
 from local.aws.lambdas import InvocationResult, LambdaRuntime
 from local.aws.provision import EventSource, Provisioner, Resource
@@ -517,15 +517,20 @@ class LocalCloud:
         """The control plane's deploy role gets the eks stack's access entry and the shipped RBAC (as on AWS after
         bootstrap); who a request's access key is comes from STS when the cloud can say it (``caller_arn``),
         otherwise the harness's own key is taken for a session of the deploy role."""
-        if DEPLOY_ROLE not in self.resources or not isinstance(cluster, GrantableCluster):
+        if not isinstance(cluster, GrantableCluster):
             return
+        deploy_role_arn = (
+            self.arn(DEPLOY_ROLE)
+            if DEPLOY_ROLE in self.resources
+            else f"arn:aws:iam::{self.account_id}:role/{FALLBACK_DEPLOY_ROLE_NAME}"  # no template: tests play its steps
+        )
         caller_arn = getattr(self, "caller_arn", None)
         if callable(caller_arn):
             cluster.identities.resolve = caller_arn
             harness_key = None
         else:
             harness_key = os.environ.get("AWS_ACCESS_KEY_ID") or _FAKE_ENV["AWS_ACCESS_KEY_ID"]
-        grant_control_plane(cluster, deploy_role_arn=self.arn(DEPLOY_ROLE), cluster_name=name, harness_key=harness_key)
+        grant_control_plane(cluster, deploy_role_arn=deploy_role_arn, cluster_name=name, harness_key=harness_key)
 
     def _install_nodegroup_hook(self, backend: Any) -> None:
         if getattr(backend, "_localcloud_hooked", False):

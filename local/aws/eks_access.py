@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 EKS_TEMPLATE = REPO / "manifests" / "cloudformation" / "eks.yaml"
 CLUSTER_BOOTSTRAP = REPO / "manifests" / "cluster-bootstrap"
 DEPLOY_ROLE = "ClusterDeployRole"
+FALLBACK_DEPLOY_ROLE_NAME = "control-plane-deploy"
+"""The deploy role's name when the cloud runs without the control plane's template (the test plays its steps)."""
 ACCESS_ENTRY = "DeployRoleAccessEntry"
 HARNESS_SESSION = "local-harness"
 

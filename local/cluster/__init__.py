@@ -100,6 +100,7 @@ __all__ = [
     "Fault",
     "RequestRecord",
     "api_client",
+    "creator_token",
     "make_token",
 ]
 
@@ -297,7 +298,7 @@ class Cluster:
     def admin_token(self) -> str:
         """A token of the cluster creator principal, which has AmazonEKSClusterAdminPolicy (what EKS's
         ``bootstrapClusterCreatorAdminPermissions`` gives); valid 15 minutes of wall time."""
-        return make_token(self.name, self.region, access_key=CREATOR_KEY, secret_key=_CREATOR_SECRET)
+        return creator_token(self.name, self.region)
 
     def bootstrap(self, documents: list[dict[str, Any]]) -> None:
         """Server-side apply ``documents`` as the cluster creator (``kubectl apply --server-side`` by an admin),
@@ -386,6 +387,11 @@ class Cluster:
 
     def allow_all(self) -> None:
         self.deny_rules.clear()
+
+
+def creator_token(cluster_name: str, region: str = "us-east-1") -> str:
+    """The cluster creator's token for any emulated cluster named ``cluster_name`` (see ``Cluster.admin_token``)."""
+    return make_token(cluster_name, region, access_key=CREATOR_KEY, secret_key=_CREATOR_SECRET)
 
 
 def api_client(cluster: Cluster) -> ApiClient:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from local.cluster import Cluster, make_token
+from local.cluster import Cluster, creator_token
 from local.cluster.clock import SimClock
 from local.cluster.objects import DEPLOYMENTS, PODS, REPLICASETS, controller_uid
 from local.cluster.store import GroupResource, Obj
@@ -30,7 +30,7 @@ _token: tuple[float, str] | None = None
 def _bearer() -> str:
     global _token  # noqa: PLW0603 - one token shared by every Sim of the session, refreshed before it expires
     if _token is None or time.monotonic() - _token[0] > _TOKEN_TTL_S:
-        _token = (time.monotonic(), make_token(CLUSTER))
+        _token = (time.monotonic(), creator_token(CLUSTER))
     return f"Bearer {_token[1]}"
 
 
