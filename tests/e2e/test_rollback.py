@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import pytest
@@ -170,3 +171,43 @@ def test_operator_rollback_to_an_unknown_release_changes_nothing(pipe: Pipeline)
     assert result.status == "FAILED"
     assert "rel-00000000000000000000" in cause_of(result)
     assert len(pipe.writes()) == writes
+
+
+def test_a_rollback_replaying_tampered_ledger_objects_is_refused_before_any_cluster_write(pipe: Pipeline) -> None:
+    """Given a release planned with an older manifests layer (so a rollback replays its recorded objects), when
+    someone with write access to the ledger swaps the image digest of one recorded Deployment (still a valid,
+    pinned image of our ECR: validation alone would let it through), the rollback refuses to replay it."""
+    pipe.first_release()
+    first = pipe.ledger.last_known_good("staging")
+    assert first is not None
+    assert pipe.push_and_deploy("edc-service", "main-2").status == "SUCCEEDED"
+    table, dynamodb = pipe.ledger.table_name, pipe.cloud.client("dynamodb")
+    pk = {"S": f"RELEASE#{first.release_id}"}
+    dynamodb.update_item(
+        TableName=table,
+        Key={"pk": pk, "sk": {"S": "META"}},
+        UpdateExpression="SET bundle_hash = :old",
+        ExpressionAttributeValues={":old": {"S": "sha256:" + "0" * 64}},
+    )
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+        ExpressionAttributeValues={":pk": pk, ":p": {"S": "OBJECT#"}},
+    )["Items"]
+    victim = next(i for i in items if i["sk"]["S"].endswith("#Deployment#clinical-trials#edc-service"))
+    deployment = json.loads(zlib.decompress(victim["manifest"]["B"]))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = container["image"].split("@")[0] + "@sha256:" + "e" * 64
+    dynamodb.put_item(
+        TableName=table, Item={**victim, "manifest": {"B": zlib.compress(json.dumps(deployment).encode())}}
+    )
+    image = pipe.deployment_image("edc-service")
+    writes = len(pipe.writes())
+
+    result = pipe.rollback({"environment": "staging", "release_id": first.release_id, "reason": "bad export"})
+
+    assert result.status == "FAILED"
+    assert "LedgerIntegrityError" in f"{result.error} {cause_of(result)}"
+    assert f"{victim['sk']['S']}: sha256 mismatch" in cause_of(result)
+    assert len(pipe.writes()) == writes
+    assert pipe.deployment_image("edc-service") == image
