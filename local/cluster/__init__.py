@@ -13,12 +13,20 @@ official Python client (typed APIs and ``kubernetes.dynamic.DynamicClient``) and
         cluster.deny(verb="delete", resource="namespaces")
         cluster.advance(30)                            # simulated time passes; controllers reconcile
 
+Who may do what is EKS's: a token names an IAM principal (``cluster.identities``: access key -> the ARN STS would
+return), EKS access entries map it to a username, groups and access policies (``cluster.access_entries``), and
+RBAC plus those policies authorize every request. ``cluster.token()``/``admin_token()`` is the cluster creator
+(AmazonEKSClusterAdminPolicy, as ``bootstrapClusterCreatorAdminPermissions`` gives); ``token_for(key, secret)`` signs
+as anyone; ``cluster.bootstrap(docs)`` applies objects as the creator.
+
 Served: core/v1 namespaces, pods, services (+ ``/proxy``), endpoints, configmaps, secrets, serviceaccounts,
 persistentvolumeclaims, nodes, events; apps/v1 deployments, replicasets, statefulsets (``/status``, ``/scale``),
 daemonsets, controllerrevisions; batch/v1 jobs, cronjobs; autoscaling/v2 horizontalpodautoscalers; policy/v1
 poddisruptionbudgets; networking.k8s.io/v1 ingresses, ingressclasses, networkpolicies; storage.k8s.io/v1
 storageclasses; rbac.authorization.k8s.io/v1 roles, rolebindings, clusterroles, clusterrolebindings;
-apiextensions.k8s.io/v1 customresourcedefinitions and, once a CRD exists, its custom resources.
+apiextensions.k8s.io/v1 customresourcedefinitions and, once a CRD exists, its custom resources;
+authorization.k8s.io/v1 selfsubjectaccessreviews, selfsubjectrulesreviews and authentication.k8s.io/v1
+selfsubjectreviews (``kubectl auth can-i``/``whoami``).
 
 Verbs: get, list (label/field selectors, limit/continue), watch (chunked JSON lines, 410 ``Expired`` ERROR events,
 ``sendInitialEvents``), create, update (resourceVersion preconditions), patch (JSON patch, merge patch, strategic
@@ -45,12 +53,25 @@ Known deviations (simplifications of the real API server):
   CRDs share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
 - Watches filter by the current state of each object (objects entering/leaving a selector become ADDED/DELETED as
   the watch cache does); no periodic bookmarks; the event history is bounded (older resourceVersions get 410).
-- Discovery is the legacy (unaggregated) form; ``/openapi/v3`` has paths and parameters but no schemas
-  (``kubectl explain`` does not work); ``/openapi/v2`` answers 404; no server-side ``Table`` printing (kubectl
-  falls back to NAME/AGE columns).
+- Discovery is the legacy (unaggregated) form; ``/openapi/v3`` serves the built-in types' schemas converted from
+  the Kubernetes 1.32 JSON schemas (``kubectl explain`` works) but custom resources get paths without schemas;
+  ``/openapi/v2`` answers 404; no server-side ``Table`` printing (kubectl falls back to NAME/AGE columns).
 - Authentication checks the presigned STS URL's shape, required parameters, signed ``x-k8s-aws-id`` header and its
-  15-minute window (wall clock) but does not call STS or verify the signature; every valid token is the user
-  ``kubernetes-admin`` (authorised for everything unless a ``deny`` rule matches).
+  15-minute window (wall clock) but does not call STS or verify the signature: the URL's access key id is taken as
+  the caller, and ``cluster.identities`` says which ARN STS would answer for it (unknown key, or a principal without
+  an access entry: 401). Access entries are registered in-process (``cluster.access_entries``, or from an
+  ``AWS::EKS::AccessEntry``'s properties), not through the EKS API; usernames support ``{{SessionName}}``,
+  ``{{AccessKeyID}}`` and ``{{AccountID}}``.
+- Authorization is RBAC (Roles, ClusterRoles, bindings to users, groups and service accounts, ``resourceNames``,
+  ``nonResourceURLs``, ``aggregationRule`` evaluated at request time: the aggregated ClusterRole's stored ``rules``
+  stay as written) then the entry's EKS access policies (the rules AWS documents; cluster or namespace scope). A
+  new cluster has ``cluster-admin``, ``system:discovery``, ``system:basic-user`` and ``system:public-info-viewer``
+  and their bindings, not the rest of the bootstrap policy (no ``admin``/``edit``/``view``, no controller roles).
+  RBAC's escalation checks on writing Roles/bindings and ``impersonate``, ``bind``, ``escalate`` are not enforced;
+  ``SubjectAccessReview``/``LocalSubjectAccessReview`` are not served (the three self reviews are; the rules
+  review reports RBAC's rules and ``incomplete`` when access policies apply, as EKS's webhook cannot list them).
+  Allowed reviews carry no ``reason``. Cluster-scoped self reviews sent as protobuf are decoded; every other
+  protobuf body is 415. ``cluster.deny`` rules and injected 403s apply on top.
 - Status: on every write the API server gives a workload's status the fields its Go type always serialises (0 when
   unset: ReplicaSet ``replicas``, StatefulSet ``replicas``/``availableReplicas``, the four DaemonSet counts, HPA
   ``desiredReplicas``, the four PodDisruptionBudget counts); DELETE answers with the object for pods, services,
@@ -60,7 +81,8 @@ Known deviations (simplifications of the real API server):
   kube-scheduler, the kubelet and EKS managed node groups is listed in ``controllers/__init__.py``, ``kubelet.py``
   and ``nodes.py``.
 - Request bodies must be JSON or YAML: protobuf bodies (what kubectl's typed generators such as
-  ``kubectl create namespace`` send) are answered 415; responses are always JSON, which client-go accepts.
+  ``kubectl create namespace`` send) are answered 415 naming JSON and YAML (the self reviews excepted); responses
+  are always JSON ending with a newline, which client-go accepts.
 """
 
 from __future__ import annotations

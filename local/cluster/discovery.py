@@ -14,6 +14,7 @@ import hashlib
 import json
 from typing import Any
 
+from local.cluster import schemas
 from local.cluster.resources import Registry, ResourceType
 
 Obj = dict[str, Any]
@@ -160,7 +161,7 @@ def openapi_document(registry: Registry, group: str, version: str) -> Obj | None
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBE_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas.for_group_version(group, version)},
     }
 
 
@@ -173,6 +174,7 @@ def openapi_index(registry: Registry) -> Obj:
         if doc is None:
             continue
         key = f"apis/{group}/{version}" if group else f"api/{version}"
-        digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:64].upper()
+        stamp = {"paths": doc["paths"], "schemas": schemas.SCHEMA_VERSION}  # the schemas are fixed per version
+        digest = hashlib.sha512(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:64].upper()
         entries[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"}
     return {"paths": entries}

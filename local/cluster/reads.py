@@ -116,7 +116,7 @@ class ReadVerbs:
             return (not labels or matches(labels, meta.get("labels"))) and (not fields or fields_match(fields, obj))
 
         def line(kind: str, obj: Obj) -> bytes:
-            return encode({"type": kind, "object": self._out(rt, obj)}) + b"\n"
+            return encode({"type": kind, "object": self._out(rt, obj)})
 
         def stream(alive: Alive) -> Iterator[bytes]:
             deadline = time.monotonic() + timeout
@@ -136,7 +136,7 @@ class ReadVerbs:
                             "annotations": {"k8s.io/initial-events-end": "true"},
                         },
                     }
-                    yield encode({"type": "BOOKMARK", "object": mark}) + b"\n"
+                    yield encode({"type": "BOOKMARK", "object": mark})
             else:
                 position = start
             while not self.stopping.is_set() and alive():
@@ -148,7 +148,7 @@ class ReadVerbs:
                 except ResourceVersionTooOldError:
                     oldest = self.store.resource_version
                     err = status.gone(f"too old resource version: {position} ({oldest})")
-                    yield encode({"type": "ERROR", "object": err.status()}) + b"\n"
+                    yield encode({"type": "ERROR", "object": err.status()})
                     return
                 for ev in events:
                     position = ev.resource_version

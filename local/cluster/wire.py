@@ -145,7 +145,8 @@ YamlLoader.yaml_implicit_resolvers = {
 
 
 def encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON ending with a newline, as apimachinery's JSON serializer writes every body and watch frame."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def clone(obj: Obj) -> Obj:
