@@ -289,7 +289,24 @@ class CfnFaults:
                 emulator.nodes.set_group(
                     group, desired, instance_type, labels=labels, taints=taints, capacity_type=capacity_type
                 )
+        self._create_access_entries(resources, resolver)
         return resolver
+
+    def _create_access_entries(self, resources: dict[str, Any], resolver: Resolver) -> None:
+        """``AWS::EKS::AccessEntry``: the emulator maps the principal as EKS would (a principal that is not an ARN,
+        e.g. an empty optional parameter behind a false Condition, creates nothing)."""
+        cloud = self._cloud
+        for body in resources.values():
+            if body.get("Type") != "AWS::EKS::AccessEntry":
+                continue
+            props = _resolve_lenient(resolver, body.get("Properties") or {})
+            principal = props.get("PrincipalArn")
+            if not isinstance(principal, str) or not principal.startswith("arn:"):
+                continue
+            emulator = self._bound.get(str(props.get("ClusterName"))) or cloud.cluster
+            entries = getattr(emulator, "access_entries", None)
+            if entries is not None:
+                entries.from_cloudformation(props)
 
     def _fill_outputs(self, stack: Any, resolver: Resolver) -> None:
         """Give every output a value: moto's, else the harness's for skipped resources, else a placeholder."""

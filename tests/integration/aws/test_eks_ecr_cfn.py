@@ -213,3 +213,54 @@ def test_realtime_mode_waits_on_an_accelerated_clock() -> None:
     assert deadline_hit
     assert "FanOut" in history  # the 30 s Wait finished within ~0.1 s of wall time
     assert cloud.clock.now() - start >= 30
+
+
+_ACCESS_STACK = """
+Parameters:
+  DeployRoleArn: {Type: String}
+  AdminRoleArn: {Type: String, Default: ""}
+Conditions:
+  HasAdmin: !Not [!Equals [!Ref AdminRoleArn, ""]]
+Resources:
+  Cluster:
+    Type: AWS::EKS::Cluster
+    Properties:
+      Name: sts-access
+      RoleArn: arn:aws:iam::123456789012:role/eks
+      ResourcesVpcConfig: {SubnetIds: [subnet-1, subnet-2]}
+  Deploy:
+    Type: AWS::EKS::AccessEntry
+    Properties:
+      ClusterName: !Ref Cluster
+      PrincipalArn: !Ref DeployRoleArn
+      KubernetesGroups: [platform]
+      AccessPolicies:
+        - PolicyArn: !Sub arn:${AWS::Partition}:eks::aws:cluster-access-policy/AmazonEKSViewPolicy
+          AccessScope: {Type: namespace, Namespaces: [apps]}
+  Admin:
+    Type: AWS::EKS::AccessEntry
+    Condition: HasAdmin
+    Properties:
+      ClusterName: !Ref Cluster
+      PrincipalArn: !Ref AdminRoleArn
+"""
+
+
+def test_stack_access_entries_map_principals_in_the_emulator() -> None:
+    from local.cluster import AccessPolicy, Cluster  # noqa: PLC0415
+
+    role = "arn:aws:iam::123456789012:role/deployer"
+    with Cluster("sts-access") as cluster, LocalCloud(None, cluster=cluster) as cloud:
+        cloud.client("cloudformation").create_stack(
+            StackName="access",
+            TemplateBody=_ACCESS_STACK,
+            Parameters=[{"ParameterKey": "DeployRoleArn", "ParameterValue": role}],
+        )
+        entry = cluster.access_entries.get(role)
+
+    assert entry is not None
+    assert entry.kubernetes_groups == ("platform",)
+    assert entry.username == "arn:aws:sts::123456789012:assumed-role/deployer/{{SessionName}}"
+    assert entry.policies == (
+        AccessPolicy("arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy", namespaces=("apps",)),
+    )
