@@ -304,6 +304,25 @@ BROKEN_DEPLOYMENTS = [
         "spec.template.spec.serviceAccount",
         id="another-services-service-account-deprecated-field",
     ),
+    # One Secret per workload: the one its ExternalSecret writes.
+    pytest.param(
+        _set(f"{CONTAINER}.envFrom[2].secretRef.name", "security-service-secrets"),
+        f"{CONTAINER}.envFrom[2].secretRef.name",
+        id="another-services-secret-envfrom",
+    ),
+    pytest.param(
+        _set(
+            f"{CONTAINER}.env",
+            [{"name": "JWT", "valueFrom": {"secretKeyRef": {"name": "security-service-secrets", "key": "JWT"}}}],
+        ),
+        f"{CONTAINER}.env[0].valueFrom.secretKeyRef.name",
+        id="another-services-secret-env",
+    ),
+    pytest.param(
+        _set("spec.template.spec.volumes[0]", {"name": "tmp", "secret": {"secretName": "api-gateway-secrets"}}),
+        "spec.template.spec.volumes[0].secret.secretName",
+        id="another-services-secret-volume",
+    ),
 ]
 
 
@@ -333,6 +352,7 @@ def test_broken_deployment_is_refused_naming_object_and_field(
         ("ExternalSecret", "edc-service", _set("spec.secretStoreRef.name", ...), "spec.secretStoreRef.name"),
         ("ExternalSecret", "edc-service", _set("spec.data[0].remoteRef", {}), "spec.data[0].remoteRef.key"),
         ("ExternalSecret", "edc-service", _set("spec.refreshIntervall", "1h"), "spec.refreshIntervall"),
+        ("ExternalSecret", "edc-service", _set("spec.target.name", "security-service-secrets"), "spec.target.name"),
         ("ExternalSecret", "edc-service", _set("metadata.labels", ["not", "a", "map"]), "metadata.labels"),
         (
             "ClusterSecretStore",

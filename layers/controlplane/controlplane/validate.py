@@ -9,7 +9,7 @@ Checks, all of them on every object, every problem reported as ``<kind>/<name>: 
   host namespaces, privileged, capabilities, hostPath and the volume-type allow-list, host ports, AppArmor, SELinux,
   ``/proc`` mount type, seccomp, sysctls, privilege escalation, non-root, probe/hook hosts) plus our policy
   (read-only root filesystem, no root group, requests and limits, readiness and liveness probes, each workload
-  running as its own service account) on every pod template;
+  running as its own service account and reading only its own Secret) on every pod template;
 - every image pinned by digest to the platform's ECR repository of its service in this account and region;
 - what a release may contain: the kinds of ``ALLOWED_KINDS`` per namespace (never a Secret: External Secrets
   writes those from Secrets Manager), ClusterIP Services only (the ALB Ingress is the entry), bindings only of the
@@ -279,6 +279,7 @@ def _pod_problems(obj: Mapping[str, Any], image_re: re.Pattern[str]) -> list[Pro
     problems.extend(_pod_context_problems(pod_sc, f"{prefix}.securityContext"))
     problems.extend(_apparmor_annotation_problems(obj, prefix))
     problems.extend(_service_account_problems(obj, spec, prefix))
+    problems.extend(_secret_reference_problems(obj, spec, prefix))
     for list_name, path, container in _containers(spec, prefix):
         problems.extend(_container_problems(path, container, pod_sc))
         problems.extend(_workload_problems(list_name, path, container, image_re))
@@ -365,6 +366,34 @@ def _service_account_problems(obj: Mapping[str, Any], spec: Mapping[str, Any], p
                 )
             )
     return problems
+
+
+def _secret_references(spec: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """Every (field path, Secret name) a pod spec refers to: env, envFrom, secret and projected volumes."""
+    for _, path, container in _containers(spec, prefix):
+        for i, source in enumerate(_seq(container.get("envFrom"))):
+            if "secretRef" in _m(source):
+                yield f"{path}.envFrom[{i}].secretRef.name", _m(source["secretRef"]).get("name")
+        for i, variable in enumerate(_seq(container.get("env"))):
+            ref = _m(_m(_m(variable).get("valueFrom")).get("secretKeyRef"))
+            if ref:
+                yield f"{path}.env[{i}].valueFrom.secretKeyRef.name", ref.get("name")
+    for i, volume in enumerate(_seq(spec.get("volumes"))):
+        if "secret" in _m(volume):
+            yield f"{prefix}.volumes[{i}].secret.secretName", _m(volume["secret"]).get("secretName")
+        for j, source in enumerate(_seq(_m(_m(volume).get("projected")).get("sources"))):
+            if "secret" in _m(source):
+                yield f"{prefix}.volumes[{i}].projected.sources[{j}].secret.name", _m(source["secret"]).get("name")
+
+
+def _secret_reference_problems(obj: Mapping[str, Any], spec: Mapping[str, Any], prefix: str) -> list[Problem]:
+    """Each workload reads only its own Secret, ``<workload>-secrets`` (the one its ExternalSecret writes)."""
+    own = f"{_m(obj.get('metadata')).get('name')}-secrets"
+    return [
+        (path, f"{name!r} is not this workload's own Secret {own!r} (platform policy: one Secret per workload)")
+        for path, name in _secret_references(spec, prefix)
+        if name != own
+    ]
 
 
 def _container_problems(path: str, container: Mapping[str, Any], pod_sc: Mapping[str, Any]) -> list[Problem]:
@@ -594,7 +623,17 @@ def _ingress_problems(obj: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _external_secret_target_problems(obj: Mapping[str, Any]) -> list[Problem]:
+    """An ExternalSecret writes only its own workload's Secret, ``<name>-secrets``."""
+    own = f"{_m(obj.get('metadata')).get('name')}-secrets"
+    target = _m(_m(obj.get("spec")).get("target")).get("name")
+    if target is not None and target != own:
+        return [("spec.target.name", f"{target!r} is not {own!r}: an ExternalSecret writes only its own Secret")]
+    return []
+
+
 _KIND_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any]], list[Problem]]]] = {
+    "ExternalSecret": _external_secret_target_problems,
     "Namespace": _namespace_problems,
     "Service": _service_problems,
     "Ingress": _ingress_problems,
