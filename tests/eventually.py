@@ -36,6 +36,8 @@ def eventually(
     seconds (default :data:`WALL_TIMEOUT_S`). With ``advance`` (``cluster.advance``, ``clock.advance``) the probe
     runs between simulated steps of ``step`` seconds and ``timeout`` (required) counts simulated seconds; nothing
     sleeps. On the deadline an AssertionError names ``what`` and the last value or assertion the probe gave.
+    A probe that sees the wait is hopeless (the execution it waits on has ended) calls ``pytest.fail``: only
+    AssertionError means "not yet".
     """
     if advance is not None and timeout is None:
         raise ValueError("eventually(advance=...) needs a timeout in simulated seconds")

@@ -34,7 +34,12 @@ def lock_of(pipe: Pipeline) -> Any:
 
 def wait_until_entered(pipe: Pipeline, arn: str, state: str) -> None:
     def entered() -> bool:
-        return state in [e.state_name for e in pipe.cloud.history(arn) if e.type.endswith("StateEntered")]
+        if state in [e.state_name for e in pipe.cloud.history(arn) if e.type.endswith("StateEntered")]:
+            return True
+        ended = pipe.cloud.describe_execution(arn)
+        if ended["status"] != "RUNNING":
+            pytest.fail(f"{arn} ended {ended['status']} before entering {state}: {ended.get('cause')}")
+        return False
 
     eventually(entered, what=f"{arn} to enter {state}")
 

@@ -46,6 +46,9 @@ def changes(pipe: Pipeline) -> list[Any]:
 
 def pending_approval(pipe: Pipeline, arn: str) -> str:
     def requested() -> str | None:
+        ended = pipe.cloud.describe_execution(arn)
+        if ended["status"] != "RUNNING":
+            pytest.fail(f"{arn} ended {ended['status']} before requesting an approval: {ended.get('cause')}")
         items = pipe.cloud.client("dynamodb").scan(
             TableName=str(pipe.cloud.ref("LedgerTable")),
             FilterExpression="#k = :k",
