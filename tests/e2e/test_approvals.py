@@ -7,7 +7,6 @@ release; a force without the operator API's signed identity is refused; the ledg
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from controlplane import platform
 from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
 from local.pipeline import Pipeline, call_operator_api, pipeline
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -48,18 +48,22 @@ def changes(pipe: Pipeline) -> list[Any]:
     return [w for w in pipe.writes() if w.query.get("dryRun") != "All"]
 
 
-def waiting_token(pipe: Pipeline, arn: str, timeout: float = 20.0) -> tuple[str, str]:
+def waiting_token(pipe: Pipeline, arn: str) -> tuple[str, str]:
     """(release id, task token) of the execution's approval, read as anyone with GetExecutionHistory could."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def asked() -> tuple[str, str] | None:
         for event in pipe.cloud.client("stepfunctions").get_execution_history(executionArn=arn)["events"]:
             details = event.get("taskScheduledEventDetails")
             if details and "waitForTaskToken" in details["resource"]:
                 payload = json.loads(details["parameters"])["Payload"]
                 if any(item.get("kind", {}).get("S") == "approval" for item in ledger_items(pipe)):
                     return str(payload["release_id"]), str(payload["task_token"])
-        time.sleep(0.05)
-    raise AssertionError("the execution never asked for approval")
+        ended = pipe.cloud.describe_execution(arn)
+        if ended["status"] != "RUNNING":
+            pytest.fail(f"{arn} ended {ended['status']} before asking for approval: {ended.get('cause')}")
+        return None
+
+    return eventually(asked, what=f"{arn} to ask for approval")
 
 
 @pytest.fixture
