@@ -16,10 +16,11 @@ export SAM_CLI_TELEMETRY := 0
 
 setup: $(STAMP) $(SAMSTAMP) $(CHECKOVSTAMP)
 
-$(STAMP): requirements/dev.txt layers/controlplane/requirements.txt
+$(STAMP): requirements/dev.txt layers/controlplane/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	cd requirements && ../$(PY) -m pip install --quiet -r dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $@
 
 $(SAMSTAMP): requirements/sam.txt
@@ -39,8 +40,8 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check layers local functions tests bench
-	$(VENV)/bin/mypy layers/controlplane/controlplane local
+	$(VENV)/bin/ruff format --check layers local functions tests bench trialstudio
+	$(VENV)/bin/mypy layers/controlplane/controlplane local trialstudio
 	$(VENV)/bin/lint-imports
 
 checks: setup

@@ -19,16 +19,13 @@ import hashlib
 import io
 import json
 import logging
-import re
 import sys
-import textwrap
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TextIO
 
 from controlplane import platform
@@ -37,6 +34,8 @@ from controlplane.render import load_bundle, render
 from controlplane.validate import validate_objects
 
 from local.pipeline import ACCOUNT_ID, MANIFESTS, REGION, Pipeline, pipeline
+from trialstudio import render as views
+from trialstudio.render import END_EVENTS, Follower, timeline, wrap
 
 DEMO_ACCOUNT = ACCOUNT_ID
 DEMO_REGION = REGION
@@ -80,8 +79,6 @@ def render_summary(out: TextIO) -> str:
 # -- following an execution while it runs ---------------------------------------------------------------------------
 FOLLOW_TIMEOUT_S = 180.0  # wall seconds one execution may take before the demo gives up on it
 _POLL_S = 0.2  # each look reads the whole history (GetExecutionHistory): often enough for a reader, cheap for the run
-_END_EVENTS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted")
-_CRASH = re.compile(r"/(?P<container>[\w.-]+): (?P<reason>\w+): restarted (?P<times>\d+) times")
 
 
 @dataclass
@@ -92,171 +89,21 @@ class Followed:
     wall: float
 
 
-def _digest12(digest: str) -> str:
-    return digest.removeprefix("sha256:")[:12]
-
-
-def _workload_names(pending: list[str]) -> str:
-    """``Deployment.apps/ns/name: message`` entries -> ``name, name``."""
-    return ", ".join(entry.split(":", 1)[0].rsplit("/", 1)[-1] for entry in pending)
-
-
-def _failure(error: str, cause: str) -> str:
-    """A failed task in a few words: the crash loop when there is one, else the error and its message, shortened."""
-    try:
-        message = str(json.loads(cause).get("errorMessage", cause))
-    except (ValueError, AttributeError):
-        message = cause
-    crash = _CRASH.search(message)
-    if crash:
-        return f"{crash['reason']}: {crash['container']} restarted {crash['times']} times"
-    return _short(f"{error}: {message}", 90)
-
-
-class _Follower:
-    """Prints an execution's states as they are entered, and what each Task did when it exits."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.seen = 0
-        self.started: datetime | None = None
-        self.open_line: str | None = None  # the state whose line is written up to its name
-        self.summary = ""
-        self.workloads = 0
-        self.rollback_target: str | None = None
-
-    def feed(self, events: list[Any]) -> None:
-        for event in events[self.seen :]:
-            self._event(event)
-        self.seen = len(events)
-        self.out.flush()
-
-    def _event(self, event: Any) -> None:
-        kind = event.type
-        if kind == "ExecutionStarted":
-            self.started = event.timestamp
-        elif kind.endswith("StateEntered"):
-            self._close()
-            offset = (event.timestamp - self.started).total_seconds() if self.started else 0.0
-            self.out.write(f"   +{offset:>4.0f}s  {event.state_name}")
-            self.open_line = str(event.state_name)
-        elif kind in {"LambdaFunctionSucceeded", "TaskSucceeded"}:
-            self.summary = self._summary(_json(event.details.get("output")))
-        elif kind in {"LambdaFunctionFailed", "TaskFailed", "LambdaFunctionTimedOut", "TaskTimedOut"}:
-            self.summary = _failure(str(event.details.get("error", "")), str(event.details.get("cause", "")))
-        elif kind.endswith("StateExited") or kind in _END_EVENTS:
-            self._close()
-
-    def _close(self) -> None:
-        if self.open_line is not None:
-            padding = " " * max(1, 26 - len(self.open_line))
-            self.out.write(f"{padding}{self.summary}\n" if self.summary else "\n")
-        self.open_line, self.summary = None, ""
-
-    def _summary(self, output: Any) -> str:
-        """What a step's output says, in a few words (the shapes are the steps' output models)."""
-        if not isinstance(output, dict):
-            return ""
-        if isinstance(output.get("Payload"), dict):  # the lambda:invoke integration wraps the handler's result
-            output = output["Payload"]
-        if "applied" in output:
-            self.workloads = len(output.get("workloads") or [])
-            pruned = f", pruned {output['pruned']}" if output.get("pruned") else ""
-            return f"applied {output['applied']} objects{pruned} ({output.get('release_id')})"
-        if "healthy" in output:
-            pending = output.get("pending") or []
-            total = self.workloads or len(pending)
-            rolled = f"{total - len(pending)}/{total} workloads rolled out"
-            if output["healthy"]:
-                return rolled
-            waiting = _workload_names(pending) if len(pending) <= 2 else f"{len(pending)} workloads"
-            return f"{rolled}, waiting for {waiting}"
-        if "passed" in output:
-            return f"smoke tests passed: {len(output['passed'])} services"
-        if "message" in output and "outcome" in output:  # the record steps
-            release, outcome = output.get("release_id"), output["outcome"]
-            if outcome == "succeeded":
-                return f"{release} recorded as last known-good"
-            if outcome == "rolled_back":
-                return f"{release} recorded failed; rolled back to {self.rollback_target}"
-            if outcome == "restored":
-                return f"rolled back to {release}, now last known-good"
-            return f"{release} recorded {outcome}"
-        if "owner" in output and "outcome" in output:
-            return f"lock on {output.get('environment')} {str(output['outcome']).lower()}"
-        if "released" in output:
-            return "lock released" if output["released"] else "lock was not held"
-        if "action" in output:  # the plan
-            release = (output.get("release") or {}).get("release_id")
-            changed = output.get("changed") or {}
-            if output["action"] != "deploy":
-                return f"nothing to deploy: {output.get('reason')}"
-            if len(changed) > 2:
-                return f"{release}: {len(changed)} services changed"
-            names = ", ".join(f"{s}@{_digest12(d)}" for s, d in sorted(changed.items()))
-            return f"{release}: {names}"
-        if "frozen" in output:
-            if output["frozen"]:
-                return f"frozen: {output.get('window_reason')}" + (" (forced)" if output.get("forced") else "")
-            return "no freeze window"
-        if "scans" in output:
-            return f"{len(output['scans'])} image(s) scanned: {output.get('status')}"
-        if "results" in output:  # promotion tags
-            tagged = sum(1 for r in output["results"] if r.get("outcome") == "TAGGED")
-            return f"{tagged} tags written, {len(output['results']) - tagged} unchanged"
-        if "found" in output:  # the rollback target
-            if not output["found"]:
-                return f"no rollback target: {output.get('reason')}"
-            self.rollback_target = (output.get("release") or {}).get("release_id")
-            return f"target {self.rollback_target}"
-        return ""
-
-
-def _json(text: Any) -> Any:
-    try:
-        return json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        return text
-
-
 def follow(out: TextIO, pipe: Pipeline, arn: str, *, timeout: float = FOLLOW_TIMEOUT_S) -> Followed:
     """Poll the execution's history until it ends (at most ``timeout`` wall seconds), printing states as they come."""
-    follower = _Follower(out)
+    follower = Follower(out)
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     while True:
         events = pipe.cloud.history(arn)
         follower.feed(events)
-        if any(e.type in _END_EVENTS for e in events):
+        if any(e.type in END_EVENTS for e in events):
             return Followed(pipe.cloud.wait_execution(arn, timeout=timeout), time.perf_counter() - started)
         if time.monotonic() >= deadline:
             follower.feed(events)
             out.write(f"\n   still running after {timeout:.0f} s wall: the demo stops following {arn}\n")
             return Followed(None, time.perf_counter() - started)
         time.sleep(_POLL_S)
-
-
-def timeline(result: Any) -> list[str]:
-    """Per state (first entered order; Choice states take no time and are left out): entered at, time spent, visits."""
-    events = list(result.history)
-    if not events:
-        return []
-    start, end = events[0].timestamp, events[-1].timestamp
-    entered = [e for e in events if e.type.endswith("StateEntered")]
-    rows: dict[str, list[float]] = {}  # state -> [first entered, total seconds, visits]
-    for index, event in enumerate(entered):
-        if event.type == "ChoiceStateEntered":
-            continue
-        left = entered[index + 1].timestamp if index + 1 < len(entered) else end
-        row = rows.setdefault(event.state_name, [(event.timestamp - start).total_seconds(), 0.0, 0])
-        row[1] += (left - event.timestamp).total_seconds()
-        row[2] += 1
-    lines = [f"   {'state':<26}{'entered':>9}{'took':>7}  visits"]
-    for state, (at, took, visits) in rows.items():
-        lines.append(
-            f"   {state:<26}{f'+{at:.0f}s':>9}{f'{took:.0f}s':>7}  {int(visits) if visits > 1 else ''}".rstrip()
-        )
-    return lines
 
 
 def _report(out: TextIO, followed: Followed) -> None:
@@ -266,19 +113,10 @@ def _report(out: TextIO, followed: Followed) -> None:
         return
     total = (result.history[-1].timestamp - result.history[0].timestamp).total_seconds() if result.history else 0.0
     out.write(f"   timeline ({total:.0f} s simulated, {followed.wall:.2f} s wall):\n")
-    out.write("\n".join(timeline(result)) + "\n")
+    out.write("\n".join(timeline(result.history)) + "\n")
     out.write(f"   outcome: {result.status}" + (f" ({result.error})" if result.error else "") + "\n")
     if result.cause:
-        out.write(_wrap(result.cause, "   cause: ", "          ") + "\n")
-
-
-def _wrap(text: str, first: str, rest: str) -> str:
-    """``text`` wrapped at 110 columns (names with hyphens stay whole)."""
-    return textwrap.fill(text, 110, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
-
-
-def _short(text: str, width: int) -> str:
-    return textwrap.shorten(text, width, placeholder=" ...")
+        out.write(wrap(result.cause, "   cause: ", "          ") + "\n")
 
 
 def _images(pipe: Pipeline) -> str:
@@ -291,56 +129,17 @@ def _detection_seconds(pipe: Pipeline) -> float | None:
     """The TimeToDetectFailure metric the health step published (an EMF line in its log stream), if any."""
     for line in reversed(pipe.cloud.runtime.logs):
         if '"TimeToDetectFailure"' in line.message:
-            value = _json(line.message).get("TimeToDetectFailure")
+            value = json.loads(line.message).get("TimeToDetectFailure")
             return float(value[0] if isinstance(value, list) else value)
     return None
 
 
 # -- the ledger's view ----------------------------------------------------------------------------------------------
-def _execution(arn: str) -> str:
-    """``arn:aws:states:...:execution:<stack>-deploy:<uuid>`` -> ``deploy:<uuid prefix>``."""
-    parts = arn.split(":")
-    return f"{parts[-2].rsplit('-', 1)[-1]}:{parts[-1][:8]}"
-
-
-def _after(start: datetime, at: datetime | None) -> str:
-    return f"+{(at - start).total_seconds():.0f}s" if at else "-"
-
-
 def ledger_view(pipe: Pipeline, environment: str) -> list[str]:
     """The releases of ``environment`` as the ledger holds them, its last known-good pointer and quarantined digests."""
     records = pipe.releases(environment)
-    header = f"{'release':<26}{'status':<13}{'trigger':<18}{'changed':<32}{'started':<10}{'healthy':>8}{'ended':>7}"
-    lines = [f"   {header}  execution"]
-    for r in records:
-        trigger = r.trigger.kind.value + (f" {r.trigger.tag}" if r.trigger.tag else "")
-        changed = (
-            f"{len(r.changed)} services"
-            if len(r.changed) > 1
-            else ", ".join(f"{s}@{_digest12(d)}" for s, d in r.changed.items()) or "-"
-        )
-        healthy, ended = _after(r.started_at, r.healthy_at), _after(r.started_at, r.finished_at)
-        lines.append(
-            f"   {r.release_id:<26}{r.status.value:<13}{trigger:<18}{changed:<32}{r.started_at:%H:%M:%S}  "
-            f"{healthy:>8}{ended:>7}  {_execution(r.execution_arn)}"
-        )
-    for r in records:
-        if r.rolled_back_to or r.cause:
-            note = f"{r.release_id}: " + (f"rolled back to {r.rolled_back_to}; " if r.rolled_back_to else "")
-            lines.append(_wrap(_short(note + (r.cause or ""), 210), "   ", "      "))
-    lkg = pipe.ledger.last_known_good(environment)
-    if lkg is None:
-        lines.append("   last known-good: none")
-    else:
-        lines.append(
-            f"   last known-good: {lkg.release_id} (previously {lkg.previous_release_id}; "
-            f"set {lkg.updated_at:%H:%M:%S} by {_execution(lkg.execution_arn)})"
-        )
-    services = {d: s for r in records for s, d in r.images.items()}
-    quarantined = pipe.ledger.quarantined(services)
-    lines.append(f"   quarantined digests: {len(quarantined) or 'none'}")
-    lines += [f"     {_short(f'{services[d]}@{_digest12(d)}: {why}', 105)}" for d, why in sorted(quarantined.items())]
-    return lines
+    digests = {d for r in records for d in r.images.values()}
+    return views.ledger_view(records, pipe.ledger.last_known_good(environment), pipe.ledger.quarantined(digests))
 
 
 # -- the story ------------------------------------------------------------------------------------------------------

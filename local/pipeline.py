@@ -23,6 +23,8 @@ from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import ReleaseRecord
 
+from trialstudio.control import releases
+
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
 MANIFESTS = REPO / "manifests" / "kubernetes"
@@ -179,27 +181,8 @@ class Pipeline:
         return Ledger(str(self.cloud.ref("LedgerTable")), region=REGION)
 
     def releases(self, environment: str) -> list[ReleaseRecord]:
-        """Every release of ``environment`` in the ledger, oldest first, each read through the Ledger adapter.
-
-        The table has no index by environment (the control plane never lists releases), so the ids come from a scan:
-        fine on a local table, not something a step should do.
-        """
-        ids: list[str] = []
-        for page in (
-            self.cloud.client("dynamodb")
-            .get_paginator("scan")
-            .paginate(
-                TableName=str(self.cloud.ref("LedgerTable")),
-                FilterExpression="sk = :meta AND #env = :env",
-                ExpressionAttributeNames={"#env": "environment"},
-                ExpressionAttributeValues={":meta": {"S": "META"}, ":env": {"S": environment}},
-                ProjectionExpression="release_id",
-            )
-        ):
-            ids += [item["release_id"]["S"] for item in page["Items"]]
-        ledger = self.ledger
-        records = [ledger.require_release(release_id) for release_id in ids]
-        return sorted(records, key=lambda r: (r.started_at, r.release_id))
+        """Every release of ``environment`` in the ledger, oldest first (as ``trialstudio history`` reads them)."""
+        return releases(self.cloud.client("dynamodb"), self.ledger, environment)
 
     def owned(self) -> dict[str, dict[str, Any]]:
         """The cluster's objects carrying the ownership label: key -> {kind, images}."""

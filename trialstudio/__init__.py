@@ -1,0 +1,1 @@
+"""``trialstudio``: the operators' command line for the SyntheticTrialStudio control plane (README "Operating")."""

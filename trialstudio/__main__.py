@@ -1,0 +1,3 @@
+from trialstudio.cli import main
+
+raise SystemExit(main())
