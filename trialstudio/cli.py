@@ -1,4 +1,4 @@
-"""``trialstudio``: status, history, show, follow, deploy and rollback for one environment (README "Operating").
+"""``trialstudio``: the release workflow of one environment from a terminal (README "Operating").
 
 Exit codes: 0 ok; 1 failed (an execution that did not succeed, an AWS error); 2 refused or usage (bad arguments, the
 operator API said no, missing credentials). ``--output json`` prints one JSON document on stdout for scripts; the
@@ -25,12 +25,13 @@ from controlplane import platform
 from controlplane.aws.approval import Approvals
 from controlplane.models.gates import ApprovalOutcome, LockRecord
 from controlplane.models.release import LastKnownGood, ReleaseRecord
-from controlplane.models.scaling import SleepRecord
+from controlplane.models.scaling import SleepRecord, StayAwake
 
 from trialstudio import render
 from trialstudio.control import REQUIRED_OUTPUTS, CliError, ControlPlane, Outputs, Running, aws_error
 
 OK, FAILED, REFUSED = 0, 1, 2
+DECISIONS = ("approve", "reject")
 FOLLOW_TIMEOUT_S = 1800.0
 POLL_S = 0.5
 _RELEASE = re.compile(r"^rel-[0-9a-f]{20}$")
@@ -80,12 +81,17 @@ class Status:
     running: list[Running]
     lock: LockRecord | None
     sleep: SleepRecord | None
+    stay_awake: StayAwake | None
     quarantined: dict[str, str]
 
     @property
     def services(self) -> dict[str, str]:
         """digest -> service, over every release of the environment."""
         return {d: s for r in self.records for s, d in r.images.items()}
+
+    @property
+    def offhours(self) -> str:
+        return self.sleep.status.value.lower() if self.sleep else "awake"
 
     @property
     def latest(self) -> ReleaseRecord | None:
@@ -104,6 +110,7 @@ class Status:
             running=cp.running(),
             lock=cp.locks.read(environment),
             sleep=cp.sleep.read(environment),
+            stay_awake=cp.sleep.stay_awake(environment),
             quarantined=cp.ledger.quarantined(digests),
         )
 
@@ -123,7 +130,8 @@ class Status:
             ],
             "lock": self.lock.model_dump(mode="json") if self.lock else None,
             "quarantined": {d: {"service": services.get(d), "cause": why} for d, why in self.quarantined.items()},
-            "offhours": self.sleep.status.value if self.sleep else "awake",
+            "offhours": self.offhours,
+            "stay_awake_until": _iso(self.stay_awake.until) if self.stay_awake else None,
             "degraded": None,  # not recorded by the control plane yet (the faults work adds it): a seam, not a claim
         }
 
@@ -145,7 +153,8 @@ class Status:
         rows.append(("lock", self._lock()))
         rows.append(("quarantined", f"{len(self.quarantined)} digest(s)" if self.quarantined else "none"))
         rows += [("", f"{self.services.get(d, '?')}@{render.digest12(d)}") for d in sorted(self.quarantined)]
-        rows.append(("off-hours", self.sleep.status.value if self.sleep else "awake"))
+        awake_until = f" (stay awake until {self.stay_awake.until:%Y-%m-%d %H:%M} UTC)" if self.stay_awake else ""
+        rows.append(("off-hours", self.offhours + awake_until))
         return rows
 
     @staticmethod
@@ -308,11 +317,12 @@ def _start(cp: ControlPlane, body: dict[str, Any], args: argparse.Namespace, out
         out.stderr.write(f"refused by the operator API: {error}: {message}{hint}\n")
         return REFUSED if status < 500 else FAILED
     arn = str(answer["execution_arn"])
+    done = f"{answer.get('action')} {answer['status']}" if answer.get("status") else f"{answer.get('action')} started"
     if args.no_wait:
         out.document(answer)
-        out.lines([f"started {render.execution_label(arn)} as {answer.get('principal')}", arn])
+        out.lines([f"{done} as {answer.get('principal')}: {render.execution_label(arn)}", arn])
         return OK
-    out.progress.write(f"started as {answer.get('principal')}\n")
+    out.progress.write(f"{done} as {answer.get('principal')}\n")
     return follow(cp, arn, out, timeout=args.timeout)
 
 
@@ -352,6 +362,38 @@ def cmd_rollback(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
             raise CliError(f"release: {args.release!r} is not a release id (rel- and 20 hex digits)", 2)
         body["release_id"] = args.release
     return _start(cp, body, args, out)
+
+
+def cmd_decide(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
+    """approve / reject a pending production release, then follow its execution."""
+    if not _RELEASE.match(args.release):
+        raise CliError(f"release: {args.release!r} is not a release id (rel- and 20 hex digits)", 2)
+    body: dict[str, Any] = {"action": args.command, "release_id": args.release}
+    if args.comment:
+        body["comment"] = args.comment
+    return _start(cp, body, args, out)
+
+
+def cmd_offhours(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
+    """sleep / wake / stay-awake: the off-hours state machine through the operator API, then follow it."""
+    mode = {"sleep": "down", "wake": "up", "stay-awake": "stay_awake"}[args.command]
+    body: dict[str, Any] = {"action": "offhours", "environment": args.environment, "mode": mode}
+    if args.command == "stay-awake":
+        until = _until(args.until)
+        body["until"] = until.isoformat().replace("+00:00", "Z")
+    return _start(cp, body, args, out)
+
+
+def _until(text: str) -> datetime:
+    try:
+        until = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"--until {text!r}: not an RFC 3339 time (e.g. 2026-12-01T23:00:00Z)", 2) from None
+    if until.tzinfo is None:
+        raise CliError(f"--until {text!r}: give a time zone (Z or +01:00)", 2)
+    if until <= datetime.now(UTC):
+        raise CliError(f"--until {text!r}: is in the past", 2)
+    return until.astimezone(UTC)
 
 
 # -- arguments -------------------------------------------------------------------------------------------------------
@@ -395,7 +437,17 @@ def parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="roll back (to the previous good release or RELEASE), then follow")
     rollback.add_argument("release", nargs="?")
     rollback.add_argument("--reason", default="operator rollback")
-    for starter in (deploy, rollback):
+    decide = [sub.add_parser(a, help=f"{a} a release waiting for approval, then follow it") for a in DECISIONS]
+    for parser_ in decide:
+        parser_.add_argument("release")
+        parser_.add_argument("--comment", default=None)
+    offhours = [
+        sub.add_parser("sleep", help="scale the environment down now (off-hours), then follow it"),
+        sub.add_parser("wake", help="scale the environment back up now, then follow it"),
+        sub.add_parser("stay-awake", help="keep the scheduled scale-down away until --until"),
+    ]
+    offhours[2].add_argument("--until", required=True, help="RFC 3339, e.g. 2026-12-01T23:00:00Z")
+    for starter in (deploy, rollback, *decide, *offhours):
         starter.add_argument("--no-wait", action="store_true", help="print the execution ARN and return")
         starter.add_argument("--timeout", type=float, default=FOLLOW_TIMEOUT_S)
     return p
@@ -408,6 +460,11 @@ COMMANDS = {
     "follow": cmd_follow,
     "deploy": cmd_deploy,
     "rollback": cmd_rollback,
+    "approve": cmd_decide,
+    "reject": cmd_decide,
+    "sleep": cmd_offhours,
+    "wake": cmd_offhours,
+    "stay-awake": cmd_offhours,
 }
 
 
