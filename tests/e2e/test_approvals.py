@@ -183,3 +183,20 @@ def test_an_unauthenticated_force_in_production_is_refused_before_any_write(
     unchanged = [i for i in ledger_items(pipe) if i in before or "op-deploy-" in json.dumps(i)]
     assert len(unchanged) == len(ledger_items(pipe))  # only the signed execution wrote anything
     assert changes(pipe) == []
+
+
+def test_a_production_rollback_needs_an_authenticated_operator(production: tuple[Pipeline, dict[str, Any]]) -> None:
+    pipe, _ = production
+    request = {"environment": "production", "reason": "bad release"}
+
+    direct = pipe.rollback(request)
+    status, started = pipe.operator("developer", session="bob").call({"action": "rollback", **request})
+    signed = pipe.cloud.wait_execution(started["execution_arn"])
+
+    assert direct.status == "FAILED"
+    assert direct.error == "OperatorNotAuthorizedError"
+    assert "production rollback needs an authenticated operator" in str(direct.cause)
+    assert status == 200, started
+    assert signed.error == "PlanError"  # past the identity check: production has no previous release yet
+    assert "no previous good release" in str(signed.cause)
+    assert changes(pipe) == []

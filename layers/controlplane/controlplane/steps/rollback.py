@@ -12,11 +12,33 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from controlplane.aws import signing
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import InputValidationError, PlanError
-from controlplane.models.release import ReleaseStatus, RollbackTarget, RollbackTargetInput
+from controlplane.errors import InputValidationError, OperatorNotAuthorizedError, PlanError
+from controlplane.models.operator import OperatorAction
+from controlplane.models.release import OperatorRollbackRequest, ReleaseStatus, RollbackTarget, RollbackTargetInput
 from controlplane.observability import correlate, logger
-from controlplane.settings import get_settings
+from controlplane.settings import Settings, get_settings
+
+
+def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str | None:
+    """Who asked for this rollback (the operator API's verified signature); production needs one.
+
+    A rollback re-applies an older release: in production only an authenticated operator may start it, and the
+    principal is recorded with the rollback's reason. A signature that does not verify is refused everywhere.
+    """
+    raw = request.model_dump(mode="json", exclude_unset=True)
+    signature = signing.operator_of(
+        raw, execution_arn=execution_arn, key_id=settings.decision_key_id, region=settings.region
+    )
+    if signature is not None and signature.action is not OperatorAction.ROLLBACK:
+        raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for rollback")
+    if signature is None and settings.environment == "production":
+        raise OperatorNotAuthorizedError(
+            "operator: a production rollback needs an authenticated operator; start it through the operator API "
+            '({"action": "rollback", "environment": "production", ...}), not on the state machine directly'
+        )
+    return signature.principal if signature else None
 
 
 def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
@@ -48,6 +70,7 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
 
     request = event.request
     assert request is not None
+    requester = rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
     if request.release_id is not None:
         record = ledger.require_release(request.release_id)
         if record.environment != environment:
@@ -65,7 +88,7 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     correlate(release_id=record.release_id)
     return RollbackTarget(
         found=True,
-        reason=f"{request.reason}: {current} -> {record.release_id}",
+        reason=f"{request.reason}{f' (by {requester})' if requester else ''}: {current} -> {record.release_id}",
         release=record.ref(),
         replaces_release_id=current,
         **timing,
