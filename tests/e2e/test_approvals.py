@@ -200,3 +200,25 @@ def test_a_production_rollback_needs_an_authenticated_operator(production: tuple
     assert signed.error == "PlanError"  # past the identity check: production has no previous release yet
     assert "no previous good release" in str(signed.cause)
     assert changes(pipe) == []
+
+
+def test_off_hours_on_production_by_hand_needs_an_authenticated_operator(
+    production: tuple[Pipeline, dict[str, Any]],
+) -> None:
+    pipe, _ = production
+    until = "2099-01-01T00:00:00Z"
+
+    direct = pipe.cloud.run(
+        "OffHoursStateMachine", {"environment": "production", "action": "stay_awake", "until": until}
+    )
+    bob = pipe.operator("developer", session="bob")
+    status, started = bob.call(
+        {"action": "offhours", "environment": "production", "mode": "stay_awake", "until": until}
+    )
+    signed = pipe.cloud.wait_execution(started["execution_arn"])
+
+    assert direct.status == "FAILED"
+    assert direct.error == "OperatorNotAuthorizedError"
+    assert status == 200, started
+    assert signed.status == "SUCCEEDED", signed.cause
+    assert bob.session_arn in json.dumps(ledger_items(pipe))  # the override records who asked

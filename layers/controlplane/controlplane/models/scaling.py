@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controlplane import platform
 from controlplane.errors import ConfigurationError
 from controlplane.models.kube import ObjectRef
+from controlplane.models.operator import OperatorSignature
 from controlplane.models.release import Environment
 
 ScalableKind = Literal["Deployment", "StatefulSet"]
@@ -358,8 +359,9 @@ class OffhoursRequest(_Model):
     action: Action
     trigger: Literal["schedule", "console"] = "console"
     until: datetime | None = None
-    requested_by: str | None = None
+    requested_by: str | None = Field(default=None, description="unverified; the operator API's signature wins")
     reason: str = ""
+    operator: OperatorSignature | None = Field(default=None, description="Set by the operator API only (signed).")
 
     @field_validator("action", mode="before")
     @classmethod

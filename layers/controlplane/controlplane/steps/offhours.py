@@ -24,16 +24,23 @@ from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient
 
-from controlplane.aws import lock
+from controlplane.aws import lock, signing
 from controlplane.aws import nodegroups as eks_nodegroups
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import notify_outcome
 from controlplane.aws.sleep_ledger import SleepLedger
-from controlplane.errors import ConfigurationError, InputValidationError, KubernetesNotFoundError, LockHeldError
+from controlplane.errors import (
+    ConfigurationError,
+    InputValidationError,
+    KubernetesNotFoundError,
+    LockHeldError,
+    OperatorNotAuthorizedError,
+)
 from controlplane.kube import scaling
 from controlplane.kube.health import check_workloads
 from controlplane.models.gates import LockOutcome, LockPurpose, LockRequest, ReleaseLockResult, gate_settings
 from controlplane.models.kube import ObjectRef
+from controlplane.models.operator import OperatorAction
 from controlplane.models.scaling import (
     SCALABLE_KINDS,
     Exclusion,
@@ -97,6 +104,28 @@ def _with_api(settings: Settings, work: Callable[[ApiClient], T]) -> T:
 
 
 # ----------------------------------------------------------------------------------------------------------- begin
+def offhours_requester(ctx: StepContext, settings: Settings) -> str | None:
+    """Who asked (the operator API's verified signature); production overrides by hand need one.
+
+    In production a person's off-hours action (``trigger: console``) is honoured only from the operator API; a
+    signature that does not verify is refused everywhere. Unsigned staging requests keep their (unverified) name.
+    """
+    raw = ctx.request.model_dump(mode="json", exclude_unset=True)
+    signature = signing.operator_of(
+        raw, execution_arn=ctx.execution_arn, key_id=settings.decision_key_id, region=settings.region
+    )
+    if signature is not None:
+        if signature.action is not OperatorAction.OFFHOURS:
+            raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for offhours")
+        return signature.principal
+    if ctx.request.trigger == "console" and settings.environment == "production":
+        raise OperatorNotAuthorizedError(
+            "operator: off-hours actions on production by hand need an authenticated operator; use the operator "
+            'API ({"action": "offhours", "environment": "production", "mode": ...})'
+        )
+    return ctx.request.requested_by
+
+
 def begin(ctx: StepContext) -> SleepPlan:
     """Begin: record the request; a stay-awake override is stored here; a scheduled scale-down yields to one.
 
@@ -106,13 +135,14 @@ def begin(ctx: StepContext) -> SleepPlan:
     _check_environment(ctx, settings)
     request, ledger = ctx.request, _ledger(settings)
     environment = request.environment
+    requested_by = offhours_requester(ctx, settings)
     if request.action == "stay-awake":
         if request.until is None:  # the model checks; this tells the type checker
             raise InputValidationError("stay-awake needs until")
         override = StayAwake(
             environment=environment,
             until=request.until,
-            requested_by=request.requested_by or ctx.execution_arn.rpartition(":")[2],
+            requested_by=requested_by or ctx.execution_arn.rpartition(":")[2],
             reason=request.reason,
             requested_at=ctx.now,
         )
@@ -150,7 +180,7 @@ def begin(ctx: StepContext) -> SleepPlan:
         execution_arn=ctx.execution_arn,
         action=request.action,
         outcome="STARTED",
-        detail={"trigger": request.trigger, "requested_by": request.requested_by, "reason": request.reason},
+        detail={"trigger": request.trigger, "requested_by": requested_by, "reason": request.reason},
     )
     return SleepPlan(environment=environment, sleep=True, reason=f"{request.trigger} {request.action}")
 

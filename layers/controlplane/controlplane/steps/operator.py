@@ -57,6 +57,7 @@ from controlplane.models.operator import (
     principal_key,
 )
 from controlplane.models.release import ConsoleRequest, OperatorRollbackRequest, parse, validation_message
+from controlplane.models.scaling import OffhoursRequest
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import Settings, get_settings
 
@@ -173,7 +174,9 @@ def execution_request(
         parse(OperatorRollbackRequest, request, what="rollback")
         return OperatorAction.ROLLBACK, settings.require("rollback_state_machine_arn"), request
     request |= {"action": body.mode, "trigger": "console"} | ({"until": body.until} if body.until else {})
-    return OperatorAction.OFFHOURS, settings.require("offhours_state_machine_arn"), request
+    # Signed as the off-hours machine will read it back (e.g. "stay_awake" -> "stay-awake", times normalised).
+    normalised = parse(OffhoursRequest, request, what="offhours").model_dump(mode="json", exclude_unset=True)
+    return OperatorAction.OFFHOURS, settings.require("offhours_state_machine_arn"), normalised
 
 
 # ------------------------------------------------------------------------------------------------------- approvals
