@@ -1,0 +1,60 @@
+"""The operator path's pure rules: who a principal is, who may approve, what free text and bodies may contain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from controlplane.errors import InputValidationError
+from controlplane.models.operator import is_one_of, principal_key
+from controlplane.steps.operator import parse_body
+
+ROLE = "arn:aws:iam::123456789012:role/release-approver"
+
+
+@pytest.mark.parametrize(
+    ("arn", "key"),
+    [
+        ("arn:aws:sts::123456789012:assumed-role/release-approver/carol", ROLE),
+        ("arn:aws:iam::123456789012:role/ops/release-approver", ROLE),  # a role path is not part of the identity
+        ("arn:aws:iam::123456789012:user/ci", "arn:aws:iam::123456789012:user/ci"),
+        ("arn:aws:iam::123456789012:user/team/ci", "arn:aws:iam::123456789012:user/ci"),
+    ],
+)
+def test_a_principal_is_its_user_or_role_whatever_the_session(arn: str, key: str) -> None:
+    assert principal_key(arn) == key
+
+
+def test_approvers_match_sessions_of_their_roles_only_in_their_account() -> None:
+    approvers = (ROLE,)
+
+    assert is_one_of("arn:aws:sts::123456789012:assumed-role/release-approver/anyone", approvers)
+    assert not is_one_of("arn:aws:sts::999999999999:assumed-role/release-approver/carol", approvers)
+    assert not is_one_of("arn:aws:sts::123456789012:assumed-role/release-approver-2/carol", approvers)
+    assert not is_one_of("arn:aws:iam::123456789012:user/release-approver", approvers)
+
+
+DEPLOY = {"action": "deploy", "environment": "staging", "services": {"edc-service": "v1"}, "reason": "fix"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**DEPLOY, "force": "yes"}, "force"),
+        ({**DEPLOY, "force": 1}, "force"),
+        ({**DEPLOY, "reason": "line\nbreak"}, "reason"),
+        ({**DEPLOY, "reason": "\u202eevil"}, "reason"),
+        ({**DEPLOY, "reason": "x" * 501}, "reason"),
+        ({**DEPLOY, "requested_by": "alice"}, "requested_by"),
+        ({"action": "approve", "release_id": "rel-" + "0" * 20, "approver": "me"}, "approver"),
+        ({"action": "offhours", "environment": "staging", "mode": "nap"}, "mode"),
+        ({"action": "rollback", "environment": "staging", "release_id": "latest"}, "release_id"),
+    ],
+)
+def test_operator_bodies_are_strict_and_name_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InputValidationError, match=field):
+        parse_body(body)
+
+
+def test_a_well_formed_body_parses() -> None:
+    assert parse_body({**DEPLOY, "force": True}).force is True  # type: ignore[union-attr]
