@@ -41,6 +41,11 @@ def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, 
     return signature.principal if signature else None
 
 
+def by(requester: str | None) -> str:
+    """`` (by <principal>)`` for the recorded reason, or nothing when nobody authenticated asked."""
+    return f" (by {requester})" if requester else ""
+
+
 def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     environment = event.request.environment if event.request else event.automatic.environment  # type: ignore[union-attr]
     correlate(execution_arn=event.execution_arn, environment=environment)
@@ -88,7 +93,7 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     correlate(release_id=record.release_id)
     return RollbackTarget(
         found=True,
-        reason=f"{request.reason}{f' (by {requester})' if requester else ''}: {current} -> {record.release_id}",
+        reason=f"{request.reason}{by(requester)}: {current} -> {record.release_id}",
         release=record.ref(),
         replaces_release_id=current,
         **timing,
