@@ -527,8 +527,8 @@ class LocalCloud:
         caller_arn = getattr(self, "caller_arn", None)
         if callable(caller_arn):
             cluster.identities.resolve = caller_arn
-            harness_key = None
-        else:
+        harness_key = None
+        if not callable(caller_arn) or DEPLOY_ROLE not in self.resources:  # the harness itself plays the deploy role
             harness_key = os.environ.get("AWS_ACCESS_KEY_ID") or _FAKE_ENV["AWS_ACCESS_KEY_ID"]
         grant_control_plane(cluster, deploy_role_arn=deploy_role_arn, cluster_name=name, harness_key=harness_key)
 
