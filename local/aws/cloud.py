@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,15 +18,21 @@ from types import TracebackType
 from typing import Any, Protocol
 from unittest import mock
 
-import boto3
-
-from local.aws.eks_access import DEPLOY_ROLE, FALLBACK_DEPLOY_ROLE_NAME, GrantableCluster, grant_control_plane
+from local.aws.authz import HARNESS_ACCESS_KEY, Authorizer, SessionRouter, installed
+from local.aws.eks_access import (
+    DEPLOY_ROLE,
+    FALLBACK_DEPLOY_ROLE_NAME,
+    GrantableCluster,
+    grant_control_plane,
+    session_arn,
+)
 from local.aws.eventbridge import envelope, target_input
-from local.aws.lambdas import InvocationResult, LambdaRuntime
+from local.aws.lambdas import FunctionSpec, InvocationResult, LambdaRuntime
 from local.aws.provision import EventSource, Provisioner, Resource
 from local.aws.seams import patched_moto, pattern_matches
 from local.aws.template import Pseudo, Resolver, TemplateError, creation_order, load_template, resolve_parameters
 from local.aws.timing import ClockTimekeeper, TimeMode
+from local.aws.transform import sam_transformed
 from local.cluster.clock import SimClock
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -148,10 +154,6 @@ class _ScanResult:
         return self.status
 
 
-def _client(service: str, region: str) -> Any:
-    return boto3.client(service, region_name=region)  # type: ignore[call-overload]
-
-
 class LocalCloud:
     """The AWS side of the local cloud; use as a context manager.
 
@@ -194,6 +196,11 @@ class LocalCloud:
         self._push_count = 0
         self._stack: ExitStack | None = None
         self.cfn_faults: Any = None
+        self.iam = Authorizer(region, ACCOUNT_ID)
+        self._router = SessionRouter(lambda: self.iam.admin)
+        self.runtime.identity = self._function_identity
+        self.ecr_events: list[dict[str, Any]] = []  # every ECR Image Action event emitted, in order
+        self._quiet_pushes = threading.local()  # push_image(emit_event=False) on this thread
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -212,7 +219,8 @@ class LocalCloud:
                 mock.patch.dict(os.environ, {**_FAKE_ENV, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
             )
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
-            stack.enter_context(patched_moto(self.time, self._invoke_from_moto))
+            stack.enter_context(patched_moto(self.time, self._invoke_from_moto, self.iam.integration_client))
+            stack.enter_context(installed(self.iam, self._router, self._after_call))
             stack.callback(self._stop_running_executions)
             if self.time.mode == "realtime":
                 self.clock.run_realtime(self.time.acceleration)
@@ -258,6 +266,7 @@ class LocalCloud:
                 continue
             self.resources[logical_id] = provisioner.create(logical_id, body)
         self.event_sources = provisioner.event_sources
+        self._load_role_policies(path, template, resolver)
         self.outputs = {
             key: resolver.resolve(value.get("Value")) for key, value in (template.get("Outputs") or {}).items()
         }
@@ -266,6 +275,81 @@ class LocalCloud:
                 if str(layer) not in sys.path:
                     sys.path.insert(0, str(layer))
                     stack.callback(sys.path.remove, str(layer))
+
+    def _load_role_policies(self, path: Path, template: dict[str, Any], resolver: Resolver) -> None:
+        """Give every role of the (SAM-transformed) template its policies, intrinsics resolved."""
+        iam = self.client("iam")
+        transformed = sam_transformed(path, template, self.region)
+        for logical_id, body in (transformed.get("Resources") or {}).items():
+            if body.get("Type") != "AWS::IAM::Role":
+                continue
+            if body.get("Condition") and not resolver.condition(body["Condition"]):
+                continue
+            role_arn = self._role_arn(logical_id)
+            props = resolver.resolve(body.get("Properties") or {})
+            inline = {str(p["PolicyName"]): p["PolicyDocument"] for p in props.get("Policies") or []}
+            self.iam.set_role_policies(role_arn, inline, [str(a) for a in props.get("ManagedPolicyArns") or []])
+            for name, document in inline.items():
+                # moto refuses documents without Version (AWS defaults them to 2008-10-17; SAM's policy templates
+                # have none); the copy in moto is for GetRolePolicy only, the evaluation uses the document as is.
+                shown = {"Version": "2012-10-17", **document}
+                iam.put_role_policy(
+                    RoleName=role_arn.rsplit("/", 1)[-1], PolicyName=name, PolicyDocument=json.dumps(shown)
+                )
+        for logical_id, body in (transformed.get("Resources") or {}).items():
+            if body.get("Type") in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+                props = resolver.resolve(body.get("Properties") or {})
+                for role in props.get("Roles") or []:
+                    arn = str(iam.get_role(RoleName=role)["Role"]["Arn"])
+                    self.iam.add_role_policy(arn, str(props.get("PolicyName") or logical_id), props["PolicyDocument"])
+
+    def _role_arn(self, logical_id: str) -> str:
+        """The ARN of a role of the transformed template: declared in the template, or the one the harness created
+        where SAM generates ``<Owner>Role`` (function, state machine, event source)."""
+        if logical_id in self.resources:
+            return self.arn(logical_id)
+        name = f"{self.stack_name}-{logical_id.removesuffix('Role')}-Role"[:64]
+        iam = self.client("iam")
+        try:
+            return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+        except iam.exceptions.NoSuchEntityException:
+            raise TemplateError(f"the SAM transform generates role {logical_id}; the harness created none") from None
+
+    @contextmanager
+    def _function_identity(self, spec: FunctionSpec) -> Iterator[None]:
+        """The function's execution role for one invocation: exported credentials and the default boto3 session."""
+        creds = self.iam.credentials(spec.role_arn, spec.name)
+        values = {
+            "AWS_ACCESS_KEY_ID": creds.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
+            "AWS_SESSION_TOKEN": creds.session_token,
+            "AWS_SECURITY_TOKEN": creds.session_token,
+        }
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            with self._router.use(self.iam.session(creds)):
+                yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
+
+    def caller_arn(self, access_key_id: str) -> str | None:
+        """What STS ``GetCallerIdentity`` returns for the access key (None: STS does not know the key).
+
+        Without the control plane's template (tests that play its steps in the test process with the harness's
+        key), the harness's key is a session of the fallback deploy role, as ``local.aws.eks_access`` registers it.
+        """
+        if access_key_id == HARNESS_ACCESS_KEY and DEPLOY_ROLE not in self.resources:
+            return session_arn(f"arn:aws:iam::{self.account_id}:role/{FALLBACK_DEPLOY_ROLE_NAME}")
+        return self.iam.caller_arn(access_key_id)
+
+    def _after_call(self, service: str, operation: str, params: Mapping[str, Any], result: Any) -> None:
+        if (service, operation) == ("ecr", "PutImage") and not getattr(self._quiet_pushes, "on", False):
+            self._emit_ecr_push(params, result)
 
     def _stop_running_executions(self) -> None:
         sfn = self.client("stepfunctions")
@@ -276,8 +360,8 @@ class LocalCloud:
 
     # -- lookups ----------------------------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        """A boto3 client for ``service`` in the cloud's region (only valid inside the ``with`` block)."""
-        return _client(service, self.region)
+        """A boto3 client for ``service`` in the cloud's region, as the account administrator (the harness)."""
+        return self.iam.admin.client(service, region_name=self.region)  # type: ignore[call-overload]
 
     def resource(self, logical_id: str) -> Resource:
         try:
@@ -413,14 +497,20 @@ class LocalCloud:
             targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
             for target in targets:
                 payload = target_input(target, event, rule_name=rule["Name"], rule_arn=rule["Arn"])
-                deliveries.append(self._deliver(rule["Name"], target["Arn"], payload))
+                deliveries.append(self._deliver(rule["Name"], target["Arn"], payload, target.get("RoleArn")))
         return deliveries
 
-    def _deliver(self, source: str, target_arn: str, payload: str) -> Delivery:
+    def _deliver(self, source: str, target_arn: str, payload: str, role_arn: str | None = None) -> Delivery:
+        """Deliver to one target as EventBridge/Scheduler does: a state machine is started with the target's role."""
         service = target_arn.split(":")[2]
         if service == "states":
-            response = self.client("stepfunctions").start_execution(
-                stateMachineArn=target_arn, name=str(uuid.uuid4()), input=payload
+            if not role_arn:
+                raise LocalCloudError(f"{source}: a Step Functions target needs a RoleArn to start the execution")
+            creds = self.iam.credentials(role_arn, source)
+            response = (
+                self.iam.session(creds)
+                .client("stepfunctions", region_name=self.region)
+                .start_execution(stateMachineArn=target_arn, name=str(uuid.uuid4()), input=payload)
             )
             return Delivery(source, target_arn, payload, execution_arn=str(response["executionArn"]))
         if service == "lambda":
@@ -439,7 +529,7 @@ class LocalCloud:
         if source.kind == "schedule":
             schedule = self.client("scheduler").get_schedule(Name=source.name, GroupName=source.bus_or_group)
             target = schedule["Target"]
-            return self._deliver(source.name, target["Arn"], target.get("Input") or "{}")
+            return self._deliver(source.name, target["Arn"], target.get("Input") or "{}", target.get("RoleArn"))
         events = self.client("events")
         rule = events.describe_rule(Name=source.name, EventBusName=source.bus_or_group)
         event = {
@@ -457,7 +547,10 @@ class LocalCloud:
             t for t in events.list_targets_by_rule(Rule=source.name)["Targets"] if t["Arn"] == source.target_arn
         )
         return self._deliver(
-            source.name, target["Arn"], target_input(target, event, rule_name=source.name, rule_arn=rule["Arn"])
+            source.name,
+            target["Arn"],
+            target_input(target, event, rule_name=source.name, rule_arn=rule["Arn"]),
+            target.get("RoleArn"),
         )
 
     # -- EKS --------------------------------------------------------------------------------------------------------
@@ -594,29 +687,39 @@ class LocalCloud:
             indent=3,
         )
         digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
-        ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag, imageDigest=digest)
+        self._quiet_pushes.on = not emit_event
+        try:
+            ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag, imageDigest=digest)
+        finally:
+            self._quiet_pushes.on = False
         if scan_on_push:
             self.set_scan_findings(repository, digest)
-        if emit_event:
-            event = {
-                "version": "0",
-                "id": str(uuid.uuid4()),
-                "detail-type": "ECR Image Action",
-                "source": "aws.ecr",
-                "account": self.account_id,
-                "time": self.clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "region": self.region,
-                "resources": [],
-                "detail": {
-                    "result": "SUCCESS",
-                    "repository-name": repository,
-                    "image-digest": digest,
-                    "action-type": "PUSH",
-                    "image-tag": tag,
-                },
-            }
-            self.deliver_event(event)
         return digest
+
+    def _emit_ecr_push(self, params: Mapping[str, Any], result: Any) -> None:
+        """ECR's ``ECR Image Action`` event for a successful ``PutImage`` (a push or a retag), to the default bus."""
+        image_id = (result.get("image") or {}).get("imageId") or {}
+        detail = {
+            "result": "SUCCESS",
+            "repository-name": str(params["repositoryName"]),
+            "image-digest": str(image_id.get("imageDigest")),
+            "action-type": "PUSH",
+        }
+        if params.get("imageTag"):
+            detail["image-tag"] = str(params["imageTag"])
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "ECR Image Action",
+            "source": "aws.ecr",
+            "account": self.account_id,
+            "time": self.clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [],
+            "detail": detail,
+        }
+        self.ecr_events.append(event)
+        self.deliver_event(event)
 
     def set_scan_findings(
         self,

@@ -34,7 +34,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -63,6 +63,7 @@ class FunctionSpec:
     memory_mb: int = 128
     timeout_s: int = 3
     region: str = "us-east-1"
+    role_arn: str = ""
 
     @property
     def log_group_name(self) -> str:
@@ -128,6 +129,8 @@ class LambdaRuntime:
         self._lock = threading.RLock()
         self.invocations: list[InvocationRecord] = []
         self.logs: list[LogLine] = []
+        # The execution role's identity for the duration of one call (credentials exported, default boto3 session).
+        self.identity: Callable[[FunctionSpec], AbstractContextManager[None]] = lambda _spec: nullcontext()
 
     def register(self, spec: FunctionSpec) -> None:
         self._functions[spec.name] = spec
@@ -150,7 +153,7 @@ class LambdaRuntime:
         request_id = str(uuid.uuid4())
         raw = payload.decode() if isinstance(payload, bytes) else (payload or "{}")
         event = json.loads(raw or "{}")
-        with self._lock, _environment(spec):
+        with self._lock, _environment(spec), self.identity(spec):
             output = io.StringIO()
             try:
                 with _captured_output(output):

@@ -267,9 +267,10 @@ class Provisioner:
                 memory_mb=memory,
                 timeout_s=timeout,
                 region=self.region,
+                role_arn=str(role),
             )
         )
-        self._event_sources(logical_id, arn, props.get("Events") or {}, role)
+        self._event_sources(logical_id, arn, props.get("Events") or {})
         if props.get("FunctionUrlConfig"):
             self._function_url(logical_id, name, arn, dict(props["FunctionUrlConfig"]))
         return Resource(logical_id, "AWS::Serverless::Function", name, {"Arn": arn})
@@ -327,10 +328,13 @@ class Provisioner:
             name=name, definition=definition, roleArn=role, type=str(props.get("Type", "STANDARD"))
         )
         arn = str(response["stateMachineArn"])
-        self._event_sources(logical_id, arn, props.get("Events") or {}, role)
+        self._event_sources(logical_id, arn, props.get("Events") or {})
         return Resource(logical_id, "AWS::Serverless::StateMachine", arn, {"Arn": arn, "Name": name})
 
-    def _event_sources(self, owner: str, target_arn: str, events: Mapping[str, Any], role: str) -> None:
+    def _event_sources(self, owner: str, target_arn: str, events: Mapping[str, Any]) -> None:
+        # As the SAM transform does: a rule targeting a state machine, and every ScheduleV2, gets its own role
+        # (<Owner><EventId>Role, with states:StartExecution / lambda:InvokeFunction on the target); a rule targeting
+        # a function has none (the function's resource policy lets EventBridge invoke it).
         for event_id, event in events.items():
             kind = str(event.get("Type"))
             props = event.get("Properties") or {}
@@ -338,7 +342,8 @@ class Provisioner:
             target: dict[str, Any] = {"Id": (props.get("Target") or {}).get("Id") or f"{generated}Target"}
             target["Arn"] = target_arn
             if kind in {"EventBridgeRule", "CloudWatchEvent", "Schedule"}:
-                target["RoleArn"] = role
+                if target_arn.split(":")[2] != "lambda":
+                    target["RoleArn"] = self._service_role(generated, "events.amazonaws.com")
                 for key in ("Input", "InputPath", "InputTransformer"):
                     if key in props:
                         target[key] = props[key]
@@ -360,7 +365,10 @@ class Provisioner:
                     "ScheduleExpression": props["ScheduleExpression"],
                     "FlexibleTimeWindow": props.get("FlexibleTimeWindow") or {"Mode": "OFF"},
                     "State": props.get("State", "ENABLED"),
-                    "Target": {"Arn": target_arn, "RoleArn": props.get("RoleArn") or role},
+                    "Target": {
+                        "Arn": target_arn,
+                        "RoleArn": props.get("RoleArn") or self._service_role(generated, "scheduler.amazonaws.com"),
+                    },
                 }
                 if "Input" in props:
                     schedule["Target"]["Input"] = props["Input"]

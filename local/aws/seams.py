@@ -125,6 +125,11 @@ def check_seams() -> None:
     expect(hasattr(wait_function.WaitFunction, "_wait_interval"), "WaitFunction._wait_interval")
     params = list(inspect.signature(wait_function.WaitFunction._wait_interval).parameters)
     expect(params == ["self", "env", "wait_seconds"], "WaitFunction._wait_interval signature")
+    from moto.stepfunctions.parser.asl.utils import boto_client  # noqa: PLC0415
+
+    params = list(inspect.signature(boto_client.boto_client_for).parameters)
+    expect(params == ["region", "service", "state_credentials"], "boto_client_for signature")
+    expect(len(_boto_client_for_importers()) >= 2, "modules importing boto_client_for")
     expect(hasattr(timestamp.Timestamp, "_get_wait_seconds"), "Timestamp._get_wait_seconds")
     expect(getattr(retrier_decl, "time", None) is _time, "retrier_decl.time")
     expect("time.sleep(" in inspect.getsource(retrier_decl), "retrier_decl sleeps with time.sleep")
@@ -239,8 +244,14 @@ def _as_list(value: Any) -> list[Any]:
 
 
 @contextmanager
-def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
-    """Install every seam for the duration of the ``with`` block."""
+def patched_moto(
+    keeper: Timekeeper, invoker: Invoker, service_client: Callable[[str, str, str], Any] | None = None
+) -> Iterator[None]:
+    """Install every seam for the duration of the ``with`` block.
+
+    ``service_client(region, service, role_arn)``: the boto3 client a state machine's service integration uses (moto's
+    own ``boto_client_for`` signs every integration with one fixed key and ignores the execution's role).
+    """
     from moto.awslambda import models as lambda_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
     from moto.events import utils as events_utils  # noqa: PLC0415
@@ -358,6 +369,9 @@ def patched_moto(keeper: Timekeeper, invoker: Invoker) -> Iterator[None]:
 
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(s3_models.FakeBucket, "get_permission", bucket_permission))
+        if service_client is not None:
+            for module in _boto_client_for_importers():
+                stack.enter_context(mock.patch.object(module, "boto_client_for", _integration_client(service_client)))
         stack.enter_context(
             mock.patch.object(kms_models.Key, "create_from_cloudformation_json", classmethod(kms_key_from_cfn))
         )
@@ -405,3 +419,29 @@ def signing_identity(access_key_id: str) -> tuple[str, str | None, str, str, str
                 return None
             return key.secret_access_key, None, user.arn, user.id, account_id
     return None
+
+
+def _boto_client_for_importers() -> list[Any]:
+    """Every module of moto's Step Functions engine that imported ``boto_client_for`` (the integrations' clients)."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    from moto.stepfunctions.parser.asl import component  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.utils import boto_client  # noqa: PLC0415
+
+    modules = []
+    for info in pkgutil.walk_packages(component.__path__, component.__name__ + "."):
+        module = importlib.import_module(info.name)
+        if getattr(module, "boto_client_for", None) is boto_client.boto_client_for:
+            modules.append(module)
+    return modules
+
+
+def _integration_client(service_client: Callable[[str, str, str], Any]) -> Callable[..., Any]:
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        role_arn = getattr(state_credentials, "role_arn", None)
+        if not role_arn:
+            raise SeamMovedError("moto's boto_client_for was called without the execution's StateCredentials")
+        return service_client(region, service, str(role_arn))
+
+    return boto_client_for

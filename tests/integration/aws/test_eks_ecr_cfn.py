@@ -78,7 +78,22 @@ def test_push_image_returns_the_manifest_digest_and_emits_the_ecr_image_action_e
             definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
             roleArn=f"arn:aws:iam::{cloud.account_id}:role/x",
         )["stateMachineArn"]
-        events.put_targets(Rule="pushes", Targets=[{"Id": "sm", "Arn": sfn_arn, "InputPath": "$.detail"}])
+        # EventBridge starts a state machine with the target's role, which must allow states:StartExecution.
+        iam = cloud.client("iam")
+        trust = {
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ]
+        }
+        role_arn = iam.create_role(RoleName="pushes-to-sfn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        start = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "states:StartExecution", "Resource": sfn_arn}],
+        }
+        iam.put_role_policy(RoleName="pushes-to-sfn", PolicyName="start", PolicyDocument=json.dumps(start))
+        events.put_targets(
+            Rule="pushes", Targets=[{"Id": "sm", "Arn": sfn_arn, "InputPath": "$.detail", "RoleArn": role_arn}]
+        )
 
         digest = cloud.push_image("web", "v1.2.3")
 

@@ -71,6 +71,7 @@ def test_unsupported_event_source_is_an_error_too(tmp_path: Path) -> None:
     (tmp_path / "fn").mkdir()
     resources = (
         "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: fn/\n      Handler: app.handler\n"
+        "      Runtime: python3.13\n"
         "      Events:\n        Web:\n          Type: Api\n          Properties: {Path: /, Method: get}\n"
     )
     with pytest.raises(UnsupportedResourceError, match=r"Fn.Events.Web: resource type SAM event source Api"):
@@ -134,6 +135,7 @@ def test_opt_paths_a_later_layer_shadows_an_earlier_one(tmp_path: Path) -> None:
         "  First:\n    Type: AWS::Serverless::LayerVersion\n    Properties: {ContentUri: first/}\n"
         "  Second:\n    Type: AWS::Serverless::LayerVersion\n    Properties: {ContentUri: second/}\n"
         "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: fn/\n      Handler: app.handler\n"
+        "      Runtime: python3.13\n"
         "      Layers: [!Ref First, !Ref Second]\n"
         "      Environment:\n        Variables:\n"
         "          SHARED: /opt/config/shared.txt\n          ONLY_FIRST: /opt/only-first.txt\n          ROOT: /opt\n"
@@ -156,7 +158,8 @@ def test_globals_references_order_creation(tmp_path: Path) -> None:
         "Transform: AWS::Serverless-2016-10-31\n"
         "Globals:\n  Function:\n    Layers: [!Ref Data]\n    Environment: {Variables: {D: /opt/d.txt}}\n"
         "Resources:\n"
-        "  Fn:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: fn/, Handler: app.handler}\n"
+        "  Fn:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: fn/, Handler: app.handler, Runtime: python3.13}\n"
         "  Data:\n    Type: AWS::Serverless::LayerVersion\n    Properties: {ContentUri: data/}\n"
     )
     with LocalCloud(path, layers_on_path=False) as cloud:

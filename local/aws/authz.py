@@ -1,0 +1,585 @@
+"""Who calls, and may they: IAM enforcement on every AWS API call made inside the local cloud.
+
+Principals
+    * A Lambda invocation runs with credentials of its function's execution role: the harness assumes the role
+      through moto's STS (session name = function name, cached per role and function) and the handler's boto3
+      clients carry them (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` are exported for the
+      call and ``boto3``'s default session is the role's for the invoking thread).
+    * A state machine's service integrations run as the execution's role (the state machine's ``RoleArn``): the
+      seam in ``local.aws.seams`` replaces moto's ``boto_client_for`` (which signs every call with one fixed key).
+    * EventBridge and Scheduler targets with a ``RoleArn`` start executions as that role.
+    * The harness itself and the tests (moto's ``testing`` key) act as the account's administrator: not checked.
+
+Authorization
+    Every call goes through ``botocore.client.BaseClient._make_api_call`` (patched while a cloud is open). The call is
+    mapped by :data:`OPERATIONS` to the IAM action(s), resource ARN(s) and condition-key context AWS evaluates, and
+    each is evaluated (:func:`local.aws.iam.evaluate`) against the policies the principal's role has after the SAM
+    transform. A denied call raises the service's own error (``AccessDeniedException``, ``AccessDenied``,
+    ``AuthorizationError`` for SNS) with AWS's message. A call by a role principal that :data:`OPERATIONS` does not
+    know fails with :class:`UnmappedOperationError` ("add it to the table").
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from local.aws.iam import Decision, Policy, denial_message, evaluate, managed_policy
+
+HARNESS_ACCESS_KEY = "testing"  # moto's documented fake credentials: the harness and the tests
+_HARNESS_ARN = "arn:aws:iam::{account}:user/moto"  # what moto's GetCallerIdentity answers for the harness key
+
+
+class UnmappedOperationError(RuntimeError):
+    """A role principal called an operation whose IAM action/resource mapping the harness does not know."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """One authorization AWS performs for a call: action, resource ARN and condition-key context."""
+
+    action: str
+    resource: str
+    context: Mapping[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Principal:
+    arn: str  # the session ARN GetCallerIdentity returns (arn:aws:sts::ACCT:assumed-role/NAME/SESSION)
+    role_arn: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    principal: Principal
+
+
+class Lookup:
+    """What a mapper needs to build resource ARNs: region, account and read access to the cloud (as the harness)."""
+
+    def __init__(self, region: str, account: str, admin: Callable[[], boto3.Session]) -> None:
+        self.region = region
+        self.account = account
+        self._admin = admin
+        self._clients: dict[str, Any] = {}
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account}:{resource}"
+
+    def client(self, service: str) -> Any:
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = self._admin().client(service, region_name=self.region)  # type: ignore[call-overload]
+        return client
+
+
+Mapper = Callable[[Mapping[str, Any], Lookup], list[Access]]
+
+
+# -- the operation table ------------------------------------------------------------------------------------------
+def _one(action: str, resource: Callable[[Mapping[str, Any], Lookup], str]) -> Mapper:
+    return lambda params, lookup: [Access(action, resource(params, lookup))]
+
+
+def _any(action: str) -> Mapper:
+    return lambda _params, _lookup: [Access(action, "*")]
+
+
+def _table_arn(name: str, lookup: Lookup) -> str:
+    return name if name.startswith("arn:") else lookup.arn("dynamodb", f"table/{name}")
+
+
+def _table(params: Mapping[str, Any], lookup: Lookup) -> str:
+    arn = _table_arn(str(params["TableName"]), lookup)
+    return f"{arn}/index/{params['IndexName']}" if params.get("IndexName") else arn
+
+
+def _batch_write(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+    accesses: list[Access] = []
+    for table, requests in (params.get("RequestItems") or {}).items():
+        if requests:
+            accesses.append(Access("dynamodb:BatchWriteItem", _table_arn(table, lookup)))
+    return accesses
+
+
+def _batch_get(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+    return [Access("dynamodb:BatchGetItem", _table_arn(t, lookup)) for t in params.get("RequestItems") or {}]
+
+
+_TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+
+
+def _transact_write(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+    accesses: list[Access] = []
+    for item in params.get("TransactItems") or []:
+        for kind, body in item.items():
+            accesses.append(Access(_TRANSACT_ACTIONS[kind], _table_arn(str(body["TableName"]), lookup)))
+    return accesses
+
+
+def _repository(params: Mapping[str, Any], lookup: Lookup) -> str:
+    registry = str(params.get("registryId") or lookup.account)
+    return f"arn:aws:ecr:{lookup.region}:{registry}:repository/{params['repositoryName']}"
+
+
+def _repositories(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+    names = params.get("repositoryNames") or []
+    if not names:
+        return [Access("ecr:DescribeRepositories", lookup.arn("ecr", "repository/*"))]
+    return [Access("ecr:DescribeRepositories", _repository({**params, "repositoryName": n}, lookup)) for n in names]
+
+
+def _cluster(params: Mapping[str, Any], lookup: Lookup) -> str:
+    return lookup.arn("eks", f"cluster/{params.get('name') or params['clusterName']}")
+
+
+def _nodegroup(params: Mapping[str, Any], lookup: Lookup) -> str:
+    cluster, group = params["clusterName"], params["nodegroupName"]
+    eks = lookup.client("eks")
+    try:
+        return str(eks.describe_nodegroup(clusterName=cluster, nodegroupName=group)["nodegroup"]["nodegroupArn"])
+    except eks.exceptions.ResourceNotFoundException:
+        return lookup.arn("eks", f"nodegroup/{cluster}/{group}/*")
+
+
+def _execution(params: Mapping[str, Any], _lookup: Lookup) -> str:
+    return str(params["executionArn"])
+
+
+def _state_machine(params: Mapping[str, Any], _lookup: Lookup) -> str:
+    return str(params["stateMachineArn"])
+
+
+def _task_token_owner(params: Mapping[str, Any], lookup: Lookup) -> str:
+    """The state machine whose running execution issued the task token (Step Functions authorizes on it)."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: PLC0415
+
+    backend = stepfunctions_parser_backends[lookup.account][lookup.region]
+    token = params.get("taskToken")
+    for machine in backend.state_machines:
+        for execution in machine.executions:
+            worker = getattr(execution, "exec_worker", None)
+            env = getattr(worker, "env", None)
+            if env is not None and env.callback_pool_manager.get(token) is not None:
+                return str(execution.state_machine_arn)
+    return lookup.arn("states", "stateMachine:*")
+
+
+def _send_task(action: str) -> Mapper:
+    return _one(action, _task_token_owner)
+
+
+def _topic_publish(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+    topic = str(params.get("TopicArn") or params.get("TargetArn"))
+    accesses = [Access("sns:Publish", topic)]
+    sns = lookup.client("sns")
+    try:
+        key = sns.get_topic_attributes(TopicArn=topic)["Attributes"].get("KmsMasterKeyId")
+    except sns.exceptions.NotFoundException:
+        return accesses
+    if key:
+        # SNS encrypts with the publisher's permissions: it calls GenerateDataKey and Decrypt on the publisher's
+        # behalf (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+        arn = _key_arn(key, lookup)
+        accesses += [Access("kms:GenerateDataKey", arn), Access("kms:Decrypt", arn)]
+    return accesses
+
+
+def _key_arn(key: str, lookup: Lookup) -> str:
+    kms = lookup.client("kms")
+    try:
+        return str(kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+    except kms.exceptions.NotFoundException:
+        return key if key.startswith("arn:") else lookup.arn("kms", f"key/{key}")
+
+
+def _object(params: Mapping[str, Any], _lookup: Lookup) -> str:
+    return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
+
+
+def _bucket(params: Mapping[str, Any], _lookup: Lookup) -> str:
+    return f"arn:aws:s3:::{params['Bucket']}"
+
+
+def _stack(params: Mapping[str, Any], lookup: Lookup) -> str:
+    name = params.get("StackName")
+    if not name:
+        return "*"
+    if str(name).startswith("arn:"):
+        return str(name)
+    cfn = lookup.client("cloudformation")
+    try:
+        return str(cfn.describe_stacks(StackName=name)["Stacks"][0]["StackId"])
+    except cfn.exceptions.ClientError:
+        return lookup.arn("cloudformation", f"stack/{name}/*")
+
+
+def _stack_op(action: str) -> Mapper:
+    def mapper(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+        context: dict[str, list[str]] = {}
+        if params.get("RoleARN"):
+            context["cloudformation:RoleArn"] = [str(params["RoleARN"])]
+        accesses = [Access(action, _stack(params, lookup), context)]
+        if params.get("RoleARN"):
+            passed = {"iam:PassedToService": ["cloudformation.amazonaws.com"]}
+            accesses.append(Access("iam:PassRole", str(params["RoleARN"]), passed))
+        return accesses
+
+    return mapper
+
+
+def _change_set_op(action: str) -> Mapper:
+    def mapper(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+        change_set = str(params.get("ChangeSetName") or "")
+        if change_set.startswith("arn:") and not params.get("StackName"):
+            cfn = lookup.client("cloudformation")
+            params = {**params, "StackName": cfn.describe_change_set(ChangeSetName=change_set)["StackId"]}
+        return [Access(action, _stack(params, lookup))]
+
+    return mapper
+
+
+def _function(params: Mapping[str, Any], lookup: Lookup) -> str:
+    name = str(params["FunctionName"])
+    if name.startswith("arn:"):
+        return ":".join(name.split(":")[:7])
+    return lookup.arn("lambda", f"function:{name}")
+
+
+def _event_bus(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+    buses = {str(e.get("EventBusName") or "default") for e in params.get("Entries") or []}
+    return [
+        Access("events:PutEvents", b if b.startswith("arn:") else lookup.arn("events", f"event-bus/{b}"))
+        for b in sorted(buses)
+    ]
+
+
+OPERATIONS: dict[tuple[str, str], Mapper] = {
+    # (IAM service prefix, API operation) -> the authorizations AWS performs for it. Only operations that some
+    # principal of the templates calls are listed; a role calling anything else fails loudly: add it here.
+    ("dynamodb", "GetItem"): _one("dynamodb:GetItem", _table),
+    ("dynamodb", "PutItem"): _one("dynamodb:PutItem", _table),
+    ("dynamodb", "UpdateItem"): _one("dynamodb:UpdateItem", _table),
+    ("dynamodb", "DeleteItem"): _one("dynamodb:DeleteItem", _table),
+    ("dynamodb", "Query"): _one("dynamodb:Query", _table),
+    ("dynamodb", "Scan"): _one("dynamodb:Scan", _table),
+    ("dynamodb", "DescribeTable"): _one("dynamodb:DescribeTable", _table),
+    ("dynamodb", "BatchWriteItem"): _batch_write,
+    ("dynamodb", "BatchGetItem"): _batch_get,
+    ("dynamodb", "TransactWriteItems"): _transact_write,
+    ("ecr", "DescribeImages"): _one("ecr:DescribeImages", _repository),
+    ("ecr", "BatchGetImage"): _one("ecr:BatchGetImage", _repository),
+    ("ecr", "PutImage"): _one("ecr:PutImage", _repository),
+    ("ecr", "DescribeImageScanFindings"): _one("ecr:DescribeImageScanFindings", _repository),
+    ("ecr", "StartImageScan"): _one("ecr:StartImageScan", _repository),
+    ("ecr", "DescribeRepositories"): _repositories,
+    ("ecr", "GetAuthorizationToken"): _any("ecr:GetAuthorizationToken"),
+    ("eks", "DescribeCluster"): _one("eks:DescribeCluster", _cluster),
+    ("eks", "ListNodegroups"): _one("eks:ListNodegroups", _cluster),
+    ("eks", "DescribeNodegroup"): _one("eks:DescribeNodegroup", _nodegroup),
+    ("eks", "UpdateNodegroupConfig"): _one("eks:UpdateNodegroupConfig", _nodegroup),
+    ("eks", "ListClusters"): _any("eks:ListClusters"),
+    ("states", "StartExecution"): _one("states:StartExecution", _state_machine),
+    ("states", "DescribeExecution"): _one("states:DescribeExecution", _execution),
+    ("states", "StopExecution"): _one("states:StopExecution", _execution),
+    ("states", "GetExecutionHistory"): _one("states:GetExecutionHistory", _execution),
+    ("states", "ListExecutions"): _one("states:ListExecutions", _state_machine),
+    ("states", "SendTaskSuccess"): _send_task("states:SendTaskSuccess"),
+    ("states", "SendTaskFailure"): _send_task("states:SendTaskFailure"),
+    ("states", "SendTaskHeartbeat"): _send_task("states:SendTaskHeartbeat"),
+    ("sns", "Publish"): _topic_publish,
+    ("kms", "GenerateDataKey"): _one("kms:GenerateDataKey", lambda p, lk: _key_arn(str(p["KeyId"]), lk)),
+    ("kms", "Decrypt"): _one("kms:Decrypt", lambda p, lk: _key_arn(str(p.get("KeyId") or "*"), lk)),
+    ("kms", "Encrypt"): _one("kms:Encrypt", lambda p, lk: _key_arn(str(p["KeyId"]), lk)),
+    ("s3", "PutObject"): _one("s3:PutObject", _object),
+    ("s3", "GetObject"): _one("s3:GetObject", _object),
+    ("s3", "HeadObject"): _one("s3:GetObject", _object),
+    ("s3", "DeleteObject"): _one("s3:DeleteObject", _object),
+    ("s3", "ListObjectsV2"): _one("s3:ListBucket", _bucket),
+    ("cloudformation", "CreateStack"): _stack_op("cloudformation:CreateStack"),
+    ("cloudformation", "UpdateStack"): _stack_op("cloudformation:UpdateStack"),
+    ("cloudformation", "CreateChangeSet"): _stack_op("cloudformation:CreateChangeSet"),
+    ("cloudformation", "DeleteStack"): _stack_op("cloudformation:DeleteStack"),
+    ("cloudformation", "DescribeStacks"): _stack_op("cloudformation:DescribeStacks"),
+    ("cloudformation", "DescribeStackEvents"): _stack_op("cloudformation:DescribeStackEvents"),
+    ("cloudformation", "DescribeStackResources"): _stack_op("cloudformation:DescribeStackResources"),
+    ("cloudformation", "GetTemplate"): _stack_op("cloudformation:GetTemplate"),
+    ("cloudformation", "UpdateTerminationProtection"): _stack_op("cloudformation:UpdateTerminationProtection"),
+    ("cloudformation", "SetStackPolicy"): _stack_op("cloudformation:SetStackPolicy"),
+    ("cloudformation", "DescribeChangeSet"): _change_set_op("cloudformation:DescribeChangeSet"),
+    ("cloudformation", "ExecuteChangeSet"): _change_set_op("cloudformation:ExecuteChangeSet"),
+    ("cloudformation", "DeleteChangeSet"): _change_set_op("cloudformation:DeleteChangeSet"),
+    ("cloudformation", "ValidateTemplate"): _any("cloudformation:ValidateTemplate"),
+    ("lambda", "Invoke"): _one("lambda:InvokeFunction", _function),
+    ("lambda", "GetFunction"): _one("lambda:GetFunction", _function),
+    ("lambda", "GetFunctionConfiguration"): _one("lambda:GetFunctionConfiguration", _function),
+    ("events", "PutEvents"): _event_bus,
+    ("cloudwatch", "PutMetricData"): _any("cloudwatch:PutMetricData"),
+    ("sts", "GetCallerIdentity"): lambda _params, _lookup: [],  # never needs a permission
+}
+
+_SERVICE_PREFIX = {"monitoring": "cloudwatch"}  # botocore signing name -> IAM service prefix where they differ
+_QUERY_PROTOCOLS = {"query", "rest-xml", "ec2"}
+
+
+def iam_prefix(service_model: Any) -> str:
+    prefix = str(service_model.signing_name or service_model.endpoint_prefix)
+    return _SERVICE_PREFIX.get(prefix, prefix)
+
+
+def access_denied(client: Any, operation: str, principal: Principal, access: Access, decision: Decision) -> Exception:
+    """The exception the service raises for a denied call (code and message as AWS words them)."""
+    service_model = client.meta.service_model
+    prefix = iam_prefix(service_model)
+    display = access.action
+    if prefix == "sns":
+        code, status = "AuthorizationError", 403
+        display = "SNS:" + access.action.split(":", 1)[1]
+    elif service_model.protocol in _QUERY_PROTOCOLS:
+        code, status = "AccessDenied", 403
+    else:
+        code, status = "AccessDeniedException", 400
+    message = denial_message(principal.arn, access.action, access.resource, decision, display=display)
+    metadata = {"HTTPStatusCode": status, "RequestId": str(uuid.uuid4())}
+    response = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": metadata}
+    return client.exceptions.from_code(code)(response, operation)  # type: ignore[no-any-return]
+
+
+# -- principals and credentials -----------------------------------------------------------------------------------
+class Authorizer:
+    """The account's roles with their policies, the credentials issued to them, and the per-call check."""
+
+    def __init__(self, region: str, account: str) -> None:
+        self.region = region
+        self.account = account
+        self.enforce = True
+        self._admin: boto3.Session | None = None
+        self.lookup = Lookup(region, account, lambda: self.admin)
+        self._policies: dict[str, list[Policy]] = {}
+        self._keys: dict[str, Principal] = {}
+        self._issued: dict[tuple[str, str], Credentials] = {}
+        self._sessions: dict[str, boto3.Session] = {}
+        self._lock = threading.Lock()
+        self.decisions: list[tuple[str, str, str, Decision]] = []  # (principal role, action, resource, decision)
+
+    @property
+    def admin(self) -> boto3.Session:
+        """The harness's session (created on first use: after moto is imported, so its clients are mocked)."""
+        if self._admin is None:
+            self._admin = boto3.Session(
+                aws_access_key_id=HARNESS_ACCESS_KEY,
+                aws_secret_access_key=HARNESS_ACCESS_KEY,
+                aws_session_token=HARNESS_ACCESS_KEY,
+                region_name=self.region,
+            )
+        return self._admin
+
+    # roles ---------------------------------------------------------------------------------------------------------
+    def set_role_policies(
+        self, role_arn: str, inline: Mapping[str, Mapping[str, Any]], managed_arns: list[str]
+    ) -> None:
+        """The policies ``role_arn`` has: inline documents by name plus AWS managed policy ARNs."""
+        policies = [Policy.parse(name, doc) for name, doc in inline.items()]
+        policies += [Policy.parse(arn, managed_policy(arn)) for arn in managed_arns]
+        self._policies[role_arn] = policies
+
+    def add_role_policy(self, role_arn: str, name: str, document: Mapping[str, Any]) -> None:
+        self._policies.setdefault(role_arn, []).append(Policy.parse(name, document))
+
+    def remove_action(self, role_arn: str, action: str) -> None:
+        """Test helper: drop one action from every Allow statement of the role (as editing the template would)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        updated = []
+        for policy in self._policies.get(role_arn, []):
+            statements = tuple(
+                replace(s, actions=tuple(a for a in s.actions if a.lower() != action.lower()))
+                for s in policy.statements
+            )
+            updated.append(Policy(policy.name, tuple(s for s in statements if s.actions or s.not_actions)))
+        self._policies[role_arn] = updated
+
+    def policies(self, role_arn: str) -> list[Policy]:
+        """The role's policies: as the template gave them, else as IAM holds them (a role made by a test)."""
+        known = self._policies.get(role_arn)
+        if known is not None:
+            return list(known)
+        iam = self.admin.client("iam", region_name=self.region)
+        name = role_arn.rsplit("/", 1)[-1]
+        try:
+            inline = iam.list_role_policies(RoleName=name)["PolicyNames"]
+        except iam.exceptions.NoSuchEntityException:
+            raise UnmappedOperationError(f"role {role_arn} does not exist in IAM") from None
+        policies = [Policy.parse(p, iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]) for p in inline]
+        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            arn = str(attached["PolicyArn"])
+            if ":iam::aws:policy/" in arn:
+                policies.append(Policy.parse(arn, managed_policy(arn)))
+            else:
+                version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+                document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+                policies.append(Policy.parse(arn, document))
+        return policies
+
+    # credentials ---------------------------------------------------------------------------------------------------
+    def credentials(self, role_arn: str, session_name: str) -> Credentials:
+        """Credentials of ``role_arn`` (moto STS AssumeRole), cached per role and session name."""
+        with self._lock:
+            cached = self._issued.get((role_arn, session_name))
+            if cached is not None:
+                return cached
+        issued = self.admin.client("sts", region_name=self.region).assume_role(
+            RoleArn=role_arn, RoleSessionName=session_name[:64]
+        )
+        role_name = role_arn.rsplit("/", 1)[-1]
+        principal = Principal(f"arn:aws:sts::{self.account}:assumed-role/{role_name}/{session_name[:64]}", role_arn)
+        raw = issued["Credentials"]
+        creds = Credentials(raw["AccessKeyId"], raw["SecretAccessKey"], raw["SessionToken"], principal)
+        with self._lock:
+            self._issued[(role_arn, session_name)] = creds
+            self._keys[creds.access_key_id] = principal
+        return creds
+
+    def session(self, creds: Credentials) -> boto3.Session:
+        with self._lock:
+            session = self._sessions.get(creds.access_key_id)
+            if session is None:
+                session = boto3.Session(
+                    aws_access_key_id=creds.access_key_id,
+                    aws_secret_access_key=creds.secret_access_key,
+                    aws_session_token=creds.session_token,
+                    region_name=self.region,
+                )
+                self._sessions[creds.access_key_id] = session
+            return session
+
+    def caller_arn(self, access_key_id: str) -> str | None:
+        """What STS GetCallerIdentity returns for the key (None: a key STS does not know)."""
+        if access_key_id == HARNESS_ACCESS_KEY:
+            return _HARNESS_ARN.format(account=self.account)
+        principal = self._keys.get(access_key_id)
+        return principal.arn if principal else None
+
+    def integration_client(self, region: str, service: str, role_arn: str) -> Any:
+        """The client a state machine's service integration uses: signed with the execution role's credentials."""
+        from botocore.config import Config  # noqa: PLC0415
+
+        creds = self.credentials(role_arn, "StepFunctions")
+        config = Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1})
+        return self.session(creds).client(service, region_name=region, config=config)  # type: ignore[call-overload]
+
+    # the check -----------------------------------------------------------------------------------------------------
+    def principal_for(self, access_key_id: str | None) -> Principal | None:
+        """None for the harness (administrator); raises for a key nobody issued."""
+        if access_key_id in (None, HARNESS_ACCESS_KEY):
+            return None
+        principal = self._keys.get(access_key_id)
+        if principal is None:
+            raise UnmappedOperationError(f"access key {access_key_id} was not issued by the local cloud")
+        return principal
+
+    def authorize(self, client: Any, operation: str, params: Mapping[str, Any]) -> None:
+        if not self.enforce:
+            return
+        credentials = client._request_signer._credentials
+        principal = self.principal_for(credentials.access_key if credentials is not None else None)
+        if principal is None:
+            return
+        prefix = iam_prefix(client.meta.service_model)
+        mapper = OPERATIONS.get((prefix, operation))
+        if mapper is None:
+            raise UnmappedOperationError(
+                f"{principal.arn} called {prefix}:{operation}, which local.aws.authz.OPERATIONS does not map to IAM "
+                "actions and resources: add it to the table"
+            )
+        for access in mapper(params, self.lookup):
+            policies = self.policies(principal.role_arn)
+            decision = evaluate(policies, access.action, access.resource, access.context)
+            self.decisions.append((principal.role_arn, access.action, access.resource, decision))
+            if decision != "Allow":
+                raise access_denied(client, operation, principal, access, decision)
+
+
+__all__ = [
+    "OPERATIONS",
+    "Access",
+    "Authorizer",
+    "Credentials",
+    "Principal",
+    "UnmappedOperationError",
+    "access_denied",
+]
+
+
+# -- installation -------------------------------------------------------------------------------------------------
+class SessionRouter:
+    """Stands in for ``boto3.DEFAULT_SESSION``: the invoking thread's role session during a Lambda call, else the
+    harness's session (so ``boto3.client(...)`` in a handler carries its role, and in a test the harness's key)."""
+
+    def __init__(self, base: Callable[[], boto3.Session]) -> None:
+        self._base = base
+        self._local = threading.local()
+
+    @property
+    def current(self) -> boto3.Session:
+        return getattr(self._local, "session", None) or self._base()
+
+    @contextmanager
+    def use(self, session: boto3.Session) -> Iterator[None]:
+        previous = getattr(self._local, "session", None)
+        self._local.session = session
+        try:
+            yield
+        finally:
+            self._local.session = previous
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        return self.current.client(*args, **kwargs)
+
+    def resource(self, *args: Any, **kwargs: Any) -> Any:
+        return self.current.resource(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+
+AfterCall = Callable[[str, str, Mapping[str, Any], Any], None]
+
+
+@contextmanager
+def installed(authorizer: Authorizer, router: SessionRouter, after_call: AfterCall) -> Iterator[None]:
+    """Patch ``BaseClient._make_api_call`` (authorize, call, then ``after_call(prefix, op, params, result)``) and make
+    the router boto3's default session, for the duration of the ``with`` block."""
+    from unittest import mock  # noqa: PLC0415
+
+    from botocore.client import BaseClient  # noqa: PLC0415
+
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def make_api_call(self: Any, operation_name: str, api_params: Mapping[str, Any]) -> Any:
+        authorizer.authorize(self, operation_name, api_params)
+        result = original(self, operation_name, api_params)
+        after_call(iam_prefix(self.meta.service_model), operation_name, api_params, result)
+        return result
+
+    previous = boto3.DEFAULT_SESSION
+    boto3.DEFAULT_SESSION = router  # type: ignore[assignment]
+    try:
+        with mock.patch.object(BaseClient, "_make_api_call", make_api_call):
+            yield
+    finally:
+        boto3.DEFAULT_SESSION = previous
