@@ -31,6 +31,7 @@ from typing import Any
 import boto3
 
 from local.aws.iam import Decision, Policy, denial_message, evaluate, managed_policy
+from local.aws.limits import RequestRejected, check_request
 
 HARNESS_ACCESS_KEY = "testing"  # moto's documented fake credentials: the harness and the tests
 _HARNESS_ARN = "arn:aws:iam::{account}:user/moto"  # what moto's GetCallerIdentity answers for the harness key
@@ -562,8 +563,9 @@ AfterCall = Callable[[str, str, Mapping[str, Any], Any], None]
 
 @contextmanager
 def installed(authorizer: Authorizer, router: SessionRouter, after_call: AfterCall) -> Iterator[None]:
-    """Patch ``BaseClient._make_api_call`` (authorize, call, then ``after_call(prefix, op, params, result)``) and make
-    the router boto3's default session, for the duration of the ``with`` block."""
+    """Patch ``BaseClient._make_api_call`` (authorize, refuse what AWS refuses outright (``local.aws.limits``), call,
+    then ``after_call(prefix, op, params, result)``) and make the router boto3's default session, for the duration of
+    the ``with`` block."""
     from unittest import mock  # noqa: PLC0415
 
     from botocore.client import BaseClient  # noqa: PLC0415
@@ -572,8 +574,13 @@ def installed(authorizer: Authorizer, router: SessionRouter, after_call: AfterCa
 
     def make_api_call(self: Any, operation_name: str, api_params: Mapping[str, Any]) -> Any:
         authorizer.authorize(self, operation_name, api_params)
+        service = iam_prefix(self.meta.service_model)
+        try:
+            check_request(service, operation_name, api_params, authorizer.lookup.client)
+        except RequestRejected as rejected:
+            raise rejected.client_error(self, operation_name) from None
         result = original(self, operation_name, api_params)
-        after_call(iam_prefix(self.meta.service_model), operation_name, api_params, result)
+        after_call(service, operation_name, api_params, result)
         return result
 
     previous = boto3.DEFAULT_SESSION

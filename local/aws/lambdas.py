@@ -17,8 +17,10 @@ Layers are not extracted to ``/opt``: an environment variable naming ``/opt/...`
 against the function's layers' ContentUri directories (done when the function is created, see
 ``local.aws.provision.resolve_opt_path``); Python layers are importable because their ContentUri is on ``sys.path``.
 
-Not emulated: the function timeout (``get_remaining_time_in_millis`` counts down, nothing is killed), memory limits,
-concurrency limits, cold/warm start differences beyond "imported once".
+Limits: a handler that returns after its function's ``Timeout`` (wall time) ends as Lambda reports a timeout
+(``Sandbox.Timedout``, ``Task timed out after N.NN seconds``), though it is not stopped at the deadline; a response over
+6,291,556 bytes is ``Function.ResponseSizeTooLarge``; a request over 6 MB is refused by ``local.aws.limits``.
+Not emulated: memory limits, concurrency limits, cold/warm start differences beyond "imported once".
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+MAX_RESPONSE_BYTES = 6_291_556  # Lambda's synchronous response quota, as its error message states it
 _RUNTIME_ENV_DEFAULTS = {
     # Tracing needs an X-Ray daemon; SAM local disables it the same way.
     "POWERTOOLS_TRACE_DISABLED": "true",
@@ -155,6 +158,7 @@ class LambdaRuntime:
         event = json.loads(raw or "{}")
         with self._lock, _environment(spec), self.identity(spec):
             output = io.StringIO()
+            started = time.monotonic()
             try:
                 with _captured_output(output):
                     handler = self._handler(spec)
@@ -168,6 +172,15 @@ class LambdaRuntime:
                     "stackTrace": traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None),
                 }
                 return self._record(spec, request_id, event, error, "Unhandled")
+            if time.monotonic() - started > spec.timeout_s:
+                # Lambda would have stopped the handler at its Timeout; in-process it ran to the end, and what it
+                # did after the deadline stays done (listed in local/aws/README.md).
+                self._keep_logs(spec, request_id, output.getvalue(), echo=True)
+                error = {
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after {spec.timeout_s:.2f} seconds",
+                    "errorType": "Sandbox.Timedout",
+                }
+                return self._record(spec, request_id, event, error, "Unhandled")
             self._keep_logs(spec, request_id, output.getvalue(), echo=False)
             try:
                 body = json.dumps(result)
@@ -177,6 +190,13 @@ class LambdaRuntime:
                     "errorType": "Runtime.MarshalError",
                     "requestId": request_id,
                     "stackTrace": [],
+                }
+                return self._record(spec, request_id, event, error, "Unhandled")
+            if len(body.encode("utf-8")) > MAX_RESPONSE_BYTES:
+                error = {
+                    "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                    f"({MAX_RESPONSE_BYTES} bytes).",
+                    "errorType": "Function.ResponseSizeTooLarge",
                 }
                 return self._record(spec, request_id, event, error, "Unhandled")
             return self._record(spec, request_id, event, json.loads(body), None)

@@ -30,8 +30,9 @@ import json, sys
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 template = yaml_parse(open(sys.argv[1], encoding="utf-8").read())
-for resource in (template.get("Resources") or {}).values():
-    props = resource.get("Properties") or {}
+sections = [r.get("Properties") or {} for r in (template.get("Resources") or {}).values()]
+sections += list((template.get("Globals") or {}).values())
+for props in sections:
     for key in ("CodeUri", "DefinitionUri", "ContentUri"):
         if isinstance(props.get(key), str):
             props[key] = "s3://local-cloud-artifacts/" + key  # what `sam package` does with a local path
