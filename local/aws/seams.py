@@ -50,11 +50,20 @@ from local.aws.eventbridge import transform
 
 MOTO_VERSION = "5.2.5"
 _S3_REQUEST_CONTEXT = {"aws:SecureTransport": "true"}  # the harness's S3 clients speak HTTPS
+HISTORY_LIMIT = 25_000  # Step Functions' hard quota of events in one execution's history
+_TERMINAL_EVENTS = frozenset({"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"})
 _MOTO_DELIVERED_TARGETS = frozenset({"logs", "sqs", "events"})
 
 
 class SeamMovedError(RuntimeError):
     """moto changed under the harness: the named private seam no longer has the expected shape."""
+
+
+class HistoryLimitExceeded(RuntimeError):  # noqa: N818 - the cause Step Functions reports
+    """An execution's next history event would be beyond Step Functions' quota: the execution fails."""
+
+    def __init__(self) -> None:
+        super().__init__(f"The execution reached the maximum number of history events ({HISTORY_LIMIT}).")
 
 
 class Timekeeper(Protocol):
@@ -136,6 +145,9 @@ def check_seams() -> None:
     expect(getattr(state, "datetime", None) is _dt, "state.datetime")
     expect(getattr(sfn_models, "datetime", None) is _dt, "parser.models.datetime")
     expect(hasattr(event_manager.EventManager, "_get_current_timestamp"), "EventManager._get_current_timestamp")
+    add_event_params = list(inspect.signature(event_manager.EventManager.add_event).parameters)
+    expect(add_event_params[:3] == ["self", "context", "event_type"], "EventManager.add_event signature")
+    expect("self._event_id_gen = EventIdGenerator()" in inspect.getsource(event_manager.EventManager), "_event_id_gen")
     worker_source = inspect.getsource(execution_worker.ExecutionWorker._get_evaluation_environment)
     expect("StartTime=" in worker_source, "ExecutionWorker._get_evaluation_environment sets $$.Execution.StartTime")
     expect(hasattr(eks_models.EKSBackend, "update_nodegroup_config"), "EKSBackend.update_nodegroup_config")
@@ -295,6 +307,15 @@ def patched_moto(
         return max(0, int(target - keeper.now()))
 
     clock_datetime = _ClockDatetimeModule(keeper)
+    original_add_event = event_manager.EventManager.add_event
+
+    def add_event(self: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> Any:
+        # Event number HISTORY_LIMIT may only end the execution: anything else fails it (ExecutionFailed is logged).
+        name = str(getattr(event_type, "value", event_type))
+        if name not in _TERMINAL_EVENTS and self._event_id_gen._next_id >= HISTORY_LIMIT:
+            raise HistoryLimitExceeded
+        return original_add_event(self, context, event_type, *args, **kwargs)
+
     original_send = events_models.Rule.send_to_targets
     send_lock = threading.Lock()
 
@@ -376,6 +397,7 @@ def patched_moto(
             mock.patch.object(kms_models.Key, "create_from_cloudformation_json", classmethod(kms_key_from_cfn))
         )
         stack.enter_context(mock.patch.object(lambda_models.LambdaFunction, "invoke", invoke))
+        stack.enter_context(mock.patch.object(event_manager.EventManager, "add_event", add_event))
         stack.enter_context(mock.patch.object(events_utils.EventTemplateParser, "parse", staticmethod(parse_template)))
         stack.enter_context(mock.patch.object(events_models.Rule, "send_to_targets", send_to_targets))
         stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))

@@ -190,3 +190,21 @@ def test_every_successful_put_image_is_an_ecr_image_action_event_retags_included
     }.items() <= cloud.ecr_events[1]["detail"].items()
     assert cloud.ecr_events[1]["detail-type"] == "ECR Image Action"
     assert cloud.ecr_events[1]["source"] == "aws.ecr"
+
+
+def test_an_execution_whose_history_would_pass_the_quota_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from local.aws import seams  # noqa: PLC0415
+
+    assert seams.HISTORY_LIMIT == 25_000
+    monkeypatch.setattr(seams, "HISTORY_LIMIT", 40)  # the same rule on a loop that reaches it quickly
+    loop = {
+        "Spin": {"Type": "Pass", "Next": "Again"},
+        "Again": {"Type": "Choice", "Choices": [{"Variable": "$.go", "BooleanEquals": True, "Next": "Spin"}]},
+    }
+    with LocalCloud(None) as cloud:
+        result = cloud.wait_execution(cloud.start_execution(_machine(cloud, loop), {"go": True}), timeout=60)
+
+    assert result.status == "FAILED"
+    assert "The execution reached the maximum number of history events (40)." in str(result.cause)
+    assert len(result.history) == 40
+    assert result.history[-1].type == "ExecutionFailed"
