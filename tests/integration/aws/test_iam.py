@@ -197,7 +197,49 @@ def test_the_project_template_roles_get_the_transformed_policies() -> None:
             p for p in cloud.iam.policies(machine["roleArn"]) if p.name.startswith("DeployStateMachineRolePolicy")
         ]
         plan = cloud.arn("PlanFunction")
+        # The deploy lock's owner may be a deploy, a rollback or an off-hours run: AcquireLock must see each status.
+        acquire = lam.get_function_configuration(FunctionName=cloud.ref("AcquireLockFunction"))["Role"]
+        owners = {
+            machine: evaluate(
+                cloud.iam.policies(acquire),
+                "states:DescribeExecution",
+                cloud.arn(machine).replace(":stateMachine:", ":execution:") + ":run-1",
+            )
+            for machine in ("DeployStateMachine", "RollbackStateMachine", "OffHoursStateMachine")
+        }
 
     assert "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole" in names
     assert "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess" in names  # Tracing: Active (Globals), added by SAM
     assert any(evaluate([p], "lambda:InvokeFunction", plan) == "Allow" for p in invoke)  # LambdaInvokePolicy
+    assert owners == dict.fromkeys(owners, "Allow")
+
+
+def test_a_tls_only_bucket_policy_lets_tls_requests_in_and_a_deny_for_everyone_keeps_them_out() -> None:
+    tls_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": ["arn:aws:s3:::iam-tls", "arn:aws:s3:::iam-tls/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    no_writes = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::iam-tls/*"}
+        ],
+    }
+    with LocalCloud(None) as cloud:
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="iam-tls")
+        s3.put_bucket_policy(Bucket="iam-tls", Policy=json.dumps(tls_only))
+        s3.put_object(Bucket="iam-tls", Key="a", Body=b"x")
+        s3.put_bucket_policy(Bucket="iam-tls", Policy=json.dumps(no_writes))
+        with pytest.raises(ClientError) as denied:
+            s3.put_object(Bucket="iam-tls", Key="b", Body=b"x")
+
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
