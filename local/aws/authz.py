@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -375,7 +376,8 @@ class Authorizer:
         self._issued: dict[tuple[str, str], Credentials] = {}
         self._sessions: dict[str, boto3.Session] = {}
         self._lock = threading.Lock()
-        self.decisions: list[tuple[str, str, str, Decision]] = []  # (principal role, action, resource, decision)
+        # The latest authorizations: (role ARN, action, resource, decision), for tests and audits.
+        self.decisions: deque[tuple[str, str, str, Decision]] = deque(maxlen=10_000)
 
     @property
     def admin(self) -> boto3.Session:
