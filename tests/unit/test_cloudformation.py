@@ -527,6 +527,10 @@ def test_log_groups_have_retention_and_a_budget_alerts_by_email() -> None:
     assert len(groups) == len(platform.SERVICES)
     assert all("RetentionInDays" in g["Properties"] for g in groups.values())
     (budget,) = resources(tpl, "AWS::Budgets::Budget").values()
-    subscribers = [s for n in budget["Properties"]["NotificationsWithSubscribers"] for s in n["Subscribers"]]
+    # No e-mail given (the control plane passes AlertEmail empty by default): no notifications, no subscription.
+    condition, notifications, otherwise = budget["Properties"]["NotificationsWithSubscribers"]["Fn::If"]
+    assert (condition, otherwise) == ("HasAlertEmail", {"Ref": "AWS::NoValue"})
+    assert tpl["Conditions"]["HasAlertEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}
+    subscribers = [s for n in notifications for s in n["Subscribers"]]
     assert subscribers
     assert all(s["Address"] == {"Ref": "AlertEmail"} for s in subscribers)

@@ -20,6 +20,8 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "manifests" / "cloudformation"
         ("ecr", {}),
         # storage has AWS::KMS::Key with CloudFormation-style Tags ({Key, Value}), which moto alone rejects
         ("storage", {"AlertEmail": "platform@example.com"}),
+        # what the control plane passes by default (its AlertEmail parameter is empty): no e-mail subscription
+        ("storage", {"AlertEmail": ""}),
     ],
 )
 def test_the_platforms_independent_stacks_create_on_the_local_cloud(stack: str, parameters: dict[str, str]) -> None:
