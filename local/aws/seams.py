@@ -397,22 +397,6 @@ def patched_moto(
         translated = {**cloudformation_json, "Properties": properties}
         return original_kms_key_from_cfn(cls, resource_name, translated, *args, **kwargs)
 
-    def bucket_permission(self: Any, action: str, resource: str) -> Any:
-        # moto denies when a statement's condition is not met, even for a Deny (so the TLS-only bucket policy,
-        # Deny if aws:SecureTransport is false, denied every PutObject); evaluate as S3 does, over TLS.
-        from moto.iam.access_control import PermissionResult  # noqa: PLC0415
-
-        from local.aws.iam import evaluate_resource_policy  # noqa: PLC0415
-
-        if self.policy is None:
-            return PermissionResult.NEUTRAL
-        decision = evaluate_resource_policy(
-            json.loads(self.policy), action, resource, {"aws:SecureTransport": ["true"]}
-        )
-        return {"Allow": PermissionResult.PERMITTED, "ExplicitDeny": PermissionResult.DENIED}.get(
-            decision, PermissionResult.NEUTRAL
-        )
-
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(s3_models.FakeBucket, "get_permission", bucket_permission))
         if service_client is not None:
