@@ -20,8 +20,6 @@ and in ``tests/integration/aws/test_seams.py``. The seams:
   fixed key and ignores the execution's role: replaced by a client with the role's credentials (IAM, ``authz``).
 * ``...asl.eval.event.event_manager.EventManager.add_event`` and its ``_event_id_gen`` — wrapped for the 25,000-event
   history quota.
-* ``moto.s3.models.FakeBucket.get_permission(self, action, resource)`` — bucket-policy evaluation on object calls;
-  moto denies on any unmet condition (even of a Deny): replaced by :mod:`local.aws.iam`'s evaluation.
 * (botocore, not moto) ``botocore.client.BaseClient._make_api_call`` — every API call: IAM and request limits
   (:mod:`local.aws.authz`, :mod:`local.aws.limits`), ECR push events after ``PutImage``.
 * ``moto.eks.models.Cluster`` attributes ``endpoint``/``certificate_authority``, ``EKSBackend.update_nodegroup_config``.
