@@ -21,6 +21,7 @@ Authorization
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import deque
@@ -31,7 +32,7 @@ from typing import Any
 
 import boto3
 
-from local.aws.iam import Decision, Policy, denial_message, evaluate, managed_policy
+from local.aws.iam import Decision, Policy, Statement, denial_message, evaluate, managed_policy
 from local.aws.limits import RequestRejected, check_request
 
 HARNESS_ACCESS_KEY = "testing"  # moto's documented fake credentials: the harness and the tests
@@ -209,6 +210,25 @@ def _key_arn(key: str, lookup: Lookup) -> str:
         return key if key.startswith("arn:") else lookup.arn("kms", f"key/{key}")
 
 
+def _kms(action: str) -> Mapper:
+    def mapper(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+        key = params.get("KeyId")
+        if key is None:  # Decrypt of a symmetric ciphertext: the key is inside the blob
+            key = _ciphertext_key(params, lookup)
+        context = {f"kms:EncryptionContext:{k}": [str(v)] for k, v in (params.get("EncryptionContext") or {}).items()}
+        return [Access(action, _key_arn(str(key), lookup), context)]
+
+    return mapper
+
+
+def _ciphertext_key(params: Mapping[str, Any], _lookup: Lookup) -> str:
+    """The key a symmetric ciphertext was made with (moto's blob starts with the key id)."""
+    from moto.kms.utils import KEY_ID_LEN  # noqa: PLC0415 - moto's blob layout: key id, IV, tag, ciphertext
+
+    blob = bytes(params.get("CiphertextBlob") or b"")
+    return blob[:KEY_ID_LEN].decode(errors="replace")
+
+
 def _object(params: Mapping[str, Any], _lookup: Lookup) -> str:
     return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
 
@@ -304,9 +324,12 @@ OPERATIONS: dict[tuple[str, str], Mapper] = {
     ("states", "SendTaskFailure"): _send_task("states:SendTaskFailure"),
     ("states", "SendTaskHeartbeat"): _send_task("states:SendTaskHeartbeat"),
     ("sns", "Publish"): _topic_publish,
-    ("kms", "GenerateDataKey"): _one("kms:GenerateDataKey", lambda p, lk: _key_arn(str(p["KeyId"]), lk)),
-    ("kms", "Decrypt"): _one("kms:Decrypt", lambda p, lk: _key_arn(str(p.get("KeyId") or "*"), lk)),
-    ("kms", "Encrypt"): _one("kms:Encrypt", lambda p, lk: _key_arn(str(p["KeyId"]), lk)),
+    ("kms", "GenerateDataKey"): _kms("kms:GenerateDataKey"),
+    ("kms", "Decrypt"): _kms("kms:Decrypt"),
+    ("kms", "Encrypt"): _kms("kms:Encrypt"),
+    ("kms", "GenerateMac"): _kms("kms:GenerateMac"),
+    ("kms", "VerifyMac"): _kms("kms:VerifyMac"),
+    ("kms", "DescribeKey"): _kms("kms:DescribeKey"),
     ("s3", "PutObject"): _one("s3:PutObject", _object),
     ("s3", "GetObject"): _one("s3:GetObject", _object),
     ("s3", "HeadObject"): _one("s3:GetObject", _object),
@@ -495,6 +518,48 @@ class Authorizer:
             raise UnmappedOperationError(f"access key {access_key_id} was not issued by the local cloud")
         return principal
 
+    def _kms_decision(self, principal: Principal, policies: list[Policy], access: Access) -> Decision:
+        """KMS: the key policy decides; a statement for the account root delegates to the principal's IAM policies.
+
+        https://docs.aws.amazon.com/kms/latest/developerguide/control-access.html - a key policy statement naming
+        the role (or its session) allows by itself; one naming the account (``root``) allows when IAM does too.
+        Statements naming other principals or services do not apply to this caller.
+        """
+        kms = self.lookup.client("kms")
+        try:
+            document = json.loads(kms.get_key_policy(KeyId=access.resource, PolicyName="default")["Policy"])
+        except kms.exceptions.NotFoundException:
+            return "ImplicitDeny"
+        root = {f"arn:aws:iam::{self.account}:root", self.account}
+        direct, delegated = [], []
+        for index, raw in enumerate(_as_list(document.get("Statement"))):
+            names = {
+                str(n)
+                for n in _as_list(
+                    (raw.get("Principal") or {}).get("AWS")
+                    if isinstance(raw.get("Principal"), Mapping)
+                    else raw.get("Principal")
+                )
+            }
+            body = {k: v for k, v in raw.items() if k not in {"Principal", "NotPrincipal"}}
+            statement = Statement.parse(body, f"key policy {access.resource} statement {index}")
+            if names & {principal.role_arn, principal.arn, "*"}:
+                direct.append(statement)
+            elif names & root:
+                delegated.append(statement)
+
+        def decide(statements: list[Statement]) -> Decision:
+            return evaluate([Policy("key policy", tuple(statements))], access.action, access.resource, access.context)
+
+        identity = evaluate(policies, access.action, access.resource, access.context)
+        if decide(direct + delegated) == "ExplicitDeny" or identity == "ExplicitDeny":
+            return "ExplicitDeny"
+        if decide(direct) == "Allow":  # the key policy names this role: enough by itself
+            return "Allow"
+        if decide(delegated) == "Allow":  # the key policy delegates to the account's IAM policies
+            return identity
+        return "ImplicitDeny"
+
     def authorize(self, client: Any, operation: str, params: Mapping[str, Any]) -> None:
         if not self.enforce:
             return
@@ -511,7 +576,10 @@ class Authorizer:
             )
         for access in mapper(params, self.lookup):
             policies = self.policies(principal.role_arn)
-            decision = evaluate(policies, access.action, access.resource, access.context)
+            if access.action.startswith("kms:"):
+                decision = self._kms_decision(principal, policies, access)
+            else:
+                decision = evaluate(policies, access.action, access.resource, access.context)
             self.decisions.append((principal.role_arn, access.action, access.resource, decision))
             if decision != "Allow":
                 raise access_denied(client, operation, principal, access, decision)
@@ -592,3 +660,9 @@ def installed(authorizer: Authorizer, router: SessionRouter, after_call: AfterCa
             yield
     finally:
         boto3.DEFAULT_SESSION = previous
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
