@@ -19,8 +19,10 @@ from local.pipeline import Pipeline
 pytestmark = pytest.mark.e2e
 
 
-def deploy_user(pipe: Pipeline) -> str:
-    return session_arn(pipe.cloud.arn("ClusterDeployRole"))
+def deploy_user(pipe: Pipeline, function: str = "ApplyFunction") -> str:
+    """The function's session of the deploy role: Lambda names the session after the function, the token carries
+    it and EKS maps the role through its access entry."""
+    return session_arn(pipe.cloud.arn("ClusterDeployRole"), pipe.cloud.ref(function))
 
 
 def test_the_first_release_is_written_by_the_deploy_role_alone(pipe: Pipeline) -> None:
