@@ -574,7 +574,17 @@ class Authorizer:
                 f"{principal.arn} called {prefix}:{operation}, which local.aws.authz.OPERATIONS does not map to IAM "
                 "actions and resources: add it to the table"
             )
-        for access in mapper(params, self.lookup):
+        global_keys = {
+            # Global condition keys every request carries (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+            # reference_policies_condition-keys.html): who calls, from which account, over TLS, to which region.
+            "aws:PrincipalArn": [principal.role_arn],
+            "aws:PrincipalAccount": [self.account],
+            "aws:PrincipalType": ["AssumedRole"],
+            "aws:SecureTransport": ["true"],
+            "aws:RequestedRegion": [self.region],
+        }
+        for mapped in mapper(params, self.lookup):
+            access = Access(mapped.action, mapped.resource, {**global_keys, **mapped.context})
             policies = self.policies(principal.role_arn)
             if access.action.startswith("kms:"):
                 decision = self._kms_decision(principal, policies, access)
