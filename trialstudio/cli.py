@@ -23,9 +23,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from controlplane import platform
 from controlplane.aws.approval import Approvals
-from controlplane.models.gates import ApprovalOutcome, LockRecord
+from controlplane.models.approval import ApprovalOutcome
+from controlplane.models.lock import LockRecord
+from controlplane.models.offhours import SleepRecord, StayAwake
 from controlplane.models.release import LastKnownGood, ReleaseRecord
-from controlplane.models.scaling import SleepRecord, StayAwake
 
 from trialstudio import render
 from trialstudio.control import REQUIRED_OUTPUTS, CliError, ControlPlane, Outputs, Running, aws_error

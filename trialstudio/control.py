@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.lock import LockTable
-from controlplane.aws.sleep_ledger import SleepLedger
+from controlplane.aws.offhours import OffhoursLedger
 from controlplane.models.release import ReleaseRecord
 
 from trialstudio.render import HistoryEvent, history_events
@@ -122,8 +122,8 @@ class ControlPlane:
         return LockTable(self.table, region=self.region)
 
     @property
-    def sleep(self) -> SleepLedger:
-        return SleepLedger(self.table, region=self.region)
+    def sleep(self) -> OffhoursLedger:
+        return OffhoursLedger(self.table, region=self.region)
 
     def releases(self, environment: str) -> list[ReleaseRecord]:
         """Every release of ``environment``, oldest first."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import ApprovalRequest
+from controlplane.models.approval import ApprovalRequest
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import cluster_diff, request_approval
+from controlplane.steps.approval import cluster_diff, request_approval
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import ApprovalTimeoutRequest
+from controlplane.models.approval import ApprovalTimeoutRequest
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import record_approval_timeout
+from controlplane.steps.approval import record_approval_timeout
 
 
 @logger.inject_lambda_context(clear_state=True)

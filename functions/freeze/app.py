@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import FreezeCheckRequest
+from controlplane.models.freeze import FreezeCheckRequest
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import check_freeze
+from controlplane.steps.freeze import check_freeze
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import AcquireLockInput
+from controlplane.models.lock import AcquireLockInput
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import acquire_lock
+from controlplane.steps.lock import acquire_lock
 
 
 @logger.inject_lambda_context(clear_state=True)

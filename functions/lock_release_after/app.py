@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import release_lock_after_execution
+from controlplane.steps.lock import release_lock_after_execution
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from controlplane.models.offhours import StepContext
 from controlplane.models.release import parse
-from controlplane.models.scaling import StepContext
 from controlplane.observability import logger, metrics, tracer
 from controlplane.steps.offhours import sleep_nodegroups, sleep_workloads, snapshot_environment
 

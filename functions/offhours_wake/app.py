@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from controlplane.models.offhours import NodesStepInput, RestoreWaveInput, StepContext, WakeStepInput
 from controlplane.models.release import parse
-from controlplane.models.scaling import NodesStepInput, RestoreWaveInput, StepContext, WakeStepInput
 from controlplane.observability import logger, metrics, tracer
 from controlplane.steps import offhours
 

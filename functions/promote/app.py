@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import PromotionRequest
+from controlplane.models.promote import PromotionRequest
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import promote_images
+from controlplane.steps.promote import promote_images
 
 
 @logger.inject_lambda_context(clear_state=True)

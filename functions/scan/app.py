@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import ScanRequest
 from controlplane.models.release import parse
+from controlplane.models.scan import ScanRequest
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import check_image_scans
+from controlplane.steps.scan import check_image_scans
 
 
 @logger.inject_lambda_context(clear_state=True)

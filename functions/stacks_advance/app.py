@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import AdvanceStacksInput
+from controlplane.models.provision import AdvanceStacksInput
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import advance_stacks
+from controlplane.steps.provision import advance_stacks
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import StagingHealthInput
 from controlplane.models.release import parse
+from controlplane.models.staging_health import StagingHealthInput
 from controlplane.observability import logger, metrics, tracer
-from controlplane.steps.gates import verify_staging_health
+from controlplane.steps.staging_health import verify_staging_health
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.gates import VerifyApprovalInput
+from controlplane.models.approval import VerifyApprovalInput
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
 from controlplane.steps.verify_approval import verify_approval

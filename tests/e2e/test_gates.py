@@ -13,7 +13,7 @@ import pytest
 from controlplane import platform
 from controlplane.aws.freeze import read_override
 from controlplane.aws.lock import LockTable
-from controlplane.models.gates import LockRequest
+from controlplane.models.lock import LockRequest
 
 from local.pipeline import CLUSTER_NAME, TEMPLATE, Pipeline, create_repositories, parameters, pipeline
 from tests.eventually import eventually

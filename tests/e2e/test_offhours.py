@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from controlplane.kube import scaling
+from controlplane.kube import offhours as kube_offhours
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
 
@@ -148,7 +148,7 @@ def test_without_nodes_pods_stay_pending_and_the_wake_health_gate_sees_them_only
     )
     try:
         ref = ObjectRef(api_version="apps/v1", kind="Deployment", namespace=NS, name="edc-service")
-        scaling.scale_workload(api, ref, 1, note=None)
+        kube_offhours.scale_workload(api, ref, 1, note=None)
     finally:
         api.close()
     env.cluster.advance(60)
@@ -249,7 +249,7 @@ def test_production_schedules_are_disabled_by_default_and_an_environment_can_opt
 # ---- the lock on every exit path ---------------------------------------------------------------------------------
 def _seed_lock(env: OffhoursPipeline, owner: str) -> None:
     from controlplane.aws import lock  # noqa: PLC0415
-    from controlplane.models.gates import LockPurpose, LockRequest  # noqa: PLC0415
+    from controlplane.models.lock import LockPurpose, LockRequest  # noqa: PLC0415
 
     table = lock.LockTable(str(env.cloud.ref("LedgerTable")), region="us-east-1")
     now = int(env.cluster.clock.utcnow().timestamp())

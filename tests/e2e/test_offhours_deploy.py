@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from controlplane.aws import lock
-from controlplane.models.gates import LockOutcome, LockPurpose, LockRequest, Push
+from controlplane.models.lock import LockOutcome, LockPurpose, LockRequest, Push
 
 from local.cluster import Cluster
 from local.offhours import REGION, OffhoursPipeline, offhours_pipeline

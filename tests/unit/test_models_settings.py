@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from controlplane.errors import ConfigurationError
-from controlplane.settings import get_settings
+from controlplane.settings import get_settings, reset_settings
 
 pytestmark = pytest.mark.unit
 
@@ -29,9 +29,11 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_defaults_apply_when_optional_variables_are_absent(env: pytest.MonkeyPatch) -> None:
     settings = get_settings()
     assert settings.environment == "staging"
-    assert settings.deploy_deadline_seconds == 900
-    assert str(settings.manifests_dir) == "/opt/kubernetes"
-    assert settings.environment_for_tag("anything") == "staging"
+    assert settings.deploy.deadline_seconds == 900
+    assert str(settings.deploy.manifests_dir) == "/opt/kubernetes"
+    assert settings.deploy.environment_for_tag("anything") == "staging"
+    assert settings.gates.scan_policy.block_at.value == "CRITICAL"
+    assert settings.offhours.rules.sleep_replicas == 0
 
 
 @pytest.mark.parametrize(
@@ -68,12 +70,20 @@ def test_tag_rules_first_match_wins(env: pytest.MonkeyPatch) -> None:
         '[{"tag": "v[0-9]*", "environment": "production"}, {"tag": "main-*", "environment": "staging"}]',
     )
     settings = get_settings()
-    assert settings.environment_for_tag("v1.2.3") == "production"
-    assert settings.environment_for_tag("main-abc") == "staging"
-    assert settings.environment_for_tag("feature-x") is None
+    assert settings.deploy.environment_for_tag("v1.2.3") == "production"
+    assert settings.deploy.environment_for_tag("main-abc") == "staging"
+    assert settings.deploy.environment_for_tag("feature-x") is None
 
 
 def test_settings_follow_the_environment_of_each_call(env: pytest.MonkeyPatch) -> None:
     assert get_settings().cluster_name == "sts-staging"
     env.setenv("CLUSTER_NAME", "other")
     assert get_settings().cluster_name == "other"
+
+
+def test_settings_are_read_once_per_environment_until_reset(env: pytest.MonkeyPatch) -> None:
+    first = get_settings()
+    assert get_settings() is first  # a warm Lambda does not read its variables again
+    reset_settings()
+    assert get_settings() is not first
+    assert get_settings() == first

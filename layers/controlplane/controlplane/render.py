@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from controlplane import platform
 from controlplane.errors import ManifestValidationError
+from controlplane.models.kube import ObjectRef
+from controlplane.models.release import validation_problems
 
 ENVIRONMENTS_DIR: Final = "environments"
 CRDS_DIR: Final = "crds"
@@ -289,9 +291,7 @@ def _load_environment(relative: str, text: str, problems: list[str]) -> Environm
     try:
         return EnvironmentConfig.model_validate(documents[0])
     except ValidationError as exc:
-        for error in exc.errors():
-            location = ".".join(str(part) for part in error["loc"]) or "(file)"
-            problems.append(f"{relative}: {location}: {error['msg']}")
+        problems += validation_problems(exc, prefix=f"{relative}: ", whole="(file)")
     return None
 
 
@@ -349,10 +349,9 @@ def hpa_targets(objects: Iterable[Mapping[str, Any]]) -> frozenset[tuple[str, st
     for obj in objects:
         if obj.get("kind") != "HorizontalPodAutoscaler":
             continue
-        target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
-        if isinstance(target, Mapping) and target.get("kind") in HPA_TARGET_KINDS:
-            namespace = str((obj.get("metadata") or {}).get("namespace") or "")
-            found.add((namespace, str(target["kind"]), str(target.get("name"))))
+        target = ObjectRef.scale_target_of(obj)
+        if target.kind in HPA_TARGET_KINDS:
+            found.add((target.namespace or "", target.kind, target.name))
     return frozenset(found)
 
 

@@ -1,8 +1,12 @@
-"""Configuration: the environment variables ``template.yaml`` sets, validated by one pydantic model on first use.
+"""Configuration: the environment variables ``template.yaml`` sets, read by one pydantic-settings model.
 
-Nothing is read at import time. :func:`get_settings` reads the variables when a step first needs them and caches the
-result per distinct set of values (several functions can share one process in local runs, each with its own
-environment). A missing or malformed variable raises :class:`~controlplane.errors.ConfigurationError` naming it.
+:class:`Settings` has a section per concern: ``deploy`` (tag rules, deadlines, rollout rules, pruning), ``gates``
+(lock, scan, freeze calendar, stacks, approval) and ``offhours`` (``OFFHOURS_CONFIG``). Each section reads its own
+variables (the names ``template.yaml`` sets; an empty value counts as unset) when the settings are first needed,
+never at import time. :func:`get_settings` caches the result per distinct set of values: once per cold start in
+Lambda, and once per function in local runs, where several functions share one process, each with its own
+environment. :func:`reset_settings` forgets them (tests). A missing or malformed variable raises
+:class:`~controlplane.errors.ConfigurationError` naming it.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from controlplane.errors import ConfigurationError
-
-DEFAULT_TAG_RULES = '[{"tag": "*", "environment": "staging"}]'
+from controlplane.errors import ConfigurationError, InputValidationError, PlanError
+from controlplane.models.freeze import FreezeCalendar
+from controlplane.models.offhours import OffhoursConfig
+from controlplane.models.release import ConsoleRequest, Request, validation_message
+from controlplane.models.scan import ScanPolicy, Severity
 
 
 class TagRule(BaseModel):
@@ -33,57 +40,198 @@ class TagRule(BaseModel):
         return fnmatch.fnmatchcase(tag, self.tag)
 
 
-class Settings(BaseModel):
-    """Every variable the control plane reads. Field aliases are the variable names."""
+class _Section(BaseSettings):
+    """A group of variables: names as ``template.yaml`` spells them, empty means unset, unknown ones ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True, env_ignore_empty=True)
 
-    environment: Literal["staging", "production"] = Field(alias="ENVIRONMENT")
-    region: str = Field(alias="AWS_REGION", min_length=1)
-    account_id: str = Field(alias="ACCOUNT_ID", pattern=r"^\d{12}$")
-    cluster_name: str = Field(alias="CLUSTER_NAME", min_length=1)
-    ledger_table_name: str = Field(alias="LEDGER_TABLE_NAME", min_length=1)
-    manifests_dir: Path = Field(alias="MANIFESTS_DIR", default=Path("/opt/kubernetes"))
-    notification_topic_arn: str | None = Field(alias="NOTIFICATION_TOPIC_ARN", default=None)
-    tag_rules: Annotated[tuple[TagRule, ...], Field(alias="TAG_RULES", min_length=1)] = ()
-    deploy_deadline_seconds: int = Field(alias="DEPLOY_DEADLINE_SECONDS", default=900, ge=60, le=86_400)
-    restart_threshold: int = Field(alias="RESTART_THRESHOLD", default=2, ge=0, le=100)
-    failure_grace_seconds: int = Field(alias="FAILURE_GRACE_SECONDS", default=30, ge=0, le=3_600)
-    prune_allow: tuple[str, ...] = Field(alias="PRUNE_ALLOW_KINDS", default=())
-    # The operator path (controlplane.models.operator): who may approve, and the KMS keys that sign and hide.
-    approvers: tuple[str, ...] = Field(alias="APPROVERS", default=())
-    decision_key_id: str | None = Field(alias="DECISION_KEY_ID", default=None)
-    approval_token_key_id: str | None = Field(alias="APPROVAL_TOKEN_KEY_ID", default=None)
-    deploy_state_machine_arn: str | None = Field(alias="DEPLOY_STATE_MACHINE_ARN", default=None)
-    rollback_state_machine_arn: str | None = Field(alias="ROLLBACK_STATE_MACHINE_ARN", default=None)
-    offhours_state_machine_arn: str | None = Field(alias="OFFHOURS_STATE_MACHINE_ARN", default=None)
 
-    @field_validator("tag_rules", mode="before")
-    @classmethod
-    def _parse_rules(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return json.loads(value)  # ValueError becomes a ValidationError naming TAG_RULES
-        return value
+def _json(value: Any) -> Any:
+    """A JSON variable's value (a ``ValueError`` becomes a ValidationError naming the variable)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from None
+    return value
 
-    @field_validator("prune_allow", "approvers", mode="before")
-    @classmethod
-    def _parse_kinds(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(k.strip() for k in value.split(",") if k.strip())
-        return value
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return value
+
+
+DEFAULT_TAG_RULES = (TagRule(tag="*", environment="staging"),)
+
+
+class DeploySettings(_Section):
+    """How a release is planned, applied and judged."""
+
+    tag_rules: Annotated[tuple[TagRule, ...], NoDecode] = Field(
+        default=DEFAULT_TAG_RULES, validation_alias="TAG_RULES", min_length=1
+    )
+    manifests_dir: Path = Field(default=Path("/opt/kubernetes"), validation_alias="MANIFESTS_DIR")
+    deadline_seconds: int = Field(default=900, validation_alias="DEPLOY_DEADLINE_SECONDS", ge=60, le=86_400)
+    restart_threshold: int = Field(default=2, validation_alias="RESTART_THRESHOLD", ge=0, le=100)
+    failure_grace_seconds: int = Field(default=30, validation_alias="FAILURE_GRACE_SECONDS", ge=0, le=3_600)
+    prune_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
+
+    parse_tag_rules = field_validator("tag_rules", mode="before")(_json)
+    parse_prune_allow = field_validator("prune_allow", mode="before")(_comma_list)
 
     def environment_for_tag(self, tag: str) -> str | None:
         """The environment of the first rule matching ``tag``; ``None`` when no rule does."""
-        for rule in self.tag_rules:
-            if rule.matches(tag):
-                return rule.environment
-        return None
+        return next((rule.environment for rule in self.tag_rules if rule.matches(tag)), None)
+
+
+class GateSettings(_Section):
+    """The deploy gates: lock, scan, freeze calendar, platform stacks, approval."""
+
+    project_name: str = Field(default="synthetictrialstudio", validation_alias="PROJECT_NAME")
+    lock_ttl_s: int = Field(default=4 * 3600, gt=0, validation_alias="LOCK_TTL_SECONDS")
+    handoff_grace_s: int = Field(default=300, gt=0, validation_alias="HANDOFF_GRACE_SECONDS")
+    scan_block_at: Severity = Field(default=Severity.CRITICAL, validation_alias="SCAN_BLOCK_SEVERITY")
+    scan_allowlist: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias="SCAN_CVE_ALLOWLIST"
+    )
+    scan_timeout_s: int = Field(default=1800, gt=0, validation_alias="SCAN_TIMEOUT_SECONDS")
+    stacks_file: str = Field(
+        default="manifests/stacks.yaml",
+        validation_alias="STACKS_FILE",
+        description="Templates sit in its template_dir.",
+    )
+    artifacts_bucket: str | None = Field(default=None, validation_alias="ARTIFACTS_BUCKET")
+    provision_timeout_s: int = Field(default=3 * 3600, gt=0, validation_alias="PROVISION_TIMEOUT_SECONDS")
+    approval_topic_arn: str | None = Field(default=None, validation_alias="APPROVAL_TOPIC_ARN")
+    approval_bucket: str | None = Field(default=None, validation_alias="APPROVAL_BUCKET")
+    freeze_calendar: Annotated[FreezeCalendar, NoDecode] = Field(
+        default=FreezeCalendar(), validation_alias="FREEZE_CALENDAR"
+    )
+    staging_ledger_table_name: str | None = Field(
+        default=None,
+        validation_alias="STAGING_LEDGER_TABLE_NAME",
+        description="Production: the staging control plane's ledger (where staging health is recorded).",
+    )
+    stack_inputs: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="STACK_INPUTS", description="JSON {Parameter: value}."
+    )
+    stack_role_arn: str | None = Field(
+        default=None,
+        validation_alias="STACK_ROLE_ARN",
+        description="The role CloudFormation assumes to change the platform stacks.",
+    )
+    deploy_state_machine_arn: str | None = Field(
+        default=None,
+        validation_alias="DEPLOY_STATE_MACHINE_ARN",
+        description="Where queued pushes are deployed (a rollback may hold the lock).",
+    )
+
+    @field_validator("scan_block_at", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    parse_allowlist = field_validator("scan_allowlist", mode="before")(_comma_list)
+
+    @field_validator("freeze_calendar", mode="before")
+    @classmethod
+    def _calendar(cls, value: Any) -> Any:
+        value = _json(value)
+        return {"windows": value} if isinstance(value, list) else value
+
+    @field_validator("stack_inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        value = _json(value)
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @property
+    def scan_policy(self) -> ScanPolicy:
+        return ScanPolicy(block_at=self.scan_block_at, allowlist=self.scan_allowlist, timeout_s=self.scan_timeout_s)
+
+
+class OffhoursSettings(_Section):
+    """Off-hours: ``OFFHOURS_CONFIG`` (JSON, :class:`OffhoursConfig`) and ``OFFHOURS_WAKE_ON_DEPLOY``."""
+
+    config: Annotated[OffhoursConfig, NoDecode] = Field(default=OffhoursConfig(), validation_alias="OFFHOURS_CONFIG")
+    wake_on_deploy: Annotated[bool | None, NoDecode] = Field(default=None, validation_alias="OFFHOURS_WAKE_ON_DEPLOY")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config(cls, value: Any) -> Any:
+        value = _json(value)
+        if not isinstance(value, dict | OffhoursConfig):
+            raise ValueError("must be a JSON object")  # noqa: TRY004 - a ValueError names the variable
+        return value
+
+    parse_wake = field_validator("wake_on_deploy", mode="before")(_flag)
+
+    @property
+    def rules(self) -> OffhoursConfig:
+        """The configuration, with ``OFFHOURS_WAKE_ON_DEPLOY`` when it is set."""
+        if self.wake_on_deploy is None:
+            return self.config
+        return self.config.model_copy(update={"wake_on_deploy": self.wake_on_deploy})
+
+
+class Settings(_Section):
+    """Every variable the control plane reads: what it manages, where it records, and a section per concern."""
+
+    environment: Literal["staging", "production"] = Field(validation_alias="ENVIRONMENT")
+    region: str = Field(validation_alias="AWS_REGION", min_length=1)
+    account_id: str = Field(validation_alias="ACCOUNT_ID", pattern=r"^\d{12}$")
+    cluster_name: str = Field(validation_alias="CLUSTER_NAME", min_length=1)
+    ledger_table_name: str = Field(validation_alias="LEDGER_TABLE_NAME", min_length=1)
+    notification_topic_arn: str | None = Field(default=None, validation_alias="NOTIFICATION_TOPIC_ARN")
+    # The operator path (controlplane.models.operator): who may approve, and the KMS keys that sign and hide.
+    approvers: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="APPROVERS")
+    decision_key_id: str | None = Field(default=None, validation_alias="DECISION_KEY_ID")
+    approval_token_key_id: str | None = Field(default=None, validation_alias="APPROVAL_TOKEN_KEY_ID")
+    deploy_state_machine_arn: str | None = Field(default=None, validation_alias="DEPLOY_STATE_MACHINE_ARN")
+    rollback_state_machine_arn: str | None = Field(default=None, validation_alias="ROLLBACK_STATE_MACHINE_ARN")
+    offhours_state_machine_arn: str | None = Field(default=None, validation_alias="OFFHOURS_STATE_MACHINE_ARN")
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+    gates: GateSettings = Field(default_factory=GateSettings)
+    offhours: OffhoursSettings = Field(default_factory=OffhoursSettings)
+
+    parse_approvers = field_validator("approvers", mode="before")(_comma_list)
+
+    def target_environment(self, request: Request) -> str:
+        """The environment ``request`` deploys to: the console's choice, or the first tag rule matching the push."""
+        if isinstance(request, ConsoleRequest):
+            return request.environment
+        if request.account != self.account_id or request.region != self.region:
+            raise PlanError(
+                f"ECR event from account {request.account} in {request.region}: this control plane deploys images "
+                f"of account {self.account_id} in {self.region}"
+            )
+        tag = request.detail.image_tag or ""
+        environment = self.deploy.environment_for_tag(tag)
+        if environment is None:
+            rules = ", ".join(f"{r.tag!r}->{r.environment}" for r in self.deploy.tag_rules)
+            raise PlanError(f"tag {tag!r} of {request.detail.repository_name} matches no TAG_RULES rule ({rules})")
+        return environment
+
+    def require_environment(self, environment: str) -> None:
+        """Refuse a request for an environment this control plane does not manage (one control plane each)."""
+        if environment != self.environment:
+            raise InputValidationError(
+                f"environment: {environment!r} is not deployed by this control plane (it deploys "
+                f"{self.environment!r}); start the {environment} control plane's state machine instead"
+            )
 
     def require(self, name: str) -> str:
         """A setting a step cannot work without; :class:`ConfigurationError` naming its variable otherwise."""
         value = getattr(self, name)
         if not value:
-            alias = type(self).model_fields[name].alias or name
+            alias = type(self).model_fields[name].validation_alias or name
             raise ConfigurationError(f"{alias} is not set for this function")
         return str(value)
 
@@ -93,23 +241,36 @@ class Settings(BaseModel):
         return self.notification_topic_arn
 
 
-_VARIABLES = tuple(field.alias for field in Settings.model_fields.values() if field.alias is not None)
+def _variables(model: type[BaseSettings]) -> list[str]:
+    """Every variable ``model`` reads, its sections' included."""
+    names: list[str] = []
+    for field in model.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.append(alias)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, _Section):
+            names += _variables(field.annotation)
+    return names
+
+
+_VARIABLES = tuple(dict.fromkeys(_variables(Settings)))
 
 
 def get_settings() -> Settings:
-    """The validated settings of the current environment (cached per distinct set of values)."""
-    values = tuple((name, os.environ[name]) for name in _VARIABLES if name in os.environ)
-    if "TAG_RULES" not in dict(values):
-        values = (*values, ("TAG_RULES", DEFAULT_TAG_RULES))
-    return _load(values)
+    """The validated settings of the current environment (read once per distinct set of values)."""
+    return _load(tuple((name, os.environ[name]) for name in _VARIABLES if name in os.environ))
+
+
+def reset_settings() -> None:
+    """Forget every settings object read so far (tests change the environment between cases)."""
+    _load.cache_clear()
 
 
 @lru_cache(maxsize=32)
 def _load(values: tuple[tuple[str, str], ...]) -> Settings:
+    """``values`` is the cache key only: the sections read the same variables from the environment."""
+    del values
     try:
-        return Settings.model_validate(dict(values))
+        return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
-        raise ConfigurationError(f"invalid configuration: {problems}") from None
+        raise ConfigurationError(f"invalid configuration: {validation_message(exc)}") from None

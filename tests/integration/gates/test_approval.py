@@ -14,19 +14,20 @@ from controlplane.aws import approval as approvals
 from controlplane.aws.decision import decision_key
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import ApprovalNotVerifiedError, ApprovalStateError, NotHealthyInStagingError
-from controlplane.models.gates import (
+from controlplane.models.approval import (
     ApprovalRequest,
     ApprovalStatus,
     ApprovalTimeoutRequest,
     Decision,
-    ImageRef,
-    StagingHealthInput,
     VerifyApprovalInput,
 )
+from controlplane.models.images import ImageRef
 from controlplane.models.kube import ObjectDiff
 from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
-from controlplane.steps.gates import record_approval_timeout, request_approval, verify_staging_health
+from controlplane.models.staging_health import StagingHealthInput
+from controlplane.steps.approval import record_approval_timeout, request_approval
 from controlplane.steps.operator import handle
+from controlplane.steps.staging_health import verify_staging_health
 from controlplane.steps.verify_approval import verify_approval
 
 from .conftest import ACCOUNT, REGION, TABLE
@@ -281,7 +282,7 @@ def test_a_decision_verifies_only_for_its_own_execution_and_untampered(productio
     with pytest.raises(ApprovalNotVerifiedError, match="requested_by"):
         verify(requested_by=None)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    item = dynamodb.get_item(TableName=TABLE, Key=decision_key(REL))["Item"]
+    item = dynamodb.get_item(TableName=TABLE, Key=decision_key(REL).encoded())["Item"]
     record = json.loads(item["record"]["S"])
     record["images"] = {"edc-service": D2}  # a ledger writer edits what was approved
     item["record"] = {"S": json.dumps(record)}

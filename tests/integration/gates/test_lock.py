@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from controlplane.aws.lock import LockTable
-from controlplane.models.gates import AcquireLockInput, LockOutcome, LockPurpose, ReleaseLockInput
-from controlplane.steps.gates import acquire_lock, release_lock, release_lock_after_execution
+from controlplane.models.lock import AcquireLockInput, LockOutcome, LockPurpose, ReleaseLockInput
+from controlplane.steps.lock import acquire_lock, release_lock, release_lock_after_execution
 
 from .conftest import REGION, TABLE, ecr_push, start
 

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from controlplane.aws.provision import Provisioner
 from controlplane.errors import DeadlineExceededError, StackFailedError
-from controlplane.models.gates import ProvisionRequest, ProvisionStatus, StackCatalog, StackPhase
+from controlplane.models.provision import ProvisionRequest, ProvisionStatus, StackCatalog, StackPhase
 
 from .conftest import REGION, TABLE
 

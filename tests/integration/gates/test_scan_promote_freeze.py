@@ -20,15 +20,13 @@ from controlplane.errors import (
     ScanBlockedError,
     ScanFailedError,
 )
-from controlplane.models.gates import (
-    FreezeCheckRequest,
-    ImageRef,
-    PromotionRequest,
-    ScanRequest,
-    ScanStatus,
-    TagOutcome,
-)
-from controlplane.steps.gates import check_freeze, check_image_scans, promote_images
+from controlplane.models.freeze import FreezeCheckRequest
+from controlplane.models.images import ImageRef
+from controlplane.models.promote import PromotionRequest, TagOutcome
+from controlplane.models.scan import ScanRequest, ScanStatus
+from controlplane.steps.freeze import check_freeze
+from controlplane.steps.promote import promote_images
+from controlplane.steps.scan import check_image_scans
 from moto.ecr.models import ECRBackend
 
 from .conftest import REGION, TABLE

@@ -17,10 +17,10 @@ import boto3
 import pytest
 from controlplane import platform
 from controlplane.aws import eks
-from controlplane.aws.sleep_ledger import SleepLedger
+from controlplane.aws.offhours import OffhoursLedger
 from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
 from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client, request_json
-from controlplane.models.scaling import NodesState, OffhoursRequest, SleepPlan, StepContext, WakeState, WakeSummary
+from controlplane.models.offhours import NodesState, OffhoursRequest, SleepPlan, StepContext, WakeState, WakeSummary
 from controlplane.steps import offhours
 from kubernetes.client import ApiClient
 
@@ -217,8 +217,8 @@ class World:
         }
 
     @property
-    def ledger(self) -> SleepLedger:
-        return SleepLedger(TABLE, region="us-east-1")
+    def ledger(self) -> OffhoursLedger:
+        return OffhoursLedger(TABLE, region="us-east-1")
 
 
 def _table() -> None:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from controlplane.aws import nodegroups
-from controlplane.aws.sleep_ledger import SleepLedger, SleepStateConflictError
+from controlplane.aws.offhours import OffhoursLedger, OffhoursStateConflictError
 from controlplane.errors import ConfigurationError
 from controlplane.models.kube import ObjectRef
-from controlplane.models.scaling import SleepStatus, Snapshot, StayAwake, WorkloadSnapshot
+from controlplane.models.offhours import SleepStatus, Snapshot, StayAwake, WorkloadSnapshot
 from moto import mock_aws
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_sizes_eks_would_reject_are_refused_before_any_call(aws: None, low: int,
 
 
 def test_a_second_snapshot_while_asleep_returns_the_first(aws: None) -> None:
-    ledger = SleepLedger("ledger", region="us-east-1")
+    ledger = OffhoursLedger("ledger", region="us-east-1")
     first, created = ledger.begin_sleep(snapshot(3), now=T0)
     again, created_again = ledger.begin_sleep(snapshot(0), now=T0 + timedelta(minutes=5))
     assert created
@@ -90,7 +90,7 @@ def test_a_second_snapshot_while_asleep_returns_the_first(aws: None) -> None:
 
 
 def test_only_a_finished_wake_allows_a_new_snapshot(aws: None) -> None:
-    ledger = SleepLedger("ledger", region="us-east-1")
+    ledger = OffhoursLedger("ledger", region="us-east-1")
     ledger.begin_sleep(snapshot(3), now=T0)
     waking = ledger.set_status("staging", SleepStatus.WAKING, expected=(SleepStatus.ASLEEP,), now=T0)
     assert waking is not None
@@ -105,20 +105,20 @@ def test_only_a_finished_wake_allows_a_new_snapshot(aws: None) -> None:
 
 
 def test_waking_an_awake_environment_is_a_no_op(aws: None) -> None:
-    ledger = SleepLedger("ledger", region="us-east-1")
+    ledger = OffhoursLedger("ledger", region="us-east-1")
     assert ledger.set_status("staging", SleepStatus.WAKING, expected=(SleepStatus.ASLEEP,), now=T0) is None
 
 
 def test_a_stale_snapshot_rebase_is_refused(aws: None) -> None:
-    ledger = SleepLedger("ledger", region="us-east-1")
+    ledger = OffhoursLedger("ledger", region="us-east-1")
     record, _ = ledger.begin_sleep(snapshot(3), now=T0)
     ledger.replace_snapshot(record, snapshot(4))
-    with pytest.raises(SleepStateConflictError):
+    with pytest.raises(OffhoursStateConflictError):
         ledger.replace_snapshot(record, snapshot(5))
 
 
 def test_stay_awake_and_events_are_kept_in_the_ledger(aws: None) -> None:
-    ledger = SleepLedger("ledger", region="us-east-1")
+    ledger = OffhoursLedger("ledger", region="us-east-1")
     override = StayAwake(environment="staging", until=T0 + timedelta(hours=2), requested_by="ana", requested_at=T0)
     ledger.put_stay_awake(override)
     ledger.record_event("staging", at=T0, execution_arn="arn:x:execution:sm:e1", action="down", outcome="SKIPPED",

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from controlplane.kube.apply import FIELD_MANAGER
 from controlplane.kube.client import dynamic_client, request_json
-from controlplane.kube.scaling import ASLEEP_ANNOTATION, EXCLUDE_ANNOTATION, OFFHOURS_FIELD_MANAGER
-from controlplane.models.scaling import SleepStatus
+from controlplane.kube.offhours import ASLEEP_ANNOTATION, EXCLUDE_ANNOTATION, OFFHOURS_FIELD_MANAGER
+from controlplane.models.offhours import SleepStatus
 from controlplane.steps import offhours
+from controlplane.steps.apply import keep_asleep
 
 from local.cluster import Behaviour
 from tests.integration.offhours.conftest import IMAGE, NS, STAGING, World, hpa, namespace, staging_release, workload
@@ -240,7 +241,7 @@ def test_a_deploy_while_asleep_keeps_it_asleep_and_the_next_wake_brings_up_the_n
         bumped = replicas + 1 if name == "edc-service" else replicas
         new_release += [workload(name, bumped), hpa(name, low, high + (1 if name == "edc-service" else 0))]
 
-    objects, asleep = offhours.keep_asleep(new_release, environment="staging", release_id="r2", now=world.now)
+    objects, asleep = keep_asleep(new_release, environment="staging", release_id="r2", now=world.now)
     world.apply(objects, release_id="r2")
 
     assert asleep
@@ -294,7 +295,7 @@ def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world
     assert world.replicas("api-gateway") == 2  # created at the default 1, brought to minReplicas by the HPA
     hpa_scales(world, "api-gateway", 3)
 
-    awake, asleep = offhours.keep_asleep(hpa_release(), environment="staging", release_id="r2", now=world.now)
+    awake, asleep = keep_asleep(hpa_release(), environment="staging", release_id="r2", now=world.now)
     world.apply(awake, release_id="r2")
     assert not asleep
     assert world.replicas("api-gateway") == 3  # the deploy no longer resets it
@@ -306,7 +307,7 @@ def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world
     active = next(c for c in gateway_hpa["status"]["conditions"] if c["type"] == "ScalingActive")
     assert (active["status"], active["reason"]) == ("False", "ScalingDisabled")  # the HPA leaves it at 0
 
-    objects, asleep = offhours.keep_asleep(hpa_release(), environment="staging", release_id="r3", now=world.now)
+    objects, asleep = keep_asleep(hpa_release(), environment="staging", release_id="r3", now=world.now)
     world.apply(objects, release_id="r3")
     assert asleep
     assert world.replicas("api-gateway") == 0
@@ -319,7 +320,7 @@ def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world
     assert world.replicas("api-gateway") == 3
     assert world.replicas("edc-service") == 1
 
-    awake, asleep = offhours.keep_asleep(hpa_release(), environment="staging", release_id="r4", now=world.now)
+    awake, asleep = keep_asleep(hpa_release(), environment="staging", release_id="r4", now=world.now)
     world.apply(awake, release_id="r4")
     world.cluster.advance(30)
     assert not asleep

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,30 +10,43 @@ import pytest
 from controlplane.aws.provision import declared_parameters, load_catalog
 from controlplane.aws.scan import blocking_summary, evaluate
 from controlplane.errors import ConfigurationError, NotHealthyInStagingError
-from controlplane.models.gates import (
-    Finding,
-    FollowUp,
-    FreezeCalendar,
-    FreezeCheckRequest,
-    GateSettings,
-    ImageRef,
-    Push,
-    ScanPolicy,
-    Severity,
-    StackCatalog,
-    coalesce,
-    execution_arn,
-    follow_up_name,
-    require_healthy_in_staging,
-    stack_policy,
-    template_hash,
-)
+from controlplane.models.arn import execution_of, state_machine_of
+from controlplane.models.freeze import FreezeCalendar, FreezeCheckRequest
+from controlplane.models.images import ImageRef
+from controlplane.models.lock import FollowUp, Push, coalesce, follow_up_name
+from controlplane.models.provision import StackCatalog, stack_policy, template_hash
 from controlplane.models.release import ConsoleRequest
+from controlplane.models.scan import Finding, ScanPolicy, Severity
+from controlplane.models.staging_health import require_healthy_in_staging
+from controlplane.settings import _VARIABLES, Settings, get_settings
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[3]
 D1, D2, D3 = ("sha256:" + c * 64 for c in "abc")
+
+
+BASE_ENV = {
+    "ENVIRONMENT": "staging",
+    "AWS_REGION": "us-east-1",
+    "ACCOUNT_ID": "123456789012",
+    "CLUSTER_NAME": "sts-staging",
+    "LEDGER_TABLE_NAME": "ledger",
+}
+
+
+@pytest.fixture
+def settings_of(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], Settings]:
+    """The settings a function with exactly these variables (and the required ones) reads."""
+
+    def load(environ: dict[str, str]) -> Settings:
+        for name in _VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {**BASE_ENV, **environ}.items():
+            monkeypatch.setenv(name, value)
+        return get_settings()
+
+    return load
 
 
 def push(service: str, digest: str, seq: int) -> Push:
@@ -59,7 +73,7 @@ def test_follow_up_input_is_a_console_request_the_planner_accepts_and_its_name_i
     name = follow_up_name("staging", arn, pushes)
     follow = FollowUp(
         execution_name=name,
-        execution_arn=execution_arn("arn:aws:states:us-east-1:123456789012:stateMachine:deploy", name),
+        execution_arn=execution_of("arn:aws:states:us-east-1:123456789012:stateMachine:deploy", name),
         environment="staging",
         pushes=pushes,
         after=arn,
@@ -120,6 +134,35 @@ def test_freeze_windows_need_a_timezone_and_an_order_and_force_needs_a_name() ->
     assert FreezeCheckRequest(
         environment="production", release_id="rel-1", force=True, forced_by="alice"
     ).forced_by_someone
+
+
+BERLIN_WEEKEND = FreezeCalendar.model_validate(
+    {"windows": [{"from": "FRI 18:00", "to": "MON 06:00", "reason": "weekend", "timezone": "Europe/Berlin"}]}
+)
+
+
+@pytest.mark.parametrize(
+    ("when", "frozen"),
+    [
+        (datetime(2025, 11, 28, 16, 59, tzinfo=UTC), False),  # winter: Berlin is UTC+1, 17:59 local
+        (datetime(2025, 11, 28, 17, 0, tzinfo=UTC), True),  # 18:00 in Berlin
+        (datetime(2025, 12, 1, 4, 59, tzinfo=UTC), True),  # Monday 05:59 in Berlin
+        (datetime(2025, 12, 1, 5, 0, tzinfo=UTC), False),  # Monday 06:00 in Berlin ends it
+        (datetime(2025, 6, 27, 16, 0, tzinfo=UTC), True),  # summer: UTC+2, Friday 18:00 local
+        (datetime(2025, 6, 27, 15, 59, tzinfo=UTC), False),
+    ],
+)
+def test_a_weekly_freeze_follows_its_time_zone_and_daylight_saving(when: datetime, frozen: bool) -> None:
+    assert (BERLIN_WEEKEND.active("production", when) is not None) is frozen
+
+
+def test_a_weekly_freeze_refuses_an_unknown_time_zone_and_defaults_to_utc() -> None:
+    with pytest.raises(ValueError, match="unknown IANA time zone 'Mars/Olympus'"):
+        FreezeCalendar.model_validate(
+            {"windows": [{"from": "FRI 18:00", "to": "MON 06:00", "reason": "x", "timezone": "Mars/Olympus"}]}
+        )
+    (window,) = CALENDAR.model_copy().windows[1:2]
+    assert getattr(window, "timezone", None) == "UTC"
 
 
 # ---- scan policy -----------------------------------------------------------------------------------------------
@@ -228,22 +271,39 @@ def test_production_refuses_a_digest_never_healthy_in_staging() -> None:
 
 
 # ---- settings --------------------------------------------------------------------------------------------------
-def test_gate_settings_parse_from_environment_variables() -> None:
-    settings = GateSettings.from_environ(
+def test_gate_settings_parse_from_environment_variables(settings_of: Callable[[dict[str, str]], Settings]) -> None:
+    settings = settings_of(
         {
             "SCAN_BLOCK_SEVERITY": "high",
             "SCAN_CVE_ALLOWLIST": "CVE-1, CVE-2,",
             "FREEZE_CALENDAR": '[{"from": "FRI 18:00", "to": "MON 06:00", "reason": "weekend"}]',
             "STACK_INPUTS": '{"AlertEmail": "ops@example.com", "MonthlyBudgetUsd": 150}',
             "LOCK_TTL_SECONDS": "600",
+            "ARTIFACTS_BUCKET": "",
         }
-    )
+    ).gates
     assert settings.scan_policy.block_at is Severity.HIGH
     assert settings.scan_policy.allowlist == frozenset({"CVE-1", "CVE-2"})
     assert settings.freeze_calendar.windows[0].reason == "weekend"
     assert settings.stack_inputs == {"AlertEmail": "ops@example.com", "MonthlyBudgetUsd": "150"}
     assert settings.lock_ttl_s == 600
-    with pytest.raises(ConfigurationError, match="FREEZE_CALENDAR"):
-        GateSettings.from_environ({"FREEZE_CALENDAR": "[not json"})
-    with pytest.raises(ConfigurationError, match="invalid gate settings"):
-        GateSettings.from_environ({"SCAN_BLOCK_SEVERITY": "SEVERE"})
+    assert settings.artifacts_bucket is None  # an empty variable is an unset one
+    with pytest.raises(ConfigurationError, match=r"FREEZE_CALENDAR.*not valid JSON"):
+        settings_of({"FREEZE_CALENDAR": "[not json"})
+    with pytest.raises(ConfigurationError, match="invalid configuration: SCAN_BLOCK_SEVERITY"):
+        settings_of({"SCAN_BLOCK_SEVERITY": "SEVERE"})
+
+
+# ---- ARNs ------------------------------------------------------------------------------------------------------
+def test_execution_and_state_machine_arns_convert_both_ways_and_refuse_other_arns() -> None:
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:sts-deploy"
+    execution = execution_of(machine, "staging-queued-1")
+    assert execution == "arn:aws:states:us-east-1:123456789012:execution:sts-deploy:staging-queued-1"
+    assert state_machine_of(execution) == machine
+    assert execution_of("arn:aws-cn:states:cn-north-1:123456789012:stateMachine:m", "n").startswith("arn:aws-cn:")
+    with pytest.raises(ConfigurationError, match="not a state machine ARN"):
+        execution_of("arn:aws:lambda:us-east-1:123456789012:function:f", "n")
+    with pytest.raises(ValueError, match="not an execution ARN"):
+        state_machine_of(machine)
+    with pytest.raises(ValueError, match="not an execution ARN"):
+        state_machine_of("owner-without-arn")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from controlplane.errors import InputValidationError
+from controlplane.models.offhours import LockStepInput, OffhoursRequest, StepContext, WakeSummary
 from controlplane.models.release import parse
-from controlplane.models.scaling import LockStepInput, OffhoursRequest, StepContext, WakeSummary
 
 pytestmark = pytest.mark.unit
 

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from controlplane import platform
 from controlplane.errors import ConfigurationError
-from controlplane.kube.scaling import (
+from controlplane.kube.offhours import (
     ASLEEP_ANNOTATION,
     EXCLUDE_ANNOTATION,
     Inventory,
     LiveHpa,
     LiveWorkload,
+    keep_asleep_objects,
     snapshot_entries,
 )
 from controlplane.models.kube import ObjectRef
-from controlplane.models.scaling import (
+from controlplane.models.offhours import (
     Exclusion,
     HpaSnapshot,
     NodegroupSnapshot,
@@ -27,17 +29,39 @@ from controlplane.models.scaling import (
     Snapshot,
     StayAwake,
     WorkloadSnapshot,
-    load_offhours_config,
     savings,
     wake_waves,
 )
-from controlplane.steps.offhours import keep_asleep_objects
+from controlplane.settings import _VARIABLES, Settings, get_settings
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
 NS = platform.NAMESPACE
 T0 = datetime(2025, 3, 3, 19, 0, tzinfo=UTC)
+
+
+BASE_ENV = {
+    "ENVIRONMENT": "staging",
+    "AWS_REGION": "us-east-1",
+    "ACCOUNT_ID": "123456789012",
+    "CLUSTER_NAME": "sts-staging",
+    "LEDGER_TABLE_NAME": "ledger",
+}
+
+
+@pytest.fixture
+def settings_of(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], Settings]:
+    """The settings a function with exactly these variables (and the required ones) reads."""
+
+    def load(environ: dict[str, str]) -> Settings:
+        for name in _VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {**BASE_ENV, **environ}.items():
+            monkeypatch.setenv(name, value)
+        return get_settings()
+
+    return load
 
 
 def deployment_ref(name: str, kind: str = "Deployment") -> ObjectRef:
@@ -73,8 +97,10 @@ def staging_snapshot() -> Snapshot:
 # ---- configuration -------------------------------------------------------------------------------------------
 
 
-def test_defaults_sleep_everything_in_the_platform_namespace_to_zero_and_wake_the_gateway_last() -> None:
-    config = load_offhours_config({})
+def test_defaults_sleep_everything_in_the_platform_namespace_to_zero_and_wake_the_gateway_last(
+    settings_of: Callable[[dict[str, str]], Settings],
+) -> None:
+    config = settings_of({}).offhours.rules
     assert config.namespaces == (NS,)
     assert config.sleep_replicas == 0
     assert config.nodegroup_sleep_size("anything") == 0
@@ -118,14 +144,17 @@ def test_exclusions_match_namespaces_and_namespace_slash_name_globs() -> None:
         ({"OFFHOURS_CONFIG": '{"sleep_replica": 1}'}, "sleep_replica"),
     ],
 )
-def test_bad_configuration_names_the_variable_and_field(environ: dict[str, str], fragment: str) -> None:
+def test_bad_configuration_names_the_variable_and_field(
+    settings_of: Callable[[dict[str, str]], Settings], environ: dict[str, str], fragment: str
+) -> None:
     with pytest.raises(ConfigurationError, match="OFFHOURS_CONFIG") as info:
-        load_offhours_config(environ)
+        settings_of(environ)
     assert fragment in str(info.value)
 
 
-def test_wake_on_deploy_comes_from_its_own_variable() -> None:
-    assert load_offhours_config({"OFFHOURS_WAKE_ON_DEPLOY": "true"}).wake_on_deploy is True
+def test_wake_on_deploy_comes_from_its_own_variable(settings_of: Callable[[dict[str, str]], Settings]) -> None:
+    assert settings_of({"OFFHOURS_WAKE_ON_DEPLOY": "true"}).offhours.rules.wake_on_deploy is True
+    assert settings_of({"OFFHOURS_WAKE_ON_DEPLOY": "no"}).offhours.rules.wake_on_deploy is False
 
 
 # ---- requests and overrides ------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from controlplane import platform
 from controlplane.errors import InputValidationError, PlanError
-from controlplane.models.release import ConsoleRequest, EcrPushEvent
-from controlplane.settings import Settings
-from controlplane.steps.plan import changed_images, desired_images, parse_request, requested_images, target_environment
+from controlplane.models.release import ConsoleRequest, EcrPushEvent, parse_request
+from controlplane.settings import DeploySettings, Settings
+from controlplane.steps.plan import changed_images, desired_images, requested_images
 
 from tests.conftest import load_event
 
@@ -26,7 +26,7 @@ def settings(**overrides: Any) -> Settings:
         "TAG_RULES": '[{"tag": "main-*", "environment": "staging"}, {"tag": "v*", "environment": "production"}]',
         **overrides,
     }
-    return Settings.model_validate(values)
+    return Settings.model_validate({**values, "deploy": DeploySettings.model_validate(values)})
 
 
 def test_an_ecr_event_and_a_console_request_are_told_apart() -> None:
@@ -43,24 +43,24 @@ def test_malformed_input_fails_naming_the_field_before_anything_else() -> None:
 
 def test_push_tag_picks_the_environment_by_the_first_matching_rule() -> None:
     event = parse_request(load_event("ecr_push"))
-    assert target_environment(event, settings()) == "staging"
+    assert settings().target_environment(event) == "staging"
     raw = load_event("ecr_push")
     raw["detail"]["image-tag"] = "v2.0.0"
-    assert target_environment(parse_request(raw), settings()) == "production"
+    assert settings().target_environment(parse_request(raw)) == "production"
 
 
 def test_a_tag_outside_the_rules_is_a_plan_error_naming_tag_and_rules() -> None:
     raw = load_event("ecr_push")
     raw["detail"]["image-tag"] = "feature-x"
     with pytest.raises(PlanError, match=r"'feature-x'.*TAG_RULES"):
-        target_environment(parse_request(raw), settings())
+        settings().target_environment(parse_request(raw))
 
 
 def test_an_event_from_another_account_is_refused() -> None:
     raw = load_event("ecr_push")
     raw["account"] = "999999999999"
     with pytest.raises(PlanError, match="999999999999"):
-        target_environment(parse_request(raw), settings())
+        settings().target_environment(parse_request(raw))
 
 
 def test_repository_maps_to_its_service_and_unknown_repositories_are_refused() -> None:

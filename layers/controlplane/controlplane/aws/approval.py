@@ -1,6 +1,6 @@
 """Production approval: the dry-run diff in S3, the pending approval in the ledger, the SNS request, the decision.
 
-Items (ledger table):
+Items (ledger table, through :mod:`controlplane.aws.table`):
 
 * ``RELEASE#<release id>`` / ``APPROVAL`` — status (PENDING, APPROVED, REJECTED, TIMED_OUT), what is to be approved
   (execution, digests, bundle hash, the authenticated requester), the task token **encrypted** by KMS (only the
@@ -23,20 +23,16 @@ import boto3
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.aws.table import Condition, ConditionFailedError, Items, approval_key
 from controlplane.errors import ApprovalStateError
-from controlplane.models.gates import ApprovalOutcome, ApprovalStatus, Decision
+from controlplane.models.approval import ApprovalOutcome, ApprovalStatus, Decision
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_stepfunctions import SFNClient
 
 SUBJECT_LIMIT = 100
-
-
-def approval_key(release_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"RELEASE#{release_id}"}, "sk": {"S": "APPROVAL"}}
 
 
 def diff_key(environment: str, release_id: str) -> str:
@@ -59,12 +55,8 @@ def store_diff(
     return f"s3://{bucket}/{key}"
 
 
-class Approvals:
+class Approvals(Items):
     """The approval items of the ledger table ``table_name``."""
-
-    def __init__(self, table_name: str, *, region: str | None = None, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb", region_name=region)
 
     def register(
         self,
@@ -81,40 +73,33 @@ class Approvals:
         now: datetime,
     ) -> None:
         """Record the pending approval (a retried task with a new token replaces the pending one, not a decided one)."""
-        item = approval_key(release_id) | {
-            "kind": {"S": "approval"},
-            "release_id": {"S": release_id},
-            "environment": {"S": environment},
-            "status": {"S": ApprovalStatus.PENDING.value},
-            "task_token_ciphertext": {"S": task_token_ciphertext},
-            "execution_arn": {"S": execution_arn},
-            "images": {"S": json.dumps(images, sort_keys=True)},
-            "bundle_hash": {"S": bundle_hash},
-            "requested_by": {"S": requested_by or ""},
-            "diff_uri": {"S": diff_uri},
-            "summary": {"S": summary[:4000]},
-            "requested_at": {"S": now.isoformat()},
+        approval = {
+            "kind": "approval",
+            "release_id": release_id,
+            "environment": environment,
+            "status": ApprovalStatus.PENDING.value,
+            "task_token_ciphertext": task_token_ciphertext,
+            "execution_arn": execution_arn,
+            "images": json.dumps(images, sort_keys=True),
+            "bundle_hash": bundle_hash,
+            "requested_by": requested_by or "",
+            "diff_uri": diff_uri,
+            "summary": summary[:4000],
+            "requested_at": now.isoformat(),
         }
+        still_pending = Condition(
+            "attribute_not_exists(pk) OR #status = :pending",
+            {"#status": "status"},
+            {":pending": ApprovalStatus.PENDING.value},
+        )
         try:
-            with translate_aws_errors("dynamodb:PutItem"):
-                self._client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(pk) OR #status = :pending",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":pending": {"S": ApprovalStatus.PENDING.value}},
-                )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ApprovalStateError(f"release {release_id} was already decided; not asking again") from None
-            raise
+            self.table.put(approval_key(release_id), approval, condition=still_pending)
+        except ConditionFailedError:
+            raise ApprovalStateError(f"release {release_id} was already decided; not asking again") from None
 
     def get(self, release_id: str) -> dict[str, str] | None:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._client.get_item(TableName=self.table_name, Key=approval_key(release_id), ConsistentRead=True)
-        if "Item" not in item:
-            return None
-        return {k: str(v.get("S", "")) for k, v in item["Item"].items()}
+        data = self.table.get(approval_key(release_id))
+        return {k: str(v) for k, v in data.items()} if data is not None else None
 
     def outcome(self, release_id: str) -> ApprovalOutcome | None:
         data = self.get(release_id)
@@ -132,35 +117,24 @@ class Approvals:
         self, release_id: str, status: ApprovalStatus, *, approver: str | None, comment: str, now: datetime
     ) -> str:
         """Move PENDING -> ``status`` (the timeout's path; decisions go through :mod:`controlplane.aws.decision`)."""
+        update = Condition(
+            "SET #status = :status, #approver = :approver, #comment = :comment, #at = :at",
+            {"#status": "status", "#approver": "approver", "#comment": "comment", "#at": "decided_at"},
+            {":status": status.value, ":approver": approver or "", ":comment": comment[:1000], ":at": now.isoformat()},
+        )
         try:
-            with translate_aws_errors("dynamodb:UpdateItem"):
-                response = self._client.update_item(
-                    TableName=self.table_name,
-                    Key=approval_key(release_id),
-                    UpdateExpression="SET #status = :status, #approver = :approver, #comment = :comment, #at = :at",
-                    ConditionExpression="#status = :pending",
-                    ExpressionAttributeNames={
-                        "#status": "status",
-                        "#approver": "approver",
-                        "#comment": "comment",
-                        "#at": "decided_at",
-                    },
-                    ExpressionAttributeValues={
-                        ":status": {"S": status.value},
-                        ":pending": {"S": ApprovalStatus.PENDING.value},
-                        ":approver": {"S": approver or ""},
-                        ":comment": {"S": comment[:1000]},
-                        ":at": {"S": now.isoformat()},
-                    },
-                    ReturnValues="ALL_NEW",
-                )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+            written = self.table.update(
+                approval_key(release_id),
+                update,
+                condition=Condition("#status = :pending", values={":pending": ApprovalStatus.PENDING.value}),
+                return_new=True,
+            )
+        except ConditionFailedError:
             current = self.get(release_id)
             state = current["status"] if current else "unknown"
             raise ApprovalStateError(f"release {release_id} is not awaiting approval (status: {state})") from None
-        return str(response["Attributes"].get("task_token_ciphertext", {}).get("S", ""))
+        assert written is not None  # return_new
+        return str(written.get("task_token_ciphertext", ""))
 
 
 def publish_request(

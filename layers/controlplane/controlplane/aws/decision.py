@@ -8,89 +8,55 @@ IAM on the table, is what makes it trustworthy: only the operator API's role may
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-import boto3
-from botocore.exceptions import ClientError
-
-from controlplane.aws.approval import approval_key
-from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.aws.table import Condition, ConditionFailedError, Items, Key, Put, Update, approval_key
 from controlplane.errors import ApprovalStateError
-from controlplane.models.gates import ApprovalStatus
+from controlplane.models.approval import ApprovalStatus
 from controlplane.models.operator import DecisionRecord, SignedDecision
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+
+def decision_key(release_id: str) -> Key:
+    return Key(f"DECISION#{release_id}", "DECISION")
 
 
-def decision_key(release_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"DECISION#{release_id}"}, "sk": {"S": "DECISION"}}
-
-
-class Decisions:
+class Decisions(Items):
     """The decision items of the ledger table ``table_name``."""
-
-    def __init__(self, table_name: str, *, region: str | None = None, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb", region_name=region)
 
     def record(self, decision: SignedDecision) -> None:
         """Settle the pending approval and store the signed decision, both or neither."""
         record = decision.record
+        settle = Update(
+            approval_key(record.release_id),
+            Condition(
+                "SET #status = :status, #approver = :approver, #comment = :comment, #at = :at",
+                {"#status": "status", "#approver": "approver", "#comment": "comment", "#at": "decided_at"},
+                {
+                    ":status": record.status.value,
+                    ":approver": record.approver,
+                    ":comment": record.comment,
+                    ":at": record.decided_at.isoformat(),
+                },
+            ),
+            condition=Condition(
+                "#status = :pending AND #execution = :execution",
+                {"#execution": "execution_arn"},
+                {":pending": ApprovalStatus.PENDING.value, ":execution": record.execution_arn},
+            ),
+        )
+        signed = Put(
+            decision_key(record.release_id),
+            {"kind": "approval_decision", "record": record.model_dump_json(), "mac": decision.mac},
+            condition=Condition("attribute_not_exists(pk)"),
+        )
         try:
-            with translate_aws_errors("dynamodb:TransactWriteItems"):
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Update": {
-                                "TableName": self.table_name,
-                                "Key": approval_key(record.release_id),
-                                "UpdateExpression": "SET #status = :status, #approver = :approver, "
-                                "#comment = :comment, #at = :at",
-                                "ConditionExpression": "#status = :pending AND #execution = :execution",
-                                "ExpressionAttributeNames": {
-                                    "#status": "status",
-                                    "#approver": "approver",
-                                    "#comment": "comment",
-                                    "#at": "decided_at",
-                                    "#execution": "execution_arn",
-                                },
-                                "ExpressionAttributeValues": {
-                                    ":status": {"S": record.status.value},
-                                    ":pending": {"S": ApprovalStatus.PENDING.value},
-                                    ":approver": {"S": record.approver},
-                                    ":comment": {"S": record.comment},
-                                    ":at": {"S": record.decided_at.isoformat()},
-                                    ":execution": {"S": record.execution_arn},
-                                },
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.table_name,
-                                "Item": decision_key(record.release_id)
-                                | {
-                                    "kind": {"S": "approval_decision"},
-                                    "record": {"S": record.model_dump_json()},
-                                    "mac": {"S": decision.mac},
-                                },
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                    ]
-                )
-        except ClientError as exc:
-            if error_code(exc) in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
-                raise ApprovalStateError(
-                    f"release {record.release_id} is not awaiting approval (decided, timed out, or re-planned)"
-                ) from None
-            raise
+            self.table.transact([settle, signed])
+        except ConditionFailedError:
+            raise ApprovalStateError(
+                f"release {record.release_id} is not awaiting approval (decided, timed out, or re-planned)"
+            ) from None
 
     def get(self, release_id: str) -> SignedDecision | None:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._client.get_item(TableName=self.table_name, Key=decision_key(release_id), ConsistentRead=True)
-        if "Item" not in item:
+        data = self.table.get(decision_key(release_id))
+        if data is None:
             return None
-        data = item["Item"]
-        record = DecisionRecord.model_validate_json(str(data.get("record", {}).get("S", "{}")))
-        return SignedDecision(record=record, mac=str(data.get("mac", {}).get("S", "")))
+        record = DecisionRecord.model_validate_json(str(data.get("record") or "{}"))
+        return SignedDecision(record=record, mac=str(data.get("mac", "")))

@@ -24,6 +24,7 @@ from controlplane.errors import ConfigurationError
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 - the token format prefix, not a secret
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 TOKEN_EXPIRES_SECONDS = 60
+DEFAULT_KUBERNETES_VERSION = "1.32"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class ClusterInfo:
     ca_data: str
     version: str
     arn: str
+
+    @property
+    def kubernetes_version(self) -> str:
+        """``version``, or the version the control plane is built for when EKS does not say."""
+        return self.version or DEFAULT_KUBERNETES_VERSION
 
 
 CACHE_SECONDS = 900.0

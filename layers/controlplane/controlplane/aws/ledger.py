@@ -1,4 +1,6 @@
-"""The release ledger: one DynamoDB table, natural keys, conditional writes (every write is safe to repeat).
+"""The release ledger: releases, applied objects, last known-good, quarantine (items of :mod:`controlplane.aws.table`).
+
+Natural keys and conditional writes: every write is safe to repeat.
 
 Items (``pk`` / ``sk``):
 
@@ -20,20 +22,27 @@ import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
-
-from controlplane.aws.errors import error_code, translate_aws_errors
-from controlplane.errors import AwsThrottledError, PermanentError
+from controlplane.aws.table import (
+    EXISTS,
+    NOT_EXISTS,
+    Condition,
+    ConditionFailedError,
+    Items,
+    applied_object_key,
+    environment_key,
+    objects_digest_key,
+    quarantine_key,
+    release_key,
+)
+from controlplane.errors import PermanentError
 from controlplane.models.release import LastKnownGood, ReleaseRecord, ReleaseStatus
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
-_BATCH = 25
-_MAX_UNPROCESSED_ROUNDS = 5
+if TYPE_CHECKING:
+    pass
+
+LAST_KNOWN_GOOD = "LAST_KNOWN_GOOD"
 
 
 class LedgerConflictError(PermanentError):
@@ -48,49 +57,10 @@ class LedgerIntegrityError(PermanentError):
     """A release's recorded objects do not match the digests recorded with them: refused, never replayed."""
 
 
-def _release_key(release_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"RELEASE#{release_id}"}, "sk": {"S": "META"}}
-
-
-def _env_key(environment: str) -> dict[str, Any]:
-    return {"pk": {"S": f"ENV#{environment}"}, "sk": {"S": "LAST_KNOWN_GOOD"}}
-
-
-def _digest_key(digest: str) -> dict[str, Any]:
-    return {"pk": {"S": f"DIGEST#{digest}"}, "sk": {"S": "QUARANTINE"}}
-
-
-def _to_item(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in data.items() if v is not None and v != {}}
-
-
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; the models want ints."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [_plain(v) for v in value]
-    if type(value).__name__ == "Decimal":
-        return int(value)
-    return value
-
-
-_OBJECTS_DIGEST_SK = "OBJECTS_DIGEST"
-
-
 def canonical_sha256(obj: Any) -> str:
     """``sha256:<hex>`` of ``obj``'s canonical JSON (sorted keys, no whitespace, UTF-8)."""
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
-
-
-def object_sort_key(order: int, obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata", {})
-    return f"OBJECT#{order:05d}#{obj.get('kind', '')}#{meta.get('namespace', '')}#{meta.get('name', '')}"
 
 
 def _verify_applied(release_id: str, found: Mapping[str, Any], recorded: Mapping[str, str] | None) -> None:
@@ -114,21 +84,15 @@ def _verify_applied(release_id: str, found: Mapping[str, Any], recorded: Mapping
         )
 
 
-class Ledger:
-    """The ledger table ``table_name`` in ``region``; one boto3 client per instance (create it inside a step)."""
-
-    def __init__(self, table_name: str, *, region: str) -> None:
-        self.table_name = table_name
-        self._client = boto3.client("dynamodb", region_name=region)
+class Ledger(Items):
+    """The release items of the ledger table ``table_name``; ``client`` is injectable, else one per instance."""
 
     # ---------------------------------------------------------------------------------------------------- releases
     def get_release(self, release_id: str) -> ReleaseRecord | None:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._client.get_item(TableName=self.table_name, Key=_release_key(release_id), ConsistentRead=True)
-        if "Item" not in item:
+        data = self.table.get(release_key(release_id))
+        if data is None:
             return None
-        data = _plain(_from_item(item["Item"]))
-        for key in ("pk", "sk", "executions", "kind"):
+        for key in ("executions", "kind"):
             data.pop(key, None)
         return ReleaseRecord.model_validate(data)
 
@@ -141,25 +105,19 @@ class Ledger:
     def put_planned(self, record: ReleaseRecord) -> None:
         """Create the release item, or on a rerun add this execution to it; never duplicates, never demotes."""
         data = record.model_dump(mode="json", exclude={"status", "execution_arn"}, exclude_none=True)
-        names = {f"#{k}": k for k in data}
-        values = {f":{k}": _ser.serialize(v) for k, v in data.items()}
         sets = [f"#{k} = if_not_exists(#{k}, :{k})" for k in data]
         sets += ["#status = if_not_exists(#status, :status)", "#execution_arn = :execution_arn", "#kind = :kind"]
+        names = {f"#{k}": k for k in data}
         names |= {"#status": "status", "#execution_arn": "execution_arn", "#kind": "kind", "#executions": "executions"}
+        values = {f":{k}": v for k, v in data.items()}
         values |= {
-            ":status": {"S": ReleaseStatus.PLANNED.value},
-            ":execution_arn": {"S": record.execution_arn},
-            ":kind": {"S": "release"},
-            ":executions": {"SS": [record.execution_arn]},
+            ":status": ReleaseStatus.PLANNED.value,
+            ":execution_arn": record.execution_arn,
+            ":kind": "release",
+            ":executions": {record.execution_arn},
         }
-        with translate_aws_errors("dynamodb:UpdateItem"):
-            self._client.update_item(
-                TableName=self.table_name,
-                Key=_release_key(record.release_id),
-                UpdateExpression="SET " + ", ".join(sets) + " ADD #executions :executions",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+        update = Condition("SET " + ", ".join(sets) + " ADD #executions :executions", names, values)
+        self.table.update(release_key(record.release_id), update)
 
     def update_release(self, release_id: str, **fields: Any) -> None:
         """Set fields of an existing release (conditional on it existing)."""
@@ -167,83 +125,45 @@ class Ledger:
         data = {k: v.value if isinstance(v, ReleaseStatus) else v for k, v in data.items()}
         if not data:
             return
+        update = Condition(
+            "SET " + ", ".join(f"#{k} = :{k}" for k in data),
+            {f"#{k}": k for k in data},
+            {f":{k}": v for k, v in data.items()},
+        )
         try:
-            with translate_aws_errors("dynamodb:UpdateItem"):
-                self._client.update_item(
-                    TableName=self.table_name,
-                    Key=_release_key(release_id),
-                    UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in data),
-                    ConditionExpression="attribute_exists(pk)",
-                    ExpressionAttributeNames={f"#{k}": k for k in data},
-                    ExpressionAttributeValues={f":{k}": _ser.serialize(v) for k, v in data.items()},
-                )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ReleaseNotFoundError(f"release {release_id!r} is not in the ledger") from None
-            raise
+            self.table.update(release_key(release_id), update, condition=EXISTS)
+        except ConditionFailedError:
+            raise ReleaseNotFoundError(f"release {release_id!r} is not in the ledger") from None
 
     # ----------------------------------------------------------------------------------------------- applied objects
     def record_applied(self, release_id: str, objects: Sequence[Mapping[str, Any]]) -> int:
         """Store each applied object under the release, then the digest of each (same keys on a rerun: overwritten,
         not duplicated). Until the digest item is written, the objects cannot be replayed."""
-        pk = {"S": f"RELEASE#{release_id}"}
-        digests = {object_sort_key(order, obj): canonical_sha256(obj) for order, obj in enumerate(objects)}
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": pk,
-                        "sk": {"S": object_sort_key(order, obj)},
-                        "kind": {"S": "applied_object"},
-                        "manifest": {"B": zlib.compress(json.dumps(obj, sort_keys=True).encode())},
-                    }
-                }
-            }
-            for order, obj in enumerate(objects)
-        ]
-        for start in range(0, len(requests), _BATCH):
-            self._batch_write(requests[start : start + _BATCH])
+        keys = [applied_object_key(release_id, order, obj) for order, obj in enumerate(objects)]
+        written = self.table.put_many(
+            [
+                (key, {"kind": "applied_object", "manifest": zlib.compress(json.dumps(obj, sort_keys=True).encode())})
+                for key, obj in zip(keys, objects, strict=True)
+            ]
+        )
         # Same action as the objects (the apply role needs nothing more), strictly after them.
-        digest_item = {
-            "pk": pk,
-            "sk": {"S": _OBJECTS_DIGEST_SK},
-            "kind": {"S": "applied_objects_digest"},
-            "digests": {"M": {sk: {"S": digest} for sk, digest in digests.items()}},
-        }
-        self._batch_write([{"PutRequest": {"Item": digest_item}}])
-        return len(requests)
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        pending: Any = {self.table_name: requests}
-        for _ in range(_MAX_UNPROCESSED_ROUNDS):
-            with translate_aws_errors("dynamodb:BatchWriteItem"):
-                pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            if not pending:
-                return
-        raise AwsThrottledError("dynamodb:BatchWriteItem left items unprocessed (throttled)")
+        digests = {key.sk: canonical_sha256(obj) for key, obj in zip(keys, objects, strict=True)}
+        self.table.put_many([(objects_digest_key(release_id), {"kind": "applied_objects_digest", "digests": digests})])
+        return written
 
     def applied_objects(self, release_id: str) -> list[dict[str, Any]]:
         """The objects applied for ``release_id``, in apply order, each verified against the digest recorded with
         it; ``LedgerIntegrityError`` naming the release and the object when one was changed, added or removed (or
         the digests are missing), ``[]`` when nothing was recorded."""
-        paginator = self._client.get_paginator("query")
         found: dict[str, dict[str, Any]] = {}
         recorded: dict[str, str] | None = None
-        with translate_aws_errors("dynamodb:Query"):
-            # One query: "OBJECT" prefixes both the objects (OBJECT#...) and their digests (OBJECTS_DIGEST).
-            for page in paginator.paginate(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": f"RELEASE#{release_id}"}, ":prefix": {"S": "OBJECT"}},
-                ConsistentRead=True,
-            ):
-                for item in page["Items"]:
-                    if item["sk"]["S"] == _OBJECTS_DIGEST_SK:
-                        recorded = {sk: value["S"] for sk, value in item["digests"]["M"].items()}
-                    elif item["sk"]["S"].startswith("OBJECT#"):
-                        raw = item["manifest"]["B"]
-                        blob = raw.value if isinstance(raw, Binary) else raw
-                        found[item["sk"]["S"]] = json.loads(zlib.decompress(blob))
+        digest_key = objects_digest_key(release_id)
+        # One query: "OBJECT" prefixes both the objects (OBJECT#...) and their digests (OBJECTS_DIGEST).
+        for key, item in self.table.query(digest_key.pk, sk_prefix="OBJECT"):
+            if key == digest_key:
+                recorded = {str(sk): str(digest) for sk, digest in item["digests"].items()}
+            elif key.sk.startswith("OBJECT#"):
+                found[key.sk] = json.loads(zlib.decompress(item["manifest"]))
         if not found and recorded is None:
             return []
         _verify_applied(release_id, found, recorded)
@@ -251,12 +171,8 @@ class Ledger:
 
     # ------------------------------------------------------------------------------------------ last known good
     def last_known_good(self, environment: str) -> LastKnownGood | None:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._client.get_item(TableName=self.table_name, Key=_env_key(environment), ConsistentRead=True)
-        if "Item" not in item:
-            return None
-        data = _plain(_from_item(item["Item"]))
-        return LastKnownGood.model_validate({k: v for k, v in data.items() if k not in ("pk", "sk")})
+        data = self.table.get(environment_key(environment, LAST_KNOWN_GOOD))
+        return LastKnownGood.model_validate(data) if data is not None else None
 
     def promote(
         self, environment: str, release_id: str, *, expected_previous: str | None, execution_arn: str, now: datetime
@@ -275,22 +191,14 @@ class Ledger:
             updated_at=now,
             execution_arn=execution_arn,
         )
-        extra: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        condition = NOT_EXISTS
         if expected_previous is not None:
-            extra = {
-                "ConditionExpression": "release_id = :expected",
-                "ExpressionAttributeValues": {":expected": {"S": expected_previous}},
-            }
+            condition = Condition("release_id = :expected", values={":expected": expected_previous})
         try:
-            with translate_aws_errors("dynamodb:PutItem"):
-                self._client.put_item(
-                    TableName=self.table_name,
-                    Item=_env_key(environment) | _to_item(pointer.model_dump(mode="json")),
-                    **extra,
-                )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+            self.table.put(
+                environment_key(environment, LAST_KNOWN_GOOD), pointer.model_dump(mode="json"), condition=condition
+            )
+        except ConditionFailedError:
             again = self.last_known_good(environment)
             if again is not None and again.release_id == release_id:
                 return again
@@ -303,27 +211,14 @@ class Ledger:
     # --------------------------------------------------------------------------------------------------- quarantine
     def quarantined(self, digests: Iterable[str]) -> dict[str, str]:
         """Which of ``digests`` are quarantined, with the release and cause that put them there."""
-        keys = [_digest_key(d) for d in sorted(set(digests))]
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 100):
-            pending: Any = {self.table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
-            for _ in range(_MAX_UNPROCESSED_ROUNDS):
-                with translate_aws_errors("dynamodb:BatchGetItem"):
-                    response = self._client.batch_get_item(RequestItems=pending)
-                for item in response["Responses"].get(self.table_name, []):
-                    data = _from_item(item)
-                    found[str(data["digest"])] = f"release {data['release_id']} failed: {data.get('cause', '')}"
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise AwsThrottledError("dynamodb:BatchGetItem left keys unprocessed (throttled)")
-        return found
+        items = self.table.get_many(quarantine_key(d) for d in sorted(set(digests)))
+        return {str(d["digest"]): f"release {d['release_id']} failed: {d.get('cause', '')}" for d in items}
 
     def quarantine(self, digests: Mapping[str, str], *, release_id: str, cause: str, now: datetime) -> None:
         """Quarantine each ``service -> digest``; the first failure that quarantined a digest is kept."""
         for service, digest in sorted(digests.items()):
-            item = _digest_key(digest) | _to_item(
+            self.table.put_if_absent(
+                quarantine_key(digest),
                 {
                     "kind": "quarantine",
                     "digest": digest,
@@ -331,13 +226,5 @@ class Ledger:
                     "release_id": release_id,
                     "cause": cause[:1000],
                     "quarantined_at": now.isoformat(),
-                }
+                },
             )
-            try:
-                with translate_aws_errors("dynamodb:PutItem"):
-                    self._client.put_item(
-                        TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
-                    )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise

@@ -27,12 +27,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.aws.table import Condition, ConditionFailedError, Items, Key, environment_key
 from controlplane.errors import AwsThrottledError
-from controlplane.models.gates import (
+from controlplane.models.arn import execution_of, state_machine_of
+from controlplane.models.lock import (
     FollowUp,
     LockOutcome,
     LockPurpose,
@@ -40,42 +41,27 @@ from controlplane.models.gates import (
     LockRequest,
     LockResult,
     Push,
+    ReleaseLockResult,
     coalesce,
-    execution_arn,
     follow_up_name,
 )
+from controlplane.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_stepfunctions import SFNClient
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
 _ATTEMPTS = 8
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 ExecutionStatus = Callable[[str], "str | None"]
 """``execution ARN -> status`` (RUNNING, SUCCEEDED, ...), ``None`` when the execution does not exist."""
 
 
-def lock_key(environment: str) -> dict[str, Any]:
-    return {"pk": {"S": f"ENV#{environment}"}, "sk": {"S": "LOCK"}}
+def lock_key(environment: str) -> Key:
+    return environment_key(environment, "LOCK")
 
 
-def _pushes_value(pushes: Mapping[str, Push]) -> dict[str, Any]:
-    return {"M": {s: _ser.serialize(p.model_dump(mode="json")) for s, p in pushes.items()}}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if type(value).__name__ == "Decimal":
-        return int(value)
-    return value
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return error_code(exc) == _CONDITION_FAILED
+def _pushes(pushes: Mapping[str, Push]) -> dict[str, Any]:
+    return {s: p.model_dump(mode="json") for s, p in pushes.items()}
 
 
 # The attributes a change of owner rewrites (take-over of an orphan, hand-off to a follow-up).
@@ -91,34 +77,24 @@ _OWNERSHIP_NAMES = {
 }
 
 
-class LockTable:
+class LockTable(Items):
     """The lock items of the ledger table ``table_name``."""
-
-    def __init__(self, table_name: str, *, region: str | None = None, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb", region_name=region)
 
     # ------------------------------------------------------------------------------------------------------ reads
     def read(self, environment: str) -> LockRecord | None:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._client.get_item(TableName=self.table_name, Key=lock_key(environment), ConsistentRead=True)
-        if "Item" not in item:
+        data = self.table.get(lock_key(environment))
+        if data is None:
             return None
-        data = _plain({k: _de.deserialize(v) for k, v in item["Item"].items()})
-        for key in ("pk", "sk", "kind"):
-            data.pop(key, None)
+        data.pop("kind", None)
         return LockRecord.model_validate(data | {"environment": environment})
 
     # ----------------------------------------------------------------------------------------------------- writes
-    def _update(self, environment: str, **kwargs: Any) -> bool:
+    def _update(self, environment: str, update: Condition, condition: Condition) -> bool:
         """One conditional UpdateItem; ``False`` when its condition does not hold."""
         try:
-            with translate_aws_errors("dynamodb:UpdateItem"):
-                self._client.update_item(TableName=self.table_name, Key=lock_key(environment), **kwargs)
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
+            self.table.update(lock_key(environment), update, condition=condition)
+        except ConditionFailedError:
+            return False
         return True
 
     def try_acquire(self, request: LockRequest, *, now: int, ttl_s: int) -> bool:
@@ -126,33 +102,23 @@ class LockTable:
         mine = coalesce(request.pushes)
         return self._update(
             request.environment,
-            UpdateExpression=(
+            Condition(
                 "SET #owner = :me, #purpose = if_not_exists(#purpose, :purpose), #kind = :kind, "
                 "#acquired = if_not_exists(#acquired, :now), #expires = :expires, "
                 "#carried = if_not_exists(#carried, :carried), #pending = if_not_exists(#pending, :empty) "
-                "ADD #version :one"
+                "ADD #version :one",
+                {k: v for k, v in _OWNERSHIP_NAMES.items() if k != "#handed"} | {"#kind": "kind"},
+                {
+                    ":purpose": request.purpose.value,
+                    ":kind": "lock",
+                    ":now": now,
+                    ":expires": now + ttl_s,
+                    ":carried": _pushes(mine),
+                    ":empty": {},
+                    ":one": 1,
+                },
             ),
-            ConditionExpression="attribute_not_exists(#owner) OR #owner = :me",
-            ExpressionAttributeNames={
-                "#owner": "owner",
-                "#purpose": "purpose",
-                "#kind": "kind",
-                "#acquired": "acquired_at",
-                "#expires": "expires_at",
-                "#carried": "carried",
-                "#pending": "pending",
-                "#version": "version",
-            },
-            ExpressionAttributeValues={
-                ":me": {"S": request.owner},
-                ":purpose": {"S": request.purpose.value},
-                ":kind": {"S": "lock"},
-                ":now": {"N": str(now)},
-                ":expires": {"N": str(now + ttl_s)},
-                ":carried": _pushes_value(mine),
-                ":empty": {"M": {}},
-                ":one": {"N": "1"},
-            },
+            Condition("attribute_not_exists(#owner) OR #owner = :me", values={":me": request.owner}),
         )
 
     def take_over(self, request: LockRequest, orphan: LockRecord, *, now: int, ttl_s: int) -> bool:
@@ -163,23 +129,23 @@ class LockTable:
         pending = {s: p for s, p in queued.items() if s not in mine or p.sequence > mine[s].sequence}
         return self._update(
             request.environment,
-            UpdateExpression=(
+            Condition(
                 "SET #owner = :me, #purpose = :purpose, #acquired = :now, #expires = :expires, "
-                "#carried = :carried, #pending = :pending REMOVE #handed ADD #version :one"
+                "#carried = :carried, #pending = :pending REMOVE #handed ADD #version :one",
+                _OWNERSHIP_NAMES,
+                {
+                    ":me": request.owner,
+                    ":purpose": request.purpose.value,
+                    ":now": now,
+                    ":expires": now + ttl_s,
+                    ":carried": _pushes(mine),
+                    ":pending": _pushes(pending),
+                    ":one": 1,
+                },
             ),
-            ConditionExpression="#owner = :orphan AND #version = :version",
-            ExpressionAttributeNames=_OWNERSHIP_NAMES,
-            ExpressionAttributeValues={
-                ":me": {"S": request.owner},
-                ":orphan": {"S": orphan.owner},
-                ":purpose": {"S": request.purpose.value},
-                ":now": {"N": str(now)},
-                ":expires": {"N": str(now + ttl_s)},
-                ":carried": _pushes_value(mine),
-                ":pending": _pushes_value(pending),
-                ":version": {"N": str(orphan.version)},
-                ":one": {"N": "1"},
-            },
+            Condition(
+                "#owner = :orphan AND #version = :version", values={":orphan": orphan.owner, ":version": orphan.version}
+            ),
         )
 
     def enqueue(self, environment: str, push: Push) -> bool:
@@ -189,65 +155,54 @@ class LockTable:
         """
         return self._update(
             environment,
-            UpdateExpression="SET #pending.#service = :push ADD #version :one",
-            ConditionExpression=(
+            Condition(
+                "SET #pending.#service = :push ADD #version :one",
+                {"#pending": "pending", "#service": push.service, "#version": "version"},
+                {":push": push.model_dump(mode="json"), ":one": 1},
+            ),
+            Condition(
                 "attribute_exists(#owner) "
                 "AND (attribute_not_exists(#pending.#service) OR #pending.#service.#seq < :seq) "
-                "AND (attribute_not_exists(#carried.#service) OR #carried.#service.#seq < :seq)"
+                "AND (attribute_not_exists(#carried.#service) OR #carried.#service.#seq < :seq)",
+                {"#owner": "owner", "#carried": "carried", "#seq": "sequence"},
+                {":seq": push.sequence},
             ),
-            ExpressionAttributeNames={
-                "#owner": "owner",
-                "#pending": "pending",
-                "#carried": "carried",
-                "#service": push.service,
-                "#seq": "sequence",
-                "#version": "version",
-            },
-            ExpressionAttributeValues={
-                ":push": _ser.serialize(push.model_dump(mode="json")),
-                ":seq": {"N": str(push.sequence)},
-                ":one": {"N": "1"},
-            },
         )
 
     def hand_off(self, record: LockRecord, follow_up: FollowUp, *, now: int, ttl_s: int) -> bool:
         """Give the lock to ``follow_up`` with the pending pushes as its carried ones (condition: version unchanged)."""
         return self._update(
             record.environment,
-            UpdateExpression=(
+            Condition(
                 "SET #owner = :next, #purpose = :deploy, #acquired = :now, #expires = :expires, "
-                "#carried = :carried, #pending = :empty, #handed = :me ADD #version :one"
+                "#carried = :carried, #pending = :empty, #handed = :me ADD #version :one",
+                _OWNERSHIP_NAMES,
+                {
+                    ":next": follow_up.execution_arn,
+                    ":deploy": LockPurpose.DEPLOY.value,
+                    ":now": now,
+                    ":expires": now + ttl_s,
+                    ":carried": _pushes({p.service: p for p in follow_up.pushes}),
+                    ":empty": {},
+                    ":one": 1,
+                },
             ),
-            ConditionExpression="#owner = :me AND #version = :version",
-            ExpressionAttributeNames=_OWNERSHIP_NAMES,
-            ExpressionAttributeValues={
-                ":next": {"S": follow_up.execution_arn},
-                ":me": {"S": record.owner},
-                ":deploy": {"S": LockPurpose.DEPLOY.value},
-                ":now": {"N": str(now)},
-                ":expires": {"N": str(now + ttl_s)},
-                ":carried": _pushes_value({p.service: p for p in follow_up.pushes}),
-                ":empty": {"M": {}},
-                ":version": {"N": str(record.version)},
-                ":one": {"N": "1"},
-            },
+            Condition("#owner = :me AND #version = :version", values={":me": record.owner, ":version": record.version}),
         )
 
     def delete_if_idle(self, record: LockRecord) -> bool:
         """Delete the lock if we still own it and nothing was queued since we read it."""
         try:
-            with translate_aws_errors("dynamodb:DeleteItem"):
-                self._client.delete_item(
-                    TableName=self.table_name,
-                    Key=lock_key(record.environment),
-                    ConditionExpression="#owner = :me AND #version = :version",
-                    ExpressionAttributeNames={"#owner": "owner", "#version": "version"},
-                    ExpressionAttributeValues={":me": {"S": record.owner}, ":version": {"N": str(record.version)}},
-                )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
+            self.table.delete(
+                lock_key(record.environment),
+                condition=Condition(
+                    "#owner = :me AND #version = :version",
+                    {"#owner": "owner", "#version": "version"},
+                    {":me": record.owner, ":version": record.version},
+                ),
+            )
+        except ConditionFailedError:
+            return False
         return True
 
 
@@ -279,14 +234,6 @@ def start_follow_up(
     except ClientError as exc:
         if error_code(exc) != "ExecutionAlreadyExists":
             raise
-
-
-def state_machine_of(execution: str) -> str:
-    """``arn:aws:states:r:a:execution:sm:name`` -> ``arn:aws:states:r:a:stateMachine:sm``."""
-    parts = execution.split(":")
-    if len(parts) < 8 or parts[5] != "execution":
-        raise ValueError(f"not an execution ARN: {execution!r}")
-    return ":".join([*parts[:5], "stateMachine", parts[6]])
 
 
 # --------------------------------------------------------------------------------------------------------- logic
@@ -394,8 +341,55 @@ def _follow_up(environment: str, owner: str, pushes: Mapping[str, Push], machine
     name = follow_up_name(environment, owner, ordered)
     return FollowUp(
         execution_name=name,
-        execution_arn=execution_arn(machine, name),
+        execution_arn=execution_of(machine, name),
         environment=environment,  # type: ignore[arg-type]
         pushes=ordered,
         after=owner,
     )
+
+
+# ----------------------------------------------------------------------------------------------- what the steps call
+def take(request: LockRequest, *, table_name: str, region: str, now: datetime, ttl_s: int, grace_s: int) -> LockResult:
+    """:func:`acquire` on the ledger table, owners' status from Step Functions; a cleared orphan is logged and counted
+    (the deploy's and the off-hours' AcquireLock both call this)."""
+    result = acquire(
+        LockTable(table_name, region=region),
+        request,
+        now=now,
+        ttl_s=ttl_s,
+        grace_s=grace_s,
+        status_of=lambda arn: execution_status(arn, region=region),
+    )
+    if result.cleared_orphan:
+        logger.warning("cleared an orphaned lock", extra={"orphan": result.cleared_orphan})
+        metrics.add_metric(name="OrphanLocksCleared", unit="Count", value=1)
+    return result
+
+
+def give_back(
+    environment: str,
+    owner: str,
+    *,
+    outcome: str,
+    table_name: str,
+    region: str,
+    now: datetime,
+    ttl_s: int,
+    state_machine_arn: str | None,
+) -> ReleaseLockResult:
+    """:func:`release` on the ledger table, a follow-up started on ``state_machine_arn`` (the deploy's and the
+    off-hours' ReleaseLock both call this)."""
+    released, follow_up = release(
+        LockTable(table_name, region=region),
+        environment=environment,
+        owner=owner,
+        now=now,
+        ttl_s=ttl_s,
+        state_machine_arn=state_machine_arn,
+        start=lambda f, machine: start_follow_up(f, machine, region=region),
+    )
+    logger.info(
+        "lock released" if released else "lock was not held by this execution",
+        extra={"outcome": outcome, "follow_up": follow_up.execution_name if follow_up else None},
+    )
+    return ReleaseLockResult(environment=environment, released=released, follow_up=follow_up)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.errors import ImageNotFoundError, ImageTagConflictError
-from controlplane.models.gates import ImageRef, TagOutcome, TagResult
+from controlplane.models.images import ImageRef
+from controlplane.models.promote import TagOutcome, TagResult
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient

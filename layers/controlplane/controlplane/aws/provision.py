@@ -35,8 +35,9 @@ import yaml
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.aws.table import Key, Table, environment_key
 from controlplane.errors import ConfigurationError, DeadlineExceededError, StackFailedError
-from controlplane.models.gates import (
+from controlplane.models.provision import (
     ProvisionRequest,
     ProvisionState,
     ProvisionStatus,
@@ -108,20 +109,16 @@ class Provisioner:
     cfn: CloudFormationClient | None = None
     s3: S3Client | None = None
     ddb: DynamoDBClient | None = None
+    _table: Table = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.cfn = self.cfn or boto3.client("cloudformation", region_name=self.region)
-        self.ddb = self.ddb or boto3.client("dynamodb", region_name=self.region)
+        self._table = Table(self.table_name, region=self.region, client=self.ddb)
 
     @property
     def _cfn(self) -> CloudFormationClient:
         assert self.cfn is not None  # set in __post_init__
         return self.cfn
-
-    @property
-    def _ddb(self) -> DynamoDBClient:
-        assert self.ddb is not None  # set in __post_init__
-        return self.ddb
 
     # ------------------------------------------------------------------------------------------------ the loop
     def start(self, request: ProvisionRequest, *, now: datetime, timeout_s: int) -> ProvisionState:
@@ -206,16 +203,9 @@ class Provisioner:
         digest = template_hash(body, parameters)
         stack = self.describe(progress.stack_name)
         status = str(stack["StackStatus"]) if stack else None
-        if status == "ROLLBACK_COMPLETE":
-            self._delete_failed_create(progress.stack_name)
-            return progress.model_copy(update={"phase": StackPhase.DELETING, "template_hash": digest}), True
-        if status is not None and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
-            return progress.model_copy(update={"template_hash": digest}), True  # someone else's operation
-        if status is not None and status != "REVIEW_IN_PROGRESS" and status not in UPDATABLE_STATUSES:
-            raise StackFailedError(
-                f"stack {progress.stack_name} is {status}; an operator must repair it before deploying"
-                + self.failure_reasons(progress.stack_name, since=None)
-            )
+        busy = self._not_ready(progress, status, digest)
+        if busy is not None:
+            return busy, True
         if (
             stack is not None
             and status in GOOD_STATUSES
@@ -242,6 +232,23 @@ class Provisioner:
                 "started_at": now,
             }
         ), False
+
+    def _not_ready(self, progress: StackProgress, status: str | None, digest: str) -> StackProgress | None:
+        """The stack cannot take a change set yet: a failed create is being deleted, or another operation runs
+        (wait and look again); a stack in a failed state needs an operator (:class:`StackFailedError`)."""
+        if status == "ROLLBACK_COMPLETE":
+            self._delete_failed_create(progress.stack_name)
+            return progress.model_copy(update={"phase": StackPhase.DELETING, "template_hash": digest})
+        if status is None or status == "REVIEW_IN_PROGRESS":
+            return None
+        if status.endswith("_IN_PROGRESS"):
+            return progress.model_copy(update={"template_hash": digest})  # someone else's operation
+        if status not in UPDATABLE_STATUSES:
+            raise StackFailedError(
+                f"stack {progress.stack_name} is {status}; an operator must repair it before deploying"
+                + self.failure_reasons(progress.stack_name, since=None)
+            )
+        return None
 
     def _deleting(self, progress: StackProgress) -> tuple[StackProgress, bool]:
         stack = self.describe(progress.stack_name)
@@ -427,29 +434,24 @@ class Provisioner:
         return ": " + "; ".join(r[:500] for r in shown) + more
 
     # --------------------------------------------------------------------------------------------------- ledger
-    def _record_key(self, environment: str, stack_name: str) -> dict[str, Any]:
-        return {"pk": {"S": f"ENV#{environment}"}, "sk": {"S": f"STACK#{stack_name}"}}
+    def _record_key(self, environment: str, stack_name: str) -> Key:
+        return environment_key(environment, f"STACK#{stack_name}")
 
     def recorded_hash(self, environment: str, stack_name: str) -> str | None:
-        with translate_aws_errors("dynamodb:GetItem"):
-            item = self._ddb.get_item(
-                TableName=self.table_name, Key=self._record_key(environment, stack_name), ConsistentRead=True
-            )
-        return str(item["Item"]["template_hash"]["S"]) if "Item" in item else None
+        data = self._table.get(self._record_key(environment, stack_name))
+        return str(data["template_hash"]) if data is not None else None
 
     def record_hash(self, state: ProvisionState, progress: StackProgress) -> None:
         assert progress.template_hash is not None
-        with translate_aws_errors("dynamodb:PutItem"):
-            self._ddb.put_item(
-                TableName=self.table_name,
-                Item=self._record_key(state.environment, progress.stack_name)
-                | {
-                    "kind": {"S": "stack"},
-                    "stack_name": {"S": progress.stack_name},
-                    "template_hash": {"S": progress.template_hash},
-                    "release_id": {"S": state.release_id},
-                },
-            )
+        self._table.put(
+            self._record_key(state.environment, progress.stack_name),
+            {
+                "kind": "stack",
+                "stack_name": progress.stack_name,
+                "template_hash": progress.template_hash,
+                "release_id": state.release_id,
+            },
+        )
 
 
 def _outputs(stack: Mapping[str, Any]) -> dict[str, str]:

@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.errors import ScanFailedError
-from controlplane.models.gates import Finding, ImageRef, ImageScan, ScanPolicy, Severity
+from controlplane.models.images import ImageRef
+from controlplane.models.scan import Finding, ImageScan, ScanPolicy, Severity
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient

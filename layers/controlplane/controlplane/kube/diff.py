@@ -7,7 +7,7 @@ dropped before comparing, so a diff shows only what a person approving a release
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlplane.models.kube import FieldChange
@@ -50,16 +50,7 @@ def normalized(obj: Mapping[str, Any], *, keep_release_id: bool = False) -> dict
 def field_changes(live: Any, desired: Any, path: str = "") -> list[FieldChange]:
     """The fields that differ between ``live`` and ``desired``, in a stable order, named by dotted paths."""
     if isinstance(live, dict) and isinstance(desired, dict):
-        changes: list[FieldChange] = []
-        for key in sorted(set(live) | set(desired), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in desired:
-                changes.append(FieldChange(path=sub, op="remove", live=live[key]))
-            elif key not in live:
-                changes.append(FieldChange(path=sub, op="add", desired=desired[key]))
-            else:
-                changes.extend(field_changes(live[key], desired[key], sub))
-        return changes
+        return _keyed_changes(live, desired, lambda key: f"{path}.{key}" if path else str(key))
     if isinstance(live, list) and isinstance(desired, list) and live != desired:
         named_live, named_desired = _by_name(live), _by_name(desired)
         if named_live is not None and named_desired is not None:
@@ -77,15 +68,20 @@ def field_changes(live: Any, desired: Any, path: str = "") -> list[FieldChange]:
 
 def field_changes_named(live: dict[str, Any], desired: dict[str, Any], path: str) -> list[FieldChange]:
     """Like :func:`field_changes` for lists keyed by their items' ``name`` (containers, env, ports)."""
+    return _keyed_changes(live, desired, lambda name: f"{path}[name={name}]")
+
+
+def _keyed_changes(live: dict[Any, Any], desired: dict[Any, Any], path_of: Callable[[Any], str]) -> list[FieldChange]:
+    """Removed, added and changed entries of two mappings, in key order; ``path_of`` names an entry."""
     changes: list[FieldChange] = []
-    for name in sorted(set(live) | set(desired)):
-        sub = f"{path}[name={name}]"
-        if name not in desired:
-            changes.append(FieldChange(path=sub, op="remove", live=live[name]))
-        elif name not in live:
-            changes.append(FieldChange(path=sub, op="add", desired=desired[name]))
+    for key in sorted(set(live) | set(desired), key=str):
+        sub = path_of(key)
+        if key not in desired:
+            changes.append(FieldChange(path=sub, op="remove", live=live[key]))
+        elif key not in live:
+            changes.append(FieldChange(path=sub, op="add", desired=desired[key]))
         else:
-            changes.extend(field_changes(live[name], desired[name], sub))
+            changes.extend(field_changes(live[key], desired[key], sub))
     return changes
 
 

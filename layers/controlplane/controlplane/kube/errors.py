@@ -55,6 +55,11 @@ def from_api_exception(
         return _from_transport_error(e, subject)
     body = _status_body(e)
     message = _truncate(str(body.get("message") or e.reason or "no message"))
+    return _from_status(status, subject, message, body, e)
+
+
+def _from_status(status: int, subject: str, message: str, body: dict[str, Any], e: ApiException) -> ControlPlaneError:
+    """The error type of an HTTP status the API server answered with (its Status body names fields and causes)."""
     causes = _causes(body)
     if status == 404:
         return KubernetesNotFoundError(f"{subject}not found (404): {message}")

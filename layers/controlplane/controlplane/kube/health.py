@@ -210,41 +210,52 @@ def pod_failures(
         meta, _, status = _parts(pod)
         if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
             continue
-        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         scheduled = _condition(status, "PodScheduled")
         if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
-            since = _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
-            if since and now - since > grace:
-                failures.append(
-                    PodFailure(
-                        namespace=namespace,
-                        pod=name,
-                        reason=UNSCHEDULABLE,
-                        message=str(scheduled.get("message") or "no node can run the pod"),
-                        since=since,
-                        blame="platform",
-                    )
-                )
+            failures += _unschedulable(meta, scheduled, now=now, grace=grace)
             continue
         since = _containers_unready_since(meta, status)
-        if since is None or now - since <= grace:
-            continue
-        for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-            failure = _container_failure(container, restart_threshold)
-            if failure is not None:
-                reason, message = failure
-                failures.append(
-                    PodFailure(
-                        namespace=namespace,
-                        pod=name,
-                        container=container.get("name"),
-                        reason=reason,
-                        message=message,
-                        since=since,
-                        restart_count=_int(container.get("restartCount")),
-                        blame=blame_of(reason, message),
-                    )
+        if since is not None and now - since > grace:
+            failures += _failing_containers(meta, status, since=since, restart_threshold=restart_threshold)
+    return failures
+
+
+def _unschedulable(meta: Obj, scheduled: Obj, *, now: datetime, grace: timedelta) -> list[PodFailure]:
+    """The pod no node can run, once that has lasted over the grace period."""
+    since = _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
+    if not since or now - since <= grace:
+        return []
+    return [
+        PodFailure(
+            namespace=str(meta.get("namespace", "")),
+            pod=str(meta.get("name", "")),
+            reason=UNSCHEDULABLE,
+            message=str(scheduled.get("message") or "no node can run the pod"),
+            since=since,
+            blame="platform",
+        )
+    ]
+
+
+def _failing_containers(meta: Obj, status: Obj, *, since: datetime, restart_threshold: int) -> list[PodFailure]:
+    """The pod's (init) containers in a state waiting will not heal."""
+    failures = []
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        failure = _container_failure(container, restart_threshold)
+        if failure is not None:
+            reason, message = failure
+            failures.append(
+                PodFailure(
+                    namespace=str(meta.get("namespace", "")),
+                    pod=str(meta.get("name", "")),
+                    container=container.get("name"),
+                    reason=reason,
+                    message=message,
+                    since=since,
+                    restart_count=_int(container.get("restartCount")),
+                    blame=blame_of(reason, message),
                 )
+            )
     return failures
 
 
@@ -319,17 +330,18 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
         return False
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
+    return all(_expression_holds(e, labels) for e in selector.get("matchExpressions") or [])
+
+
+def _expression_holds(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """One ``matchExpressions`` entry; an operator we do not know is not held against the labels."""
+    key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+    present = key in labels
+    if operator in ("In", "NotIn"):
+        found = present and labels[str(key)] in values
+        return found if operator == "In" else not found
+    if operator in ("Exists", "DoesNotExist"):
+        return present if operator == "Exists" else not present
     return True
 
 
@@ -347,19 +359,21 @@ def current_replicaset(deployment: Obj, replicasets: Iterable[Obj]) -> Obj | Non
 
 
 def _new_revision_pods(workload: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
-    kind = workload.get("kind")
-    spec = workload.get("spec") or {}
-    if kind == "Deployment":
-        rs = current_replicaset(workload, replicasets)
-        if rs is None:
-            return []
-        rs_selector = (rs.get("spec") or {}).get("selector")
-        return [p for p in pods if selector_matches(rs_selector, _labels(p))]
-    matching = [p for p in pods if selector_matches(spec.get("selector"), _labels(p))]
-    if kind == "StatefulSet":
-        update_revision = (workload.get("status") or {}).get("updateRevision")
-        if update_revision:
-            return [p for p in matching if _labels(p).get(CONTROLLER_REVISION_HASH) == update_revision]
+    if workload.get("kind") != "Deployment":
+        return _controlled_pods(workload, pods)
+    rs = current_replicaset(workload, replicasets)
+    if rs is None:
+        return []
+    rs_selector = (rs.get("spec") or {}).get("selector")
+    return [p for p in pods if selector_matches(rs_selector, _labels(p))]
+
+
+def _controlled_pods(workload: Obj, pods: Sequence[Obj]) -> list[Obj]:
+    """A StatefulSet's pods of its update revision; a DaemonSet's pods it owns (or nobody owns)."""
+    matching = [p for p in pods if selector_matches((workload.get("spec") or {}).get("selector"), _labels(p))]
+    update_revision = (workload.get("status") or {}).get("updateRevision")
+    if workload.get("kind") == "StatefulSet" and update_revision:
+        return [p for p in matching if _labels(p).get(CONTROLLER_REVISION_HASH) == update_revision]
     return [p for p in matching if _owned_by(p, workload) or not (p.get("metadata") or {}).get("ownerReferences")]
 
 

@@ -57,6 +57,19 @@ class ObjectRef(_Model):
             name=str(meta["name"]),
         )
 
+    @classmethod
+    def scale_target_of(cls, hpa: Mapping[str, Any]) -> ObjectRef:
+        """The workload a HorizontalPodAutoscaler scales: ``spec.scaleTargetRef`` in the HPA's namespace."""
+        target = (hpa.get("spec") or {}).get("scaleTargetRef")
+        if not isinstance(target, Mapping):
+            target = {}
+        return cls(
+            api_version=str(target.get("apiVersion") or "apps/v1"),
+            kind=str(target.get("kind")),
+            namespace=(hpa.get("metadata") or {}).get("namespace") or None,
+            name=str(target.get("name")),
+        )
+
 
 class AppliedObject(_Model):
     """One object after server-side apply (or its server-side dry run)."""

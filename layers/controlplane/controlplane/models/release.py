@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -27,7 +28,8 @@ from pydantic import (
 )
 
 from controlplane import platform
-from controlplane.errors import InputValidationError
+from controlplane.errors import InputValidationError, PlanError
+from controlplane.models.base import StrictModel
 from controlplane.models.kube import ObjectRef
 from controlplane.models.operator import OperatorSignature, Reason
 
@@ -51,12 +53,6 @@ def _known_service(name: str) -> str:
 
 
 ServiceName = Annotated[str, AfterValidator(_known_service)]
-
-
-class StrictModel(BaseModel):
-    """A payload we own: unknown fields are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AwsModel(BaseModel):
@@ -92,6 +88,18 @@ class EcrPushEvent(AwsModel):
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     resources: list[Annotated[str, Field(max_length=2048)]] = Field(default_factory=list, max_length=20)
     detail: EcrImageActionDetail
+
+    @property
+    def sequence(self) -> int:
+        """Orders pushes of one service: the event time in epoch milliseconds."""
+        return int(self.time.timestamp() * 1000)
+
+    def service_name(self) -> str:
+        """The platform service the pushed repository belongs to; :class:`PlanError` for a repository we do not own."""
+        try:
+            return platform.service_for_repository(self.detail.repository_name).name
+        except KeyError as exc:
+            raise PlanError(f"unknown repository: {exc.args[0]}") from None
 
 
 def _image_reference(value: str) -> str:
@@ -403,13 +411,20 @@ class RecordOutput(StrictModel):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def validation_message(exc: ValidationError, *, prefix: str = "") -> str:
-    """``field.path: message`` for each problem, the field named the way the input spells it."""
+def validation_problems(exc: ValidationError, *, prefix: str = "", whole: str = "") -> list[str]:
+    """``field.path: message`` for each problem, the field named the way the input spells it (``whole`` names a
+    problem with the input as a whole)."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before")))
+        loc = loc or whole
         parts.append(f"{prefix}{loc}: {err['msg']}" if loc or prefix else err["msg"])
-    return "; ".join(parts)
+    return parts
+
+
+def validation_message(exc: ValidationError, *, prefix: str = "") -> str:
+    """Every problem of ``exc`` on one line (:func:`validation_problems`): the one way errors are worded."""
+    return "; ".join(validation_problems(exc, prefix=prefix))
 
 
 def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
@@ -418,3 +433,19 @@ def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InputValidationError(f"invalid {what or model.__name__} input: {validation_message(exc)}") from None
+
+
+Request = EcrPushEvent | ConsoleRequest
+"""What starts a deploy: an ECR push (forwarded by the EventBridge rule) or an operator's console request."""
+
+
+def parse_request(raw: Any) -> Request:
+    """An ECR ``ECR Image Action`` event (has ``detail-type``) or a console request; the error names the field."""
+    if not isinstance(raw, Mapping):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(raw), "number")
+        raise InputValidationError(
+            f"input: the execution input must be a JSON object (a console request or an ECR event), not a JSON {kind}"
+        )
+    if "detail-type" in raw or "source" in raw or "detail" in raw:
+        return parse(EcrPushEvent, raw, what="ECR event")
+    return parse(ConsoleRequest, raw, what="console request")

@@ -4,7 +4,7 @@ The same path serves a deploy and a rollback. Objects come from the manifests la
 release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
 applied. Validation happens before the first write, so a ``ManifestValidationError`` means the cluster is untouched.
 
-While the environment sleeps (off-hours), the release is applied at the sleeping size (``offhours.keep_asleep``: the
+While the environment sleeps (off-hours), the release is applied at the sleeping size (:func:`keep_asleep`: the
 snapshot now refers to this release, so the next scale-up brings it up), no smoke targets are returned (nothing
 answers) and the ledger records the rendered objects as usual. Awake, a workload an HPA scales is applied without
 ``spec.replicas`` (rendering leaves it out; objects from the ledger lose it too), so a deploy never changes its size.
@@ -13,18 +13,20 @@ answers) and the ledger records the rendered objects as usual. Awake, a workload
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from controlplane.aws.ledger import Ledger
+from controlplane.aws.offhours import OffhoursLedger
+from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
+from controlplane.kube.offhours import keep_asleep_objects
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
 from controlplane.observability import correlate, logger, tracer
 from controlplane.render import apply_order, load_bundle, render, without_hpa_replicas
 from controlplane.settings import Settings, get_settings
-from controlplane.steps.cluster import connect, kubernetes_version
-from controlplane.steps.offhours import keep_asleep
 from controlplane.validate import validate_objects
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
@@ -34,7 +36,7 @@ def release_objects(
     release: ReleaseRef, settings: Settings, ledger: Ledger
 ) -> tuple[list[dict[str, Any]], Literal["render", "ledger"]]:
     """The objects of ``release``: rendered from the layer's bundle if it is the release's, else from the ledger."""
-    bundle = load_bundle(settings.manifests_dir)
+    bundle = load_bundle(settings.deploy.manifests_dir)
     if bundle.hash == release.bundle_hash:
         objects = render(
             bundle, release.environment, release.images, account_id=settings.account_id, region=settings.region
@@ -66,6 +68,22 @@ def smoke_targets_of(objects: Sequence[Mapping[str, Any]], services: Sequence[st
     return targets
 
 
+def keep_asleep(
+    objects: Sequence[Mapping[str, Any]], *, environment: str, release_id: str, now: datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    """For the deploy's apply step: ``(objects to apply, asleep)``. Awake (or ``wake_on_deploy``): unchanged."""
+    settings = get_settings()
+    config = settings.offhours.rules
+    ledger = OffhoursLedger(settings.ledger_table_name, region=settings.region)
+    record = ledger.read(environment)
+    if record is None or not record.asleep or record.snapshot is None or config.wake_on_deploy:
+        return [dict(o) for o in objects], False
+    adjusted, rebased = keep_asleep_objects(objects, record.snapshot, config, release_id=release_id, now=now)
+    ledger.replace_snapshot(record, rebased)
+    logger.info("deploy while asleep: applied at the sleeping size", extra={"release_id": release_id})
+    return adjusted, True
+
+
 @tracer.capture_method
 def apply_release(event: ApplyInput) -> ApplyOutput:
     """Apply ``event.release`` to the cluster (see the module docstring); safe to run twice."""
@@ -91,7 +109,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 release_id=release.release_id,
                 namespaces=sorted({r.namespace for r in refs if r.namespace}),
                 kinds=sorted({(r.api_version, r.kind) for r in refs}),
-                allow=settings.prune_allow,
+                allow=settings.deploy.prune_allow,
             )
         else:
             result = apply_objects(api, to_apply, release_id=release.release_id, force=True)

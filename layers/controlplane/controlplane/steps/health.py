@@ -6,13 +6,13 @@ Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the rele
 
 from __future__ import annotations
 
+from controlplane.cluster import connect
 from controlplane.errors import DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.health import check_workloads
 from controlplane.models.kube import HealthReport
 from controlplane.models.release import HealthInput, HealthOutput
 from controlplane.observability import correlate, logger, metrics, tracer
 from controlplane.settings import get_settings
-from controlplane.steps.cluster import connect
 
 
 @tracer.capture_method
@@ -26,8 +26,8 @@ def check_health(event: HealthInput) -> HealthOutput:
             api,
             event.workloads,
             now=event.now,
-            grace_seconds=settings.failure_grace_seconds,
-            restart_threshold=settings.restart_threshold,
+            grace_seconds=settings.deploy.failure_grace_seconds,
+            restart_threshold=settings.deploy.restart_threshold,
         )
     finally:
         api.close()

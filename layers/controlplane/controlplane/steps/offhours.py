@@ -10,14 +10,12 @@ Every failure after AcquireLock goes through ReleaseLock before the execution fa
 Time comes from the state machine (``$$.State.EnteredTime`` as ``now``). The snapshot lives in the ledger, so the
 states pass only references; every step re-reads it and is safe to run twice.
 
-A deploy while the environment sleeps calls :func:`keep_asleep` on the objects it is about to apply: workloads keep
+A deploy while the environment sleeps (``steps.apply``) applies ``kube.offhours.keep_asleep_objects``: workloads keep
 their sleeping size and the snapshot now refers to the new release, so the next scale-up brings the new release up.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -28,7 +26,8 @@ from controlplane.aws import lock, signing
 from controlplane.aws import nodegroups as eks_nodegroups
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import notify_outcome
-from controlplane.aws.sleep_ledger import SleepLedger
+from controlplane.aws.offhours import OffhoursLedger
+from controlplane.cluster import connect
 from controlplane.errors import (
     ConfigurationError,
     InputValidationError,
@@ -36,22 +35,22 @@ from controlplane.errors import (
     LockHeldError,
     OperatorNotAuthorizedError,
 )
-from controlplane.kube import scaling
+from controlplane.kube import offhours as kube_offhours
 from controlplane.kube.health import check_workloads
-from controlplane.models.gates import LockOutcome, LockPurpose, LockRequest, ReleaseLockResult, gate_settings
-from controlplane.models.kube import ObjectRef
-from controlplane.models.operator import OperatorAction
-from controlplane.models.scaling import (
-    SCALABLE_KINDS,
+from controlplane.kube.offhours import SLEEP_REASON
+from controlplane.models.arn import last_segment
+from controlplane.models.kube import ObjectRef, RolloutStatus
+from controlplane.models.lock import LockOutcome, LockPurpose, LockRequest, ReleaseLockResult
+from controlplane.models.offhours import (
     Exclusion,
-    HpaSnapshot,
     LockStepInput,
     NodegroupProgress,
     NodegroupSnapshot,
     NodesState,
     OffhoursBegun,
     OffhoursConfig,
-    ScalingLock,
+    OffhoursLock,
+    Savings,
     SleepPlan,
     SleepReport,
     SleepStatus,
@@ -61,28 +60,22 @@ from controlplane.models.scaling import (
     WakeState,
     WakeSummary,
     WorkloadOutcome,
-    WorkloadSnapshot,
-    offhours_config,
     savings,
     wake_waves,
 )
+from controlplane.models.operator import OperatorAction
+from controlplane.models.release import Environment
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import Settings, get_settings
-from controlplane.steps.cluster import connect
-
-SLEEP_REASON = "off-hours scale-down: restored by the next scale-up (statemachines/offhours.asl.json)"
 
 
-def _ledger(settings: Settings) -> SleepLedger:
-    return SleepLedger(settings.ledger_table_name, region=settings.region)
+def _ledger(settings: Settings) -> OffhoursLedger:
+    return OffhoursLedger(settings.ledger_table_name, region=settings.region)
 
 
 def _check_environment(ctx: StepContext, settings: Settings) -> None:
     correlate(execution_arn=ctx.execution_arn, environment=ctx.request.environment)
-    if ctx.request.environment != settings.environment:
-        raise InputValidationError(
-            f"environment {ctx.request.environment!r}: this control plane manages {settings.environment!r}"
-        )
+    settings.require_environment(ctx.request.environment)
 
 
 def _note(snapshot: Snapshot, *, wakes_to: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,7 +135,7 @@ def begin(ctx: StepContext) -> SleepPlan:
         override = StayAwake(
             environment=environment,
             until=request.until,
-            requested_by=requested_by or ctx.execution_arn.rpartition(":")[2],
+            requested_by=requested_by or last_segment(ctx.execution_arn),
             reason=request.reason,
             requested_at=ctx.now,
         )
@@ -191,7 +184,7 @@ def begin_execution(ctx: StepContext) -> OffhoursBegun:
 
 
 # ------------------------------------------------------------------------------------------------------------ lock
-def acquire_lock(event: LockStepInput) -> ScalingLock:
+def acquire_lock(event: LockStepInput) -> OffhoursLock:
     """AcquireLock: the environment's deploy lock (purpose ``scale``). Held by a deploy or rollback: the ASL waits
     and asks again, until ``lock_wait_s`` after the execution started; then :class:`LockHeldError`.
 
@@ -199,19 +192,17 @@ def acquire_lock(event: LockStepInput) -> ScalingLock:
     to a follow-up deploy.
     """
     correlate(execution_arn=event.execution_arn, environment=event.environment)
-    settings, config, gate = get_settings(), offhours_config(), gate_settings()
+    settings = get_settings()
+    config, gate = settings.offhours.rules, settings.gates
     deadline = event.started_at + timedelta(seconds=config.lock_wait_s)
-    result = lock.acquire(
-        lock.LockTable(settings.ledger_table_name, region=settings.region),
+    result = lock.take(
         LockRequest(environment=event.environment, owner=event.execution_arn, purpose=LockPurpose.SCALE),
+        table_name=settings.ledger_table_name,
+        region=settings.region,
         now=event.now,
         ttl_s=gate.lock_ttl_s,
         grace_s=gate.handoff_grace_s,
-        status_of=lambda arn: lock.execution_status(arn, region=settings.region),
     )
-    if result.cleared_orphan:
-        logger.warning("cleared an orphaned lock", extra={"orphan": result.cleared_orphan})
-        metrics.add_metric(name="OrphanLocksCleared", unit="Count", value=1)
     acquired = result.outcome is LockOutcome.ACQUIRED
     if not acquired and event.now >= deadline:
         raise LockHeldError(
@@ -219,7 +210,7 @@ def acquire_lock(event: LockStepInput) -> ScalingLock:
             f"({config.lock_wait_s} s after this execution started): off-hours scaling gave up"
         )
     logger.info("lock", extra={"outcome": result.outcome.value, "holder": result.holder})
-    return ScalingLock(
+    return OffhoursLock(
         environment=event.environment,
         acquired=acquired,
         holder=result.holder,
@@ -232,23 +223,20 @@ def release_lock(event: LockStepInput) -> ReleaseLockResult:
     """ReleaseLock (every exit path after AcquireLock). Deploy pushes queued meanwhile start a follow-up on the
     *deploy* state machine (``deploy_state_machine_arn``), never on this one."""
     correlate(execution_arn=event.execution_arn, environment=event.environment)
-    settings, gate = get_settings(), gate_settings()
+    settings = get_settings()
+    gate = settings.gates
     if not event.deploy_state_machine_arn:
         raise ConfigurationError("ReleaseLock needs deploy_state_machine_arn (DefinitionSubstitutions)")
-    released, follow_up = lock.release(
-        lock.LockTable(settings.ledger_table_name, region=settings.region),
-        environment=event.environment,
-        owner=event.execution_arn,
+    return lock.give_back(
+        event.environment,
+        event.execution_arn,
+        outcome=event.outcome,
+        table_name=settings.ledger_table_name,
+        region=settings.region,
         now=event.now,
         ttl_s=gate.lock_ttl_s,
         state_machine_arn=event.deploy_state_machine_arn,
-        start=lambda f, machine: lock.start_follow_up(f, machine, region=settings.region),
     )
-    logger.info(
-        "lock released" if released else "lock was not held by this execution",
-        extra={"outcome": event.outcome, "follow_up": follow_up.execution_name if follow_up else None},
-    )
-    return ReleaseLockResult(environment=event.environment, released=released, follow_up=follow_up)
 
 
 # ------------------------------------------------------------------------------------------------------ scale down
@@ -256,8 +244,8 @@ def take_snapshot(
     api: ApiClient, settings: Settings, config: OffhoursConfig, ctx: StepContext, *, release_id: str | None
 ) -> Snapshot:
     """Everything sleeping will change, as it is now (nothing is changed here)."""
-    found = scaling.inventory(api, config.namespaces, excluded=config.object_excluded)
-    workloads, hpas = scaling.snapshot_entries(found, sleep_replicas=config.sleep_replicas)
+    found = kube_offhours.inventory(api, config.namespaces, excluded=config.object_excluded)
+    workloads, hpas = kube_offhours.snapshot_entries(found, sleep_replicas=config.sleep_replicas)
     groups: list[NodegroupSnapshot] = []
     excluded = list(found.excluded)
     for group in eks_nodegroups.list_nodegroups(settings.cluster_name, region=settings.region):
@@ -290,7 +278,8 @@ def take_snapshot(
 
 def snapshot_environment(ctx: StepContext) -> SleepPlan:
     """SnapshotEnvironment: store the snapshot in the ledger, unless the environment already sleeps (reuse it)."""
-    settings, config = get_settings(), offhours_config()
+    settings = get_settings()
+    config = settings.offhours.rules
     _check_environment(ctx, settings)
     ledger = _ledger(settings)
     existing = ledger.read(ctx.request.environment)
@@ -347,19 +336,19 @@ def sleep_workloads_with(api: ApiClient, snapshot: Snapshot) -> SleepReport:
             assert h.sleep_max is not None  # pinned means both are set
             track(
                 h.ref.key,
-                lambda h=h, note=note: scaling.set_hpa_bounds(
+                lambda h=h, note=note: kube_offhours.set_hpa_bounds(
                     api, h.ref, min_replicas=h.sleep_min, max_replicas=h.sleep_max, note=note
                 ),
             )
     for w in snapshot.workloads:
         note = _note(snapshot, wakes_to={"replicas": w.replicas})
-        track(w.ref.key, lambda w=w, note=note: scaling.scale_workload(api, w.ref, w.sleep_replicas, note=note))
+        track(w.ref.key, lambda w=w, note=note: kube_offhours.scale_workload(api, w.ref, w.sleep_replicas, note=note))
     for h in snapshot.hpas:
         if not h.pinned:  # its target is at 0 now: the HPA is inactive (ScalingDisabled); say why on it
             note = _note(snapshot, wakes_to={"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas})
             track(
                 h.ref.key,
-                lambda h=h, note=note: scaling.set_hpa_bounds(
+                lambda h=h, note=note: kube_offhours.set_hpa_bounds(
                     api, h.ref, min_replicas=h.min_replicas, max_replicas=h.max_replicas, note=note
                 ),
             )
@@ -422,7 +411,7 @@ def sleep_nodegroups(ctx: StepContext) -> SleepReport:
 
 # -------------------------------------------------------------------------------------------------------- scale up
 def _node_progress(api: ApiClient, snapshot: Snapshot) -> tuple[NodegroupProgress, ...]:
-    ready = scaling.ready_nodes(api)
+    ready = kube_offhours.ready_nodes(api)
     return tuple(
         NodegroupProgress(name=g.name, wanted=g.desired_size, ready=ready.get(g.name, 0)) for g in snapshot.nodegroups
     )
@@ -434,7 +423,8 @@ def wake_nodegroups(ctx: StepContext) -> NodesState:
     No cluster access here (the function holds the node-group write permission, not the cluster identity):
     counting Ready nodes is CheckNodes' job, which the state machine runs next.
     """
-    settings, config = get_settings(), offhours_config()
+    settings = get_settings()
+    config = settings.offhours.rules
     _check_environment(ctx, settings)
     environment = ctx.request.environment
     deadline = ctx.now + timedelta(seconds=config.nodes_timeout_s)
@@ -471,51 +461,57 @@ def check_nodes(ctx: StepContext, state: NodesState) -> NodesState:
     return state.model_copy(update={"groups": groups, "ready": ready, "timed_out": timed_out})
 
 
+def _start_waking(
+    environment: Environment, snapshot: Snapshot, nodes: NodesState | None, config: OffhoursConfig
+) -> WakeState:
+    """The scale-up's waves, with a note when the nodes were not ready by their deadline."""
+    note = None
+    if nodes is not None and nodes.timed_out:
+        note = "nodes not ready by the deadline: " + ", ".join(f"{g.name} {g.ready}/{g.wanted}" for g in nodes.groups)
+    waves = wake_waves(snapshot.workloads, config)
+    return WakeState(environment=environment, waves=tuple(tuple(w) for w in waves), nodes_note=note)
+
+
+def _restore(api: ApiClient, wave: Sequence[ObjectRef], snapshot: Snapshot) -> list[str]:
+    """Each workload of ``wave`` back to its snapshot replicas and its HPAs' bounds; the keys no longer there."""
+    missing = []
+    for ref in wave:
+        w = snapshot.workload(ref)
+        if w is None:
+            continue
+        try:
+            kube_offhours.scale_workload(api, ref, w.replicas, note=None)
+        except KubernetesNotFoundError:
+            missing.append(ref.key)
+            continue
+        for h in snapshot.hpas_for(ref):
+            try:
+                kube_offhours.set_hpa_bounds(
+                    api, h.ref, min_replicas=h.min_replicas, max_replicas=h.max_replicas, note=None
+                )
+            except KubernetesNotFoundError:
+                missing.append(h.ref.key)
+    return missing
+
+
 def restore_wave(ctx: StepContext, state: WakeState | None, nodes: NodesState | None = None) -> WakeState:
     """RestoreWave: the current wave's workloads back to their snapshot replicas, their HPAs' bounds exactly."""
-    settings, config = get_settings(), offhours_config()
+    settings = get_settings()
+    config = settings.offhours.rules
     _check_environment(ctx, settings)
     environment = ctx.request.environment
     snapshot = _asleep_snapshot(settings, environment)
     if snapshot is None:
         return WakeState(environment=environment, done=True)
     if state is None or not state.waves:
-        note = None
-        if nodes is not None and nodes.timed_out:
-            note = "nodes not ready by the deadline: " + ", ".join(
-                f"{g.name} {g.ready}/{g.wanted}" for g in nodes.groups
-            )
-        waves = wake_waves(snapshot.workloads, config)
-        state = WakeState(environment=environment, waves=tuple(tuple(w) for w in waves), nodes_note=note)
+        state = _start_waking(environment, snapshot, nodes, config)
     if state.wave >= len(state.waves):
         return state.model_copy(update={"done": True})
     wave = state.current
-
-    def restore(api: ApiClient) -> list[str]:
-        missing = []
-        for ref in wave:
-            w = snapshot.workload(ref)
-            if w is None:
-                continue
-            try:
-                scaling.scale_workload(api, ref, w.replicas, note=None)
-            except KubernetesNotFoundError:
-                missing.append(ref.key)
-                continue
-            for h in snapshot.hpas_for(ref):
-                try:
-                    scaling.set_hpa_bounds(
-                        api, h.ref, min_replicas=h.min_replicas, max_replicas=h.max_replicas, note=None
-                    )
-                except KubernetesNotFoundError:
-                    missing.append(h.ref.key)
-        return missing
-
-    missing: list[str] = _with_api(settings, restore)
+    missing: list[str] = _with_api(settings, lambda api: _restore(api, wave, snapshot))
     outcomes = list(state.outcomes)
-    for key in missing:
-        if key.startswith(("Deployment", "StatefulSet")):
-            ref = next(r for r in wave if r.key == key)
+    for ref in wave:
+        if ref.key in missing:
             w = snapshot.workload(ref)
             outcomes.append(
                 WorkloadOutcome(ref=ref, awake=False, replicas=w.replicas if w else 0, cause="deleted while asleep")
@@ -530,6 +526,29 @@ def restore_wave(ctx: StepContext, state: WakeState | None, nodes: NodesState | 
     )
 
 
+def _judge(
+    ref: ObjectRef,
+    replicas: int,
+    *,
+    failures: list[str] | None,
+    status: RolloutStatus | None,
+    late: bool,
+    state: WakeState,
+) -> WorkloadOutcome | None:
+    """One workload's outcome from one health look; ``None`` while it may still come up."""
+    if failures:
+        return WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause="; ".join(failures[:3]))
+    if status is not None and status.failed:
+        return WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=f"{status.reason}: {status.message}")
+    if status is not None and status.done:
+        return WorkloadOutcome(ref=ref, awake=True, replicas=replicas)
+    if late:
+        message = status.message if status else "no status"
+        cause = f"not healthy by {state.wave_deadline.isoformat() if state.wave_deadline else ''}: {message}"
+        return WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=cause)
+    return None
+
+
 def judge_wave(api: ApiClient, state: WakeState, snapshot: Snapshot, *, now: datetime, settings: Settings) -> WakeState:
     """One health look at the wave's workloads with the deploy's rollout rules; advance when none is pending."""
     decided = {o.ref.key for o in state.outcomes}
@@ -541,8 +560,8 @@ def judge_wave(api: ApiClient, state: WakeState, snapshot: Snapshot, *, now: dat
             api,
             refs,
             now=now,
-            grace_seconds=settings.failure_grace_seconds,
-            restart_threshold=settings.restart_threshold,
+            grace_seconds=settings.deploy.failure_grace_seconds,
+            restart_threshold=settings.deploy.restart_threshold,
         )
         failures: dict[str, list[str]] = {}
         for f in report.failures:
@@ -552,23 +571,18 @@ def judge_wave(api: ApiClient, state: WakeState, snapshot: Snapshot, *, now: dat
         late = state.wave_deadline is not None and now >= state.wave_deadline
         for ref in refs:
             w = snapshot.workload(ref)
-            replicas = w.replicas if w else 0
-            status = statuses.get(ref.key)
-            if ref.key in failures:
-                cause = "; ".join(failures[ref.key][:3])
-                outcomes.append(WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=cause))
-            elif status is not None and status.failed:
-                outcomes.append(
-                    WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=f"{status.reason}: {status.message}")
-                )
-            elif status is not None and status.done:
-                outcomes.append(WorkloadOutcome(ref=ref, awake=True, replicas=replicas))
-            elif late:
-                message = status.message if status else "no status"
-                cause = f"not healthy by {state.wave_deadline.isoformat() if state.wave_deadline else ''}: {message}"
-                outcomes.append(WorkloadOutcome(ref=ref, awake=False, replicas=replicas, cause=cause))
-            else:
+            outcome = _judge(
+                ref,
+                w.replicas if w else 0,
+                failures=failures.get(ref.key),
+                status=statuses.get(ref.key),
+                late=late,
+                state=state,
+            )
+            if outcome is None:
                 pending.append(ref.key)
+            else:
+                outcomes.append(outcome)
     if pending:
         return state.model_copy(update={"outcomes": tuple(outcomes), "pending": tuple(pending)})
     next_wave = state.wave + 1
@@ -600,9 +614,31 @@ def check_wave(ctx: StepContext, state: WakeState) -> WakeState:
     return new_state
 
 
+def _wake_summary(state: WakeState, snapshot: Snapshot, night: Savings) -> WakeSummary:
+    """What is awake, what is not and why, in one message a person reads."""
+    environment = state.environment
+    awake = tuple(o.ref.key for o in state.outcomes if o.awake)
+    not_awake = tuple(o for o in state.outcomes if not o.awake)
+    message = f"{environment}: {len(awake)} of {len(snapshot.workloads)} workloads awake"
+    if not_awake:
+        message += "; not awake: " + "; ".join(f"{o.ref.key} ({o.cause})" for o in not_awake)
+    if state.nodes_note:
+        message += f"; {state.nodes_note}"
+    return WakeSummary(
+        environment=environment,
+        awake=awake,
+        not_awake=not_awake,
+        all_awake=not not_awake,
+        nodegroups=tuple(f"{g.name}={g.desired_size}" for g in snapshot.nodegroups),
+        savings=night,
+        message=message,
+    )
+
+
 def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
     """FinishWake: the environment is AWAKE; summary, savings of the night (metric and log line), notification."""
-    settings, config = get_settings(), offhours_config()
+    settings = get_settings()
+    config = settings.offhours.rules
     _check_environment(ctx, settings)
     ledger = _ledger(settings)
     environment = state.environment
@@ -612,23 +648,8 @@ def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
     snapshot = record.snapshot
     night = savings(snapshot, slept_at=record.slept_at or snapshot.taken_at, woke_at=ctx.now, config=config)
     ledger.set_status(environment, SleepStatus.AWAKE, expected=(SleepStatus.WAKING, SleepStatus.ASLEEP), now=ctx.now)
-    awake = tuple(o.ref.key for o in state.outcomes if o.awake)
-    not_awake = tuple(o for o in state.outcomes if not o.awake)
-    groups = tuple(f"{g.name}={g.desired_size}" for g in snapshot.nodegroups)
-    message = f"{environment}: {len(awake)} of {len(snapshot.workloads)} workloads awake"
-    if not_awake:
-        message += "; not awake: " + "; ".join(f"{o.ref.key} ({o.cause})" for o in not_awake)
-    if state.nodes_note:
-        message += f"; {state.nodes_note}"
-    summary = WakeSummary(
-        environment=environment,
-        awake=awake,
-        not_awake=not_awake,
-        all_awake=not not_awake,
-        nodegroups=groups,
-        savings=night,
-        message=message,
-    )
+    summary = _wake_summary(state, snapshot, night)
+    not_awake, message = summary.not_awake, summary.message
     ledger.record_event(
         environment,
         at=ctx.now,
@@ -661,130 +682,3 @@ def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
         )
     logger.info(message)
     return summary
-
-
-# ------------------------------------------------------------------------------------------------ deploy while asleep
-def keep_asleep_objects(
-    objects: Sequence[Mapping[str, Any]], snapshot: Snapshot, config: OffhoursConfig, *, release_id: str, now: datetime
-) -> tuple[list[dict[str, Any]], Snapshot]:
-    """The release's objects as they must be applied while asleep, and the snapshot rebased on the release.
-
-    Workloads keep their sleeping size (with the asleep mark); the snapshot records the release's replicas and HPA
-    bounds, so the next scale-up brings up the new release at the size it asks for. A workload an HPA scales has no
-    ``spec.replicas`` in the release (the HPA owns it): it wakes to the size it slept from (the snapshot's), within
-    the release's HPA bounds, or to the HPA's minimum if it is new. Excluded objects (by the snapshot, configuration
-    or annotation) are applied as rendered.
-    """
-    excluded = {e.key for e in snapshot.excluded}
-    workloads = {w.ref.key: w for w in snapshot.workloads}
-    hpas = {h.ref.key: h for h in snapshot.hpas}
-    bounds = _hpa_bounds_by_target(objects)
-    out: list[dict[str, Any]] = []
-    for obj in objects:
-        body = copy.deepcopy(dict(obj))
-        kind = body.get("kind")
-        meta = body.get("metadata") or {}
-        ref = ObjectRef.of(body) if kind in (*SCALABLE_KINDS, "HorizontalPodAutoscaler") else None
-        skip = (
-            ref is None
-            or ref.key in excluded
-            or ref.namespace not in config.namespaces
-            or config.object_excluded(str(ref.namespace), ref.name)
-            or str((meta.get("annotations") or {}).get(scaling.EXCLUDE_ANNOTATION, "")).lower() == "true"
-        )
-        if ref is None or skip:
-            out.append(body)
-            continue
-        spec = body.setdefault("spec", {})
-        annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
-        since = {"since": now.isoformat(), "by": release_id, "why": SLEEP_REASON}
-        if kind in SCALABLE_KINDS:
-            rendered = _wake_size(spec, workloads.get(ref.key), bounds.get(ref.key))
-            sleeping = min(config.sleep_replicas, rendered)
-            workloads[ref.key] = WorkloadSnapshot(
-                ref=ref, replicas=rendered, sleep_replicas=sleeping, release_id=release_id
-            )
-            spec["replicas"] = sleeping
-            annotations[scaling.ASLEEP_ANNOTATION] = _json({"replicas": rendered, **since})
-        else:
-            target_spec = spec.get("scaleTargetRef") or {}
-            target = ObjectRef(
-                api_version=str(target_spec.get("apiVersion") or "apps/v1"),
-                kind=str(target_spec.get("kind")),
-                namespace=ref.namespace,
-                name=str(target_spec.get("name")),
-            )
-            min_replicas, max_replicas = spec.get("minReplicas"), int(spec.get("maxReplicas") or 1)
-            pinned = config.sleep_replicas if config.sleep_replicas > 0 else None
-            hpas[ref.key] = HpaSnapshot(
-                ref=ref,
-                target=target,
-                min_replicas=min_replicas,
-                max_replicas=max_replicas,
-                sleep_min=pinned,
-                sleep_max=pinned,
-            )
-            if pinned is not None:
-                spec["minReplicas"] = spec["maxReplicas"] = pinned
-            annotations[scaling.ASLEEP_ANNOTATION] = _json(
-                {"minReplicas": min_replicas, "maxReplicas": max_replicas, **since}
-            )
-        out.append(body)
-    rebased = snapshot.model_copy(
-        update={
-            "workloads": tuple(workloads[k] for k in sorted(workloads)),
-            "hpas": tuple(hpas[k] for k in sorted(hpas)),
-            "release_id": release_id,
-        }
-    )
-    return out, rebased
-
-
-def _hpa_bounds_by_target(objects: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """``ObjectRef.key`` of each workload an HPA among ``objects`` scales -> that HPA's (min, max) replicas."""
-    out: dict[str, tuple[int, int]] = {}
-    for obj in objects:
-        if obj.get("kind") != "HorizontalPodAutoscaler":
-            continue
-        spec = obj.get("spec") or {}
-        target = spec.get("scaleTargetRef") or {}
-        ref = ObjectRef(
-            api_version=str(target.get("apiVersion") or "apps/v1"),
-            kind=str(target.get("kind")),
-            namespace=(obj.get("metadata") or {}).get("namespace"),
-            name=str(target.get("name")),
-        )
-        low = int(spec.get("minReplicas") or 1)
-        out[ref.key] = (low, max(low, int(spec.get("maxReplicas") or low)))
-    return out
-
-
-def _wake_size(spec: Mapping[str, Any], before: WorkloadSnapshot | None, bounds: tuple[int, int] | None) -> int:
-    """The size a workload of the release wakes to: its ``spec.replicas`` if it has one; else (its HPA owns the
-    count) the snapshot's size clamped to the HPA's bounds (0 stays 0: the HPA leaves a workload at 0 alone), or
-    the HPA's minimum for a workload the snapshot does not know."""
-    if "replicas" in spec or bounds is None:
-        return int(spec.get("replicas", 1))
-    low, high = bounds
-    if before is None:
-        return low
-    return 0 if before.replicas == 0 else min(max(before.replicas, low), high)
-
-
-def _json(value: Mapping[str, Any]) -> str:
-    return json.dumps(dict(value), sort_keys=True)
-
-
-def keep_asleep(
-    objects: Sequence[Mapping[str, Any]], *, environment: str, release_id: str, now: datetime
-) -> tuple[list[dict[str, Any]], bool]:
-    """For the deploy's apply step: ``(objects to apply, asleep)``. Awake (or ``wake_on_deploy``): unchanged."""
-    settings, config = get_settings(), offhours_config()
-    ledger = _ledger(settings)
-    record = ledger.read(environment)
-    if record is None or not record.asleep or record.snapshot is None or config.wake_on_deploy:
-        return [dict(o) for o in objects], False
-    adjusted, rebased = keep_asleep_objects(objects, record.snapshot, config, release_id=release_id, now=now)
-    ledger.replace_snapshot(record, rebased)
-    logger.info("deploy while asleep: applied at the sleeping size", extra={"release_id": release_id})
-    return adjusted, True

@@ -38,7 +38,9 @@ from controlplane.errors import (
     InputValidationError,
     OperatorNotAuthorizedError,
 )
-from controlplane.models.gates import ApprovalStatus, Decision, at
+from controlplane.models.approval import ApprovalStatus, Decision
+from controlplane.models.base import at
+from controlplane.models.offhours import OffhoursRequest
 from controlplane.models.operator import (
     DecideBody,
     DecisionRecord,
@@ -57,7 +59,6 @@ from controlplane.models.operator import (
     principal_key,
 )
 from controlplane.models.release import ConsoleRequest, OperatorRollbackRequest, parse, validation_message
-from controlplane.models.scaling import OffhoursRequest
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import Settings, get_settings
 

@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from controlplane import platform
-from controlplane.aws import ecr, eks, signing
+from controlplane.aws import ecr, signing
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import InputValidationError, PlanError
+from controlplane.cluster import kubernetes_version
+from controlplane.errors import PlanError
 from controlplane.models.release import (
     ConsoleRequest,
     EcrPushEvent,
@@ -24,28 +25,15 @@ from controlplane.models.release import (
     ReleaseRecord,
     ReleaseRef,
     ReleaseStatus,
+    Request,
     Trigger,
     TriggerKind,
-    parse,
+    parse_request,
 )
 from controlplane.observability import correlate, logger, metrics
 from controlplane.render import load_bundle, render
 from controlplane.settings import Settings, get_settings
 from controlplane.validate import validate_objects
-
-Request = EcrPushEvent | ConsoleRequest
-
-
-def parse_request(raw: Any) -> Request:
-    """An ECR ``ECR Image Action`` event (has ``detail-type``) or a console request; the error names the field."""
-    if not isinstance(raw, Mapping):
-        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(raw), "number")
-        raise InputValidationError(
-            f"input: the execution input must be a JSON object (a console request or an ECR event), not a JSON {kind}"
-        )
-    if "detail-type" in raw or "source" in raw or "detail" in raw:
-        return parse(EcrPushEvent, raw, what="ECR event")
-    return parse(ConsoleRequest, raw, what="console request")
 
 
 def trigger_of(request: Request, *, requested_by: str | None = None) -> Trigger:
@@ -61,31 +49,10 @@ def trigger_of(request: Request, *, requested_by: str | None = None) -> Trigger:
     return Trigger(kind=TriggerKind.CONSOLE, reason=request.reason, force=request.force, requested_by=requested_by)
 
 
-def target_environment(request: Request, settings: Settings) -> str:
-    """The environment the request deploys to: the console's choice, or the first tag rule matching the push."""
-    if isinstance(request, ConsoleRequest):
-        return request.environment
-    if request.account != settings.account_id or request.region != settings.region:
-        raise PlanError(
-            f"ECR event from account {request.account} in {request.region}: this control plane deploys images of "
-            f"account {settings.account_id} in {settings.region}"
-        )
-    tag = request.detail.image_tag or ""
-    environment = settings.environment_for_tag(tag)
-    if environment is None:
-        rules = ", ".join(f"{r.tag!r}->{r.environment}" for r in settings.tag_rules)
-        raise PlanError(f"tag {tag!r} of {request.detail.repository_name} matches no TAG_RULES rule ({rules})")
-    return environment
-
-
 def requested_images(request: Request, settings: Settings) -> dict[str, str]:
     """``service -> digest`` the request asks for; console tags resolved through ECR (and digests confirmed there)."""
     if isinstance(request, EcrPushEvent):
-        try:
-            service = platform.service_for_repository(request.detail.repository_name)
-        except KeyError as exc:
-            raise PlanError(f"unknown repository: {exc.args[0]}") from None
-        return {service.name: request.detail.image_digest}
+        return {request.service_name(): request.detail.image_digest}
     return {
         name: ecr.resolve_image(
             platform.service(name).repository, reference, region=settings.region, registry_id=settings.account_id
@@ -127,8 +94,8 @@ def plan_release(event: PlanInput) -> PlanOutput:
             region=settings.region,
         )
     trigger = trigger_of(request, requested_by=requested_by)
-    deadline_at = event.started_at + timedelta(seconds=settings.deploy_deadline_seconds)
-    environment = target_environment(request, settings)
+    deadline_at = event.started_at + timedelta(seconds=settings.deploy.deadline_seconds)
+    environment = settings.target_environment(request)
     common: dict[str, Any] = {
         "execution_arn": event.execution_arn,
         "started_at": event.started_at,
@@ -137,10 +104,7 @@ def plan_release(event: PlanInput) -> PlanOutput:
     }
     if environment != settings.environment:
         if isinstance(request, ConsoleRequest):
-            raise InputValidationError(
-                f"environment: {environment!r} is not deployed by this control plane (it deploys "
-                f"{settings.environment!r}); start the {environment} control plane's state machine instead"
-            )
+            settings.require_environment(environment)
         reason = f"tag rule sends {trigger.tag!r} to {environment}; this control plane deploys {settings.environment}"
         logger.info("nothing to deploy", extra={"reason": reason})
         return PlanOutput(action="skip", reason=reason, **common)
@@ -159,15 +123,14 @@ def plan_release(event: PlanInput) -> PlanOutput:
             named = "; ".join(f"{s} {d} ({quarantined[d][:200]})" for s, d in changed.items() if d in quarantined)
             raise PlanError(f"quarantined digest(s), refusing to deploy without force: {named}")
 
-    bundle = load_bundle(settings.manifests_dir)
+    bundle = load_bundle(settings.deploy.manifests_dir)
     release = ReleaseRef.build(settings.environment, images, bundle.hash)
     correlate(release_id=release.release_id, environment=release.environment)
-    cluster = eks.describe_cluster(settings.cluster_name, region=settings.region)
     objects = render(
         bundle, release.environment, release.images, account_id=settings.account_id, region=settings.region
     )
     validate_objects(
-        objects, kubernetes_version=cluster.version or "1.32", account_id=settings.account_id, region=settings.region
+        objects, kubernetes_version=kubernetes_version(settings), account_id=settings.account_id, region=settings.region
     )
     ledger.put_planned(
         ReleaseRecord(

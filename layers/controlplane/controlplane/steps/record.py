@@ -11,7 +11,7 @@ from typing import Any
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import notify_outcome
 from controlplane.errors import InputValidationError
-from controlplane.models.release import Outcome, RecordInput, RecordOutput, ReleaseStatus, StepError
+from controlplane.models.release import Outcome, PlanOutput, RecordInput, RecordOutput, ReleaseStatus, StepError
 from controlplane.observability import correlate, logger, metrics, tracer
 from controlplane.settings import Settings, get_settings
 
@@ -51,47 +51,62 @@ def record_outcome(event: RecordInput) -> RecordOutput:
         fields["applied_objects"] = event.apply.applied
 
     if event.outcome is Outcome.SUCCEEDED:
-        healthy_at = event.health.checked_at if event.health else event.now
-        ledger.update_release(release.release_id, healthy_at=healthy_at, **fields)
-        ledger.promote(
-            release.environment,
-            release.release_id,
-            expected_previous=plan.previous_release_id,
-            execution_arn=event.execution_arn,
-            now=event.now,
-        )
-        metrics.add_metric(name="DeploysSucceeded", unit="Count", value=1)
-        metrics.add_metric(name="TimeToHealthy", unit="Seconds", value=(healthy_at - plan.started_at).total_seconds())
-        message = f"release {release.release_id} is healthy on {release.environment} and is its last known-good"
+        message = _record_success(event, plan, ledger, fields)
     else:
-        cause = _describe(event.error)
-        ledger.update_release(release.release_id, cause=cause[:2000], rolled_back_to=target, **fields)
-        suspects = plan.changed if event.error and event.error.Error in IMAGE_FAILURES else {}
-        if suspects:
-            ledger.quarantine(suspects, release_id=release.release_id, cause=cause[:500], now=event.now)
-        metrics.add_metric(name="DeploysFailed", unit="Count", value=1)
-        quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(suspects.items())) or "none"
-        if event.outcome is Outcome.ROLLED_BACK:
-            metrics.add_metric(name="DeploysRolledBack", unit="Count", value=1)
-            message = (
-                f"release {release.release_id} failed ({cause}); rollback to {target} succeeded: "
-                f"{release.environment} is healthy on its last known-good release; quarantined: {quarantined}"
-            )
-        elif event.outcome is Outcome.ROLLBACK_FAILED:
-            metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
-            message = (
-                f"release {release.release_id} failed ({cause}); ROLLBACK to {target} FAILED "
-                f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}"
-            )
-        else:
-            reason = event.rollback.reason if event.rollback else "no rollback"
-            message = (
-                f"release {release.release_id} failed ({cause}); not rolled back: {reason}; the cluster keeps the "
-                f"failed release's objects; quarantined: {quarantined}"
-            )
+        message = _record_failure(event, plan, ledger, fields, target)
     _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
     logger.info("release outcome recorded", extra={"outcome": event.outcome.value, "detail": message})
     return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message[:30000])
+
+
+def _record_success(event: RecordInput, plan: PlanOutput, ledger: Ledger, fields: dict[str, Any]) -> str:
+    """The release is healthy: it becomes the environment's last known-good."""
+    release = plan.release
+    assert release is not None  # the caller checked
+    healthy_at = event.health.checked_at if event.health else event.now
+    ledger.update_release(release.release_id, healthy_at=healthy_at, **fields)
+    ledger.promote(
+        release.environment,
+        release.release_id,
+        expected_previous=plan.previous_release_id,
+        execution_arn=event.execution_arn,
+        now=event.now,
+    )
+    metrics.add_metric(name="DeploysSucceeded", unit="Count", value=1)
+    metrics.add_metric(name="TimeToHealthy", unit="Seconds", value=(healthy_at - plan.started_at).total_seconds())
+    return f"release {release.release_id} is healthy on {release.environment} and is its last known-good"
+
+
+def _record_failure(
+    event: RecordInput, plan: PlanOutput, ledger: Ledger, fields: dict[str, Any], target: str | None
+) -> str:
+    """The release failed: record why, quarantine the new digests when they are to blame, say what happened next."""
+    release = plan.release
+    assert release is not None  # the caller checked
+    cause = _describe(event.error)
+    ledger.update_release(release.release_id, cause=cause[:2000], rolled_back_to=target, **fields)
+    suspects = plan.changed if event.error and event.error.Error in IMAGE_FAILURES else {}
+    if suspects:
+        ledger.quarantine(suspects, release_id=release.release_id, cause=cause[:500], now=event.now)
+    metrics.add_metric(name="DeploysFailed", unit="Count", value=1)
+    quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(suspects.items())) or "none"
+    if event.outcome is Outcome.ROLLED_BACK:
+        metrics.add_metric(name="DeploysRolledBack", unit="Count", value=1)
+        return (
+            f"release {release.release_id} failed ({cause}); rollback to {target} succeeded: "
+            f"{release.environment} is healthy on its last known-good release; quarantined: {quarantined}"
+        )
+    if event.outcome is Outcome.ROLLBACK_FAILED:
+        metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
+        return (
+            f"release {release.release_id} failed ({cause}); ROLLBACK to {target} FAILED "
+            f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}"
+        )
+    reason = event.rollback.reason if event.rollback else "no rollback"
+    return (
+        f"release {release.release_id} failed ({cause}); not rolled back: {reason}; the cluster keeps the "
+        f"failed release's objects; quarantined: {quarantined}"
+    )
 
 
 def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> RecordOutput:

@@ -14,7 +14,7 @@ from typing import Any
 
 from controlplane.aws import signing
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import InputValidationError, OperatorNotAuthorizedError, PlanError
+from controlplane.errors import OperatorNotAuthorizedError, PlanError
 from controlplane.models.operator import OperatorAction
 from controlplane.models.release import OperatorRollbackRequest, ReleaseStatus, RollbackTarget, RollbackTargetInput
 from controlplane.observability import correlate, logger
@@ -50,14 +50,11 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     environment = event.request.environment if event.request else event.automatic.environment  # type: ignore[union-attr]
     correlate(execution_arn=event.execution_arn, environment=environment)
     settings = get_settings()
-    if environment != settings.environment:
-        raise InputValidationError(
-            f"environment: {environment!r} is not managed by this control plane ({settings.environment!r})"
-        )
+    settings.require_environment(environment)
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
     timing: dict[str, Any] = {
         "started_at": event.now,
-        "deadline_at": event.now + timedelta(seconds=settings.deploy_deadline_seconds),
+        "deadline_at": event.now + timedelta(seconds=settings.deploy.deadline_seconds),
     }
     lkg = ledger.last_known_good(environment)
     current = lkg.release_id if lkg else None

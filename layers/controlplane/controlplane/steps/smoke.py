@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from controlplane.cluster import connect
 from controlplane.errors import SmokeTestFailedError
 from controlplane.kube.smoke import smoke_test
 from controlplane.models.release import SmokeInput, SmokeOutput
 from controlplane.observability import correlate, logger, tracer
 from controlplane.settings import get_settings
-from controlplane.steps.cluster import connect
 
 
 @tracer.capture_method

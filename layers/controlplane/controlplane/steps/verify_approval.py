@@ -12,7 +12,7 @@ from __future__ import annotations
 from controlplane.aws import signing
 from controlplane.aws.decision import Decisions
 from controlplane.errors import ApprovalNotVerifiedError
-from controlplane.models.gates import ApprovalOutcome, ApprovalStatus, VerifyApprovalInput
+from controlplane.models.approval import ApprovalOutcome, ApprovalStatus, VerifyApprovalInput
 from controlplane.models.operator import DecisionRecord, DecisionStatus, is_one_of, principal_key
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import Settings, get_settings

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from controlplane.aws import eks
 from controlplane.errors import ConfigurationError
 from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.models.release import validation_message
 from controlplane.settings import Settings
 
 
@@ -18,13 +19,12 @@ def connect(settings: Settings) -> ApiClient:
     try:
         access = ClusterAccess(endpoint=info.endpoint, ca_data=info.ca_data, token=token)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
         raise ConfigurationError(
-            f"eks:DescribeCluster({settings.cluster_name}) gave unusable access: {problems}"
+            f"eks:DescribeCluster({settings.cluster_name}) gave unusable access: {validation_message(exc)}"
         ) from None
     return build_api_client(access)
 
 
 def kubernetes_version(settings: Settings) -> str:
-    version = eks.describe_cluster(settings.cluster_name, region=settings.region).version
-    return version or "1.32"
+    """The cluster's Kubernetes version (what manifests are validated against)."""
+    return eks.describe_cluster(settings.cluster_name, region=settings.region).kubernetes_version

@@ -13,18 +13,15 @@ in which waves workloads wake, what a night saved) live here so the adapters and
 from __future__ import annotations
 
 import fnmatch
-import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from controlplane import platform
-from controlplane.errors import ConfigurationError
+from controlplane.models.base import StrictModel
 from controlplane.models.kube import ObjectRef
 from controlplane.models.operator import OperatorSignature
 from controlplane.models.release import Environment
@@ -32,10 +29,6 @@ from controlplane.models.release import Environment
 ScalableKind = Literal["Deployment", "StatefulSet"]
 SCALABLE_KINDS: tuple[ScalableKind, ...] = ("Deployment", "StatefulSet")
 Action = Literal["down", "up", "stay-awake"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _aware(value: datetime) -> datetime:
@@ -60,15 +53,16 @@ DEFAULT_PRICES: dict[str, float] = {
 }
 
 
-class NodegroupRule(_Model):
+class NodegroupRule(StrictModel):
     """Node groups whose name matches ``match`` (a glob) sleep at ``desired`` nodes (and ``min_size`` = desired)."""
 
     match: str = Field(min_length=1)
     desired: int = Field(ge=0)
 
 
-class OffhoursConfig(_Model):
-    """``OFFHOURS_CONFIG`` (JSON) plus ``OFFHOURS_WAKE_ON_DEPLOY``; every field has a safe default."""
+class OffhoursConfig(StrictModel):
+    """``OFFHOURS_CONFIG`` (JSON; ``controlplane.settings`` reads it, with ``OFFHOURS_WAKE_ON_DEPLOY``); every field
+    has a safe default."""
 
     namespaces: tuple[str, ...] = Field(default=(platform.NAMESPACE,), min_length=1)
     sleep_replicas: int = Field(default=0, ge=0, description="Workloads' off-hours size (HPAs are pinned when > 0).")
@@ -117,45 +111,12 @@ class OffhoursConfig(_Model):
         return price * self.spot_price_factor if capacity_type == "SPOT" else price
 
 
-def load_offhours_config(environ: Mapping[str, str]) -> OffhoursConfig:
-    """The configuration from ``environ``; :class:`ConfigurationError` names the variable and field at fault."""
-    values: dict[str, Any] = {}
-    raw = environ.get("OFFHOURS_CONFIG")
-    if raw:
-        try:
-            loaded = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"OFFHOURS_CONFIG is not valid JSON: {exc.msg}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigurationError("OFFHOURS_CONFIG must be a JSON object")
-        values.update(loaded)
-    wake = environ.get("OFFHOURS_WAKE_ON_DEPLOY")
-    if wake:
-        values["wake_on_deploy"] = wake.strip().lower() in ("1", "true", "yes")
-    try:
-        return OffhoursConfig.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise ConfigurationError(f"invalid OFFHOURS_CONFIG: {problems}") from None
-
-
-@cache
-def _cached(items: tuple[tuple[str, str], ...]) -> OffhoursConfig:
-    return load_offhours_config(dict(items))
-
-
-def offhours_config() -> OffhoursConfig:
-    """The configuration of the current environment variables (read on first use, cached per distinct value)."""
-    names = ("OFFHOURS_CONFIG", "OFFHOURS_WAKE_ON_DEPLOY")
-    return _cached(tuple((n, os.environ[n]) for n in names if n in os.environ))
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The snapshot
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class WorkloadSnapshot(_Model):
+class WorkloadSnapshot(StrictModel):
     """A Deployment's or StatefulSet's replicas before sleeping, and the size it sleeps at."""
 
     ref: ObjectRef
@@ -171,7 +132,7 @@ class WorkloadSnapshot(_Model):
         return ref
 
 
-class HpaSnapshot(_Model):
+class HpaSnapshot(StrictModel):
     """An HPA's bounds before sleeping; ``sleep_min``/``sleep_max`` are ``None`` when sleeping leaves it alone."""
 
     ref: ObjectRef
@@ -186,7 +147,7 @@ class HpaSnapshot(_Model):
         return self.sleep_min is not None
 
 
-class NodegroupSnapshot(_Model):
+class NodegroupSnapshot(StrictModel):
     """An EKS managed node group's scaling config before sleeping, and the size it sleeps at."""
 
     name: str
@@ -202,12 +163,12 @@ class NodegroupSnapshot(_Model):
         return min(self.min_size, self.sleep_desired)
 
 
-class Exclusion(_Model):
+class Exclusion(StrictModel):
     key: str
     reason: str
 
 
-class Snapshot(_Model):
+class Snapshot(StrictModel):
     """Everything sleeping changes, as it was before: what the next scale-up restores exactly."""
 
     environment: Environment
@@ -233,7 +194,7 @@ class SleepStatus(StrEnum):
     """A scale-up started and has not finished: the snapshot still rules (a scale-down reuses it)."""
 
 
-class SleepRecord(_Model):
+class SleepRecord(StrictModel):
     """The ledger's ``ENV#<environment>`` / ``OFFHOURS`` item."""
 
     environment: Environment
@@ -249,7 +210,7 @@ class SleepRecord(_Model):
         return self.status is not SleepStatus.AWAKE and self.snapshot is not None
 
 
-class StayAwake(_Model):
+class StayAwake(StrictModel):
     """A person's "stay awake until <time>" override (a late demo): the scheduled scale-down respects it."""
 
     environment: Environment
@@ -291,7 +252,7 @@ def wake_waves(workloads: Iterable[WorkloadSnapshot], config: OffhoursConfig) ->
     return [wave for wave in waves if wave]
 
 
-class NodegroupSavings(_Model):
+class NodegroupSavings(StrictModel):
     name: str
     instance_type: str | None
     nodes_saved: int
@@ -299,7 +260,7 @@ class NodegroupSavings(_Model):
     cost: float | None
 
 
-class Savings(_Model):
+class Savings(StrictModel):
     """What one night asleep saved: node-hours, pod-hours and the estimated cost from the price table."""
 
     hours: float
@@ -347,7 +308,7 @@ def savings(snapshot: Snapshot, *, slept_at: datetime, woke_at: datetime, config
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class OffhoursRequest(_Model):
+class OffhoursRequest(StrictModel):
     """The execution input: a schedule's or a person's ``{environment, action}``.
 
     ``stay-awake`` (console spelling ``stay_awake`` accepted) records an override until ``until``; ``requested_by``
@@ -375,7 +336,7 @@ class OffhoursRequest(_Model):
         return self
 
 
-class LockStepInput(_Model):
+class LockStepInput(StrictModel):
     """AcquireLock / ReleaseLock of the off-hours machine (the deploy's lock, purpose ``scale``)."""
 
     environment: Environment
@@ -388,7 +349,7 @@ class LockStepInput(_Model):
     )
 
 
-class ScalingLock(_Model):
+class OffhoursLock(StrictModel):
     """AcquireLock's answer: ``acquired``, or held by ``holder`` (the ASL waits and asks again until ``deadline``)."""
 
     environment: Environment
@@ -398,7 +359,7 @@ class ScalingLock(_Model):
     cleared_orphan: str | None = None
 
 
-class StepContext(_Model):
+class StepContext(StrictModel):
     """What every task gets from the state machine: the request, the execution, and the time."""
 
     request: OffhoursRequest
@@ -406,7 +367,7 @@ class StepContext(_Model):
     now: datetime = Field(description="$$.State.EnteredTime")
 
 
-class SleepPlan(_Model):
+class SleepPlan(StrictModel):
     """SnapshotEnvironment's result: sleep (with the snapshot in the ledger), or skip and why."""
 
     environment: Environment
@@ -419,14 +380,14 @@ class SleepPlan(_Model):
     excluded: tuple[str, ...] = ()
 
 
-class OffhoursBegun(_Model):
+class OffhoursBegun(StrictModel):
     """Begin's result: the request as understood (the later states read it) and whether to go on."""
 
     request: OffhoursRequest
     plan: SleepPlan
 
 
-class SleepReport(_Model):
+class SleepReport(StrictModel):
     """SleepWorkloads / SleepNodegroups: what was changed (already at the sleeping size counts as unchanged)."""
 
     environment: Environment
@@ -435,13 +396,13 @@ class SleepReport(_Model):
     missing: tuple[str, ...] = Field(default=(), description="In the snapshot but gone from the cluster.")
 
 
-class NodegroupProgress(_Model):
+class NodegroupProgress(StrictModel):
     name: str
     wanted: int
     ready: int
 
 
-class NodesState(_Model):
+class NodesState(StrictModel):
     """RestoreNodegroups / CheckNodes: node groups back at their size, nodes Ready, until a deadline."""
 
     environment: Environment
@@ -452,14 +413,14 @@ class NodesState(_Model):
     nothing_to_wake: bool = False
 
 
-class WorkloadOutcome(_Model):
+class WorkloadOutcome(StrictModel):
     ref: ObjectRef
     awake: bool
     replicas: int
     cause: str | None = None
 
 
-class WakeState(_Model):
+class WakeState(StrictModel):
     """The scale-up's progress across RestoreWave / CheckWave iterations (small: references only)."""
 
     environment: Environment
@@ -496,7 +457,7 @@ class WakeStepInput(StepContext):
     state: WakeState
 
 
-class WakeSummary(_Model):
+class WakeSummary(StrictModel):
     """The end of a scale-up: what is awake, what is not (and why), and what the night saved."""
 
     environment: Environment

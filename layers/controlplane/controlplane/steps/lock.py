@@ -1,0 +1,114 @@
+"""AcquireLock / ReleaseLock of the deploy (and rollback) state machines, and the lock release after an execution
+that ended without reaching ReleaseLock (aborted, timed out: the "Execution Status Change" event)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controlplane.aws import ecr, lock, signing
+from controlplane.errors import InputValidationError, PlanError
+from controlplane.models.base import at
+from controlplane.models.lock import (
+    AcquireLockInput,
+    LockOutcome,
+    LockPurpose,
+    LockRequest,
+    LockResult,
+    Push,
+    ReleaseLockInput,
+    ReleaseLockResult,
+)
+from controlplane.models.release import ConsoleRequest, parse_request
+from controlplane.observability import correlate, logger, metrics
+from controlplane.settings import get_settings
+
+
+def pushes_of(raw: Any, *, started_at_ms: int, execution_arn: str) -> tuple[str, list[Push]]:
+    """The environment and pushes an execution input asks for (ECR event: event time orders; console: start time).
+
+    Everything PlanRelease would refuse about the input itself is refused here, before the lock is written: the
+    grammar, another environment, an unsigned ``force``, an ECR event whose digest is not in ECR.
+    """
+    settings = get_settings()
+    request = parse_request(raw)
+    environment = settings.target_environment(request)
+    if isinstance(request, ConsoleRequest):
+        settings.require_environment(environment)  # the same refusal as PlanRelease's, before anything is locked
+        signing.requester_of(
+            raw,
+            force=request.force,
+            execution_arn=execution_arn,
+            key_id=settings.decision_key_id,
+            region=settings.region,
+        )
+        return environment, [Push(service=s, reference=r, sequence=started_at_ms) for s, r in request.services.items()]
+    if environment != settings.environment:
+        return environment, []  # another environment's push: skipped, whatever its repository
+    service = request.service_name()
+    try:
+        ecr.resolve_image(
+            request.detail.repository_name,
+            request.detail.image_digest,
+            region=settings.region,
+            registry_id=settings.account_id,
+        )
+    except PlanError as exc:
+        raise InputValidationError(f"detail.image-digest: {exc}") from None
+    return environment, [Push(service=service, reference=request.detail.image_digest, sequence=request.sequence)]
+
+
+def acquire_lock(event: AcquireLockInput) -> LockResult:
+    """AcquireLock: own the environment, or queue this execution's pushes behind the owner (QUEUED: end cleanly)."""
+    correlate(execution_arn=event.execution_arn)
+    settings = get_settings()
+    gates = settings.gates
+    owner = event.owner or event.execution_arn
+    if event.purpose is LockPurpose.DEPLOY:
+        environment, pushes = pushes_of(
+            event.input, started_at_ms=int(event.started_at.timestamp() * 1000), execution_arn=event.execution_arn
+        )
+        if environment != settings.environment:
+            return LockResult(outcome=LockOutcome.SKIPPED, environment=settings.environment, owner=owner)
+    else:
+        environment, pushes = event.environment or settings.environment, []
+    request = LockRequest(environment=environment, owner=owner, purpose=event.purpose, pushes=pushes)
+    result = lock.take(
+        request,
+        table_name=settings.ledger_table_name,
+        region=settings.region,
+        now=at(event.now),
+        ttl_s=gates.lock_ttl_s,
+        grace_s=gates.handoff_grace_s,
+    )
+    if result.outcome is LockOutcome.QUEUED:
+        metrics.add_metric(name="PushesQueued", unit="Count", value=len(result.queued))
+    logger.info("lock", extra={"outcome": result.outcome.value, "holder": result.holder, "queued": result.queued})
+    return result
+
+
+def release_lock(event: ReleaseLockInput) -> ReleaseLockResult:
+    """ReleaseLock (every exit path): release, or hand over to a follow-up deploy of the queued pushes."""
+    correlate(execution_arn=event.owner)
+    settings = get_settings()
+    gates = settings.gates
+    return lock.give_back(
+        event.environment,
+        event.owner,
+        outcome=event.outcome,
+        table_name=settings.ledger_table_name,
+        region=settings.region,
+        now=at(event.now),
+        ttl_s=gates.lock_ttl_s,
+        state_machine_arn=gates.deploy_state_machine_arn,
+    )
+
+
+def release_lock_after_execution(event: Mapping[str, Any]) -> ReleaseLockResult | None:
+    """EventBridge "Step Functions Execution Status Change" (ABORTED, TIMED_OUT, FAILED): release what it held."""
+    detail = event.get("detail") or {}
+    arn, status = str(detail.get("executionArn", "")), str(detail.get("status", ""))
+    if not arn or status == "RUNNING":
+        return None
+    settings = get_settings()
+    return release_lock(ReleaseLockInput(environment=settings.environment, owner=arn, outcome=status))
