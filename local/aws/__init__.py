@@ -16,6 +16,7 @@ from local.aws.cloud import (
     NodegroupSpec,
     RedriveNotSupportedError,
 )
+from local.aws.faults import AwsCall, AwsFault, AwsFaults
 from local.aws.lambdas import InvocationResult, LambdaContext
 from local.aws.provision import SUPPORTED_TYPES, UnsupportedResourceError
 from local.aws.seams import SeamMovedError, check_seams
@@ -24,6 +25,9 @@ from local.aws.template import TemplateError
 __all__ = [
     "DEFAULT_TEMPLATE",
     "SUPPORTED_TYPES",
+    "AwsCall",
+    "AwsFault",
+    "AwsFaults",
     "CfnFaults",
     "ClusterLike",
     "Delivery",

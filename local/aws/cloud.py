@@ -27,6 +27,7 @@ from local.aws.eks_access import (
     session_arn,
 )
 from local.aws.eventbridge import envelope, target_input
+from local.aws.faults import AwsFaults
 from local.aws.lambdas import FunctionSpec, InvocationResult, LambdaRuntime
 from local.aws.provision import EventSource, Provisioner, Resource
 from local.aws.seams import patched_moto, pattern_matches
@@ -201,6 +202,7 @@ class LocalCloud:
         self.runtime.identity = self._function_identity
         self.ecr_events: list[dict[str, Any]] = []  # every ECR Image Action event emitted, in order
         self._quiet_pushes = threading.local()  # push_image(emit_event=False) on this thread
+        self.aws_faults = AwsFaults()
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -219,7 +221,9 @@ class LocalCloud:
                 mock.patch.dict(os.environ, {**_FAKE_ENV, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
             )
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
-            stack.enter_context(patched_moto(self.time, self._invoke_from_moto, self.iam.integration_client))
+            stack.enter_context(
+                patched_moto(self.time, self._invoke_from_moto, self.iam.integration_client, self.aws_faults)
+            )
             stack.enter_context(installed(self.iam, self._router, self._after_call))
             stack.callback(self._stop_running_executions)
             if self.time.mode == "realtime":

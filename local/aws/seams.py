@@ -35,6 +35,11 @@ and in ``tests/integration/aws/test_seams.py``. The seams:
   delivers the rest).
 * ``moto.events.models.EventPattern.load(raw).matches_event(event)`` — moto's pattern matcher (moto does not implement
   ``events:TestEventPattern``); used by :func:`pattern_matches`.
+* ``botocore.endpoint`` module attribute ``time`` — botocore's own retry back-off (``time.sleep`` between attempts of
+  a throttled or failed call); swapped for the clock shim, so an injected throttle costs simulated, not wall, time.
+* ``moto.core.botocore_stubber.BotocoreStubber.__call__(self, event_name, request, **kwargs)`` and its
+  ``MockRawResponse`` — where moto answers every mocked AWS request; wrapped so :class:`~local.aws.faults.AwsFaults`
+  can answer a handler's call with an injected error first.
 * CloudFormation (:mod:`local.aws.cfn`): ``CloudFormationBackend.create_stack/update_stack/execute_change_set/
   delete_stack`` wrapped; ``CloudFormationResponse.update_termination_protection`` added (moto has none: if moto
   grows one, re-read it); ``Stack.enable_termination_protection``, ``Stack._parse_template``,
@@ -54,6 +59,7 @@ from typing import Any, Protocol, cast
 from unittest import mock
 
 from local.aws.eventbridge import transform
+from local.aws.faults import AwsFaults
 
 MOTO_VERSION = "5.2.5"
 _S3_REQUEST_CONTEXT = {"aws:SecureTransport": "true"}  # the harness's S3 clients speak HTTPS
@@ -96,6 +102,7 @@ def check_seams() -> None:
     from moto.cloudformation import models as cfn_models  # noqa: PLC0415
     from moto.cloudformation import parsing as cfn_parsing  # noqa: PLC0415
     from moto.cloudformation import responses as cfn_responses  # noqa: PLC0415
+    from moto.core import botocore_stubber  # noqa: PLC0415
     from moto.ecr import models as ecr_models  # noqa: PLC0415
     from moto.eks import models as eks_models  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
@@ -157,6 +164,13 @@ def check_seams() -> None:
     expect("self._event_id_gen = EventIdGenerator()" in inspect.getsource(event_manager.EventManager), "_event_id_gen")
     worker_source = inspect.getsource(execution_worker.ExecutionWorker._get_evaluation_environment)
     expect("StartTime=" in worker_source, "ExecutionWorker._get_evaluation_environment sets $$.Execution.StartTime")
+    from botocore import endpoint as botocore_endpoint  # noqa: PLC0415
+
+    expect(getattr(botocore_endpoint, "time", None) is _time, "botocore.endpoint.time")
+    expect("time.sleep(" in inspect.getsource(botocore_endpoint.Endpoint), "botocore Endpoint sleeps with time.sleep")
+    params = list(inspect.signature(botocore_stubber.BotocoreStubber.__call__).parameters)
+    expect(params == ["self", "event_name", "request", "kwargs"], "BotocoreStubber.__call__ signature")
+    expect(hasattr(botocore_stubber, "MockRawResponse"), "botocore_stubber.MockRawResponse")
     expect(hasattr(eks_models.EKSBackend, "update_nodegroup_config"), "EKSBackend.update_nodegroup_config")
     cluster_init = inspect.getsource(eks_models.Cluster.__init__)
     expect("self.endpoint" in cluster_init and "self.certificate_authority" in cluster_init, "eks Cluster fields")
@@ -264,14 +278,22 @@ def _as_list(value: Any) -> list[Any]:
 
 @contextmanager
 def patched_moto(
-    keeper: Timekeeper, invoker: Invoker, service_client: Callable[[str, str, str], Any] | None = None
+    keeper: Timekeeper,
+    invoker: Invoker,
+    service_client: Callable[[str, str, str], Any] | None = None,
+    aws_faults: AwsFaults | None = None,
 ) -> Iterator[None]:
     """Install every seam for the duration of the ``with`` block.
 
     ``service_client(region, service, role_arn)``: the boto3 client a state machine's service integration uses (moto's
     own ``boto_client_for`` signs every integration with one fixed key and ignores the execution's role).
+    ``aws_faults``: injected AWS errors answered before moto (:mod:`local.aws.faults`).
     """
+    from botocore import endpoint as botocore_endpoint  # noqa: PLC0415
+    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+    from botocore.compat import HTTPHeaders  # noqa: PLC0415
     from moto.awslambda import models as lambda_models  # noqa: PLC0415
+    from moto.core import botocore_stubber  # noqa: PLC0415
     from moto.events import models as events_models  # noqa: PLC0415
     from moto.events import utils as events_utils  # noqa: PLC0415
     from moto.kms import models as kms_models  # noqa: PLC0415
@@ -395,11 +417,24 @@ def patched_moto(
         translated = {**cloudformation_json, "Properties": properties}
         return original_kms_key_from_cfn(cls, resource_name, translated, *args, **kwargs)
 
+    original_stubber_call = botocore_stubber.BotocoreStubber.__call__
+
+    def stubber_call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        answer = aws_faults.answer(event_name) if aws_faults is not None and self.enabled else None
+        if answer is not None:
+            status, fields, body = answer
+            headers = HTTPHeaders()
+            for key, value in fields.items():
+                headers[key] = value
+            return AWSResponse(request.url, status, headers, botocore_stubber.MockRawResponse(body))
+        return original_stubber_call(self, event_name, request, **kwargs)
+
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(s3_models.FakeBucket, "get_permission", bucket_permission))
         if service_client is not None:
             for module in _boto_client_for_importers():
                 stack.enter_context(mock.patch.object(module, "boto_client_for", _integration_client(service_client)))
+        stack.enter_context(mock.patch.object(botocore_stubber.BotocoreStubber, "__call__", stubber_call))
         stack.enter_context(
             mock.patch.object(kms_models.Key, "create_from_cloudformation_json", classmethod(kms_key_from_cfn))
         )
@@ -410,6 +445,7 @@ def patched_moto(
         stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
         stack.enter_context(mock.patch.object(timestamp.Timestamp, "_get_wait_seconds", get_wait_seconds))
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ClockTimeModule(keeper)))
+        stack.enter_context(mock.patch.object(botocore_endpoint, "time", _ClockTimeModule(keeper)))
         stack.enter_context(mock.patch.object(state, "datetime", _ClockDatetimeModule(keeper, aws_isoformat=True)))
         stack.enter_context(
             mock.patch.object(execution_worker.ExecutionWorker, "_get_evaluation_environment", evaluation_environment)

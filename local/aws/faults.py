@@ -1,0 +1,115 @@
+"""AWS fault injection: make the next matching AWS API calls fail as the real service does under load.
+
+``cloud.aws_faults.add("dynamodb", "UpdateItem", times=3)`` answers the next three ``dynamodb:UpdateItem`` calls made
+by a handler with ``ThrottlingException`` (HTTP 400), in the service's own wire format, so botocore parses and
+retries them exactly as against AWS (its retry handler sleeps real seconds between attempts: keep ``times`` small
+or expect the handler to give up with ``AwsThrottledError``). ``function=`` limits a fault to one function
+(``AWS_LAMBDA_FUNCTION_NAME`` of the in-process invocation); by default faults only fire inside handlers, so the
+harness's own calls (starting executions, reading the ledger in a test) are never hit. ``code``/``status`` choose
+another error (``ProvisionedThroughputExceededException``, ``InternalServerError`` 500, ``ServiceUnavailable`` 503,
+SNS's ``Throttling``). ``cloud.aws_faults.calls`` records every call a handler made as ``(function, service,
+operation, failed)``.
+
+Seam: moto answers every mocked request in ``moto.core.botocore_stubber.BotocoreStubber.__call__``; the harness
+wraps it (``local/aws/seams.py``) and asks :meth:`AwsFaults.answer` first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+
+# Services that speak a JSON protocol (error code in ``__type``); the others answer XML (query/rest-xml).
+_JSON_SERVICES = frozenset(
+    {"dynamodb", "ecr", "events", "sfn", "lambda", "eks", "scheduler", "logs", "cloudwatch-logs"}
+)
+
+
+@dataclass
+class AwsFault:
+    service: str
+    operation: str | None = None
+    code: str = "ThrottlingException"
+    status: int = 400
+    message: str = "Rate exceeded"
+    times: int | None = 1
+    function: str | None = None
+    fired: int = 0
+
+    def matches(self, service: str, operation: str, function: str | None) -> bool:
+        if self.times is not None and self.fired >= self.times:
+            return False
+        if self.service != service or (self.operation is not None and self.operation != operation):
+            return False
+        return self.function is None or self.function == function
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    function: str | None
+    service: str
+    operation: str
+    failed: bool
+
+
+class AwsFaults:
+    """The cloud's AWS fault list; thread-safe (Parallel branches invoke handlers concurrently)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[AwsFault] = []
+        self.calls: list[AwsCall] = []
+
+    def add(
+        self,
+        service: str,
+        operation: str | None = None,
+        *,
+        code: str = "ThrottlingException",
+        status: int = 400,
+        message: str = "Rate exceeded",
+        times: int | None = 1,
+        function: str | None = None,
+    ) -> AwsFault:
+        if not 400 <= status <= 599:
+            raise ValueError(f"status {status}: an AWS error is a 4xx or 5xx")
+        fault = AwsFault(service, operation, code, status, message, times, function)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def answer(self, event_name: str) -> tuple[int, dict[str, str], bytes] | None:
+        """The error response for ``before-send.<service>.<Operation>``, or ``None`` to let moto answer."""
+        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        if function is None:
+            return None  # the harness's own call, not a handler's
+        _, service, operation = ([*event_name.split(".", 2), "", ""])[:3]
+        with self._lock:
+            fault = next((f for f in self._faults if f.matches(service, operation, function)), None)
+            if fault is not None:
+                fault.fired += 1
+            self.calls.append(AwsCall(function, service, operation, failed=fault is not None))
+        return None if fault is None else _error_response(service, fault)
+
+    def failed(self, service: str | None = None) -> list[AwsCall]:
+        with self._lock:
+            return [c for c in self.calls if c.failed and (service is None or c.service == service)]
+
+
+def _error_response(service: str, fault: AwsFault) -> tuple[int, dict[str, str], bytes]:
+    if service in _JSON_SERVICES:
+        body = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": fault.code}
+        return fault.status, headers, body
+    kind = "Receiver" if fault.status >= 500 else "Sender"
+    xml = (
+        f"<ErrorResponse><Error><Type>{kind}</Type><Code>{fault.code}</Code><Message>{fault.message}</Message>"
+        "</Error><RequestId>local-fault</RequestId></ErrorResponse>"
+    )
+    return fault.status, {"Content-Type": "text/xml"}, xml.encode()

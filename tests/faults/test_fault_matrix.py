@@ -1,0 +1,86 @@
+"""The fault matrix (issue 12): each scenario injects a fault into the local cloud during a real deploy and checks
+the invariants of ``conftest.assert_invariants`` afterwards."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from local.pipeline import Pipeline
+
+from .conftest import assert_invariants, function_name
+
+pytestmark = pytest.mark.e2e
+
+
+def planned_release(pipe: Pipeline, result: Any) -> str:
+    for event in pipe.cloud.history(result.arn):
+        if event.type == "TaskStateExited" and event.state_name == "PlanRelease":
+            output = event.details["output"]
+            output = json.loads(output) if isinstance(output, str) else output
+            return str(output["plan"]["release"]["release_id"])
+    raise AssertionError("no PlanRelease output")
+
+
+def test_an_api_server_503_on_the_smoke_proxy_get_is_retried_never_blamed_on_the_image(pipe: Pipeline) -> None:
+    """Scenario 4: the 503 is the API server's, not the service's /health answer: no rollback, no quarantine."""
+    pipe.first_release()
+    pipe.cluster.faults.add(verb="get", resource="services", status=503, times=3)
+
+    result = pipe.push_and_deploy("edc-service", "main-2")
+
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert result.states_entered().count("SmokeTest") == 1  # one state, retried inside it
+    digest = pipe.digests["edc-service"]
+    assert pipe.ledger.quarantined([digest]) == {}
+    new = planned_release(pipe, result)
+    lkg = pipe.ledger.last_known_good("staging")
+    assert lkg is not None
+    assert lkg.release_id == new
+    assert_invariants(pipe, result, new_release=new)
+
+
+def test_sns_failing_after_the_success_is_recorded_does_not_fail_the_deploy(pipe: Pipeline) -> None:
+    pipe.first_release()
+    record = function_name(pipe, "RecordFunction")
+    pipe.cloud.aws_faults.add("sns", "Publish", function=record, code="Throttling", times=None)
+
+    result = pipe.push_and_deploy("edc-service", "main-2")
+
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert pipe.cloud.aws_faults.failed("sns")
+    assert_invariants(pipe, result, new_release=planned_release(pipe, result))
+
+
+@pytest.mark.parametrize("service", ["dynamodb", "ecr", "sns"])
+def test_throttling_on_every_first_call_of_a_service_is_retried_to_success(pipe: Pipeline, service: str) -> None:
+    pipe.first_release()
+    # every handler's calls to the service are throttled three times in a row, then answered
+    pipe.cloud.aws_faults.add(service, times=3)
+
+    result = pipe.push_and_deploy("edc-service", "main-2")
+
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert len(pipe.cloud.aws_faults.failed(service)) == 3
+    assert_invariants(pipe, result, new_release=planned_release(pipe, result))
+
+
+def test_a_five_minute_api_server_outage_at_apply_is_waited_out(pipe: Pipeline) -> None:
+    """Scenario 7: the apply's retries wait out 5 minutes of 503s (simulated time) and the deploy goes on."""
+    pipe.first_release()
+    started = pipe.cloud.clock.now()
+    fault = pipe.cluster.faults.add(status=503, times=None)  # every resource request fails
+
+    def heal_after_five_minutes(now: float) -> None:
+        if now - started >= 300 and fault.times is None:
+            fault.times = fault.fired  # exhausted from now on: the API server is back
+
+    pipe.cloud.clock.subscribe(heal_after_five_minutes)
+    result = pipe.push_and_deploy("edc-service", "main-2", timeout=180)
+
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert fault.fired > 1
+    assert pipe.cloud.clock.now() - started >= 300
+    assert_invariants(pipe, result, new_release=planned_release(pipe, result))
