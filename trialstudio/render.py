@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, ClassVar, Protocol, TextIO
 
 from controlplane.models.release import LastKnownGood, ReleaseRecord
 
@@ -148,57 +148,86 @@ class Follower:
             return ""
         if isinstance(output.get("Payload"), dict):  # the lambda:invoke integration wraps the handler's result
             output = output["Payload"]
-        if "applied" in output:
-            self.workloads = len(output.get("workloads") or [])
-            pruned = f", pruned {output['pruned']}" if output.get("pruned") else ""
-            return f"applied {output['applied']} objects{pruned} ({output.get('release_id')})"
-        if "healthy" in output:
-            pending = output.get("pending") or []
-            total = self.workloads or len(pending)
-            rolled = f"{total - len(pending)}/{total} workloads rolled out"
-            if output["healthy"]:
-                return rolled
-            waiting = _workload_names(pending) if len(pending) <= 2 else f"{len(pending)} workloads"
-            return f"{rolled}, waiting for {waiting}"
-        if "passed" in output:
-            return f"smoke tests passed: {len(output['passed'])} services"
-        if "message" in output and "outcome" in output:  # the record steps
-            release, outcome = output.get("release_id"), output["outcome"]
-            if outcome == "succeeded":
-                return f"{release} recorded as last known-good"
-            if outcome == "rolled_back":
-                return f"{release} recorded failed; rolled back to {self.rollback_target}"
-            if outcome == "restored":
-                return f"rolled back to {release}, now last known-good"
-            return f"{release} recorded {outcome}"
-        if "owner" in output and "outcome" in output:
-            return f"lock on {output.get('environment')} {str(output['outcome']).lower()}"
-        if "released" in output:
-            return "lock released" if output["released"] else "lock was not held"
-        if "action" in output:  # the plan
-            release = (output.get("release") or {}).get("release_id")
-            changed = output.get("changed") or {}
-            if output["action"] != "deploy":
-                return f"nothing to deploy: {output.get('reason')}"
-            if len(changed) > 2:
-                return f"{release}: {len(changed)} services changed"
-            names = ", ".join(f"{s}@{digest12(d)}" for s, d in sorted(changed.items()))
-            return f"{release}: {names}"
-        if "frozen" in output:
-            if output["frozen"]:
-                return f"frozen: {output.get('window_reason')}" + (" (forced)" if output.get("forced") else "")
-            return "no freeze window"
-        if "scans" in output:
-            return f"{len(output['scans'])} image(s) scanned: {output.get('status')}"
-        if "results" in output:  # promotion tags
-            tagged = sum(1 for r in output["results"] if r.get("outcome") == "TAGGED")
-            return f"{tagged} tags written, {len(output['results']) - tagged} unchanged"
-        if "found" in output:  # the rollback target
-            if not output["found"]:
-                return f"no rollback target: {output.get('reason')}"
-            self.rollback_target = (output.get("release") or {}).get("release_id")
-            return f"target {self.rollback_target}"
+        for keys, summarise in self._SHAPES:
+            if all(key in output for key in keys):
+                return summarise(self, output)
         return ""
+
+    def _applied(self, output: dict[str, Any]) -> str:
+        self.workloads = len(output.get("workloads") or [])
+        pruned = f", pruned {output['pruned']}" if output.get("pruned") else ""
+        return f"applied {output['applied']} objects{pruned} ({output.get('release_id')})"
+
+    def _health(self, output: dict[str, Any]) -> str:
+        pending = output.get("pending") or []
+        total = self.workloads or len(pending)
+        rolled = f"{total - len(pending)}/{total} workloads rolled out"
+        if output["healthy"]:
+            return rolled
+        waiting = _workload_names(pending) if len(pending) <= 2 else f"{len(pending)} workloads"
+        return f"{rolled}, waiting for {waiting}"
+
+    def _smoke(self, output: dict[str, Any]) -> str:
+        return f"smoke tests passed: {len(output['passed'])} services"
+
+    def _recorded(self, output: dict[str, Any]) -> str:
+        release, outcome = output.get("release_id"), output["outcome"]
+        wording = {
+            "succeeded": f"{release} recorded as last known-good",
+            "rolled_back": f"{release} recorded failed; rolled back to {self.rollback_target}",
+            "restored": f"rolled back to {release}, now last known-good",
+        }
+        return wording.get(str(outcome), f"{release} recorded {outcome}")
+
+    def _lock(self, output: dict[str, Any]) -> str:
+        return f"lock on {output.get('environment')} {str(output['outcome']).lower()}"
+
+    def _released(self, output: dict[str, Any]) -> str:
+        return "lock released" if output["released"] else "lock was not held"
+
+    def _plan(self, output: dict[str, Any]) -> str:
+        release = (output.get("release") or {}).get("release_id")
+        changed = output.get("changed") or {}
+        if output["action"] != "deploy":
+            return f"nothing to deploy: {output.get('reason')}"
+        if len(changed) > 2:
+            return f"{release}: {len(changed)} services changed"
+        names = ", ".join(f"{s}@{digest12(d)}" for s, d in sorted(changed.items()))
+        return f"{release}: {names}"
+
+    def _freeze(self, output: dict[str, Any]) -> str:
+        if output["frozen"]:
+            return f"frozen: {output.get('window_reason')}" + (" (forced)" if output.get("forced") else "")
+        return "no freeze window"
+
+    def _scans(self, output: dict[str, Any]) -> str:
+        return f"{len(output['scans'])} image(s) scanned: {output.get('status')}"
+
+    def _promoted(self, output: dict[str, Any]) -> str:
+        tagged = sum(1 for r in output["results"] if r.get("outcome") == "TAGGED")
+        return f"{tagged} tags written, {len(output['results']) - tagged} unchanged"
+
+    def _target(self, output: dict[str, Any]) -> str:
+        if not output["found"]:
+            return f"no rollback target: {output.get('reason')}"
+        self.rollback_target = (output.get("release") or {}).get("release_id")
+        return f"target {self.rollback_target}"
+
+    # The first shape whose keys are all in a step's output names it (order matters: the record steps carry
+    # "outcome" and "message", the lock steps "outcome" and "owner").
+    _SHAPES: ClassVar[tuple[tuple[tuple[str, ...], Callable[[Follower, dict[str, Any]], str]], ...]] = (
+        (("applied",), _applied),
+        (("healthy",), _health),
+        (("passed",), _smoke),
+        (("message", "outcome"), _recorded),
+        (("owner", "outcome"), _lock),
+        (("released",), _released),
+        (("action",), _plan),  # the plan
+        (("frozen",), _freeze),
+        (("scans",), _scans),
+        (("results",), _promoted),  # promotion tags
+        (("found",), _target),  # the rollback target
+    )
 
 
 # -- after the fact --------------------------------------------------------------------------------------------------

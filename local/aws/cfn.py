@@ -216,6 +216,18 @@ class CfnFaults:
 
     def _create_skipped(self, stack: Any, resources: dict[str, Any], event: Any) -> Resolver:
         handled = {k: v for k, v in resources.items() if v.get("Type") in _HANDLED_SKIPPED}
+        resolver = self._resolver_for(stack, resources)
+        for logical, body in handled.items():
+            if body["Type"] == "AWS::EKS::Cluster":
+                self._create_cluster(stack, logical, body, resolver, event)
+        for logical, body in handled.items():
+            if body["Type"] == "AWS::EKS::Nodegroup":
+                self._create_nodegroup(logical, body, resolver, event)
+        self._create_access_entries(resources, resolver)
+        return resolver
+
+    def _resolver_for(self, stack: Any, resources: dict[str, Any]) -> Resolver:
+        """A resolver with the stack's parameters and the physical ids of the resources moto did create."""
         cloud = self._cloud
         parameters = dict(getattr(stack.resource_map, "resolved_parameters", {}) or {})
         resolver = Resolver(pseudo=Pseudo(cloud.region, cloud.account_id, stack.name), parameters=parameters)
@@ -226,71 +238,72 @@ class CfnFaults:
                 continue
             if physical is not None:
                 resolver.refs[logical] = getattr(physical, "physical_resource_id", logical)
-        eks = cloud.client("eks")
-        for logical, body in handled.items():
-            if body["Type"] != "AWS::EKS::Cluster":
-                continue
-            props = _resolve_lenient(resolver, body.get("Properties") or {})
-            name = str(props.get("Name") or f"{stack.name}-{logical}")
-            if name not in eks.list_clusters()["clusters"]:
-                vpc = props.get("ResourcesVpcConfig") or {}
-                subnets = [s for s in vpc.get("SubnetIds", []) if isinstance(s, str)] or ["subnet-local-a"]
-                eks.create_cluster(
-                    name=name,
-                    version=str(props.get("Version", "1.31")),
-                    roleArn=_arn_or(props.get("RoleArn"), f"arn:aws:iam::{cloud.account_id}:role/{name}-cluster"),
-                    resourcesVpcConfig={"subnetIds": subnets},
-                )
-            resolver.refs[logical] = name
-            event(logical, "AWS::EKS::Cluster", "CREATE_COMPLETE", physical=name)
-            emulator = self._bound.get(name) or cloud.cluster
-            if emulator is not None:
-                cloud.register_cluster(name, emulator)
-            described = eks.describe_cluster(name=name)["cluster"]
-            resolver.attrs[logical] = {
-                "Arn": f"arn:aws:eks:{cloud.region}:{cloud.account_id}:cluster/{name}",
-                "Endpoint": described.get("endpoint", ""),
-                "CertificateAuthorityData": (described.get("certificateAuthority") or {}).get("data", ""),
-                "ClusterSecurityGroupId": f"sg-{name}-cluster",
-                "OpenIdConnectIssuerUrl": f"https://oidc.eks.{cloud.region}.amazonaws.com/id/{name.upper()}",
-            }
-        for logical, body in handled.items():
-            if body["Type"] != "AWS::EKS::Nodegroup":
-                continue
-            props = _resolve_lenient(resolver, body.get("Properties") or {})
-            cluster_name = str(props.get("ClusterName"))
-            group = str(props.get("NodegroupName") or logical)
-            scaling = props.get("ScalingConfig") or {}
-            desired = int(scaling.get("DesiredSize", 2))
-            instance_type = str((props.get("InstanceTypes") or ["m6i.large"])[0])
-            labels = {str(k): str(v) for k, v in (props.get("Labels") or {}).items()}
-            taints = [{k.lower(): str(v) for k, v in t.items()} for t in props.get("Taints") or []]
-            capacity_type = str(props.get("CapacityType") or "ON_DEMAND")
-            eks.create_nodegroup(
-                clusterName=cluster_name,
-                nodegroupName=group,
-                scalingConfig={
-                    "minSize": int(scaling.get("MinSize", 1)),
-                    "maxSize": int(scaling.get("MaxSize", max(desired, 1))),
-                    "desiredSize": desired,
-                },
-                instanceTypes=[instance_type],
-                nodeRole=_arn_or(props.get("NodeRole"), f"arn:aws:iam::{cloud.account_id}:role/{cluster_name}-nodes"),
-                subnets=[s for s in props.get("Subnets", []) if isinstance(s, str)] or ["subnet-local-a"],
-                labels=labels,
-                taints=taints,
-                capacityType=capacity_type,
-            )
-            event(logical, "AWS::EKS::Nodegroup", "CREATE_COMPLETE", physical=f"{cluster_name}/{group}")
-            resolver.refs[logical] = f"{cluster_name}/{group}"
-            resolver.attrs[logical] = {"NodegroupName": group, "ClusterName": cluster_name}
-            emulator = self._bound.get(cluster_name) or cloud.cluster
-            if emulator is not None:
-                emulator.nodes.set_group(
-                    group, desired, instance_type, labels=labels, taints=taints, capacity_type=capacity_type
-                )
-        self._create_access_entries(resources, resolver)
         return resolver
+
+    def _create_cluster(self, stack: Any, logical: str, body: dict[str, Any], resolver: Resolver, event: Any) -> None:
+        """``AWS::EKS::Cluster``: a moto EKS cluster, bound to the emulator, with the attributes EKS returns."""
+        cloud = self._cloud
+        eks = cloud.client("eks")
+        props = _resolve_lenient(resolver, body.get("Properties") or {})
+        name = str(props.get("Name") or f"{stack.name}-{logical}")
+        if name not in eks.list_clusters()["clusters"]:
+            vpc = props.get("ResourcesVpcConfig") or {}
+            subnets = [s for s in vpc.get("SubnetIds", []) if isinstance(s, str)] or ["subnet-local-a"]
+            eks.create_cluster(
+                name=name,
+                version=str(props.get("Version", "1.31")),
+                roleArn=_arn_or(props.get("RoleArn"), f"arn:aws:iam::{cloud.account_id}:role/{name}-cluster"),
+                resourcesVpcConfig={"subnetIds": subnets},
+            )
+        resolver.refs[logical] = name
+        event(logical, "AWS::EKS::Cluster", "CREATE_COMPLETE", physical=name)
+        emulator = self._bound.get(name) or cloud.cluster
+        if emulator is not None:
+            cloud.register_cluster(name, emulator)
+        described = eks.describe_cluster(name=name)["cluster"]
+        resolver.attrs[logical] = {
+            "Arn": f"arn:aws:eks:{cloud.region}:{cloud.account_id}:cluster/{name}",
+            "Endpoint": described.get("endpoint", ""),
+            "CertificateAuthorityData": (described.get("certificateAuthority") or {}).get("data", ""),
+            "ClusterSecurityGroupId": f"sg-{name}-cluster",
+            "OpenIdConnectIssuerUrl": f"https://oidc.eks.{cloud.region}.amazonaws.com/id/{name.upper()}",
+        }
+
+    def _create_nodegroup(self, logical: str, body: dict[str, Any], resolver: Resolver, event: Any) -> None:
+        """``AWS::EKS::Nodegroup``: a moto node group whose labels, taints and capacity type reach the emulator."""
+        cloud = self._cloud
+        props = _resolve_lenient(resolver, body.get("Properties") or {})
+        cluster_name = str(props.get("ClusterName"))
+        group = str(props.get("NodegroupName") or logical)
+        scaling = props.get("ScalingConfig") or {}
+        desired = int(scaling.get("DesiredSize", 2))
+        instance_type = str((props.get("InstanceTypes") or ["m6i.large"])[0])
+        labels = {str(k): str(v) for k, v in (props.get("Labels") or {}).items()}
+        taints = [{k.lower(): str(v) for k, v in t.items()} for t in props.get("Taints") or []]
+        capacity_type = str(props.get("CapacityType") or "ON_DEMAND")
+        cloud.client("eks").create_nodegroup(
+            clusterName=cluster_name,
+            nodegroupName=group,
+            scalingConfig={
+                "minSize": int(scaling.get("MinSize", 1)),
+                "maxSize": int(scaling.get("MaxSize", max(desired, 1))),
+                "desiredSize": desired,
+            },
+            instanceTypes=[instance_type],
+            nodeRole=_arn_or(props.get("NodeRole"), f"arn:aws:iam::{cloud.account_id}:role/{cluster_name}-nodes"),
+            subnets=[s for s in props.get("Subnets", []) if isinstance(s, str)] or ["subnet-local-a"],
+            labels=labels,
+            taints=taints,
+            capacityType=capacity_type,
+        )
+        event(logical, "AWS::EKS::Nodegroup", "CREATE_COMPLETE", physical=f"{cluster_name}/{group}")
+        resolver.refs[logical] = f"{cluster_name}/{group}"
+        resolver.attrs[logical] = {"NodegroupName": group, "ClusterName": cluster_name}
+        emulator = self._bound.get(cluster_name) or cloud.cluster
+        if emulator is not None:
+            emulator.nodes.set_group(
+                group, desired, instance_type, labels=labels, taints=taints, capacity_type=capacity_type
+            )
 
     def _create_access_entries(self, resources: dict[str, Any], resolver: Resolver) -> None:
         """``AWS::EKS::AccessEntry``: the emulator maps the principal as EKS would (a principal that is not an ARN,
