@@ -28,7 +28,7 @@ from local.aws.eks_access import (
 )
 from local.aws.eventbridge import envelope, target_input
 from local.aws.faults import AwsFaults
-from local.aws.lambdas import FunctionSpec, InvocationResult, LambdaRuntime
+from local.aws.lambdas import FunctionSpec, InvocationResult, LambdaRuntime, environ
 from local.aws.provision import EventSource, Provisioner, Resource
 from local.aws.seams import patched_moto, pattern_matches
 from local.aws.template import Pseudo, Resolver, TemplateError, creation_order, load_template, resolve_parameters
@@ -329,17 +329,8 @@ class LocalCloud:
             "AWS_SESSION_TOKEN": creds.session_token,
             "AWS_SECURITY_TOKEN": creds.session_token,
         }
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
-            with self._router.use(self.iam.session(creds)):
-                yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
+        with environ(values), self._router.use(self.iam.session(creds)):
+            yield
 
     def caller_arn(self, access_key_id: str) -> str | None:
         """What STS ``GetCallerIdentity`` returns for the access key (None: STS does not know the key).

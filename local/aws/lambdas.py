@@ -289,6 +289,13 @@ def _environment(spec: FunctionSpec) -> Iterator[None]:
         }
     )
     values.update({k: str(v) for k, v in spec.environment.items()})
+    with environ(values):
+        yield
+
+
+@contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in ``os.environ`` for the duration, then each variable as it was (unset if it was unset)."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
