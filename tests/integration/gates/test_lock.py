@@ -113,6 +113,40 @@ def test_five_rapid_pushes_of_one_service_coalesce_to_the_newest_digest(deploy_m
     assert [(p.service, p.reference) for p in result.follow_up.pushes] == [("edc-service", D[0])]  # 10:00:04 wins
 
 
+def test_two_pushes_of_one_service_in_the_same_second_are_ordered_by_arrival_and_none_is_dropped(
+    deploy_machine: str,
+) -> None:
+    holder = start(deploy_machine, "holder")
+    acquire(holder, ecr_push("api-gateway", D[6], time="2025-11-26T09:59:00Z"))
+    first = ecr_push("edc-service", D[0], time="2025-11-26T10:00:00Z")
+    second = ecr_push("edc-service", D[1], time="2025-11-26T10:00:00Z")  # the event time has one-second resolution
+
+    assert acquire(start(deploy_machine, "a"), first).outcome is LockOutcome.QUEUED
+    assert acquire(start(deploy_machine, "b"), second).outcome is LockOutcome.QUEUED
+    record = table().read("staging")
+    assert record is not None
+    assert record.pending["edc-service"].reference == D[1]  # the later arrival is newer, not dropped
+    # EventBridge delivers at least once: the first event again keeps its number and does not replace the second
+    assert acquire(start(deploy_machine, "a-again"), first).outcome is LockOutcome.QUEUED
+    again = table().read("staging")
+    assert again is not None
+    assert again.pending["edc-service"].reference == D[1]
+
+    result = release_lock(ReleaseLockInput(environment="staging", owner=holder, now=T0))
+    assert result.follow_up is not None
+    assert [(p.service, p.reference) for p in result.follow_up.pushes] == [("edc-service", D[1])]
+
+
+def test_sequences_are_distinct_per_request_and_stable_for_the_same_request(deploy_machine: str) -> None:
+    del deploy_machine
+    at_s = int(T0.timestamp())
+    numbers = [table().sequence_for("staging", request_id=f"evt-{i}", at_s=at_s) for i in range(5)]
+    assert numbers == sorted(set(numbers))
+    assert all(n // 1_000_000 == at_s for n in numbers)
+    assert table().sequence_for("staging", request_id="evt-2", at_s=at_s + 60) == numbers[2]
+    assert table().sequence_for("staging", request_id="evt-9", at_s=at_s - 1) < numbers[0]  # an older second
+
+
 def test_a_push_older_than_the_one_being_deployed_is_not_queued_again(deploy_machine: str) -> None:
     holder = start(deploy_machine, "holder")
     acquire(holder, ecr_push("edc-service", D[1], time="2025-11-26T10:00:05Z"))

@@ -10,6 +10,13 @@ write on one item:
   ``pending`` only if it is newer than both the pending and the carried push of its service, so an older push
   (or a duplicate delivery of the same one) never overwrites a newer one.
 
+"Newer" is the push's ``sequence``, which the control plane assigns (:meth:`LockTable.sequence_for`): the second the
+push happened, then the order in which the control plane received it, from an atomic per-environment counter
+(``ENV#<environment>`` / ``SEQUENCE``, ``UpdateItem ADD``). The event's one-second ``time`` alone is shared by two
+pushes of one second (the newer one was dropped); arrival alone would let a late-delivered older push replace a
+newer one. The number is remembered per request (``ENV#<environment>`` / ``REQUEST#<event id or execution>``), so a
+redelivered event or a retried step gets the number it got the first time, never a newer one.
+
 Releasing: with nothing pending the item is deleted (condition: still the owner, version unchanged); with pushes
 pending, ownership moves to a follow-up execution of the same state machine (deterministic name), ``pending``
 becomes its ``carried``, and the follow-up is started. A push that lands between the read and the write bumps the
@@ -51,6 +58,8 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 _ATTEMPTS = 8
+SEQUENCE_SLOTS = 1_000_000
+"""Pushes distinguishable within one second (the counter modulo this); keeps sequences below 2**53 (JSON-safe)."""
 
 ExecutionStatus = Callable[[str], "str | None"]
 """``execution ARN -> status`` (RUNNING, SUCCEEDED, ...), ``None`` when the execution does not exist."""
@@ -62,6 +71,14 @@ def lock_key(environment: str) -> Key:
 
 def _pushes(pushes: Mapping[str, Push]) -> dict[str, Any]:
     return {s: p.model_dump(mode="json") for s, p in pushes.items()}
+
+
+def sequence_key(environment: str) -> Key:
+    return environment_key(environment, "SEQUENCE")
+
+
+def request_key(environment: str, request_id: str) -> Key:
+    return environment_key(environment, f"REQUEST#{request_id}")
 
 
 # The attributes a change of owner rewrites (take-over of an orphan, hand-off to a follow-up).
@@ -89,6 +106,32 @@ class LockTable(Items):
         return LockRecord.model_validate(data | {"environment": environment})
 
     # ----------------------------------------------------------------------------------------------------- writes
+    def sequence_for(self, environment: str, *, request_id: str, at_s: int) -> int:
+        """The sequence of request ``request_id`` (an event id or an execution ARN) made at epoch second ``at_s``:
+        ``at_s * 10**6 + arrival counter`` (see the module docstring); the same number for the same request."""
+        counted = self.table.update(
+            sequence_key(environment),
+            Condition(
+                "SET #kind = :kind ADD #value :one",
+                names={"#kind": "kind", "#value": "value"},
+                values={":kind": "sequence", ":one": 1},
+            ),
+            return_new=True,
+        )
+        assert counted is not None  # return_new
+        candidate = at_s * SEQUENCE_SLOTS + int(counted["value"]) % SEQUENCE_SLOTS
+        stored = self.table.update(
+            request_key(environment, request_id),
+            Condition(
+                "SET #seq = if_not_exists(#seq, :seq), #kind = :kind",
+                names={"#seq": "sequence", "#kind": "kind"},
+                values={":seq": candidate, ":kind": "push_sequence"},
+            ),
+            return_new=True,
+        )
+        assert stored is not None  # return_new
+        return int(stored["sequence"])
+
     def _update(self, environment: str, update: Condition, condition: Condition) -> bool:
         """One conditional UpdateItem; ``False`` when its condition does not hold."""
         try:

@@ -13,6 +13,7 @@ One table holds everything the control plane remembers, under natural keys (``pk
 ``DIGEST#<digest>``                    ``QUARANTINE``                                  ``aws.ledger``
 ``ENV#<environment>``                  ``LAST_KNOWN_GOOD``                             ``aws.ledger``
 ``ENV#<environment>``                  ``LOCK``                                        ``aws.lock``
+``ENV#<environment>``                  ``SEQUENCE``, ``REQUEST#<request id>``          ``aws.lock``
 ``ENV#<environment>``                  ``FREEZE_OVERRIDE#<release id>``                ``aws.freeze``
 ``ENV#<environment>``                  ``STACK#<stack name>``                          ``aws.provision``
 ``ENV#<environment>``                  ``OFFHOURS``, ``STAY_AWAKE``, ``OFFHOURS#...``  ``aws.offhours``

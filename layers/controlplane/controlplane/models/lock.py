@@ -20,7 +20,8 @@ from controlplane.models.release import Environment, ServiceName
 class Push(StrictModel):
     """A requested image waiting to be deployed: a digest (or, from the console, a tag resolved when planned).
 
-    ``sequence`` orders the pushes of one service: the larger one is newer (event time in epoch milliseconds).
+    ``sequence`` orders the pushes of one service: the larger one is newer. The control plane assigns it from an
+    atomic per-environment counter as the request arrives (never from the event's one-second ``time``).
     """
 
     service: ServiceName

@@ -89,11 +89,6 @@ class EcrPushEvent(AwsModel):
     resources: list[Annotated[str, Field(max_length=2048)]] = Field(default_factory=list, max_length=20)
     detail: EcrImageActionDetail
 
-    @property
-    def sequence(self) -> int:
-        """Orders pushes of one service: the event time in epoch milliseconds."""
-        return int(self.time.timestamp() * 1000)
-
     def service_name(self) -> str:
         """The platform service the pushed repository belongs to; :class:`PlanError` for a repository we do not own."""
         try:

@@ -1,9 +1,11 @@
 """AcquireLock / ReleaseLock of the deploy (and rollback) state machines, and the lock release after an execution
-that ended without reaching ReleaseLock (aborted, timed out: the "Execution Status Change" event)."""
+that ended without reaching ReleaseLock or whose hand-off still owes a follow-up (the "Execution Status Change"
+event, every end)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from controlplane.aws import ecr, lock, signing
@@ -24,8 +26,12 @@ from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import get_settings
 
 
-def pushes_of(raw: Any, *, started_at_ms: int, execution_arn: str) -> tuple[str, list[Push]]:
-    """The environment and pushes an execution input asks for (ECR event: event time orders; console: start time).
+def pushes_of(
+    raw: Any, *, execution_arn: str, started_at: datetime, sequence: Callable[[str, datetime], int]
+) -> tuple[str, list[Push]]:
+    """The environment and pushes an execution input asks for; ``sequence(request id, at)`` numbers them (called
+    once, only when there is something of ours to order): an ECR event by its id and time, a console request by
+    its execution and the execution's start.
 
     Everything PlanRelease would refuse about the input itself is refused here, before the lock is written: the
     grammar, another environment, an unsigned ``force``, an ECR event whose digest is not in ECR.
@@ -42,7 +48,8 @@ def pushes_of(raw: Any, *, started_at_ms: int, execution_arn: str) -> tuple[str,
             key_id=settings.decision_key_id,
             region=settings.region,
         )
-        return environment, [Push(service=s, reference=r, sequence=started_at_ms) for s, r in request.services.items()]
+        number = sequence(execution_arn, started_at)
+        return environment, [Push(service=s, reference=r, sequence=number) for s, r in request.services.items()]
     if environment != settings.environment:
         return environment, []  # another environment's push: skipped, whatever its repository
     service = request.service_name()
@@ -55,7 +62,8 @@ def pushes_of(raw: Any, *, started_at_ms: int, execution_arn: str) -> tuple[str,
         )
     except PlanError as exc:
         raise InputValidationError(f"detail.image-digest: {exc}") from None
-    return environment, [Push(service=service, reference=request.detail.image_digest, sequence=request.sequence)]
+    number = sequence(request.id, request.time)
+    return environment, [Push(service=service, reference=request.detail.image_digest, sequence=number)]
 
 
 def acquire_lock(event: AcquireLockInput) -> LockResult:
@@ -65,8 +73,14 @@ def acquire_lock(event: AcquireLockInput) -> LockResult:
     gates = settings.gates
     owner = event.owner or event.execution_arn
     if event.purpose is LockPurpose.DEPLOY:
+        table = lock.LockTable(settings.ledger_table_name, region=settings.region)
         environment, pushes = pushes_of(
-            event.input, started_at_ms=int(event.started_at.timestamp() * 1000), execution_arn=event.execution_arn
+            event.input,
+            execution_arn=event.execution_arn,
+            started_at=event.started_at,
+            sequence=lambda request_id, at_: table.sequence_for(
+                settings.environment, request_id=request_id, at_s=int(at_.timestamp())
+            ),
         )
         if environment != settings.environment:
             return LockResult(outcome=LockOutcome.SKIPPED, environment=settings.environment, owner=owner)
@@ -105,7 +119,8 @@ def release_lock(event: ReleaseLockInput) -> ReleaseLockResult:
 
 
 def release_lock_after_execution(event: Mapping[str, Any]) -> ReleaseLockResult | None:
-    """EventBridge "Step Functions Execution Status Change" (ABORTED, TIMED_OUT, FAILED): release what it held."""
+    """EventBridge "Step Functions Execution Status Change" (every end: SUCCEEDED, FAILED, TIMED_OUT, ABORTED):
+    release what the execution still held, or start the follow-up its hand-off promised."""
     detail = event.get("detail") or {}
     arn, status = str(detail.get("executionArn", "")), str(detail.get("status", ""))
     if not arn or status == "RUNNING":
