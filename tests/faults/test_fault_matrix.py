@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from controlplane.aws.lock import LockTable
 
-from local.pipeline import Pipeline
+from local.pipeline import REGION, Pipeline
 
 from .conftest import assert_invariants, function_name
 
@@ -39,6 +40,51 @@ def test_an_api_server_503_on_the_smoke_proxy_get_is_retried_never_blamed_on_the
     lkg = pipe.ledger.last_known_good("staging")
     assert lkg is not None
     assert lkg.release_id == new
+    assert_invariants(pipe, result, new_release=new)
+
+
+def test_a_lock_release_that_fails_through_its_retries_never_ends_deployed(pipe: Pipeline) -> None:
+    """Scenario 5: the lock write fails after the success is recorded: LockNotReleased, and the execution-status
+    rule (which covers every end) frees the lock afterwards."""
+    pipe.first_release()
+    release_lock = function_name(pipe, "ReleaseLockFunction")
+    pipe.cloud.aws_faults.add("dynamodb", function=release_lock, times=None)
+
+    result = pipe.push_and_deploy("edc-service", "main-2")
+
+    assert result.status == "FAILED"
+    assert result.error == "AwsThrottledError"
+    assert "dynamodb" in result.cause
+    assert "LockNotReleased" in result.states_entered()
+    assert "Deployed" not in result.states_entered()
+    new = planned_release(pipe, result)
+    lkg = pipe.ledger.last_known_good("staging")
+    assert lkg is not None
+    assert lkg.release_id == new  # the success itself was recorded
+    table = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION)
+    held = table.read("staging")
+    assert held is not None
+    assert held.owner == result.arn
+
+    pipe.cloud.aws_faults.clear()
+    pipe.cloud.deliver_event(
+        {
+            "version": "0",
+            "id": "status-1",
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": "123456789012",
+            "time": "2026-12-01T00:00:00Z",
+            "region": REGION,
+            "resources": [result.arn],
+            "detail": {
+                "executionArn": result.arn,
+                "stateMachineArn": str(pipe.cloud.arn("DeployStateMachine")),
+                "status": "FAILED",
+            },
+        }
+    )
+    assert table.read("staging") is None
     assert_invariants(pipe, result, new_release=new)
 
 
