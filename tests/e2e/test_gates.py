@@ -14,6 +14,7 @@ from controlplane import platform
 from controlplane.aws.freeze import read_override
 from controlplane.aws.lock import LockTable
 from controlplane.models.lock import LockRequest
+from controlplane.models.release import ReleaseStatus
 
 from local.pipeline import CLUSTER_NAME, TEMPLATE, Pipeline, create_repositories, parameters, pipeline
 from tests.eventually import eventually
@@ -95,8 +96,12 @@ def test_the_lock_is_released_after_a_failed_deploy_and_the_next_deploy_runs(pip
         pipe.deliver(pipe.push_event("clinical-trials/edc-service", digest, "main-2"))[0]
     )
     assert failed.status == "FAILED"
-    assert failed.states_entered()[-3:] == ["ReleaseLock", "HowItEnded", "Rejected"]
+    assert failed.states_entered()[-4:] == ["RecordRefused", "ReleaseLock", "HowItEnded", "Rejected"]
     assert lock_of(pipe) is None
+    [refused] = [r for r in pipe.releases("staging") if r.images["edc-service"] == digest]
+    assert refused.status is ReleaseStatus.REFUSED  # never left "planned"
+    assert refused.cause is not None
+    assert "ScanBlockedError" in refused.cause
 
     result = pipe.push_and_deploy("analytics-service", "main-3")
     assert result.status == "SUCCEEDED", result.cause

@@ -20,7 +20,7 @@ handover keeps). This is the server-side apply ownership transfer of the Kuberne
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +68,13 @@ def apply_objects(
     release_id: str,
     dry_run: bool = False,
     force: bool = True,
+    before_first_write: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Server-side apply ``objects`` in the given order, each annotated with ``release_id``.
+
+    ``before_first_write`` is called once, after the API server first answered and before the first request that
+    can change the cluster (so a caller can record that the cluster is about to change; an outage from the start
+    leaves it uncalled).
 
     ``force`` takes over fields another manager owns (the control plane is the source of truth); without it an
     ownership conflict raises ``KubernetesConflictError`` naming the fields. ``dry_run`` asks the server to
@@ -78,7 +83,15 @@ def apply_objects(
     """
     _check_owned(objects)
     dyn = dynamic_client(api)
-    return _apply(dyn, _LiveIndex(dyn), objects, release_id=release_id, dry_run=dry_run, force=force)
+    return _apply(
+        dyn,
+        _LiveIndex(dyn),
+        objects,
+        release_id=release_id,
+        dry_run=dry_run,
+        force=force,
+        before_first_write=before_first_write,
+    )
 
 
 def apply_and_prune(
@@ -90,6 +103,7 @@ def apply_and_prune(
     kinds: Iterable[tuple[str, str]],
     allow: Iterable[str] = frozenset(),
     force: bool = True,
+    before_first_write: Callable[[], None] | None = None,
 ) -> tuple[ApplyResult, list[ObjectRef]]:
     """:func:`apply_objects`, then :func:`prune` what left the release, from one listing of the owned objects.
 
@@ -100,7 +114,9 @@ def apply_and_prune(
     _check_owned(objects)
     dyn = dynamic_client(api)
     live = _LiveIndex(dyn)
-    result = _apply(dyn, live, objects, release_id=release_id, dry_run=False, force=force)
+    result = _apply(
+        dyn, live, objects, release_id=release_id, dry_run=False, force=force, before_first_write=before_first_write
+    )
     candidates = live.owned(namespaces, kinds)
     deleted = _delete_unkept(dyn, candidates, keep=[ObjectRef.of(o) for o in objects], allow=allow)
     return result, deleted
@@ -114,14 +130,20 @@ def _apply(
     release_id: str,
     dry_run: bool,
     force: bool,
+    before_first_write: Callable[[], None] | None = None,
 ) -> ApplyResult:
     crd_kinds = _kinds_defined_by_crds(objects)
     applied: list[AppliedObject] = []
+    pending_hook = None if dry_run else before_first_write
     for obj in objects:
         ref = ObjectRef.of(obj)
         with translate_errors(ref):
             resource = _resource(dyn, ref, crd_kinds)
             before = live.get(resource, ref)
+        if pending_hook is not None:
+            pending_hook()
+            pending_hook = None
+        with translate_errors(ref):
             body = _with_release(obj, release_id)
             kept = _replicas_to_hand_over(body, before)
             if kept is not None:

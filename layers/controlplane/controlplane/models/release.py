@@ -187,6 +187,8 @@ class ReleaseStatus(StrEnum):
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
+    REFUSED = "refused"
+    """A gate refused the release before anything was written to the cluster (freeze, scan, approval, ...)."""
 
 
 class ReleaseRecord(StrictModel):
@@ -207,6 +209,10 @@ class ReleaseRecord(StrictModel):
     cause: str | None = None
     rolled_back_to: str | None = None
     applied_objects: int | None = None
+    cluster_untouched: bool = False
+    """True from planning until the first write to the cluster for this release (then False for good); a release
+    that fails while it is still True ends "failed, nothing changed" instead of rolling back. Absent (older
+    records) reads False: the safe side."""
 
     def ref(self) -> ReleaseRef:
         return ReleaseRef(
@@ -371,6 +377,8 @@ class RollbackTarget(StrictModel):
     deadline_at: AwareDatetime
     release: ReleaseRef | None = None
     replaces_release_id: str | None = None
+    nothing_written: bool = False
+    """The failed release never wrote to the cluster: nothing to roll back, "failed, nothing changed"."""
 
 
 class Outcome(StrEnum):
@@ -379,6 +387,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     ROLLBACK_FAILED = "rollback_failed"
     RESTORED = "restored"
+    REFUSED = "refused"
 
 
 class RecordInput(StrictModel):

@@ -98,6 +98,12 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     to_apply, asleep = keep_asleep(
         objects, environment=release.environment, release_id=release.release_id, now=event.now
     )
+    mark_written = None
+    if event.purpose is ApplyPurpose.DEPLOY:
+
+        def mark_written() -> None:  # before the first change to the cluster: a failure now needs a rollback
+            ledger.update_release(release.release_id, cluster_untouched=False)
+
     api = connect(settings)
     try:
         pruned: list[ObjectRef] = []
@@ -110,9 +116,12 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 namespaces=sorted({r.namespace for r in refs if r.namespace}),
                 kinds=sorted({(r.api_version, r.kind) for r in refs}),
                 allow=settings.deploy.prune_allow,
+                before_first_write=mark_written,
             )
         else:
-            result = apply_objects(api, to_apply, release_id=release.release_id, force=True)
+            result = apply_objects(
+                api, to_apply, release_id=release.release_id, force=True, before_first_write=mark_written
+            )
     finally:
         api.close()
     if source == "render":

@@ -144,6 +144,7 @@ def plan_release(event: PlanInput) -> PlanOutput:
             previous_release_id=lkg.release_id if lkg else None,
             changed=changed,
             started_at=event.started_at,
+            cluster_untouched=True,
         )
     )
     metrics.add_metric(name="DeploysStarted", unit="Count", value=1)

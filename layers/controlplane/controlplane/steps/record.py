@@ -11,7 +11,15 @@ from typing import Any
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import notify_outcome
 from controlplane.errors import InputValidationError
-from controlplane.models.release import Outcome, PlanOutput, RecordInput, RecordOutput, ReleaseStatus, StepError
+from controlplane.models.release import (
+    Outcome,
+    PlanOutput,
+    RecordInput,
+    RecordOutput,
+    ReleaseRef,
+    ReleaseStatus,
+    StepError,
+)
 from controlplane.observability import correlate, logger, metrics, tracer
 from controlplane.settings import Settings, get_settings
 
@@ -24,6 +32,7 @@ _STATUS = {
     Outcome.ROLLED_BACK: ReleaseStatus.ROLLED_BACK,
     Outcome.FAILED: ReleaseStatus.FAILED,
     Outcome.ROLLBACK_FAILED: ReleaseStatus.ROLLBACK_FAILED,
+    Outcome.REFUSED: ReleaseStatus.REFUSED,
 }
 
 
@@ -50,6 +59,8 @@ def record_outcome(event: RecordInput) -> RecordOutput:
     if event.apply is not None:
         fields["applied_objects"] = event.apply.applied
 
+    if event.outcome is Outcome.REFUSED:
+        return _record_refused(event, settings, ledger, release)
     if event.outcome is Outcome.SUCCEEDED:
         message = _record_success(event, plan, ledger, fields)
     else:
@@ -102,11 +113,24 @@ def _record_failure(
             f"release {release.release_id} failed ({cause}); ROLLBACK to {target} FAILED "
             f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}"
         )
+    if event.rollback is not None and event.rollback.nothing_written:
+        return f"release {release.release_id} failed ({cause}); {event.rollback.reason}"
     reason = event.rollback.reason if event.rollback else "no rollback"
     return (
         f"release {release.release_id} failed ({cause}); not rolled back: {reason}; the cluster keeps the "
         f"failed release's objects; quarantined: {quarantined}"
     )
+
+
+def _record_refused(event: RecordInput, settings: Settings, ledger: Ledger, release: ReleaseRef) -> RecordOutput:
+    """A gate refused the planned release before any cluster write: the ledger says so, with the gate's cause."""
+    cause = _describe(event.error)
+    ledger.update_release(release.release_id, status=ReleaseStatus.REFUSED, finished_at=event.now, cause=cause[:2000])
+    metrics.add_metric(name="DeploysRefused", unit="Count", value=1)
+    message = f"release {release.release_id} refused before any change to {release.environment}: {cause}"
+    _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
+    logger.info("release refused", extra={"detail": message})
+    return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message[:30000])
 
 
 def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> RecordOutput:

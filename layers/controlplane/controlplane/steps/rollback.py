@@ -16,7 +16,14 @@ from controlplane.aws import signing
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import OperatorNotAuthorizedError, PlanError
 from controlplane.models.operator import OperatorAction
-from controlplane.models.release import OperatorRollbackRequest, ReleaseStatus, RollbackTarget, RollbackTargetInput
+from controlplane.models.release import (
+    LastKnownGood,
+    OperatorRollbackRequest,
+    ReleaseRecord,
+    ReleaseStatus,
+    RollbackTarget,
+    RollbackTargetInput,
+)
 from controlplane.observability import correlate, logger
 from controlplane.settings import Settings, get_settings
 
@@ -60,19 +67,52 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     current = lkg.release_id if lkg else None
 
     if event.automatic is not None:
-        failed = event.automatic.failed_release_id
-        target_id = current if current != failed else (lkg.previous_release_id if lkg else None)
-        if target_id is None:
-            reason = f"{environment} has no last known-good release to roll back to"
-            logger.warning(reason)
-            return RollbackTarget(found=False, reason=reason, replaces_release_id=failed, **timing)
-        record = ledger.require_release(target_id)
-        reason = f"roll back failed release {failed} to last known-good {target_id}"
-        return RollbackTarget(found=True, reason=reason, release=record.ref(), replaces_release_id=failed, **timing)
-
+        return _automatic_target(
+            event.automatic.failed_release_id, environment=environment, ledger=ledger, lkg=lkg, timing=timing
+        )
     request = event.request
     assert request is not None
     requester = rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
+    record = _operator_target(request, environment=environment, ledger=ledger, lkg=lkg)
+    correlate(release_id=record.release_id)
+    return RollbackTarget(
+        found=True,
+        reason=f"{request.reason}{by(requester)}: {current} -> {record.release_id}",
+        release=record.ref(),
+        replaces_release_id=current,
+        **timing,
+    )
+
+
+def _automatic_target(
+    failed: str, *, environment: str, ledger: Ledger, lkg: LastKnownGood | None, timing: dict[str, Any]
+) -> RollbackTarget:
+    """After a failed deploy: the last known-good (or the one before it, when the failed release is it); nothing to
+    do when the failed release never wrote to the cluster."""
+    current = lkg.release_id if lkg else None
+    failed_record = ledger.get_release(failed)
+    if failed_record is not None and failed_record.cluster_untouched:
+        reason = (
+            f"release {failed} never wrote to the cluster: failed, nothing changed; {environment} still runs "
+            f"{current or 'what it ran before'}"
+        )
+        logger.warning(reason)
+        return RollbackTarget(found=False, nothing_written=True, reason=reason, replaces_release_id=failed, **timing)
+    target_id = current if current != failed else (lkg.previous_release_id if lkg else None)
+    if target_id is None:
+        reason = f"{environment} has no last known-good release to roll back to"
+        logger.warning(reason)
+        return RollbackTarget(found=False, reason=reason, replaces_release_id=failed, **timing)
+    record = ledger.require_release(target_id)
+    reason = f"roll back failed release {failed} to last known-good {target_id}"
+    return RollbackTarget(found=True, reason=reason, release=record.ref(), replaces_release_id=failed, **timing)
+
+
+def _operator_target(
+    request: OperatorRollbackRequest, *, environment: str, ledger: Ledger, lkg: LastKnownGood | None
+) -> ReleaseRecord:
+    """The release an operator asked for (``release_id``, healthy once), or the one before the last known-good."""
+    current = lkg.release_id if lkg else None
     if request.release_id is not None:
         record = ledger.require_release(request.release_id)
         if record.environment != environment:
@@ -82,16 +122,8 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
                 f"release {record.release_id} is {record.status.value}: only a release that was healthy can be "
                 "rolled back to"
             )
-    else:
-        previous = lkg.previous_release_id if lkg else None
-        if previous is None:
-            raise PlanError(f"{environment} has no previous good release to roll back to; name release_id")
-        record = ledger.require_release(previous)
-    correlate(release_id=record.release_id)
-    return RollbackTarget(
-        found=True,
-        reason=f"{request.reason}{by(requester)}: {current} -> {record.release_id}",
-        release=record.ref(),
-        replaces_release_id=current,
-        **timing,
-    )
+        return record
+    previous = lkg.previous_release_id if lkg else None
+    if previous is None:
+        raise PlanError(f"{environment} has no previous good release to roll back to; name release_id")
+    return ledger.require_release(previous)
