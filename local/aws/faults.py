@@ -4,7 +4,7 @@
 by a handler with ``ThrottlingException`` (HTTP 400), in the service's own wire format, so botocore parses and
 retries them exactly as against AWS (its retry handler sleeps real seconds between attempts: keep ``times`` small
 or expect the handler to give up with ``AwsThrottledError``). ``function=`` limits a fault to one function
-(``AWS_LAMBDA_FUNCTION_NAME`` of the in-process invocation); by default faults only fire inside handlers, so the
+(the in-process invocation running on the calling thread); by default faults only fire inside handlers, so the
 harness's own calls (starting executions, reading the ledger in a test) are never hit. ``code``/``status`` choose
 another error (``ProvisionedThroughputExceededException``, ``InternalServerError`` 500, ``ServiceUnavailable`` 503,
 SNS's ``Throttling``). ``cloud.aws_faults.calls`` records every call a handler made as ``(function, service,
@@ -17,9 +17,10 @@ wraps it (``local/aws/seams.py``) and asks :meth:`AwsFaults.answer` first.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
+
+from local.aws.lambdas import current_function
 
 # Services that speak a JSON protocol (error code in ``__type``); the others answer XML (query/rest-xml).
 _JSON_SERVICES = frozenset(
@@ -86,7 +87,7 @@ class AwsFaults:
 
     def answer(self, event_name: str) -> tuple[int, dict[str, str], bytes] | None:
         """The error response for ``before-send.<service>.<Operation>``, or ``None`` to let moto answer."""
-        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        function = current_function()
         if function is None:
             return None  # the harness's own call, not a handler's
         _, service, operation = ([*event_name.split(".", 2), "", ""])[:3]

@@ -49,6 +49,18 @@ _RUNTIME_ENV_DEFAULTS = {
 }
 
 
+_invocation = threading.local()
+
+
+def current_function() -> str | None:
+    """The function whose handler runs on this thread (None on the harness's own threads).
+
+    ``AWS_LAMBDA_FUNCTION_NAME`` cannot tell: ``os.environ`` is process-wide, so a test thread calling AWS while a
+    handler runs on an execution thread would read the handler's name.
+    """
+    return getattr(_invocation, "function", None)
+
+
 class HandlerNotFoundError(LookupError):
     """A function's Handler setting does not point to an importable module attribute."""
 
@@ -162,7 +174,11 @@ class LambdaRuntime:
             try:
                 with _captured_output(output):
                     handler = self._handler(spec)
-                    result = handler(event, LambdaContext(spec, request_id))
+                    _invocation.function = spec.name
+                    try:
+                        result = handler(event, LambdaContext(spec, request_id))
+                    finally:
+                        _invocation.function = None
             except Exception as exc:  # noqa: BLE001 - every handler exception becomes Lambda's unhandled error
                 self._keep_logs(spec, request_id, output.getvalue(), echo=True)
                 error = {
