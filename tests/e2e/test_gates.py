@@ -136,7 +136,15 @@ def test_an_aborted_deploy_is_released_by_the_execution_status_rule(pipe: Pipeli
         }
     )
 
-    assert [d.invocation.json()["released"] for d in deliveries if d.invocation] == [True]
+    [released] = [d.invocation.json() for d in deliveries if d.invocation]
+    assert released["released"]
+    # The aborted deploy never deployed its push: a follow-up deploys it (no push lost) and then frees the lock.
+    follow_up = released["follow_up"]
+    assert follow_up is not None
+    assert [p["reference"] for p in follow_up["pushes"]] == [pipe.digests["edc-service"]]
+    deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=120)
+    assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
+    assert pipe.deployment_image("edc-service").endswith(pipe.digests["edc-service"])
     assert lock_of(pipe) is None
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from controlplane.aws.lock import LockTable
+from controlplane.models.release import Degraded
 
+from local.cluster import Behaviour
 from local.pipeline import REGION, Pipeline
 
 from .conftest import assert_invariants, function_name
@@ -130,3 +132,102 @@ def test_a_five_minute_api_server_outage_at_apply_is_waited_out(pipe: Pipeline) 
     assert fault.fired > 1
     assert pipe.cloud.clock.now() - started >= 300
     assert_invariants(pipe, result, new_release=planned_release(pipe, result))
+
+
+def test_an_outage_longer_than_the_patience_before_any_write_ends_failed_nothing_changed(pipe: Pipeline) -> None:
+    """Scenario 7: when nothing was written the run ends "failed, nothing changed", never RollbackFailed."""
+    pipe.first_release()
+    before = pipe.resource_versions()
+    writes = len(pipe.writes())
+    pipe.cluster.faults.add(status=503, times=None)  # the API server is down for good
+
+    result = pipe.push_and_deploy("edc-service", "main-2", timeout=180)
+
+    pipe.cluster.faults.clear()
+    assert result.status == "FAILED"
+    assert result.states_entered()[-1] == "FailedNothingChanged"
+    assert "RollBackApply" not in result.states_entered()
+    assert result.error == "KubernetesTransientError"
+    assert "failed, nothing changed" in result.cause
+    assert len(pipe.writes()) == writes
+    assert pipe.resource_versions() == before
+    failed = pipe.ledger.require_release(planned_release(pipe, result))
+    assert failed.status.value == "failed"
+    assert failed.cluster_untouched
+    assert pipe.ledger.quarantined([pipe.digests["edc-service"]]) == {}
+    assert_invariants(pipe, result)
+
+
+def test_after_a_failed_rollback_the_environment_is_degraded_and_pushes_queue_until_an_operator_rolls_back(
+    pipe: Pipeline,
+) -> None:
+    """Scenario 7 (second half): a real failed rollback marks the environment degraded; the next automatic deploy
+    is queued, not applied; an operator rollback clears the mark and the queued push is deployed after it."""
+    pipe.first_release()
+    lkg = pipe.ledger.last_known_good("staging")
+    assert lkg is not None
+    started = pipe.cloud.clock.now()
+    armed: list[Any] = []
+
+    def break_writes_once_applied(now: float) -> None:  # after the deploy's apply, before its rollback's
+        if now - started >= 20 and not armed:
+            armed.append(pipe.cluster.faults.add(verb="patch", status=403, times=None))
+
+    pipe.cloud.clock.subscribe(break_writes_once_applied)
+    failed = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crash_loop(), timeout=120)
+
+    assert failed.status == "FAILED"
+    assert failed.states_entered()[-1] == "RollbackFailed"
+    degraded = pipe.ledger.degraded("staging")
+    assert degraded is not None
+    assert degraded.release_id == planned_release(pipe, failed)
+    assert '"acknowledge": true' in failed.cause  # the notification and cause say what to do
+
+    writes = len(pipe.writes())
+    queued = pipe.push_and_deploy("analytics-service", "main-3")
+    assert queued.status == "SUCCEEDED"
+    assert queued.output["lock"]["outcome"] == "QUEUED"
+    assert queued.output["lock"]["holder"] == "degraded:staging"
+    assert len(pipe.writes()) == writes  # queued, not applied
+
+    pipe.cluster.faults.clear()
+    restored = pipe.rollback({"environment": "staging", "release_id": lkg.release_id}, timeout=120)
+    assert restored.status == "SUCCEEDED", (restored.error, restored.cause)
+    assert pipe.ledger.degraded("staging") is None
+    follow_up = restored.output["lock_release"]["follow_up"]
+    assert follow_up is not None
+    deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=120)
+    assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
+    assert pipe.deployment_image("analytics-service").endswith(pipe.digests["analytics-service"])
+    assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))
+
+
+def test_an_acknowledgement_clears_the_degraded_mark_and_hands_the_queue_on(pipe: Pipeline) -> None:
+    pipe.first_release()
+    ledger = pipe.ledger
+    ledger.mark_degraded(
+        Degraded(
+            environment="staging",
+            since=pipe.cloud.clock.utcnow(),
+            release_id=None,
+            cause="RollbackFailedError: test",
+            execution_arn="arn:aws:states:us-east-1:123456789012:execution:x:y",
+        )
+    )
+    queued = pipe.push_and_deploy("analytics-service", "main-3")
+    assert queued.output["lock"]["outcome"] == "QUEUED"
+
+    refused = pipe.rollback({"environment": "staging", "acknowledge": True})
+    assert refused.status == "FAILED"
+    assert "requested_by" in refused.cause
+
+    acknowledged = pipe.rollback({"environment": "staging", "acknowledge": True, "requested_by": "oncall"})
+    assert acknowledged.status == "SUCCEEDED", (acknowledged.error, acknowledged.cause)
+    assert acknowledged.states_entered()[-1] == "Acknowledged"
+    assert "RollBackApply" not in acknowledged.states_entered()
+    assert ledger.degraded("staging") is None
+    follow_up = acknowledged.output["lock_release"]["follow_up"]
+    assert follow_up is not None
+    deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=120)
+    assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
+    assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))

@@ -224,8 +224,17 @@ def test_the_execution_status_change_event_releases_the_lock_of_an_aborted_deplo
 
     assert result is not None
     assert result.released
-    assert table().read("staging") is None
-    assert release_lock_after_execution(event) is not None  # a redelivered event is harmless
+    # The aborted deploy never deployed what it carried: a follow-up deploys it (no push lost), holding the lock.
+    assert result.follow_up is not None
+    assert [(p.service, p.reference) for p in result.follow_up.pushes] == [("edc-service", D[0])]
+    record = table().read("staging")
+    assert record is not None
+    assert record.owner == result.follow_up.execution_arn
+    assert record.handed_off_by == aborted
+    again = release_lock_after_execution(event)  # a redelivered event is harmless: the same follow-up, once
+    assert again is not None
+    assert again.follow_up == result.follow_up
+    assert len([e for e in executions(deploy_machine) if e["executionArn"] == result.follow_up.execution_arn]) == 1
 
 
 def test_rollback_and_scaling_wait_for_a_held_lock_instead_of_queueing(deploy_machine: str) -> None:

@@ -13,6 +13,8 @@ Items (``pk`` / ``sk``):
   refuses the release on any mismatch (``LedgerIntegrityError``) before anything reaches the cluster.
 * ``ENV#<environment>`` / ``LAST_KNOWN_GOOD`` — the environment's pointer (updated with a condition on its old value).
 * ``DIGEST#<digest>`` / ``QUARANTINE`` — a digest an earlier release failed with.
+* ``ENV#<environment>`` / ``DEGRADED`` — present after a failed rollback, until an operator's rollback succeeds or
+  an operator acknowledges (automatic deploys are queued meanwhile: :mod:`controlplane.aws.lock`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ from controlplane.aws.table import (
     release_key,
 )
 from controlplane.errors import PermanentError
-from controlplane.models.release import LastKnownGood, ReleaseRecord, ReleaseStatus
+from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord, ReleaseStatus
 
 if TYPE_CHECKING:
     pass
 
 LAST_KNOWN_GOOD = "LAST_KNOWN_GOOD"
+DEGRADED = "DEGRADED"
+
+
+def _degraded(data: Mapping[str, Any]) -> Degraded:
+    return Degraded.model_validate({k: v for k, v in data.items() if k != "kind"})
 
 
 class LedgerConflictError(PermanentError):
@@ -207,6 +214,22 @@ class Ledger(Items):
                 f"expected {expected_previous!r}: another release was recorded concurrently"
             ) from None
         return pointer
+
+    # ----------------------------------------------------------------------------------------------------- degraded
+    def degraded(self, environment: str) -> Degraded | None:
+        data = self.table.get(environment_key(environment, DEGRADED))
+        return _degraded(data) if data is not None else None
+
+    def mark_degraded(self, mark: Degraded) -> None:
+        """Mark the environment degraded; a mark already there (an earlier failure) is kept, with its ``since``."""
+        self.table.put_if_absent(
+            environment_key(mark.environment, DEGRADED), {"kind": "degraded", **mark.model_dump(mode="json")}
+        )
+
+    def clear_degraded(self, environment: str) -> Degraded | None:
+        """Remove the mark; returns what it said (``None`` if there was none)."""
+        old = self.table.delete(environment_key(environment, DEGRADED), return_old=True)
+        return _degraded(old) if old else None
 
     # --------------------------------------------------------------------------------------------------- quarantine
     def quarantined(self, digests: Iterable[str]) -> dict[str, str]:

@@ -24,6 +24,13 @@ version, the write fails, and the release reads again: no push is lost.
 
 An owner whose execution is no longer RUNNING (``states:DescribeExecution``), or whose lock expired, is an orphan:
 the next acquirer takes the lock over and puts the orphan's carried pushes back into ``pending``.
+
+Degraded (the ledger's ``ENV#<environment>`` / ``DEGRADED`` mark, after a failed rollback): a deploy's pushes are
+queued, never applied. The lock is *parked*: owned by the placeholder ``degraded:<environment>`` (purpose
+``degraded``), which is never an orphan while the mark stands; a free lock is parked on the spot, and a follow-up
+deploy the lock was handed to parks it again with its pushes back in ``pending``. An operator rollback takes the
+parked lock over like an orphan's (the pushes stay queued) and hands them on when it ends; so does an
+acknowledgement. Once the mark is gone, a parked lock is an orphan like any other.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 _ATTEMPTS = 8
+_PARKED_TTL_S = 10 * 365 * 24 * 3600  # a parked lock does not expire: the degraded mark decides
 SEQUENCE_SLOTS = 1_000_000
 """Pushes distinguishable within one second (the counter modulo this); keeps sequences below 2**53 (JSON-safe)."""
 
@@ -280,9 +288,20 @@ def start_follow_up(
 
 
 # --------------------------------------------------------------------------------------------------------- logic
-def is_orphan(record: LockRecord, status: str | None, *, now: datetime, grace_s: int) -> bool:
+def parked_owner(environment: str) -> str:
+    """The placeholder owner of a lock parked while the environment is degraded."""
+    return f"degraded:{environment}"
+
+
+def is_parked(record: LockRecord) -> bool:
+    return record.owner == parked_owner(record.environment)
+
+
+def is_orphan(record: LockRecord, status: str | None, *, now: datetime, grace_s: int, degraded: bool = False) -> bool:
     """An owner that ended, never started (after ``grace_s``: a hand-off's follow-up may still be starting), or
-    whose lock expired."""
+    whose lock expired; a parked lock only once the environment is no longer degraded."""
+    if is_parked(record):
+        return not degraded
     if record.expired(now):
         return True
     if status is None:
@@ -298,8 +317,14 @@ def acquire(
     ttl_s: int,
     grace_s: int,
     status_of: ExecutionStatus,
+    degraded: bool = False,
 ) -> LockResult:
-    """Take the environment's lock, queue behind its owner, or report it held (see the module docstring)."""
+    """Take the environment's lock, queue behind its owner, or report it held (see the module docstring).
+
+    ``degraded``: the environment is marked degraded; a deploy's pushes are queued behind a parked lock.
+    """
+    if degraded and request.purpose is LockPurpose.DEPLOY and request.pushes:
+        return _queue_while_degraded(table, request, now=now, grace_s=grace_s, status_of=status_of)
     epoch = int(now.timestamp())
 
     def result(outcome: LockOutcome, **fields: Any) -> LockResult:
@@ -311,7 +336,9 @@ def acquire(
         record = table.read(request.environment)
         if record is None:
             continue  # released between our write and our read
-        if is_orphan(record, status_of(record.owner), now=now, grace_s=grace_s):
+        status = None if is_parked(record) else status_of(record.owner)
+        operator_on_parked = is_parked(record) and request.purpose is LockPurpose.ROLLBACK
+        if operator_on_parked or is_orphan(record, status, now=now, grace_s=grace_s, degraded=degraded):
             if table.take_over(request, record, now=epoch, ttl_s=ttl_s):
                 return result(LockOutcome.ACQUIRED, expires_at=epoch + ttl_s, cleared_orphan=record.owner)
             continue
@@ -320,6 +347,38 @@ def acquire(
         if _enqueue_all(table, request):
             return result(
                 LockOutcome.QUEUED,
+                holder=record.owner,
+                expires_at=record.expires_at,
+                queued=sorted(coalesce(request.pushes)),
+            )
+    raise AwsThrottledError(f"lock of {request.environment} kept changing under {_ATTEMPTS} attempts; retry")
+
+
+def _queue_while_degraded(
+    table: LockTable, request: LockRequest, *, now: datetime, grace_s: int, status_of: ExecutionStatus
+) -> LockResult:
+    """Park the lock (free, ours after a hand-off, or an orphan's) and queue the pushes behind it: QUEUED."""
+    epoch = int(now.timestamp())
+    parked = LockRequest(
+        environment=request.environment,
+        owner=parked_owner(request.environment),
+        purpose=LockPurpose.DEGRADED,
+        pushes=[],
+    )
+    for _ in range(_ATTEMPTS):
+        record = table.read(request.environment)
+        if record is None:
+            table.try_acquire(parked, now=epoch, ttl_s=_PARKED_TTL_S)
+            continue
+        mine = record.owner == request.owner
+        if not is_parked(record) and (mine or is_orphan(record, status_of(record.owner), now=now, grace_s=grace_s)):
+            table.take_over(parked, record, now=epoch, ttl_s=_PARKED_TTL_S)  # its carried pushes become pending
+            continue
+        if _enqueue_all(table, request):
+            return LockResult(
+                outcome=LockOutcome.QUEUED,
+                environment=request.environment,
+                owner=request.owner,
                 holder=record.owner,
                 expires_at=record.expires_at,
                 queued=sorted(coalesce(request.pushes)),
@@ -350,11 +409,14 @@ def release(
     ttl_s: int,
     state_machine_arn: str | None = None,
     start: Callable[[FollowUp, str], None],
+    requeue_carried: bool = False,
 ) -> tuple[bool, FollowUp | None]:
     """Release ``owner``'s lock, handing it to a follow-up deploy of the queued pushes if there are any.
 
     Returns ``(released, follow_up)``. ``released`` is ``False`` when ``owner`` did not hold the lock (already
     released: every exit path may call this, and the EventBridge rule calls it again after an abort).
+    ``requeue_carried``: the owner ended without reaching its own ReleaseLock (aborted, timed out, crashed), so the
+    pushes it carried were never deployed nor recorded: they go to the follow-up with the queued ones, not lost.
     """
     epoch = int(now.timestamp())
     machine = state_machine_arn or state_machine_of(owner)
@@ -368,11 +430,12 @@ def release(
                 start(follow_up, machine)
                 return True, follow_up
             return False, None
-        if not record.pending:
+        queued = coalesce([*record.carried.values(), *record.pending.values()]) if requeue_carried else record.pending
+        if not queued:
             if table.delete_if_idle(record):
                 return True, None
             continue
-        follow_up = _follow_up(record.environment, owner, record.pending, machine)
+        follow_up = _follow_up(record.environment, owner, queued, machine)
         if table.hand_off(record, follow_up, now=epoch, ttl_s=ttl_s):
             start(follow_up, machine)
             return True, follow_up
@@ -392,9 +455,18 @@ def _follow_up(environment: str, owner: str, pushes: Mapping[str, Push], machine
 
 
 # ----------------------------------------------------------------------------------------------- what the steps call
-def take(request: LockRequest, *, table_name: str, region: str, now: datetime, ttl_s: int, grace_s: int) -> LockResult:
+def take(
+    request: LockRequest,
+    *,
+    table_name: str,
+    region: str,
+    now: datetime,
+    ttl_s: int,
+    grace_s: int,
+    degraded: bool = False,
+) -> LockResult:
     """:func:`acquire` on the ledger table, owners' status from Step Functions; a cleared orphan is logged and counted
-    (the deploy's and the off-hours' AcquireLock both call this)."""
+    (the deploy's and the off-hours' AcquireLock both call this). ``degraded``: see :func:`acquire`."""
     result = acquire(
         LockTable(table_name, region=region),
         request,
@@ -402,6 +474,7 @@ def take(request: LockRequest, *, table_name: str, region: str, now: datetime, t
         ttl_s=ttl_s,
         grace_s=grace_s,
         status_of=lambda arn: execution_status(arn, region=region),
+        degraded=degraded,
     )
     if result.cleared_orphan:
         logger.warning("cleared an orphaned lock", extra={"orphan": result.cleared_orphan})
@@ -419,9 +492,10 @@ def give_back(
     now: datetime,
     ttl_s: int,
     state_machine_arn: str | None,
+    requeue_carried: bool = False,
 ) -> ReleaseLockResult:
     """:func:`release` on the ledger table, a follow-up started on ``state_machine_arn`` (the deploy's and the
-    off-hours' ReleaseLock both call this)."""
+    off-hours' ReleaseLock both call this). ``requeue_carried``: see :func:`release`."""
     released, follow_up = release(
         LockTable(table_name, region=region),
         environment=environment,
@@ -430,6 +504,7 @@ def give_back(
         ttl_s=ttl_s,
         state_machine_arn=state_machine_arn,
         start=lambda f, machine: start_follow_up(f, machine, region=region),
+        requeue_carried=requeue_carried,
     )
     logger.info(
         "lock released" if released else "lock was not held by this execution",

@@ -12,6 +12,7 @@ One table holds everything the control plane remembers, under natural keys (``pk
 ``DECISION#<release id>``              ``DECISION``                                    ``aws.decision``
 ``DIGEST#<digest>``                    ``QUARANTINE``                                  ``aws.ledger``
 ``ENV#<environment>``                  ``LAST_KNOWN_GOOD``                             ``aws.ledger``
+``ENV#<environment>``                  ``DEGRADED``                                    ``aws.ledger``
 ``ENV#<environment>``                  ``LOCK``                                        ``aws.lock``
 ``ENV#<environment>``                  ``SEQUENCE``, ``REQUEST#<request id>``          ``aws.lock``
 ``ENV#<environment>``                  ``FREEZE_OVERRIDE#<release id>``                ``aws.freeze``
@@ -277,10 +278,17 @@ class Table:
             )
         return decode(response["Attributes"]) if return_new else None
 
-    def delete(self, key: Key, *, condition: Condition | None = None) -> None:
-        params = condition.params() if condition else {}
+    def delete(
+        self, key: Key, *, condition: Condition | None = None, return_old: bool = False
+    ) -> dict[str, Any] | None:
+        """One ``DeleteItem``; the item as it was (``None`` if there was none) when ``return_old``."""
+        params: dict[str, Any] = condition.params() if condition else {}
+        if return_old:
+            params["ReturnValues"] = "ALL_OLD"
         with _conditional("dynamodb:DeleteItem", key):
-            self.client.delete_item(TableName=self.name, Key=key.encoded(), **params)
+            response = self.client.delete_item(TableName=self.name, Key=key.encoded(), **params)
+        old = response.get("Attributes")
+        return decode(old) if return_old and old else None
 
     def put_many(self, items: Sequence[tuple[Key, Mapping[str, Any]]]) -> int:
         """Unconditional puts in batches of 25 (same keys on a rerun: overwritten, not duplicated)."""

@@ -43,6 +43,8 @@ class LockPurpose(StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
     SCALE = "scale"
+    DEGRADED = "degraded"
+    """Held for nobody after a failed rollback: pushes queue until an operator rollback or acknowledgement."""
 
 
 class LockOutcome(StrEnum):

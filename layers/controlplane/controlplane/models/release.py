@@ -220,6 +220,17 @@ class ReleaseRecord(StrictModel):
         )
 
 
+class Degraded(StrictModel):
+    """An environment whose rollback failed (``ENV#<environment>`` / ``DEGRADED``): automatic deploys are queued, not
+    applied, until an operator's rollback succeeds or an operator acknowledges."""
+
+    environment: Environment
+    since: datetime
+    release_id: str | None = None
+    cause: str
+    execution_arn: str
+
+
 class LastKnownGood(StrictModel):
     """The environment's pointer to its last known-good release."""
 
@@ -346,6 +357,20 @@ class OperatorRollbackRequest(StrictModel):
     release_id: str | None = Field(default=None, pattern=r"^rel-[0-9a-f]{20}$")
     reason: Reason = "operator rollback"
     operator: OperatorSignature | None = Field(default=None, description="Set by the operator API only (signed).")
+    acknowledge: bool = Field(
+        default=False,
+        description="Clear the environment's degraded mark without re-applying anything (the cluster was fixed by "
+        "hand); the queued pushes are deployed next. Needs requested_by.",
+    )
+    requested_by: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _acknowledgement_names_someone(self) -> OperatorRollbackRequest:
+        if self.acknowledge and not self.requested_by:
+            raise ValueError("requested_by: required with acknowledge (who takes responsibility)")
+        if self.acknowledge and self.release_id:
+            raise ValueError("release_id: an acknowledgement re-applies nothing; leave release_id out")
+        return self
 
 
 class AutomaticRollback(StrictModel):
@@ -379,6 +404,8 @@ class RollbackTarget(StrictModel):
     replaces_release_id: str | None = None
     nothing_written: bool = False
     """The failed release never wrote to the cluster: nothing to roll back, "failed, nothing changed"."""
+    acknowledged: bool = False
+    """An operator acknowledged the degraded environment: nothing to re-apply, queued pushes go on."""
 
 
 class Outcome(StrEnum):

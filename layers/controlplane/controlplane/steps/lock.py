@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.aws import ecr, lock, signing
+from controlplane.aws.ledger import Ledger
 from controlplane.errors import InputValidationError, PlanError
 from controlplane.models.base import at
 from controlplane.models.lock import (
@@ -87,6 +88,12 @@ def acquire_lock(event: AcquireLockInput) -> LockResult:
     else:
         environment, pushes = event.environment or settings.environment, []
     request = LockRequest(environment=environment, owner=owner, purpose=event.purpose, pushes=pushes)
+    degraded = Ledger(settings.ledger_table_name, region=settings.region).degraded(environment)
+    if degraded is not None:
+        logger.warning(
+            "environment is degraded: pushes are queued until an operator rollback or acknowledgement",
+            extra={"since": degraded.since.isoformat(), "cause": degraded.cause[:300]},
+        )
     result = lock.take(
         request,
         table_name=settings.ledger_table_name,
@@ -94,6 +101,7 @@ def acquire_lock(event: AcquireLockInput) -> LockResult:
         now=at(event.now),
         ttl_s=gates.lock_ttl_s,
         grace_s=gates.handoff_grace_s,
+        degraded=degraded is not None,
     )
     if result.outcome is LockOutcome.QUEUED:
         metrics.add_metric(name="PushesQueued", unit="Count", value=len(result.queued))
@@ -115,6 +123,9 @@ def release_lock(event: ReleaseLockInput) -> ReleaseLockResult:
         now=at(event.now),
         ttl_s=gates.lock_ttl_s,
         state_machine_arn=gates.deploy_state_machine_arn,
+        # from the execution-status rule: the execution ended without its own ReleaseLock (aborted, timed out,
+        # crashed), so what it carried was never deployed or recorded
+        requeue_carried=event.outcome in ("ABORTED", "TIMED_OUT", "FAILED"),
     )
 
 

@@ -12,6 +12,7 @@ from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import notify_outcome
 from controlplane.errors import InputValidationError
 from controlplane.models.release import (
+    Degraded,
     Outcome,
     PlanOutput,
     RecordInput,
@@ -109,9 +110,11 @@ def _record_failure(
         )
     if event.outcome is Outcome.ROLLBACK_FAILED:
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
+        _mark_degraded(ledger, event, release.environment, release.release_id, cause)
         return (
             f"release {release.release_id} failed ({cause}); ROLLBACK to {target} FAILED "
-            f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}"
+            f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}. "
+            + what_to_do(release.environment, target)
         )
     if event.rollback is not None and event.rollback.nothing_written:
         return f"release {release.release_id} failed ({cause}); {event.rollback.reason}"
@@ -148,6 +151,8 @@ def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> 
     )
     metrics.add_metric(name="RollbacksSucceeded", unit="Count", value=1)
     message = f"{release.environment} rolled back to release {release.release_id} ({rollback.reason}); healthy"
+    if ledger.clear_degraded(release.environment) is not None:
+        message += "; no longer degraded: the pushes queued meanwhile are deployed next"
     _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
     return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message)
 
@@ -155,11 +160,39 @@ def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> 
 def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> RecordOutput:
     target = event.rollback.release.release_id if event.rollback and event.rollback.release else None
     metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
+    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    _mark_degraded(ledger, event, settings.environment, target, _describe(event.rollback_error))
     message = (
-        f"rollback of {settings.environment} to {target} FAILED ({_describe(event.rollback_error)}): operators must act"
+        f"rollback of {settings.environment} to {target} FAILED ({_describe(event.rollback_error)}): operators must "
+        f"act. {what_to_do(settings.environment, target)}"
     )
     _notify(settings, event.outcome, target, message, event.execution_arn)
     return RecordOutput(release_id=target, outcome=event.outcome, message=message)
+
+
+def what_to_do(environment: str, target: str | None) -> str:
+    """The runbook line of a failed rollback (the alarm's notification and the execution's cause carry it)."""
+    release = f', "release_id": "{target}"' if target else ""
+    return (
+        f"{environment} is marked DEGRADED: automatic deploys are queued, not applied. Fix the cause, then either "
+        f'start the rollback state machine with {{"environment": "{environment}"{release}}} or, if the cluster was '
+        f'repaired by hand, acknowledge with {{"environment": "{environment}", "acknowledge": true, '
+        '"requested_by": "<who>"}; the queued pushes are deployed after either.'
+    )
+
+
+def _mark_degraded(ledger: Ledger, event: RecordInput, environment: str, release_id: str | None, cause: str) -> None:
+    ledger.mark_degraded(
+        Degraded(
+            environment=environment,  # type: ignore[arg-type]
+            since=event.now,
+            release_id=release_id,
+            cause=cause[:2000],
+            execution_arn=event.execution_arn,
+        )
+    )
+    metrics.add_metric(name="EnvironmentsDegraded", unit="Count", value=1)
+    logger.error("environment marked degraded", extra={"environment": environment, "release_id": release_id})
 
 
 def _notify(settings: Settings, outcome: Outcome, release_id: str | None, message: str, execution_arn: str) -> None:

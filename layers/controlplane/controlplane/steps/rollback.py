@@ -73,6 +73,19 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     request = event.request
     assert request is not None
     requester = rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
+    if request.acknowledge:
+        cleared = ledger.clear_degraded(environment)
+        reason = (
+            f"{request.requested_by} acknowledged {environment}"
+            + (
+                f" (degraded since {cleared.since.isoformat()}: {cleared.cause[:300]})"
+                if cleared
+                else " (not degraded)"
+            )
+            + f": {request.reason}; nothing re-applied, queued pushes go on"
+        )
+        logger.warning(reason)
+        return RollbackTarget(found=False, acknowledged=True, reason=reason, replaces_release_id=current, **timing)
     record = _operator_target(request, environment=environment, ledger=ledger, lkg=lkg)
     correlate(release_id=record.release_id)
     return RollbackTarget(
