@@ -360,14 +360,11 @@ class OperatorRollbackRequest(StrictModel):
     acknowledge: bool = Field(
         default=False,
         description="Clear the environment's degraded mark without re-applying anything (the cluster was fixed by "
-        "hand); the queued pushes are deployed next. Needs requested_by.",
+        "hand); the queued pushes are deployed next. Who acknowledged is the signed operator, if any.",
     )
-    requested_by: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
-    def _acknowledgement_names_someone(self) -> OperatorRollbackRequest:
-        if self.acknowledge and not self.requested_by:
-            raise ValueError("requested_by: required with acknowledge (who takes responsibility)")
+    def _acknowledgement_applies_nothing(self) -> OperatorRollbackRequest:
         if self.acknowledge and self.release_id:
             raise ValueError("release_id: an acknowledgement re-applies nothing; leave release_id out")
         return self

@@ -176,8 +176,8 @@ def what_to_do(environment: str, target: str | None) -> str:
     return (
         f"{environment} is marked DEGRADED: automatic deploys are queued, not applied. Fix the cause, then either "
         f'start the rollback state machine with {{"environment": "{environment}"{release}}} or, if the cluster was '
-        f'repaired by hand, acknowledge with {{"environment": "{environment}", "acknowledge": true, '
-        '"requested_by": "<who>"}; the queued pushes are deployed after either.'
+        f'repaired by hand, acknowledge with {{"environment": "{environment}", "acknowledge": true}} (through the '
+        "operator API: signed as you); the queued pushes are deployed after either."
     )
 
 
