@@ -5,6 +5,7 @@
   release: there is nothing to go back to.
 * Operator (``{environment, release_id?}``): the named release, which must have succeeded once; by default the
   release before the current last known-good one.
+* Acknowledgement (``{environment, acknowledge: true}``): clears the environment's degraded mark; nothing re-applied.
 """
 
 from __future__ import annotations
@@ -74,18 +75,7 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     assert request is not None
     requester = rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
     if request.acknowledge:
-        cleared = ledger.clear_degraded(environment)
-        reason = (
-            f"{request.requested_by} acknowledged {environment}"
-            + (
-                f" (degraded since {cleared.since.isoformat()}: {cleared.cause[:300]})"
-                if cleared
-                else " (not degraded)"
-            )
-            + f": {request.reason}; nothing re-applied, queued pushes go on"
-        )
-        logger.warning(reason)
-        return RollbackTarget(found=False, acknowledged=True, reason=reason, replaces_release_id=current, **timing)
+        return _acknowledge(request, requester, environment=environment, ledger=ledger, lkg=lkg, timing=timing)
     record = _operator_target(request, environment=environment, ledger=ledger, lkg=lkg)
     correlate(release_id=record.release_id)
     return RollbackTarget(
@@ -140,3 +130,22 @@ def _operator_target(
     if previous is None:
         raise PlanError(f"{environment} has no previous good release to roll back to; name release_id")
     return ledger.require_release(previous)
+
+
+def _acknowledge(
+    request: OperatorRollbackRequest,
+    requester: str | None,
+    *,
+    environment: str,
+    ledger: Ledger,
+    lkg: LastKnownGood | None,
+    timing: dict[str, Any],
+) -> RollbackTarget:
+    """Clear the degraded mark; nothing is re-applied (the cluster was repaired by hand)."""
+    cleared = ledger.clear_degraded(environment)
+    state = f" (degraded since {cleared.since.isoformat()}: {cleared.cause[:300]})" if cleared else " (not degraded)"
+    who = requester or "an unsigned request"
+    reason = f"{who} acknowledged {environment}{state}: {request.reason}; nothing re-applied, queued pushes go on"
+    logger.warning(reason)
+    current = lkg.release_id if lkg else None
+    return RollbackTarget(found=False, acknowledged=True, reason=reason, replaces_release_id=current, **timing)
