@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from controlplane.aws.lock import LockTable
 from controlplane.models.release import Degraded
+from kubernetes.client import CoreV1Api
 
-from local.cluster import Behaviour
+from local.cluster import Behaviour, api_client
 from local.pipeline import REGION, Pipeline
 
 from .conftest import assert_invariants, function_name
@@ -231,3 +232,35 @@ def test_an_acknowledgement_clears_the_degraded_mark_and_hands_the_queue_on(pipe
     deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=120)
     assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
     assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))
+
+
+def test_a_failed_redeploy_of_the_last_known_good_release_moves_the_pointer_to_what_the_cluster_runs(
+    pipe: Pipeline,
+) -> None:
+    """Scenario 2: the pointer must name the release the cluster was rolled back to, not the one that failed."""
+    first = pipe.first_release()
+    older = planned_release(pipe, first)
+    second = pipe.push_and_deploy("edc-service", "main-2")
+    current = planned_release(pipe, second)
+    lkg = pipe.ledger.last_known_good("staging")
+    assert lkg is not None
+    assert lkg.release_id == current
+    # The last known-good image now crash-loops (its pods are recreated and pick up the new behaviour).
+    digest = pipe.digests["edc-service"]
+    pipe.cluster.images.set(digest, Behaviour.crash_loop())
+    core = CoreV1Api(api_client(pipe.cluster))
+    for pod in core.list_namespaced_pod("clinical-trials", label_selector="app.kubernetes.io/name=edc-service").items:
+        core.delete_namespaced_pod(pod.metadata.name, "clinical-trials")
+    images = pipe.ledger.require_release(current).images
+
+    redeploy = pipe.deploy({"environment": "staging", "services": dict(images), "reason": "redeploy"}, timeout=120)
+
+    assert redeploy.status == "FAILED"
+    assert planned_release(pipe, redeploy) == current
+    assert f"rollback to {older} succeeded" in redeploy.cause
+    pointer = pipe.ledger.last_known_good("staging")
+    assert pointer is not None
+    assert pointer.release_id == older  # what the cluster runs
+    assert pipe.ledger.require_release(current).status.value == "rolled_back"
+    assert pipe.deployment_image("edc-service").endswith(pipe.ledger.require_release(older).images["edc-service"])
+    assert_invariants(pipe, redeploy)

@@ -215,6 +215,41 @@ class Ledger(Items):
             ) from None
         return pointer
 
+    def repoint(
+        self,
+        environment: str,
+        release_id: str,
+        *,
+        previous_release_id: str | None,
+        expected_current: str,
+        execution_arn: str,
+        now: datetime,
+    ) -> LastKnownGood:
+        """Move the pointer back to ``release_id`` (with its own predecessor) when it still names
+        ``expected_current``: the release that failed on redeploy is no longer last known-good. Idempotent."""
+        pointer = LastKnownGood(
+            environment=environment,  # type: ignore[arg-type]
+            release_id=release_id,
+            previous_release_id=previous_release_id,
+            updated_at=now,
+            execution_arn=execution_arn,
+        )
+        try:
+            self.table.put(
+                environment_key(environment, LAST_KNOWN_GOOD),
+                pointer.model_dump(mode="json"),
+                condition=Condition("release_id = :expected", values={":expected": expected_current}),
+            )
+        except ConditionFailedError:
+            again = self.last_known_good(environment)
+            if again is not None and again.release_id == release_id:
+                return again
+            raise LedgerConflictError(
+                f"last known-good release of {environment} is {again.release_id if again else None!r}, "
+                f"expected {expected_current!r}: another release was recorded concurrently"
+            ) from None
+        return pointer
+
     # ----------------------------------------------------------------------------------------------------- degraded
     def degraded(self, environment: str) -> Degraded | None:
         data = self.table.get(environment_key(environment, DEGRADED))

@@ -104,6 +104,8 @@ def _record_failure(
     quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(suspects.items())) or "none"
     if event.outcome is Outcome.ROLLED_BACK:
         metrics.add_metric(name="DeploysRolledBack", unit="Count", value=1)
+        if target is not None:
+            _point_at_what_runs(ledger, event, release.environment, failed=release.release_id, target=target)
         return (
             f"release {release.release_id} failed ({cause}); rollback to {target} succeeded: "
             f"{release.environment} is healthy on its last known-good release; quarantined: {quarantined}"
@@ -168,6 +170,25 @@ def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> 
     )
     _notify(settings, event.outcome, target, message, event.execution_arn)
     return RecordOutput(release_id=target, outcome=event.outcome, message=message)
+
+
+def _point_at_what_runs(ledger: Ledger, event: RecordInput, environment: str, *, failed: str, target: str) -> None:
+    """A redeploy of the last known-good release itself failed and the cluster was rolled back to the release
+    before it: the pointer must name what the cluster runs now, not the release that just failed (else the next
+    push is planned from it and its rollback target is the broken release)."""
+    lkg = ledger.last_known_good(environment)
+    if lkg is None or lkg.release_id != failed:
+        return
+    restored = ledger.require_release(target)
+    ledger.repoint(
+        environment,
+        target,
+        previous_release_id=restored.previous_release_id,
+        expected_current=failed,
+        execution_arn=event.execution_arn,
+        now=event.now,
+    )
+    logger.warning("last known-good moved back to the release the cluster runs", extra={"from": failed, "to": target})
 
 
 def what_to_do(environment: str, target: str | None) -> str:
