@@ -180,8 +180,12 @@ def test_an_unauthenticated_force_in_production_is_refused_before_any_write(
     assert replayed.error == "OperatorNotAuthorizedError"
     assert "operator: the signature does not match" in str(replayed.cause)
     assert replayed.states_entered() == ["AcquireLock", "InputRefused", "Rejected"]
-    unchanged = [i for i in ledger_items(pipe) if i in before or "op-deploy-" in json.dumps(i)]
-    assert len(unchanged) == len(ledger_items(pipe))  # only the signed execution wrote anything
+    after = ledger_items(pipe)
+    counters = [i for i in after if i not in before and i["sk"]["S"] == "SEQUENCE"]
+    # the push counter numbered exactly one request: the signed execution's (the refused ones were never numbered)
+    assert [c["value"]["N"] for c in counters] == ["1"]
+    unchanged = [i for i in after if i in before or i in counters or "op-deploy-" in json.dumps(i)]
+    assert len(unchanged) == len(after)  # only the signed execution wrote anything
     assert changes(pipe) == []
 
 

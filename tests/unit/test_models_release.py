@@ -195,3 +195,11 @@ def test_a_100_service_release_state_stays_far_below_the_256_kib_limit() -> None
     }
     size = len(json.dumps(state).encode())
     assert size < STATE_LIMIT / 2, f"{size} bytes"
+
+
+def test_a_step_error_keeps_a_json_or_missing_cause_as_text() -> None:
+    assert StepError.model_validate({"Error": "ApprovalRejectedError", "Cause": {"b": 1, "a": "x"}}).Cause == (
+        '{"a": "x", "b": 1}'
+    )
+    assert StepError.model_validate({"Error": "ApprovalRejectedError", "Cause": None}).Cause == ""
+    assert StepError.model_validate({"Error": "E", "Cause": "text"}).Cause == "text"

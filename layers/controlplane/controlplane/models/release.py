@@ -337,6 +337,18 @@ class StepError(BaseModel):
     Error: str
     Cause: str = ""
 
+    @field_validator("Cause", mode="before")
+    @classmethod
+    def _cause_as_text(cls, value: Any) -> str:
+        """A cause that arrives as JSON (moto parses a JSON ``cause`` of SendTaskFailure) or null is kept as text."""
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        import json  # noqa: PLC0415 - only on the failure path
+
+        return json.dumps(value, sort_keys=True)
+
     def message(self) -> str:
         """The human part of the cause: Lambda's ``errorMessage`` when the cause is a Lambda error payload."""
         import json  # noqa: PLC0415 - only on the failure path
