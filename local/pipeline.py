@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from controlplane.aws.ledger import Ledger
 from controlplane.kube.apply import live_owned_objects
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
-from controlplane.models.release import ReleaseRecord
+from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
 from trialstudio.control import releases
 
@@ -179,6 +180,25 @@ class Pipeline:
     @property
     def ledger(self) -> Ledger:
         return Ledger(str(self.cloud.ref("LedgerTable")), region=REGION)
+
+    def healthy_in_staging(self, images: dict[str, str]) -> None:
+        """What the staging control plane's ledger says after a healthy staging release of ``images`` (production's
+        deploys require it)."""
+        now = datetime.now(UTC)
+        self.ledger.put_planned(
+            ReleaseRecord(
+                release_id="rel-staging-1",
+                environment="staging",
+                images=images,
+                bundle_hash="staging",
+                status=ReleaseStatus.PLANNED,
+                trigger=Trigger(kind=TriggerKind.CONSOLE, reason="staging release"),
+                execution_arn="arn:aws:states:us-east-1:123456789012:execution:staging-deploy:1",
+                started_at=now,
+            )
+        )
+        self.ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
+        self.ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
 
     def releases(self, environment: str) -> list[ReleaseRecord]:
         """Every release of ``environment`` in the ledger, oldest first (as ``trialstudio history`` reads them)."""

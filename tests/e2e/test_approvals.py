@@ -8,36 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.credentials import Credentials
 from controlplane import platform
-from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
 from local.pipeline import Pipeline, call_operator_api, pipeline
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def healthy_in_staging(pipe: Pipeline, images: dict[str, str]) -> None:
-    now = datetime.now(UTC)
-    pipe.ledger.put_planned(
-        ReleaseRecord(
-            release_id="rel-staging-1",
-            environment="staging",
-            images=images,
-            bundle_hash="staging",
-            status=ReleaseStatus.PLANNED,
-            trigger=Trigger(kind=TriggerKind.CONSOLE, reason="staging release"),
-            execution_arn="arn:aws:states:us-east-1:123456789012:execution:staging-deploy:1",
-            started_at=now,
-        )
-    )
-    pipe.ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
-    pipe.ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
 
 
 def ledger_items(pipe: Pipeline) -> list[dict[str, Any]]:
@@ -70,7 +50,7 @@ def waiting_token(pipe: Pipeline, arn: str) -> tuple[str, str]:
 def production(cluster: Any) -> Iterator[tuple[Pipeline, dict[str, Any]]]:
     with pipeline(cluster, Environment="production") as pipe:
         images = {name: pipe.push(name, "v1.0.0") for name in platform.SERVICE_NAMES}
-        healthy_in_staging(pipe, images)
+        pipe.healthy_in_staging(images)
         yield pipe, {"action": "deploy", "environment": "production", "services": images, "reason": "promote"}
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from controlplane import platform
 from controlplane.aws.approval import Approvals
-from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
 from local.cluster import Behaviour, Cluster
 from local.offhours import offhours_pipeline
@@ -229,23 +228,6 @@ def test_the_console_script_is_installed_by_make_setup() -> None:
 
 
 # -- approvals (production) and off-hours ----------------------------------------------------------------------------
-def seed_staging_release(pipe: Pipeline, images: dict[str, str]) -> None:
-    """What production requires before it deploys: these images healthy in staging (as tests/e2e/test_approvals)."""
-    now = datetime.now(UTC)
-    pipe.ledger.put_planned(
-        ReleaseRecord(
-            release_id="rel-staging-1",
-            environment="staging",
-            images=images,
-            bundle_hash="staging",
-            status=ReleaseStatus.PLANNED,
-            trigger=Trigger(kind=TriggerKind.CONSOLE, reason="staging release"),
-            execution_arn="arn:aws:states:us-east-1:123456789012:execution:staging-deploy:1",
-            started_at=now,
-        )
-    )
-    pipe.ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
-    pipe.ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
 
 
 def test_approve_in_production_follows_the_release_and_the_requester_is_refused(
@@ -255,7 +237,7 @@ def test_approve_in_production_follows_the_release_and_the_requester_is_refused(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     with pipeline(cluster, Environment="production") as pipe:
         images = {name: pipe.push(name, "v1.0.0") for name in platform.SERVICE_NAMES}
-        seed_staging_release(pipe, images)
+        pipe.healthy_in_staging(images)
         cli = Cli(pipe, tmp_path)
         cli.as_operator("release-manager", "mallory")
         started = cli.json("-e", "production", "deploy", *(f"{s}=v1.0.0" for s in images), "--no-wait")

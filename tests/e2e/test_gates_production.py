@@ -4,39 +4,17 @@ and the platform stacks provisioned through change sets (create failure, update 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from controlplane import platform
 from controlplane.aws.approval import Approvals
-from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
 from local.pipeline import Pipeline, pipeline
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def healthy_in_staging(pipe: Pipeline, images: dict[str, str]) -> None:
-    """What the staging control plane's ledger says after a healthy staging release of ``images``."""
-    now = datetime.now(UTC)
-    ledger = pipe.ledger
-    ledger.put_planned(
-        ReleaseRecord(
-            release_id="rel-staging-1",
-            environment="staging",
-            images=images,
-            bundle_hash="staging",
-            status=ReleaseStatus.PLANNED,
-            trigger=Trigger(kind=TriggerKind.CONSOLE, reason="staging release"),
-            execution_arn="arn:aws:states:us-east-1:123456789012:execution:staging-deploy:1",
-            started_at=now,
-        )
-    )
-    ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
-    ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
 
 
 def changes(pipe: Pipeline) -> list[Any]:
@@ -69,7 +47,7 @@ def approval_timeout_s() -> int:
 def production(cluster: Any, approval_timeout_s: int) -> Iterator[tuple[Pipeline, dict[str, Any]]]:
     with pipeline(cluster, Environment="production", ApprovalTimeoutSeconds=approval_timeout_s) as pipe:
         images = {name: pipe.push(name, "v1.0.0") for name in platform.SERVICE_NAMES}
-        healthy_in_staging(pipe, images)
+        pipe.healthy_in_staging(images)
         request = {"environment": "production", "services": images, "reason": "promote"}
         yield pipe, request
 
