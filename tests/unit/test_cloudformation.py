@@ -8,6 +8,7 @@ secrets or names, no ``Resource: "*"`` grants, data kept on delete).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,11 @@ def test_every_taggable_resource_carries_project_and_environment_tags() -> None:
     assert not untagged, untagged
 
 
+READ_ONLY_ACTION = re.compile(r"^[a-z0-9-]+:(Describe|List|Get)[A-Za-z*]*$")
+
+
 def test_no_identity_policy_grants_on_every_resource_or_uses_full_access() -> None:
+    """``Resource: "*"`` only for read-only actions (Describe/List/Get: most support no resource-level scoping)."""
     for path in TEMPLATES:
         for logical_id, resource in resources(load(path), "AWS::IAM::Role").items():
             properties = resource["Properties"]
@@ -210,7 +215,11 @@ def test_no_identity_policy_grants_on_every_resource_or_uses_full_access() -> No
                 assert "FullAccess" not in sub_text(arn), f"{path.name} {logical_id}: {sub_text(arn)}"
             for policy in properties.get("Policies", []):
                 for statement in policy["PolicyDocument"]["Statement"]:
-                    assert statement["Resource"] != "*", f"{path.name} {logical_id} {statement.get('Sid')}"
+                    if statement["Resource"] != "*":
+                        continue
+                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                    writes = [a for a in actions if not READ_ONLY_ACTION.match(a)]
+                    assert not writes, f"{path.name} {logical_id} {statement.get('Sid')}: {writes} on every resource"
 
 
 NAME_PROPERTIES = {
@@ -397,12 +406,66 @@ def test_deploy_role_gets_only_the_shipped_rbac_through_its_group() -> None:
     assert namespaced == {platform.NAMESPACE}
 
 
-def test_core_addons_with_irsa_for_cni_and_ebs_csi() -> None:
+MANAGED_ADDONS = {
+    "vpc-cni",
+    "coredns",
+    "kube-proxy",
+    "aws-ebs-csi-driver",
+    "eks-pod-identity-agent",
+    "metrics-server",
+    "amazon-cloudwatch-observability",
+}
+
+
+def test_managed_addons_are_pinned_for_every_kubernetes_version_with_their_roles() -> None:
     tpl = template("eks.yaml")
     addons = {r["Properties"]["AddonName"]: r["Properties"] for r in resources(tpl, "AWS::EKS::Addon").values()}
-    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver"}
+    assert set(addons) == MANAGED_ADDONS
+    versions = tpl["Mappings"]["AddonVersions"]
+    assert set(versions) == set(tpl["Parameters"]["KubernetesVersion"]["AllowedValues"])
+    for name, properties in addons.items():
+        mapping, key, column = properties["AddonVersion"]["Fn::FindInMap"]
+        assert (mapping, key) == ("AddonVersions", {"Ref": "KubernetesVersion"}), name
+        for kubernetes, pins in versions.items():
+            assert re.fullmatch(r"v\d+\.\d+\.\d+-eksbuild\.\d+", pins[column]), (name, kubernetes, pins[column])
+    for kubernetes, pins in versions.items():  # kube-proxy follows the cluster's minor version
+        assert pins["KubeProxy"].startswith(f"v{kubernetes}."), pins["KubeProxy"]
     assert "ServiceAccountRoleArn" in addons["vpc-cni"]
     assert "ServiceAccountRoleArn" in addons["aws-ebs-csi-driver"]
+    association = addons["amazon-cloudwatch-observability"]["PodIdentityAssociations"]
+    assert association == [
+        {"ServiceAccount": "cloudwatch-agent", "RoleArn": {"Fn::GetAtt": ["CloudWatchObservabilityRole", "Arn"]}}
+    ]
+
+
+def test_vpc_cni_enforces_network_policies() -> None:
+    cni = props(template("eks.yaml"), "VpcCniAddon")
+    assert json.loads(cni["ConfigurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+def test_vendored_addons_get_pod_identity_roles_trusted_only_by_the_pod_identity_service() -> None:
+    tpl = template("eks.yaml")
+    associations = {
+        (p["Namespace"], p["ServiceAccount"]): p["RoleArn"]["Fn::GetAtt"][0]
+        for p in (r["Properties"] for r in resources(tpl, "AWS::EKS::PodIdentityAssociation").values())
+    }
+    assert associations == {
+        ("kube-system", "aws-load-balancer-controller"): "LoadBalancerControllerRole",
+        ("kube-system", "cluster-autoscaler"): "ClusterAutoscalerRole",
+    }
+    for role in [*associations.values(), "CloudWatchObservabilityRole"]:
+        (statement,) = props(tpl, role)["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_cluster_autoscaler_resizes_only_this_clusters_node_groups() -> None:
+    policy = props(template("eks.yaml"), "ClusterAutoscalerRole")["Policies"][0]["PolicyDocument"]
+    (resize,) = [s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"]]
+    assert resize["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/k8s.io/cluster-autoscaler/enabled": "true",
+        "aws:ResourceTag/eks:cluster-name": {"Ref": "ClusterName"},
+    }
 
 
 def _logical(service_name: str) -> str:
