@@ -26,39 +26,19 @@ from controlplane.aws.approval import Approvals
 from controlplane.models.approval import ApprovalOutcome
 from controlplane.models.lock import LockRecord
 from controlplane.models.offhours import SleepRecord, StayAwake
-from controlplane.models.release import LastKnownGood, ReleaseRecord
+from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord
 
-from trialstudio import render
+from trialstudio import cluster, render
 from trialstudio.control import REQUIRED_OUTPUTS, CliError, ControlPlane, Outputs, Running, aws_error
+from trialstudio.output import FAILED, OK, REFUSED, Out
 
-OK, FAILED, REFUSED = 0, 1, 2
 DECISIONS = ("approve", "reject")
 FOLLOW_TIMEOUT_S = 1800.0
 POLL_S = 0.5
 _RELEASE = re.compile(r"^rel-[0-9a-f]{20}$")
 _EXECUTION = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[\w.-]+:[\w.-]+$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG_OR_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$")
-
-
-# -- output ----------------------------------------------------------------------------------------------------------
-class Out:
-    def __init__(self, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
-        self.json = json_mode
-        self.stdout = stdout
-        self.stderr = stderr
-
-    @property
-    def progress(self) -> TextIO:
-        """Where live progress goes: stdout for people, stderr when stdout carries JSON."""
-        return self.stderr if self.json else self.stdout
-
-    def lines(self, lines: Sequence[str]) -> None:
-        if not self.json:
-            self.stdout.write("\n".join(lines) + "\n")
-
-    def document(self, data: Any) -> None:
-        if self.json:
-            self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -84,6 +64,7 @@ class Status:
     sleep: SleepRecord | None
     stay_awake: StayAwake | None
     quarantined: dict[str, str]
+    degraded: Degraded | None
 
     @property
     def services(self) -> dict[str, str]:
@@ -113,6 +94,7 @@ class Status:
             sleep=cp.sleep.read(environment),
             stay_awake=cp.sleep.stay_awake(environment),
             quarantined=cp.ledger.quarantined(digests),
+            degraded=cp.ledger.degraded(environment),
         )
 
     def document(self) -> dict[str, Any]:
@@ -133,11 +115,16 @@ class Status:
             "quarantined": {d: {"service": services.get(d), "cause": why} for d, why in self.quarantined.items()},
             "offhours": self.offhours,
             "stay_awake_until": _iso(self.stay_awake.until) if self.stay_awake else None,
-            "degraded": None,  # not recorded by the control plane yet (the faults work adds it): a seam, not a claim
+            "degraded": self.degraded.model_dump(mode="json") if self.degraded else None,
         }
 
     def rows(self) -> list[tuple[str, str]]:
         rows = [("environment", self.environment)]
+        if self.degraded is not None:
+            d = self.degraded
+            rows.append(("DEGRADED", f"since {d.since:%Y-%m-%d %H:%M:%S} ({render.execution_label(d.execution_arn)})"))
+            rows.append(("", render.wrap(d.cause, "", " " * 17)))
+            rows.append(("", "automatic deploys queue: `trialstudio rollback` or `trialstudio rollback --acknowledge`"))
         lkg, latest = self.lkg, self.latest
         if lkg is None:
             rows.append(("last known-good", "none (nothing deployed yet)"))
@@ -196,7 +183,7 @@ def cmd_show(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
     record = cp.ledger.get_release(release_id)
     if record is None:
         raise CliError(f"release {release_id} is not in the ledger (see `trialstudio history`)", 1)
-    approval = Approvals(cp.table, region=cp.region).outcome(release_id)
+    approval = Approvals(cp.table, client=cp.client("dynamodb")).outcome(release_id)
     events = _history_or_empty(cp, record.execution_arn)
     out.document(
         {
@@ -308,15 +295,19 @@ def cmd_follow(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
     return follow(cp, args.execution, out, timeout=args.timeout)
 
 
+def _refused(status: int, answer: dict[str, Any], out: Out) -> int:
+    error = answer.get("error") or answer.get("Message") or f"HTTP {status}"
+    message = answer.get("message") or ""
+    hint = {403: " (your identity may not do this: see README 'The operator API')"}.get(status, "")
+    out.document({"ok": False, "status": status, **answer})
+    out.stderr.write(f"refused by the operator API: {error}: {message}{hint}\n")
+    return REFUSED if status < 500 else FAILED
+
+
 def _start(cp: ControlPlane, body: dict[str, Any], args: argparse.Namespace, out: Out) -> int:
     status, answer = cp.operator(body)
     if status != 200 or not answer.get("ok"):
-        error = answer.get("error") or answer.get("Message") or f"HTTP {status}"
-        message = answer.get("message") or ""
-        hint = {403: " (your identity may not do this: see README 'The operator API')"}.get(status, "")
-        out.document({"ok": False, "status": status, **answer})
-        out.stderr.write(f"refused by the operator API: {error}: {message}{hint}\n")
-        return REFUSED if status < 500 else FAILED
+        return _refused(status, answer, out)
     arn = str(answer["execution_arn"])
     done = f"{answer.get('action')} {answer['status']}" if answer.get("status") else f"{answer.get('action')} started"
     if args.no_wait:
@@ -358,6 +349,10 @@ def cmd_deploy(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
 
 def cmd_rollback(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
     body: dict[str, Any] = {"action": "rollback", "environment": args.environment, "reason": args.reason}
+    if args.acknowledge:
+        if args.release:
+            raise CliError("--acknowledge re-applies nothing: leave the release out", 2)
+        body["acknowledge"] = True
     if args.release:
         if not _RELEASE.match(args.release):
             raise CliError(f"release: {args.release!r} is not a release id (rel- and 20 hex digits)", 2)
@@ -373,6 +368,24 @@ def cmd_decide(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
     if args.comment:
         body["comment"] = args.comment
     return _start(cp, body, args, out)
+
+
+def cmd_unquarantine(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
+    """unquarantine SERVICE@DIGEST: through the operator API, which records who released it and why."""
+    service, sep, digest = args.image.partition("@")
+    if not sep or service not in platform.SERVICE_NAMES or not _DIGEST.match(digest):
+        raise CliError(
+            f"{args.image!r}: expected <service>@sha256:<64 hex> (a service of {', '.join(platform.SERVICE_NAMES)}; "
+            "`trialstudio status` lists the quarantined digests)",
+            2,
+        )
+    body = {"action": "unquarantine", "environment": args.environment, "service": service, "digest": digest}
+    status, answer = cp.operator(body | {"reason": args.reason})
+    if status != 200 or not answer.get("ok"):
+        return _refused(status, answer, out)
+    out.document(answer)
+    out.lines([f"{service}@{render.digest12(digest)} released from quarantine by {answer.get('principal')}"])
+    return OK
 
 
 def cmd_offhours(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
@@ -418,12 +431,17 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("TRIALSTUDIO_OUTPUTS") or None,
         help="a JSON file of the stack's outputs instead of --stack ($TRIALSTUDIO_OUTPUTS)",
     )
+    p.add_argument(
+        "--cluster",
+        default=os.environ.get("TRIALSTUDIO_CLUSTER") or None,
+        help="the EKS cluster for diff/drift (default: the stack's ClusterName output)",
+    )
     p.add_argument("--region", default=None, help="AWS region (default: boto3's, e.g. $AWS_REGION)")
     p.add_argument("--profile", default=None, help="AWS profile (default: boto3's, e.g. $AWS_PROFILE)")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("status", help="last known-good, running executions, lock, quarantine, off-hours")
+    sub.add_parser("status", help="last known-good, running executions, lock, quarantine, off-hours, degraded")
     history = sub.add_parser("history", help="the ledger's releases, newest first")
     history.add_argument("--limit", type=int, default=20)
     show = sub.add_parser("show", help="one release: images, bundle, trigger, approval, cause, timeline")
@@ -438,6 +456,13 @@ def parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="roll back (to the previous good release or RELEASE), then follow")
     rollback.add_argument("release", nargs="?")
     rollback.add_argument("--reason", default="operator rollback")
+    rollback.add_argument(
+        "--acknowledge", action="store_true", help="acknowledge a degraded environment (re-applies nothing)"
+    )
+    unquarantine = sub.add_parser("unquarantine", help="release SERVICE@DIGEST from quarantine (recorded)")
+    unquarantine.add_argument("image", metavar="SERVICE@DIGEST")
+    unquarantine.add_argument("--reason", required=True, help="why (recorded in the ledger with your identity)")
+    cluster.add_parsers(sub)
     decide = [sub.add_parser(a, help=f"{a} a release waiting for approval, then follow it") for a in DECISIONS]
     for parser_ in decide:
         parser_.add_argument("release")
@@ -466,6 +491,8 @@ COMMANDS = {
     "sleep": cmd_offhours,
     "wake": cmd_offhours,
     "stay-awake": cmd_offhours,
+    "unquarantine": cmd_unquarantine,
+    **cluster.COMMANDS,
 }
 
 
@@ -475,7 +502,7 @@ def connect(args: argparse.Namespace) -> ControlPlane:
     except BotoCoreError as exc:
         raise CliError(f"--profile {args.profile}: {exc}", 2) from None
     outputs = Outputs.from_file(args.outputs) if args.outputs else Outputs.from_stack(session, args.stack)
-    return ControlPlane(outputs, session)
+    return ControlPlane(outputs, session, cluster_name=args.cluster)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

@@ -1,8 +1,10 @@
 """The control plane as the CLI sees it: its stack outputs, the ledger, Step Functions and the operator API.
 
 Reads go straight to DynamoDB and Step Functions with the caller's AWS credentials (boto3's usual chain); every
-privileged action (deploy, rollback, approve, off-hours) is a SigV4-signed POST to the operator API, so the ledger
-records the caller's own principal. No cluster credentials are needed here.
+privileged action (deploy, rollback, approve, off-hours, unquarantine) is a SigV4-signed POST to the operator API, so
+the ledger records the caller's own principal. Only ``diff`` and ``drift`` reach the cluster: with an EKS token signed
+by the caller's credentials, the same token path as the functions (``controlplane.cluster.connect_to``), so the
+caller's IAM principal needs an EKS access entry.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.lock import LockTable
 from controlplane.aws.offhours import OffhoursLedger
+from controlplane.cluster import connect_to
 from controlplane.models.release import ReleaseRecord
+from kubernetes.client import ApiClient
 
 from trialstudio.render import HistoryEvent, history_events
 
@@ -99,35 +103,47 @@ class Running:
 
 
 class ControlPlane:
-    def __init__(self, outputs: Outputs, session: boto3.Session) -> None:
+    def __init__(self, outputs: Outputs, session: boto3.Session, *, cluster_name: str | None = None) -> None:
         self.outputs = outputs
         self.session = session
         self.region = session.region_name or "us-east-1"
         self.table = outputs["LedgerTableName"]
-        self._sfn: Any = None
+        self.cluster_name = cluster_name or outputs.get("ClusterName")
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        """One boto3 client per service, with the caller's credentials (the profile, never the ambient ones)."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self.region)  # type: ignore[call-overload]
+        return self._clients[service]
 
     @property
     def sfn(self) -> Any:
-        if self._sfn is None:
-            self._sfn = self.session.client("stepfunctions")
-        return self._sfn
+        return self.client("stepfunctions")
 
     # -- the ledger --------------------------------------------------------------------------------------------------
     @property
     def ledger(self) -> Ledger:
-        return Ledger(self.table, region=self.region)
+        return Ledger(self.table, client=self.client("dynamodb"))
 
     @property
     def locks(self) -> LockTable:
-        return LockTable(self.table, region=self.region)
+        return LockTable(self.table, client=self.client("dynamodb"))
 
     @property
     def sleep(self) -> OffhoursLedger:
-        return OffhoursLedger(self.table, region=self.region)
+        return OffhoursLedger(self.table, client=self.client("dynamodb"))
 
     def releases(self, environment: str) -> list[ReleaseRecord]:
         """Every release of ``environment``, oldest first."""
-        return releases(self.session.client("dynamodb"), self.ledger, environment)
+        return releases(self.client("dynamodb"), self.ledger, environment)
+
+    # -- the cluster -------------------------------------------------------------------------------------------------
+    def cluster(self) -> ApiClient:
+        """A Kubernetes API client as the caller: endpoint and CA from ``eks:DescribeCluster``, an EKS token."""
+        if not self.cluster_name:
+            raise CliError("no cluster name: the stack has no ClusterName output; pass --cluster", 2)
+        return connect_to(self.cluster_name, region=self.region, session=self.session)
 
     # -- Step Functions ----------------------------------------------------------------------------------------------
     def state_machines(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 from controlplane import platform
 from controlplane.aws.approval import Approvals
 
+from local.aws.eks_access import deploy_access_entry
 from local.cluster import Behaviour, Cluster
 from local.offhours import offhours_pipeline
 from local.pipeline import REPO, Pipeline, pipeline
@@ -33,9 +35,11 @@ READ_POLICY = {
         {
             "Effect": "Allow",
             "Action": [
+                "dynamodb:BatchGetItem",
                 "dynamodb:GetItem",
                 "dynamodb:Query",
                 "dynamodb:Scan",
+                "eks:DescribeCluster",
                 "states:DescribeExecution",
                 "states:GetExecutionHistory",
                 "states:ListExecutions",
@@ -44,7 +48,8 @@ READ_POLICY = {
         }
     ],
 }
-"""What an operator's role needs for the CLI's reads (the actions go through the operator API)."""
+"""What an operator's role needs for the CLI's reads (the actions go through the operator API; diff/drift describe
+the cluster for an EKS token)."""
 
 
 class Cli:
@@ -69,6 +74,12 @@ class Cli:
             f"aws_secret_access_key = {creds.secret_access_key}\naws_session_token = {creds.session_token}\n"
         )
         return operator.session_arn
+
+    def may_reach_the_cluster(self, role: str) -> None:
+        """An EKS access entry for ``role`` in the deploy role's Kubernetes group (a dry run needs the write's RBAC)."""
+        role_arn = self.pipe.cloud.client("iam").get_role(RoleName=role)["Role"]["Arn"]
+        groups = deploy_access_entry(role_arn, cluster_name="any")["KubernetesGroups"]
+        self.pipe.cluster.access_entries.put(role_arn, kubernetes_groups=groups)
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
@@ -221,7 +232,8 @@ def test_the_console_script_is_installed_by_make_setup() -> None:
         text=True,
         timeout=60,
         check=False,
-    )
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "layers" / "controlplane"), str(REPO)])},
+    )  # this checkout's code first (the editable install points at one checkout; a worktree tests its own)
     assert done.returncode == 2
     assert "--outputs" in done.stderr
     assert "cannot read it" in done.stderr
@@ -293,3 +305,100 @@ def test_sleep_stay_awake_and_wake_through_the_off_hours_state_machine(
         status = cli.json("status")
         assert status["offhours"] == "awake"
         assert status["stay_awake_until"] == until.isoformat()
+
+
+# -- diff, unquarantine, degraded ------------------------------------------------------------------------------------
+
+
+def admin_api(pipe: Pipeline) -> Any:
+    from controlplane.kube.client import ClusterAccess, build_api_client  # noqa: PLC0415
+
+    access = ClusterAccess(endpoint=pipe.cluster.endpoint, ca_data=pipe.cluster.ca_data, token=pipe.cluster.token())
+    return build_api_client(access)
+
+
+def test_diff_of_the_last_known_good_against_the_cluster_as_the_operator(cli: Cli, pipe: Pipeline) -> None:
+    pipe.first_release()
+    lkg = pipe.ledger.last_known_good("staging")
+    assert lkg is not None
+
+    code, _, err = cli("diff")  # the operator's principal has no EKS access entry yet
+    assert code == 2, err
+    assert "access entry" in err
+
+    cli.may_reach_the_cluster("release-manager")
+    same = cli.json("diff")
+    assert (same["release_id"], same["differ"], same["diffs"]) == (lkg.release_id, 0, [])
+    assert same["objects"] > 10
+
+    # someone edits the image by hand and deletes a Service: applying the release would change both back
+    from kubernetes.client import AppsV1Api, CoreV1Api  # noqa: PLC0415
+
+    api = admin_api(pipe)
+    try:
+        AppsV1Api(api).patch_namespaced_deployment(
+            "edc-service",
+            platform.NAMESPACE,
+            {"spec": {"template": {"spec": {"containers": [{"name": "edc-service", "image": "nginx:1.27"}]}}}},
+            field_manager="kubectl-edit",
+        )
+        CoreV1Api(api).delete_namespaced_service("analytics-service", platform.NAMESPACE)
+    finally:
+        api.close()
+    drifted = cli.json("diff", lkg.release_id, expect=1)
+    by_object = {(d["ref"]["kind"], d["ref"]["name"]): d for d in drifted["diffs"]}
+    assert set(by_object) == {("Deployment", "edc-service"), ("Service", "analytics-service")}
+    assert by_object["Service", "analytics-service"]["action"] == "created"
+    (change,) = by_object["Deployment", "edc-service"]["changes"]
+    assert change["path"] == "spec.template.spec.containers[name=edc-service].image"
+    assert change["live"] == "nginx:1.27"
+    code, table, _ = cli("diff")
+    assert code == 1
+    assert "2 of" in table
+    assert "configured Deployment clinical-trials/edc-service" in table
+    assert "nginx:1.27 ->" in table
+
+    code, _, err = cli("diff", "rel-0123456789abcdef0123")
+    assert (code, "not in the ledger" in err) == (1, True)
+
+
+def test_unquarantine_through_the_operator_api_is_recorded_and_status_shows_degraded(cli: Cli, pipe: Pipeline) -> None:
+    pipe.first_release()
+    result = pipe.push_and_deploy("analytics-service", "main-3", Behaviour.crash_loop())
+    assert result.status == "FAILED"
+    digest = pipe.digests["analytics-service"]
+    assert digest in cli.json("status")["quarantined"]
+
+    code, _, err = cli("unquarantine", f"edc-service@{digest}", "--reason", "wrong service")
+    assert code == 2, err
+    assert "not quarantined" in err  # 409 from the operator API: the digest is quarantined for another service
+    code, _, err = cli("unquarantine", "analytics-service:main-3", "--reason", "x")
+    assert (code, "expected <service>@sha256" in err) == (2, True)
+
+    principal = cli.as_operator("release-manager", "dana")
+    done = cli.json("unquarantine", f"analytics-service@{digest}", "--reason", "fixed upstream: a config flag")
+    assert (done["status"], done["principal"]) == ("UNQUARANTINED", principal)
+    assert cli.json("status")["quarantined"] == {}
+    from controlplane.aws.table import Table  # noqa: PLC0415
+
+    ((_, record),) = Table(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").query(
+        f"DIGEST#{digest}", sk_prefix="UNQUARANTINED#"
+    )
+    assert record["principal"] == principal
+    assert record["reason"] == "fixed upstream: a config flag"
+    assert record["quarantine"]["release_id"] == cli.json("history")["releases"][0]["release_id"]
+    assert cli.json("unquarantine", f"analytics-service@{digest}", "--reason", "again", expect=2)["status"] == 409
+
+    # the ledger's degraded mark (written by a failed rollback) shows in status, with what to do
+    from controlplane.models.release import Degraded  # noqa: PLC0415
+
+    since = datetime.now(UTC).replace(microsecond=0)
+    pipe.ledger.mark_degraded(
+        Degraded(environment="staging", since=since, cause="RollbackFailedError: boom", execution_arn=result.arn)
+    )
+    status = cli.json("status")
+    assert status["degraded"]["cause"] == "RollbackFailedError: boom"
+    code, table, _ = cli("status")
+    assert code == 0
+    assert "DEGRADED" in table
+    assert "rollback --acknowledge" in table

@@ -34,6 +34,13 @@ def test_approvers_match_sessions_of_their_roles_only_in_their_account() -> None
     assert not is_one_of("arn:aws:iam::123456789012:user/release-approver", approvers)
 
 
+UNQUARANTINE = {
+    "action": "unquarantine",
+    "environment": "staging",
+    "service": "edc-service",
+    "digest": "sha256:" + "a" * 64,
+    "reason": "fixed upstream",
+}
 DEPLOY = {"action": "deploy", "environment": "staging", "services": {"edc-service": "v1"}, "reason": "fix"}
 
 
@@ -49,6 +56,11 @@ DEPLOY = {"action": "deploy", "environment": "staging", "services": {"edc-servic
         ({"action": "approve", "release_id": "rel-" + "0" * 20, "approver": "me"}, "approver"),
         ({"action": "offhours", "environment": "staging", "mode": "nap"}, "mode"),
         ({"action": "rollback", "environment": "staging", "release_id": "latest"}, "release_id"),
+        ({"action": "rollback", "environment": "staging", "acknowledge": "yes"}, "acknowledge"),
+        ({**UNQUARANTINE, "service": "no-such-service"}, "service"),
+        ({**UNQUARANTINE, "digest": "sha256:abc"}, "digest"),
+        ({**UNQUARANTINE, "reason": ""}, "reason"),
+        ({**UNQUARANTINE, "by": "alice"}, "by"),
     ],
 )
 def test_operator_bodies_are_strict_and_name_the_field(body: dict[str, Any], field: str) -> None:
@@ -58,3 +70,7 @@ def test_operator_bodies_are_strict_and_name_the_field(body: dict[str, Any], fie
 
 def test_a_well_formed_body_parses() -> None:
     assert parse_body({**DEPLOY, "force": True}).force is True  # type: ignore[union-attr]
+
+
+def test_an_unquarantine_body_parses() -> None:
+    assert parse_body(UNQUARANTINE).digest == "sha256:" + "a" * 64  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 from kubernetes.client import ApiClient
 from pydantic import ValidationError
 
@@ -14,13 +15,19 @@ from controlplane.settings import Settings
 
 def connect(settings: Settings) -> ApiClient:
     """An API client for the settings' cluster, authenticated as this function's IAM role."""
-    info = eks.describe_cluster(settings.cluster_name, region=settings.region)
-    token = eks.get_token(settings.cluster_name, region=settings.region)
+    return connect_to(settings.cluster_name, region=settings.region)
+
+
+def connect_to(cluster_name: str, *, region: str, session: boto3.Session | None = None) -> ApiClient:
+    """An API client for ``cluster_name``, authenticated as ``session``'s identity (the function's role by default):
+    the same EKS token path for the functions and an operator's CLI."""
+    info = eks.describe_cluster(cluster_name, region=region, session=session)
+    token = eks.get_token(cluster_name, region=region, session=session)
     try:
         access = ClusterAccess(endpoint=info.endpoint, ca_data=info.ca_data, token=token)
     except ValidationError as exc:
         raise ConfigurationError(
-            f"eks:DescribeCluster({settings.cluster_name}) gave unusable access: {validation_message(exc)}"
+            f"eks:DescribeCluster({cluster_name}) gave unusable access: {validation_message(exc)}"
         ) from None
     return build_api_client(access)
 

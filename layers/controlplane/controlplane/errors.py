@@ -137,6 +137,10 @@ class OperatorNotAuthorizedError(PermanentError):
     without the operator API's signed identity."""
 
 
+class QuarantineStateError(PermanentError):
+    """An operator released a digest from quarantine that is not quarantined (for that service)."""
+
+
 class FreezeWindowError(PermanentError):
     """The environment is inside a freeze window and the deploy was not forced."""
 

@@ -56,14 +56,16 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def describe_cluster(name: str, *, region: str) -> ClusterInfo:
-    """Endpoint, CA and version of cluster ``name``; one ``DescribeCluster`` per warm Lambda, cluster and 15 min."""
+def describe_cluster(name: str, *, region: str, session: boto3.Session | None = None) -> ClusterInfo:
+    """Endpoint, CA and version of cluster ``name``; one ``DescribeCluster`` per warm Lambda, cluster and 15 min.
+
+    ``session``: whose credentials (an operator's profile for the CLI); the function's own by default."""
     key = (region, name)
     with _cache_lock:
         cached = _cache.get(key)
     if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
-    client = boto3.client("eks", region_name=region)
+    client = session.client("eks", region_name=region) if session else boto3.client("eks", region_name=region)
     try:
         with translate_aws_errors("eks:DescribeCluster"):
             cluster: Any = client.describe_cluster(name=name)["cluster"]
@@ -86,9 +88,14 @@ def describe_cluster(name: str, *, region: str) -> ClusterInfo:
     return info
 
 
-def get_token(cluster_name: str, *, region: str) -> SecretStr:
-    """A fresh EKS bearer token for ``cluster_name`` signed with the function's own credentials."""
-    sts = boto3.client("sts", region_name=region, endpoint_url=f"https://sts.{region}.amazonaws.com")
+def get_token(cluster_name: str, *, region: str, session: boto3.Session | None = None) -> SecretStr:
+    """A fresh EKS bearer token for ``cluster_name`` signed with the function's own credentials (or ``session``'s)."""
+    endpoint = f"https://sts.{region}.amazonaws.com"
+    sts = (
+        session.client("sts", region_name=region, endpoint_url=endpoint)
+        if session
+        else boto3.client("sts", region_name=region, endpoint_url=endpoint)
+    )
 
     def add_cluster_header(request: Any, **_: Any) -> None:
         request.headers[CLUSTER_ID_HEADER] = cluster_name

@@ -13,6 +13,8 @@ Items (``pk`` / ``sk``):
   refuses the release on any mismatch (``LedgerIntegrityError``) before anything reaches the cluster.
 * ``ENV#<environment>`` / ``LAST_KNOWN_GOOD`` — the environment's pointer (updated with a condition on its old value).
 * ``DIGEST#<digest>`` / ``QUARANTINE`` — a digest an earlier release failed with.
+* ``DIGEST#<digest>`` / ``UNQUARANTINED#<time>`` — an operator released the digest from quarantine: who (the signed
+  principal of the operator API), why, and the quarantine item as it was.
 * ``ENV#<environment>`` / ``DEGRADED`` — present after a failed rollback, until an operator's rollback succeeds or
   an operator acknowledges (automatic deploys are queued meanwhile: :mod:`controlplane.aws.lock`).
 """
@@ -31,12 +33,15 @@ from controlplane.aws.table import (
     NOT_EXISTS,
     Condition,
     ConditionFailedError,
+    Delete,
     Items,
+    Put,
     applied_object_key,
     environment_key,
     objects_digest_key,
     quarantine_key,
     release_key,
+    unquarantined_key,
 )
 from controlplane.errors import PermanentError
 from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord, ReleaseStatus
@@ -286,3 +291,34 @@ class Ledger(Items):
                     "quarantined_at": now.isoformat(),
                 },
             )
+
+    def unquarantine(
+        self, digest: str, *, service: str, principal: str, reason: str, now: datetime
+    ) -> dict[str, Any] | None:
+        """Release ``service``'s ``digest`` from quarantine and record who did it and why, in one transaction.
+
+        ``None`` (nothing written) when the digest is not quarantined for ``service``; the record written otherwise.
+        """
+        key = quarantine_key(digest)
+        old = self.table.get(key)
+        if old is None or old.get("service") != service:
+            return None
+        record = {
+            "kind": "unquarantine",
+            "digest": digest,
+            "service": service,
+            "principal": principal,
+            "reason": reason,
+            "unquarantined_at": now.isoformat(),
+            "quarantine": {k: v for k, v in old.items() if k != "kind"},
+        }
+        try:
+            self.table.transact(
+                [
+                    Delete(key, condition=Condition("#s = :service", {"#s": "service"}, {":service": service})),
+                    Put(unquarantined_key(digest, now.isoformat()), record, condition=NOT_EXISTS),
+                ]
+            )
+        except ConditionFailedError:
+            return None  # released by someone else meanwhile
+        return record

@@ -97,6 +97,11 @@ def quarantine_key(digest: str) -> Key:
     return Key(f"DIGEST#{digest}", "QUARANTINE")
 
 
+def unquarantined_key(digest: str, at: str) -> Key:
+    """An operator's release of ``digest`` from quarantine at ``at`` (ISO time): who, why, what it was."""
+    return Key(f"DIGEST#{digest}", f"UNQUARANTINED#{at}")
+
+
 def environment_key(environment: str, sk: str) -> Key:
     """``ENV#<environment>`` / ``sk``: LAST_KNOWN_GOOD, LOCK, OFFHOURS, STAY_AWAKE, FREEZE_OVERRIDE#..., STACK#..."""
     return Key(f"ENV#{environment}", sk)

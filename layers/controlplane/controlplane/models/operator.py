@@ -100,6 +100,7 @@ class OperatorAction(StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
     OFFHOURS = "offhours"
+    UNQUARANTINE = "unquarantine"
 
 
 class OperatorSignature(BaseModel):
@@ -205,12 +206,13 @@ class DeployBody(_Body):
 
 
 class RollbackBody(_Body):
-    """``{"action": "rollback", "environment", "release_id"?: "rel-...", "reason"?}``."""
+    """``{"action": "rollback", "environment", "release_id"?: "rel-...", "reason"?, "acknowledge"?: true}``."""
 
     action: Literal["rollback"]
     environment: Environment
     release_id: str | None = Field(default=None, pattern=r"^rel-[0-9a-f]{20}$")
     reason: Reason = "operator rollback"
+    acknowledge: bool = False
 
 
 class OffHoursBody(_Body):
@@ -222,7 +224,25 @@ class OffHoursBody(_Body):
     until: str | None = Field(default=None, max_length=40)
 
 
-OperatorBody = Annotated[DecideBody | DeployBody | RollbackBody | OffHoursBody, Field(discriminator="action")]
+def _known_service(name: str) -> str:
+    if name not in platform.SERVICE_NAMES:
+        raise ValueError(f"unknown service {name[:63]!r} (one of {', '.join(platform.SERVICE_NAMES)})")
+    return name
+
+
+class UnquarantineBody(_Body):
+    """``{"action": "unquarantine", "environment", "service", "digest": "sha256:...", "reason"}``."""
+
+    action: Literal["unquarantine"]
+    environment: Environment
+    service: Annotated[str, AfterValidator(_known_service)]
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    reason: Reason
+
+
+OperatorBody = Annotated[
+    DecideBody | DeployBody | RollbackBody | OffHoursBody | UnquarantineBody, Field(discriminator="action")
+]
 
 
 class OperatorResponse(BaseModel):

@@ -7,12 +7,14 @@ for a role's session). That ARN is the only identity this module uses; bodies na
 * ``approve`` / ``reject``: the caller must be in ``APPROVERS`` and must not be the requester of the release (two
   sessions of one role are one principal). The decision is signed (KMS HMAC) and stored with what it approves; then the
   waiting execution is answered. VerifyApproval re-reads the signed decision; the callback's payload proves nothing.
+* ``unquarantine``: the digest leaves the quarantine and the ledger records who released it and why (409 when the
+  digest is not quarantined for that service).
 * ``deploy`` (``force`` included), ``rollback``, ``offhours``: the request is validated here (the same models the
   state machines use: a refusal names the field and nothing starts), signed over the execution's name, and started
   on the state machine. The state machines honour ``force`` and production overrides only with a valid signature.
 
 Answers: HTTP 200 with :class:`~controlplane.models.operator.OperatorResponse`, 400 (bad input, the field named),
-403 (not allowed: the rule named), 409 (the approval is not pending).
+403 (not allowed: the rule named), 409 (the approval is not pending, the digest is not quarantined).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from controlplane.aws import approval as approvals
 from controlplane.aws import signing
 from controlplane.aws.decision import Decisions
 from controlplane.aws.errors import error_code, translate_aws_errors
+from controlplane.aws.ledger import Ledger
 from controlplane.errors import (
     ApprovalRejectedError,
     ApprovalStateError,
     InputValidationError,
     OperatorNotAuthorizedError,
+    QuarantineStateError,
 )
 from controlplane.models.approval import ApprovalStatus, Decision
 from controlplane.models.base import at
@@ -55,6 +59,7 @@ from controlplane.models.operator import (
     OperatorSignature,
     RollbackBody,
     SignedDecision,
+    UnquarantineBody,
     is_one_of,
     principal_key,
 )
@@ -67,6 +72,7 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 16 * 1024
 _BODY = TypeAdapter[Any](OperatorBody)
+AnyBody = DecideBody | DeployBody | RollbackBody | OffHoursBody | UnquarantineBody
 
 
 def caller_of(event: Mapping[str, Any]) -> OperatorCaller:
@@ -109,9 +115,9 @@ def _json_body(event: Mapping[str, Any]) -> Any:
     return body
 
 
-def parse_body(body: Any) -> DecideBody | DeployBody | RollbackBody | OffHoursBody:
+def parse_body(body: Any) -> AnyBody:
     try:
-        parsed: DecideBody | DeployBody | RollbackBody | OffHoursBody = _BODY.validate_python(body)
+        parsed: AnyBody = _BODY.validate_python(body)
     except ValidationError as exc:
         raise InputValidationError(f"invalid operator request: {validation_message(exc)}") from None
     return parsed
@@ -129,7 +135,7 @@ def handle(event: Mapping[str, Any], *, now: datetime | None = None) -> dict[str
         status, response = 400, _refusal(exc)
     except OperatorNotAuthorizedError as exc:
         status, response = 403, _refusal(exc)
-    except ApprovalStateError as exc:
+    except (ApprovalStateError, QuarantineStateError) as exc:
         status, response = 409, _refusal(exc)
     if status != 200:
         logger.warning("operator request refused", extra={"status": status, "error": response.error})
@@ -145,9 +151,7 @@ def _refusal(exc: Exception) -> OperatorResponse:
     return OperatorResponse(ok=False, error=type(exc).__name__, message=str(exc))
 
 
-def dispatch(
-    caller: OperatorCaller, body: DecideBody | DeployBody | RollbackBody | OffHoursBody, *, now: datetime
-) -> OperatorResponse:
+def dispatch(caller: OperatorCaller, body: AnyBody, *, now: datetime) -> OperatorResponse:
     settings = get_settings()
     if not isinstance(body, DecideBody) and body.environment != settings.environment:
         raise InputValidationError(
@@ -157,6 +161,8 @@ def dispatch(
     logger.info("operator request", extra={"action": body.action, "principal": caller.principal})
     if isinstance(body, DecideBody):
         return decide(caller, body, settings=settings, now=now)
+    if isinstance(body, UnquarantineBody):
+        return unquarantine(caller, body, settings=settings, now=now)
     action, machine, request = execution_request(body, settings)
     return start(caller, action, machine, request, settings=settings, now=now)
 
@@ -172,6 +178,7 @@ def execution_request(
         return OperatorAction.DEPLOY, settings.require("deploy_state_machine_arn"), request
     if isinstance(body, RollbackBody):
         request |= {"reason": body.reason} | ({"release_id": body.release_id} if body.release_id else {})
+        request |= {"acknowledge": True} if body.acknowledge else {}
         parse(OperatorRollbackRequest, request, what="rollback")
         return OperatorAction.ROLLBACK, settings.require("rollback_state_machine_arn"), request
     request |= {"action": body.mode, "trigger": "console"} | ({"until": body.until} if body.until else {})
@@ -235,6 +242,28 @@ def decide(caller: OperatorCaller, body: DecideBody, *, settings: Settings, now:
         release_id=record.release_id,
         status=status.value,
         execution_arn=record.execution_arn,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ quarantine
+def unquarantine(
+    caller: OperatorCaller, body: UnquarantineBody, *, settings: Settings, now: datetime
+) -> OperatorResponse:
+    """Release ``body.service``'s digest from quarantine; the ledger records the caller and the reason."""
+    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    record = ledger.unquarantine(
+        body.digest, service=body.service, principal=caller.principal, reason=body.reason, now=now
+    )
+    if record is None:
+        raise QuarantineStateError(f"{body.service}@{body.digest} is not quarantined (see `trialstudio status`)")
+    logger.info("digest released from quarantine", extra={"service": body.service, "digest": body.digest})
+    metrics.add_metric(name="DigestsUnquarantined", unit="Count", value=1)
+    return OperatorResponse(
+        ok=True,
+        action=body.action,
+        principal=caller.principal,
+        release_id=str(record["quarantine"].get("release_id") or "") or None,
+        status="UNQUARANTINED",
     )
 
 

@@ -1,0 +1,131 @@
+"""The commands that reach the cluster: ``diff`` (a release against the cluster, by server-side dry run).
+
+They connect as the caller (an EKS token signed with the caller's credentials, ``ControlPlane.cluster``): the caller's
+IAM principal needs an EKS access entry. A dry run is authorized like the write it simulates, so ``diff`` needs the
+``patch`` verb on what the release holds (the deploy role's RBAC, or an operator group bound to the same rules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from controlplane.errors import ControlPlaneError, KubernetesForbiddenError
+from controlplane.kube.apply import diff_objects
+from controlplane.models.kube import ObjectDiff
+from controlplane.render import load_bundle, render
+
+from trialstudio.control import CliError, ControlPlane
+from trialstudio.output import FAILED, OK, Out
+
+_RELEASE = re.compile(r"^rel-[0-9a-f]{20}$")
+REPO_MANIFESTS = Path(__file__).resolve().parents[1] / "manifests" / "kubernetes"
+"""The manifests a release not yet applied is rendered from (the bundle the ManifestsLayer ships)."""
+SHOWN_VALUE_CHARS = 120
+
+
+@contextmanager
+def kubernetes_errors(doing: str) -> Iterator[None]:
+    """The control plane's Kubernetes errors -> one CliError line saying what to check."""
+    try:
+        yield
+    except KubernetesForbiddenError as exc:
+        raise CliError(
+            f"{doing}: {exc} (your IAM principal needs an EKS access entry with these rights; README 'Operating')", 2
+        ) from None
+    except ControlPlaneError as exc:
+        raise CliError(f"{doing}: {type(exc).__name__}: {exc}", 1) from None
+
+
+def release_objects(cp: ControlPlane, environment: str, release_id: str, manifests: Path) -> list[dict[str, Any]]:
+    """What ``release_id`` gives the cluster: the objects the ledger recorded when it was applied (verified against
+    their digests), or, for a release never applied (planned, refused, awaiting approval), its images rendered from
+    ``manifests``."""
+    record = cp.ledger.get_release(release_id)
+    if record is None:
+        raise CliError(f"release {release_id} is not in the ledger (see `trialstudio history`)", 1)
+    if record.environment != environment:
+        raise CliError(f"release {release_id} is a {record.environment} release, not {environment} (pass -e)", 2)
+    with kubernetes_errors(f"reading release {release_id}"):
+        objects = cp.ledger.applied_objects(release_id)
+    if objects:
+        return objects
+    if not manifests.is_dir():
+        raise CliError(f"--manifests {manifests}: no such directory (release {release_id} was never applied)", 2)
+    account = str(cp.client("sts").get_caller_identity()["Account"])
+    with kubernetes_errors(f"rendering release {release_id} from {manifests}"):
+        return render(load_bundle(manifests), environment, record.images, account_id=account, region=cp.region)
+
+
+def _value(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+
+
+def diff_lines(diffs: Sequence[ObjectDiff]) -> list[str]:
+    lines: list[str] = []
+    for d in diffs:
+        if d.action == "unchanged":
+            continue
+        ns = f"{d.ref.namespace}/" if d.ref.namespace else ""
+        lines.append(f"  {d.action:<11}{d.ref.kind} {ns}{d.ref.name}")
+        lines += [f"      {c.op:<8}{c.path}: {_value(c.live)} -> {_value(c.desired)}" for c in d.changes]
+    return lines
+
+
+def cmd_diff(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
+    """``diff [RELEASE]``: what applying the release (default: the last known-good) would change in the cluster.
+
+    0 when nothing would change, 1 when something would (as ``kubectl diff``), 2 refused or usage.
+    """
+    release_id = args.release
+    if release_id is None:
+        lkg = cp.ledger.last_known_good(args.environment)
+        if lkg is None:
+            raise CliError(f"{args.environment} has no last known-good release yet: name a release", 2)
+        release_id = lkg.release_id
+    elif not _RELEASE.match(release_id):
+        raise CliError(f"release: {release_id!r} is not a release id (rel- and 20 hex digits; see `history`)", 2)
+    objects = release_objects(cp, args.environment, release_id, args.manifests)
+    api = cp.cluster()
+    try:
+        with kubernetes_errors(f"dry-run diff of {release_id} against cluster {cp.cluster_name}"):
+            diffs = diff_objects(api, objects, release_id=release_id)
+    finally:
+        api.close()
+    differ = [d for d in diffs if d.action != "unchanged"]
+    out.document(
+        {
+            "environment": args.environment,
+            "release_id": release_id,
+            "cluster": cp.cluster_name,
+            "objects": len(diffs),
+            "differ": len(differ),
+            "diffs": [d.model_dump(mode="json") for d in differ],
+        }
+    )
+    head = f"{release_id} against cluster {cp.cluster_name}: "
+    out.lines(
+        [head + f"{len(differ)} of {len(diffs)} objects would change", *diff_lines(differ)]
+        if differ
+        else [head + f"no differences ({len(diffs)} objects)"]
+    )
+    return FAILED if differ else OK
+
+
+def add_parsers(sub: Any) -> None:
+    diff = sub.add_parser("diff", help="server-side dry-run diff: a release (default last known-good) vs the cluster")
+    diff.add_argument("release", nargs="?")
+    diff.add_argument(
+        "--manifests",
+        type=Path,
+        default=REPO_MANIFESTS,
+        help="the bundle a release never applied is rendered from (default: this checkout's manifests/kubernetes)",
+    )
+
+
+COMMANDS = {"diff": cmd_diff}
