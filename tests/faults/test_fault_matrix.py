@@ -273,3 +273,56 @@ def test_a_failed_redeploy_of_the_last_known_good_release_moves_the_pointer_to_w
     assert pipe.ledger.require_release(current).status.value == "rolled_back"
     assert pipe.deployment_image("edc-service").endswith(pipe.ledger.require_release(older).images["edc-service"])
     assert_invariants(pipe, redeploy)
+
+
+def test_a_lambda_crash_mid_apply_rolls_back_and_a_rerun_deploys(pipe: Pipeline) -> None:
+    """The apply function dies after writing to the cluster (an unexpected error recording what it applied): the
+    release is rolled back (the cluster was touched), nothing is quarantined, and rerunning the push deploys it."""
+    pipe.first_release()
+    apply_fn = function_name(pipe, "ApplyFunction")
+    pipe.cloud.aws_faults.add("dynamodb", "BatchWriteItem", code="ValidationException", function=apply_fn, times=1)
+    digest = pipe.push("edc-service", "main-2")
+    event = pipe.push_event("clinical-trials/edc-service", digest, "main-2")
+
+    [arn] = pipe.deliver(event)
+    crashed = pipe.cloud.wait_execution(arn, timeout=120)
+
+    assert crashed.status == "FAILED"
+    assert crashed.error == "ClientError"
+    assert "RollBackApply" in crashed.states_entered()
+    assert crashed.states_entered()[-1] == "DeployFailedRolledBack"
+    assert pipe.ledger.quarantined([digest]) == {}
+    assert_invariants(pipe, crashed)
+
+    [again] = pipe.deliver({**event, "id": event["id"] + "-rerun"})
+    rerun = pipe.cloud.wait_execution(again, timeout=120)
+
+    assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
+    assert pipe.deployment_image("edc-service").endswith(digest)
+    assert_invariants(pipe, rerun, new_release=planned_release(pipe, rerun))
+
+
+def test_concurrent_console_deploys_both_end_deployed_one_after_the_other(pipe: Pipeline) -> None:
+    pipe.first_release()
+    edc = pipe.push("edc-service", "main-2")
+    analytics = pipe.push("analytics-service", "main-2")
+    arns = [
+        pipe.cloud.start_execution(
+            "DeployStateMachine", {"environment": "staging", "services": {service: digest}, "reason": "console"}
+        )
+        for service, digest in (("edc-service", edc), ("analytics-service", analytics))
+    ]
+    results = [pipe.cloud.wait_execution(arn, timeout=180) for arn in arns]
+    assert all(r.status == "SUCCEEDED" for r in results), [(r.error, r.cause) for r in results]
+    # Usually one takes the lock and the other queues behind it (then a follow-up deploys the queued push); if the
+    # first ended before the second asked, both simply took it in turn. Either way both end deployed.
+    last = results[-1]
+    for result in results:
+        follow_up = result.output.get("lock_release", {}).get("follow_up")
+        if follow_up is not None:
+            last = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=180)
+            assert last.status == "SUCCEEDED", (last.error, last.cause)
+
+    assert pipe.deployment_image("edc-service").endswith(edc)
+    assert pipe.deployment_image("analytics-service").endswith(analytics)
+    assert_invariants(pipe, last, new_release=planned_release(pipe, last))
