@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from controlplane.aws import lock
 from controlplane.aws.lock import LockTable
+from controlplane.errors import LockLostError
 from controlplane.models.lock import AcquireLockInput, LockOutcome, LockPurpose, ReleaseLockInput
 from controlplane.steps.lock import acquire_lock, release_lock, release_lock_after_execution
 
@@ -198,17 +200,25 @@ def test_an_orphan_lock_of_an_aborted_execution_is_cleared_and_its_work_is_not_l
     assert {s: p.reference for s, p in record.pending.items()} == {"edc-service": D[0]}  # redeployed next
 
 
-def test_an_expired_lock_is_taken_over_even_if_its_owner_still_runs(deploy_machine: str) -> None:
+def test_a_running_executions_lock_is_never_taken_however_long_it_waits(deploy_machine: str) -> None:
+    """Scenario 1 of issue 12: a production deploy waiting for approval longer than the lock's TTL keeps its lock
+    (DescribeExecution says RUNNING); the next push queues behind it instead of deploying alongside."""
     slow = start(deploy_machine, "slow")
     acquire(slow, ecr_push("edc-service", D[0], time="2025-11-26T10:00:00Z"))
 
-    later = T0 + timedelta(hours=2)
+    later = T0 + timedelta(hours=5)  # past the 4 h TTL
     result = acquire(
-        start(deploy_machine, "later"), ecr_push("api-gateway", D[1], time="2025-11-26T12:00:00Z"), now=later
+        start(deploy_machine, "later"), ecr_push("api-gateway", D[1], time="2025-11-26T15:00:00Z"), now=later
     )
 
-    assert result.outcome is LockOutcome.ACQUIRED
-    assert result.cleared_orphan == slow
+    assert result.outcome is LockOutcome.QUEUED
+    assert result.holder == slow
+    record = table().read("staging")
+    assert record is not None
+    assert record.owner == slow
+    assert lock.ensure_owner(table(), "staging", slow) == record
+    with pytest.raises(LockLostError, match="no longer holds the lock"):
+        lock.ensure_owner(table(), "staging", "arn:aws:states:us-east-1:123456789012:execution:x:someone-else")
 
 
 def test_the_execution_status_change_event_releases_the_lock_of_an_aborted_deploy(deploy_machine: str) -> None:

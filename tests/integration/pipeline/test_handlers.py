@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from controlplane.aws.lock import LockTable
+from controlplane.models.gates import LockPurpose, LockRequest
 
 from local.cluster import Cluster
 from local.pipeline import Pipeline, pipeline
@@ -32,6 +34,26 @@ def _ledger_items(pipe: Pipeline) -> int:
     return int(pipe.cloud.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"])
 
 
+def _hold_lock(pipe: Pipeline, arn: str) -> None:
+    """Step Functions runs ApplyRelease only while its execution holds the environment's lock (the apply is fenced)."""
+    table = LockTable(str(pipe.cloud.ref("LedgerTable")), region="us-east-1")
+    request = LockRequest(environment="staging", owner=arn, purpose=LockPurpose.ROLLBACK)
+    assert table.try_acquire(request, now=int(pipe.cloud.clock.now()), ttl_s=3600)
+
+
+def test_an_execution_that_does_not_hold_the_lock_applies_nothing(pipe: Pipeline) -> None:
+    result = pipe.first_release()  # ended: its lock is released
+    plan = result.output["plan"]
+    writes = len(pipe.writes())
+    payload = {"release": plan["release"], "purpose": "deploy", "execution_arn": result.arn, "now": plan["started_at"]}
+
+    out = pipe.cloud.invoke("ApplyFunction", payload)
+
+    assert out.json()["errorType"] == "LockLostError"
+    assert "no longer holds the lock of staging" in out.json()["errorMessage"]
+    assert len(pipe.writes()) == writes
+
+
 def test_apply_twice_changes_nothing_the_second_time(pipe: Pipeline) -> None:
     result = pipe.first_release()
     plan = result.output["plan"]
@@ -45,6 +67,7 @@ def test_apply_twice_changes_nothing_the_second_time(pipe: Pipeline) -> None:
     items = _ledger_items(pipe)
     versions = _written(pipe)
 
+    _hold_lock(pipe, result.arn)
     first = pipe.cloud.invoke("ApplyFunction", payload)
     second = pipe.cloud.invoke("ApplyFunction", payload)
 
@@ -79,6 +102,7 @@ def test_a_release_from_an_older_manifests_bundle_is_replayed_from_the_ledger(pi
         "now": result.output["plan"]["started_at"],
     }
 
+    _hold_lock(pipe, result.arn)
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
     assert out.function_error is None, out.json()
@@ -115,6 +139,7 @@ def test_a_release_whose_ledger_objects_were_tampered_with_is_refused_before_any
         "now": result.output["plan"]["started_at"],
     }
 
+    _hold_lock(pipe, result.arn)
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
     assert out.json()["errorType"] == "LedgerIntegrityError"
@@ -135,6 +160,7 @@ def test_a_release_that_can_be_neither_rendered_nor_replayed_is_refused_before_a
         "now": result.output["plan"]["started_at"],
     }
 
+    _hold_lock(pipe, result.arn)
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
     assert out.json()["errorType"] == "PlanError"

@@ -45,7 +45,7 @@ from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.aws.table import Condition, ConditionFailedError, Items, Key, environment_key
-from controlplane.errors import AwsThrottledError
+from controlplane.errors import AwsThrottledError, LockLostError
 from controlplane.models.arn import execution_of, state_machine_of
 from controlplane.models.lock import (
     FollowUp,
@@ -257,6 +257,18 @@ class LockTable(Items):
         return True
 
 
+def ensure_owner(table: LockTable, environment: str, owner: str) -> LockRecord:
+    """The lock record, if ``owner`` still holds the environment's lock; :class:`LockLostError` otherwise (checked
+    before a holder's writes: a holder that lost the lock writes nothing more)."""
+    record = table.read(environment)
+    if record is None or record.owner != owner:
+        holder = record.owner if record else "nobody"
+        raise LockLostError(
+            f"{owner} no longer holds the lock of {environment} (held by {holder}): nothing more is written"
+        )
+    return record
+
+
 # ------------------------------------------------------------------------------------------------- Step Functions
 def execution_status(arn: str, *, region: str | None = None, client: SFNClient | None = None) -> str | None:
     """The status of execution ``arn`` (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ...), ``None`` if absent."""
@@ -299,9 +311,13 @@ def is_parked(record: LockRecord) -> bool:
 
 def is_orphan(record: LockRecord, status: str | None, *, now: datetime, grace_s: int, degraded: bool = False) -> bool:
     """An owner that ended, never started (after ``grace_s``: a hand-off's follow-up may still be starting), or
-    whose lock expired; a parked lock only once the environment is no longer degraded."""
+    whose lock expired while its execution is not RUNNING; a parked lock only once the environment is no longer
+    degraded. A RUNNING execution's lock is never taken, however long it waits (an approval can outlast the TTL):
+    ``states:DescribeExecution`` is the lease's proof of life."""
     if is_parked(record):
         return not degraded
+    if status == "RUNNING":
+        return False
     if record.expired(now):
         return True
     if status is None:

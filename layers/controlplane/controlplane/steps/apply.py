@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from controlplane.aws import lock
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.offhours import OffhoursLedger
 from controlplane.cluster import connect, kubernetes_version
@@ -90,6 +91,10 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     release = event.release
     correlate(execution_arn=event.execution_arn, release_id=release.release_id, environment=release.environment)
     settings = get_settings()
+    # Fenced: an execution that no longer holds the environment's lock writes nothing (LockLostError).
+    lock.ensure_owner(
+        lock.LockTable(settings.ledger_table_name, region=settings.region), release.environment, event.execution_arn
+    )
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
     objects, source = release_objects(release, settings, ledger)
     validate_objects(

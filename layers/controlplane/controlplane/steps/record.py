@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.aws import lock
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.notify import notify_outcome
 from controlplane.errors import InputValidationError
@@ -45,6 +46,10 @@ def _describe(error: StepError | None) -> str:
 def record_outcome(event: RecordInput) -> RecordOutput:
     settings = get_settings()
     correlate(execution_arn=event.execution_arn, environment=settings.environment)
+    # Fenced: an execution that no longer holds the environment's lock records nothing (LockLostError).
+    lock.ensure_owner(
+        lock.LockTable(settings.ledger_table_name, region=settings.region), settings.environment, event.execution_arn
+    )
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
     if event.outcome is Outcome.RESTORED:
         return _record_restored(event, settings, ledger)
