@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from controlplane.aws.lock import LockTable
-from controlplane.models.gates import LockPurpose, LockRequest
+from controlplane.models.lock import LockPurpose, LockRequest
 
 from local.cluster import Cluster
 from local.pipeline import Pipeline, pipeline
@@ -45,7 +45,13 @@ def test_an_execution_that_does_not_hold_the_lock_applies_nothing(pipe: Pipeline
     result = pipe.first_release()  # ended: its lock is released
     plan = result.output["plan"]
     writes = len(pipe.writes())
-    payload = {"release": plan["release"], "purpose": "deploy", "execution_arn": result.arn, "now": plan["started_at"]}
+    payload = {
+        "release": plan["release"],
+        "purpose": "deploy",
+        "prune": True,
+        "execution_arn": result.arn,
+        "now": plan["started_at"],
+    }
 
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
@@ -64,10 +70,10 @@ def test_apply_twice_changes_nothing_the_second_time(pipe: Pipeline) -> None:
         "execution_arn": result.arn,
         "now": plan["started_at"],
     }
+    _hold_lock(pipe, result.arn)
     items = _ledger_items(pipe)
     versions = _written(pipe)
 
-    _hold_lock(pipe, result.arn)
     first = pipe.cloud.invoke("ApplyFunction", payload)
     second = pipe.cloud.invoke("ApplyFunction", payload)
 
