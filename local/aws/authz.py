@@ -252,9 +252,17 @@ def _stack(params: Mapping[str, Any], lookup: Lookup) -> str:
 
 def _stack_op(action: str) -> Mapper:
     def mapper(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
+        # The condition keys CloudFormation documents for these actions (present only when the request has them).
         context: dict[str, list[str]] = {}
         if params.get("RoleARN"):
             context["cloudformation:RoleArn"] = [str(params["RoleARN"])]
+        if params.get("TemplateURL"):
+            context["cloudformation:TemplateUrl"] = [str(params["TemplateURL"])]
+        if params.get("StackPolicyURL"):
+            context["cloudformation:StackPolicyUrl"] = [str(params["StackPolicyURL"])]
+        if params.get("ResourcesToImport"):
+            types = {str(r.get("ResourceType")) for r in params["ResourcesToImport"]}
+            context["cloudformation:ImportResourceTypes"] = sorted(types)
         accesses = [Access(action, _stack(params, lookup), context)]
         if params.get("RoleARN"):
             passed = {"iam:PassedToService": ["cloudformation.amazonaws.com"]}

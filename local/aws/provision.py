@@ -521,10 +521,12 @@ class Provisioner:
     def _role(self, logical_id: str, props: dict[str, Any]) -> Resource:
         name = self._name(logical_id, props.get("RoleName"))
         iam = _client("iam", self.region)
+        boundary = {"PermissionsBoundary": props["PermissionsBoundary"]} if props.get("PermissionsBoundary") else {}
         role = iam.create_role(
             RoleName=name,
             Path=props.get("Path", "/"),
             AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
+            **boundary,
         )["Role"]
         for policy in props.get("Policies", []):
             iam.put_role_policy(

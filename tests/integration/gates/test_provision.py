@@ -1,5 +1,6 @@
-"""Provisioning through change sets: moto for create / skip / no changes / large templates; a scripted client for
-the states moto never reaches (CREATE_FAILED, ROLLBACK_COMPLETE, UPDATE_ROLLBACK_COMPLETE)."""
+"""Provisioning through change sets (and CreateStack for new data stacks): moto for create / skip / no changes /
+templates by URL / protected data stacks; a scripted client for the states moto never reaches (CREATE_FAILED,
+ROLLBACK_COMPLETE, UPDATE_ROLLBACK_COMPLETE)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from controlplane.aws.provision import Provisioner
-from controlplane.errors import DeadlineExceededError, StackFailedError
+from controlplane.errors import ConfigurationError, DeadlineExceededError, StackFailedError
 from controlplane.models.provision import ProvisionRequest, ProvisionStatus, StackCatalog, StackPhase
 
 from .conftest import REGION, TABLE
@@ -22,6 +23,8 @@ from .conftest import REGION, TABLE
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2025, 11, 26, 10, 0, tzinfo=UTC)
+STACK_ROLE = "arn:aws:iam::123456789012:role/sts-cloudformation"
+BUCKET = "artifacts"
 
 TOPIC = """AWSTemplateFormatVersion: "2010-09-09"
 Parameters:
@@ -111,6 +114,13 @@ def with_outputs(client: Any) -> Callable[..., Any]:
     return describe_stacks
 
 
+def artifacts_bucket() -> str:
+    s3 = boto3.client("s3", region_name=REGION)
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
 def moto_provisioner(
     templates: Path, *, inputs: dict[str, str] | None = None, **kwargs: Any
 ) -> tuple[Provisioner, Overrides]:
@@ -124,6 +134,8 @@ def moto_provisioner(
         inputs=inputs or {"Size": "1"},
         region=REGION,
         cfn=cfn,  # type: ignore[arg-type]
+        artifacts_bucket=artifacts_bucket(),
+        role_arn=STACK_ROLE,
         **kwargs,
     )
     return provisioner, cfn
@@ -204,24 +216,66 @@ def test_a_changed_parameter_updates_the_stack(gate_env: dict[str, str], templat
     assert again.stacks[1].phase is StackPhase.SKIPPED  # its parameters did not change
 
 
-def test_a_template_over_the_inline_limit_goes_through_the_artifacts_bucket(
+def test_every_template_goes_through_the_artifacts_bucket_with_the_stack_role(
     gate_env: dict[str, str], templates: Path
 ) -> None:
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket="artifacts")
-    small = CATALOG.model_copy(update={"inline_template_limit_bytes": 100})
-    provisioner, cfn = moto_provisioner(templates, catalog=small, artifacts_bucket="artifacts")
+    provisioner, cfn = moto_provisioner(templates)
     seen: list[dict[str, Any]] = []
     real = cfn._client.create_change_set
     cfn._methods["create_change_set"] = lambda **kw: seen.append(kw) or real(**kw)
 
     run(provisioner)
 
-    assert all("TemplateURL" in kw and "TemplateBody" not in kw for kw in seen)
+    assert len(seen) == 2
+    assert all("TemplateURL" in kw and "TemplateBody" not in kw for kw in seen)  # small templates too
+    assert all(kw["RoleARN"] == STACK_ROLE for kw in seen)
     assert seen[0]["TemplateURL"].startswith(
         "https://artifacts.s3.us-east-1.amazonaws.com/cloudformation/staging/sts-staging-topic/"
     )
-    keys = [o["Key"] for o in boto3.client("s3", region_name=REGION).list_objects_v2(Bucket="artifacts")["Contents"]]
+    keys = [o["Key"] for o in boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert len(keys) == 2
+
+
+def test_a_provisioner_without_the_stack_role_or_the_bucket_refuses_to_start(
+    gate_env: dict[str, str], templates: Path
+) -> None:
+    with pytest.raises(ConfigurationError, match="STACK_ROLE_ARN is not set"):
+        Provisioner(catalog=CATALOG, templates_dir=templates, project="sts", table_name=TABLE, artifacts_bucket=BUCKET)
+    with pytest.raises(ConfigurationError, match="ARTIFACTS_BUCKET is not set"):
+        Provisioner(catalog=CATALOG, templates_dir=templates, project="sts", table_name=TABLE, role_arn=STACK_ROLE)
+
+
+DATA = StackCatalog.model_validate(
+    {"stacks": [{"suffix": "topic", "template": "topic.yaml", "inputs": ["Size"], "holds_data": True}]}
+)
+
+
+def test_a_new_data_stack_is_created_protected_in_one_call_and_never_protected_afterwards(
+    gate_env: dict[str, str], templates: Path
+) -> None:
+    provisioner, cfn = moto_provisioner(templates, catalog=DATA)
+    created: list[dict[str, Any]] = []
+    real = cfn._client.create_stack
+    cfn._methods["create_stack"] = lambda **kw: created.append(kw) or real(**kw)
+
+    state = run(provisioner)
+
+    assert state.stacks[0].phase is StackPhase.DONE
+    assert len(created) == 1
+    assert created[0]["EnableTerminationProtection"] is True
+    assert created[0]["RoleARN"] == STACK_ROLE
+    assert created[0]["TemplateURL"].startswith("https://artifacts.s3.us-east-1.amazonaws.com/cloudformation/")
+    client = boto3.client("cloudformation", region_name=REGION)
+    assert client.describe_stacks(StackName="sts-staging-topic")["Stacks"][0]["EnableTerminationProtection"] is True
+    policy = json.loads(client.get_stack_policy(StackName="sts-staging-topic")["StackPolicyBody"])
+    assert any(s["Effect"] == "Deny" for s in policy["Statement"])
+    assert not [name for name, _ in cfn.calls if name in {"update_termination_protection", "set_stack_policy"}]
+
+    bigger, cfn = moto_provisioner(templates, catalog=DATA, inputs={"Size": "2"})
+    again = run(bigger, "rel-2")  # an update goes through a change set as for any stack
+
+    assert again.stacks[0].phase is StackPhase.DONE
+    assert not [name for name, _ in cfn.calls if name in {"create_stack", "update_termination_protection"}]
 
 
 # ---- failure states, through a scripted client ------------------------------------------------------------------
@@ -260,6 +314,10 @@ class ScriptedCfn:
 
     def create_change_set(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(f"create_change_set:{kwargs['ChangeSetType']}")
+        return {}
+
+    def create_stack(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(f"create_stack:protected={kwargs['EnableTerminationProtection']}")
         return {}
 
     def describe_change_set(self, **_: Any) -> dict[str, Any]:
@@ -306,8 +364,17 @@ def event(logical: str, status: str, reason: str, minutes: int, kind: str = "AWS
 ONE = StackCatalog.model_validate({"stacks": [{"suffix": "topic", "template": "topic.yaml"}]})
 
 
-def scripted(templates: Path, cfn: ScriptedCfn) -> Provisioner:
-    return Provisioner(catalog=ONE, templates_dir=templates, project="sts", table_name=TABLE, region=REGION, cfn=cfn)  # type: ignore[arg-type]
+def scripted(templates: Path, cfn: ScriptedCfn, catalog: StackCatalog = ONE) -> Provisioner:
+    return Provisioner(
+        catalog=catalog,
+        templates_dir=templates,
+        project="sts",
+        table_name=TABLE,
+        region=REGION,
+        cfn=cfn,  # type: ignore[arg-type]
+        artifacts_bucket=artifacts_bucket(),
+        role_arn=STACK_ROLE,
+    )
 
 
 def test_a_failed_create_ends_the_deploy_with_the_failing_resources_reasons(
@@ -363,6 +430,30 @@ def test_a_stack_left_in_rollback_complete_is_deleted_and_created_again(
     assert cfn.calls.count("delete_stack") == 1
     assert "create_change_set:CREATE" in cfn.calls
     assert "protect" in cfn.calls
+
+
+def test_a_data_stack_whose_first_create_failed_stops_for_an_operator_and_is_never_deleted(
+    gate_env: dict[str, str], templates: Path
+) -> None:
+    events = [event("Topic", "CREATE_FAILED", "Resource handler returned message: KMS key pending deletion", 1)]
+    cfn = ScriptedCfn([None, "CREATE_IN_PROGRESS", "ROLLBACK_COMPLETE"], events=events)
+    provisioner = scripted(templates, cfn, DATA)
+    state = provisioner.start(ProvisionRequest(environment="staging", release_id="rel-1"), now=NOW, timeout_s=3600)
+
+    state = provisioner.advance(state, now=NOW)  # CreateStack, protected from the start: creating, wait
+    assert cfn.calls.count("create_stack:protected=True") == 1
+    with pytest.raises(StackFailedError, match=r"ended ROLLBACK_COMPLETE: Topic .* KMS key pending deletion"):
+        provisioner.advance(state, now=NOW)
+
+    # The next deploy finds it in ROLLBACK_COMPLETE: it names the cause and what an operator does, deletes nothing.
+    fresh = provisioner.start(ProvisionRequest(environment="staging", release_id="rel-2"), now=NOW, timeout_s=3600)
+    with pytest.raises(StackFailedError) as err:
+        provisioner.advance(fresh, now=NOW)
+    assert "data stack sts-staging-topic failed its first create" in str(err.value)
+    assert "never deletes a data stack" in str(err.value)
+    assert "KMS key pending deletion" in str(err.value)
+    assert "delete_stack" not in cfn.calls
+    assert not [c for c in cfn.calls if c.startswith("create_change_set")]
 
 
 def test_a_failed_change_set_that_is_not_a_no_change_ends_the_deploy(gate_env: dict[str, str], templates: Path) -> None:

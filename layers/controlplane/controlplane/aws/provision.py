@@ -6,18 +6,23 @@ when one finishes in the same call:
 
 ``PENDING``
     Skip the stack when its template hash and parameters equal the ledger's record of its last successful
-    change and the stack is in a ``*_COMPLETE`` state (outputs are still read). A stack left in
-    ``ROLLBACK_COMPLETE`` by a failed create cannot be updated: it is deleted (``DELETING``) and created again.
-    Otherwise create a change set (``CREATE`` or ``UPDATE``) with a deterministic name.
+    change and the stack is in a ``*_COMPLETE`` state (outputs are still read). A stack without data left in
+    ``ROLLBACK_COMPLETE`` by a failed create cannot be updated: it is deleted (``DELETING``) and created again; a
+    data stack (``holds_data``) in that state stops the deploy for an operator (the control plane never deletes
+    one, and its termination protection would refuse it anyway). A new data stack is created by ``CreateStack``
+    with termination protection and the stack policy in the same call (``EXECUTING``); otherwise create a change
+    set (``CREATE`` or ``UPDATE``) with a deterministic name.
 ``CHANGE_SET``
     ``FAILED`` with "didn't contain changes" / "No updates are to be performed" is success (``NO_CHANGES``);
     other failures end the deploy. ``CREATE_COMPLETE`` is executed (``EXECUTING``).
 ``EXECUTING``
-    ``CREATE_COMPLETE`` / ``UPDATE_COMPLETE``: termination protection on, the stack policy protecting data
-    resources set, outputs read, the hash recorded (``DONE``). A rollback or failure state raises
+    ``CREATE_COMPLETE`` / ``UPDATE_COMPLETE``: a stack without data gets termination protection and the stack
+    policy protecting data resources; outputs read, the hash recorded (``DONE``). A rollback or failure state raises
     :class:`~controlplane.errors.StackFailedError` with the failing resources' status reasons.
 
-Templates larger than the inline limit (51,200 bytes) go through the artifacts bucket and ``TemplateURL``.
+Every create and change set passes the control plane's CloudFormation service role (``RoleARN``; CloudFormation
+acts with it, never with the function's credentials) and a ``TemplateURL`` in the artifacts bucket's
+``cloudformation/`` prefix: the function's IAM policy allows nothing else (template.yaml).
 """
 
 from __future__ import annotations
@@ -112,6 +117,15 @@ class Provisioner:
     _table: Table = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.role_arn:
+            raise ConfigurationError(
+                "STACK_ROLE_ARN is not set: the platform stacks are changed only by the control plane's CloudFormation "
+                "service role (template.yaml StackRole), never with the provisioning function's own credentials"
+            )
+        if not self.artifacts_bucket:
+            raise ConfigurationError(
+                "ARTIFACTS_BUCKET is not set: stack templates are passed by TemplateURL from the artifacts bucket"
+            )
         self.cfn = self.cfn or boto3.client("cloudformation", region_name=self.region)
         self._table = Table(self.table_name, region=self.region, client=self.ddb)
 
@@ -203,7 +217,7 @@ class Provisioner:
         digest = template_hash(body, parameters)
         stack = self.describe(progress.stack_name)
         status = str(stack["StackStatus"]) if stack else None
-        busy = self._not_ready(progress, status, digest)
+        busy = self._not_ready(spec, progress, status, digest)
         if busy is not None:
             return busy, True
         if (
@@ -215,6 +229,11 @@ class Provisioner:
                 update={"phase": StackPhase.SKIPPED, "template_hash": digest, "outputs": _outputs(stack)}
             ), False
         change_set = f"cp-{state.release_id}-{digest[:12]}"
+        if stack is None and spec.holds_data:
+            self._create_protected(spec, progress.stack_name, change_set, body, parameters, state=state)
+            return progress.model_copy(
+                update={"phase": StackPhase.EXECUTING, "template_hash": digest, "started_at": now}
+            ), False
         create = stack is None or status == "REVIEW_IN_PROGRESS"
         if not self._create_change_set(
             spec, progress.stack_name, change_set, body, parameters, create=create, state=state
@@ -233,9 +252,19 @@ class Provisioner:
             }
         ), False
 
-    def _not_ready(self, progress: StackProgress, status: str | None, digest: str) -> StackProgress | None:
+    def _not_ready(
+        self, spec: StackSpec, progress: StackProgress, status: str | None, digest: str
+    ) -> StackProgress | None:
         """The stack cannot take a change set yet: a failed create is being deleted, or another operation runs
         (wait and look again); a stack in a failed state needs an operator (:class:`StackFailedError`)."""
+        if status == "ROLLBACK_COMPLETE" and spec.holds_data:
+            raise StackFailedError(
+                f"data stack {progress.stack_name} failed its first create and is left in ROLLBACK_COMPLETE, "
+                "termination-protected; the control plane never deletes a data stack. An operator reads the cause "
+                "below, checks that nothing was retained (DeletionPolicy Retain/Snapshot), then disables termination "
+                "protection and deletes the stack; the next deploy creates it again"
+                + self.failure_reasons(progress.stack_name, since=None)
+            )
         if status == "ROLLBACK_COMPLETE":
             self._delete_failed_create(progress.stack_name)
             return progress.model_copy(update={"phase": StackPhase.DELETING, "template_hash": digest})
@@ -304,7 +333,8 @@ class Provisioner:
         if status.endswith("_IN_PROGRESS"):
             return progress, True
         if status in GOOD_STATUSES:
-            self.protect(progress.stack_name)
+            if not self._spec(progress.suffix).holds_data:  # a data stack was created protected
+                self.protect(progress.stack_name)
             self.record_hash(state, progress)
             return progress.model_copy(update={"phase": StackPhase.DONE, "outputs": _outputs(stack)}), False
         if status in FAILED_STATUSES:
@@ -326,14 +356,9 @@ class Provisioner:
         return stacks[0] if stacks else None
 
     def _template_argument(self, stack_name: str, body: str, state: ProvisionState) -> dict[str, str]:
-        size = len(body.encode())
-        if size <= self.catalog.inline_template_limit_bytes:
-            return {"TemplateBody": body}
-        if not self.artifacts_bucket:
-            raise ConfigurationError(
-                f"template of {stack_name} is {size} bytes (> {self.catalog.inline_template_limit_bytes}): "
-                "ARTIFACTS_BUCKET must be set to upload it"
-            )
+        """``TemplateURL`` of the template uploaded under the artifacts bucket's ``cloudformation/`` prefix (the only
+        templates the function may pass, whatever their size)."""
+        assert self.artifacts_bucket is not None  # checked in __post_init__
         key = f"cloudformation/{state.environment}/{stack_name}/{hashlib.sha256(body.encode()).hexdigest()}.yaml"
         s3: S3Client = self.s3 or boto3.client("s3", region_name=self.region)
         with translate_aws_errors("s3:PutObject"):
@@ -377,9 +402,43 @@ class Provisioner:
                 raise
         return True
 
+    def _create_protected(
+        self,
+        spec: StackSpec,
+        stack_name: str,
+        token: str,
+        body: str,
+        parameters: Mapping[str, str],
+        *,
+        state: ProvisionState,
+    ) -> None:
+        """A new data stack: termination protection and the stack policy from its first moment, in one call (the
+        control plane may not call UpdateTerminationProtection or SetStackPolicy on data stacks at all)."""
+        capabilities = cast("list[CapabilityType]", list(spec.capabilities))
+        try:
+            with translate_aws_errors("cloudformation:CreateStack"):
+                self._cfn.create_stack(
+                    StackName=stack_name,
+                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                    Capabilities=capabilities,
+                    OnFailure="ROLLBACK",
+                    EnableTerminationProtection=True,
+                    StackPolicyBody=json.dumps(stack_policy()),
+                    ClientRequestToken=token[:128],
+                    Tags=[
+                        {"Key": "Project", "Value": self.project},
+                        {"Key": "Environment", "Value": state.environment},
+                    ],
+                    **self._template_argument(stack_name, body, state),  # type: ignore[arg-type]
+                    **self._role_argument(),
+                )
+        except ClientError as exc:
+            if error_code(exc) != "AlreadyExistsException":  # a retried call created it already
+                raise
+
     def _role_argument(self) -> dict[str, Any]:
-        """``RoleARN``: the service role CloudFormation acts with (none = the caller's permissions)."""
-        return {"RoleARN": self.role_arn} if self.role_arn else {}
+        """``RoleARN``: the service role CloudFormation acts with (required: see ``__post_init__``)."""
+        return {"RoleARN": self.role_arn}
 
     def _delete_change_set(self, progress: StackProgress) -> None:
         assert progress.change_set_name is not None

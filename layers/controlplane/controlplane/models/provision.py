@@ -29,6 +29,10 @@ class StackSpec(StrictModel):
     inputs: list[str] = Field(default_factory=list)
     wiring: dict[str, str] = Field(default_factory=dict, description="Parameter -> '<stack suffix>.<Output>'")
     bootstrap: bool = False
+    holds_data: bool = Field(
+        default=False,
+        description="Created protected (termination protection, stack policy) by CreateStack; never deleted.",
+    )
 
     def resolve_parameters(
         self,

@@ -1,0 +1,244 @@
+"""The control plane cannot escalate through CloudFormation, with IAM enforced on every call (local/aws authz).
+
+The provisioning functions may pass only the shipped stack role (StackRole), only templates from their own
+artifacts bucket's cloudformation/ prefix, and may never delete, unprotect or re-policy a data stack. Proven through
+the real deploy state machine (a function whose configuration names another role, a catalog that forgot a stack
+holds data) and with the provisioning function's own credentials for calls the product code never makes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from controlplane import platform
+
+from local.pipeline import Pipeline, pipeline
+
+pytestmark = pytest.mark.e2e
+
+STORAGE = "synthetictrialstudio-staging-storage"
+EKS = "synthetictrialstudio-staging-eks"
+
+DATA = """AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Environment: {Type: String}
+  ProjectName: {Type: String}
+Resources:
+  Topic:
+    Type: AWS::SNS::Topic
+    Properties: {TopicName: !Sub "${ProjectName}-${Environment}-alarms"}
+Outputs:
+  TopicArn: {Value: !Ref Topic}
+"""
+CLUSTER = """AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Environment: {Type: String}
+  ClusterName: {Type: String}
+  TopicArn: {Type: String}
+Resources:
+  Logs:
+    Type: AWS::Logs::LogGroup
+    Properties: {LogGroupName: !Sub "/sts/${Environment}/${ClusterName}"}
+Outputs:
+  LogGroup: {Value: !Ref Logs}
+"""
+
+
+def write_catalog(folder: Path, *, storage_holds_data: bool = True) -> Path:
+    (folder / "cloudformation").mkdir(exist_ok=True)
+    (folder / "cloudformation" / "storage.yaml").write_text(DATA)
+    (folder / "cloudformation" / "eks.yaml").write_text(CLUSTER)
+    flag = ", holds_data: true" if storage_holds_data else ""
+    (folder / "stacks.yaml").write_text(
+        "template_dir: cloudformation\nstacks:\n"
+        f"  - {{suffix: storage, template: storage.yaml{flag}}}\n"
+        "  - {suffix: eks, template: eks.yaml, inputs: [ClusterName], wiring: {TopicArn: storage.TopicArn}}\n"
+    )
+    return folder / "stacks.yaml"
+
+
+@pytest.fixture
+def stacks(cluster: Any, tmp_path: Path) -> Iterator[Pipeline]:
+    with pipeline(cluster, ProvisionStacks="true", StacksFile=str(write_catalog(tmp_path))) as pipe:
+        yield pipe
+
+
+def first_deploy(pipe: Pipeline) -> Any:
+    images = {name: pipe.push(name, "main-1") for name in platform.SERVICE_NAMES}
+    return pipe.deploy({"environment": "staging", "services": images, "reason": "first"})
+
+
+def as_function(pipe: Pipeline, logical_id: str, service: str) -> Any:
+    """A client with the function's execution-role credentials: what the handler's own calls are allowed."""
+    lam = pipe.cloud.client("lambda")
+    role = str(lam.get_function_configuration(FunctionName=pipe.cloud.ref(logical_id))["Role"])
+    creds = pipe.cloud.iam.credentials(role, str(pipe.cloud.ref(logical_id)))
+    return pipe.cloud.iam.session(creds).client(service)
+
+
+def denied(call: Any, **kwargs: Any) -> str:
+    with pytest.raises(ClientError) as err:
+        call(**kwargs)
+    assert err.value.response["Error"]["Code"] == "AccessDenied", err.value.response
+    return str(err.value)
+
+
+def our_template_url(pipe: Pipeline, stack: str) -> str:
+    """Upload a template as the function does: under the artifacts bucket's cloudformation/ prefix."""
+    bucket = str(pipe.cloud.ref("ArtifactsBucket"))
+    key = f"cloudformation/staging/{stack}/manual.yaml"
+    pipe.cloud.client("s3").put_object(Bucket=bucket, Key=key, Body=CLUSTER.encode())
+    return f"https://{bucket}.s3.{pipe.cloud.region}.amazonaws.com/{key}"
+
+
+def test_stacks_are_created_as_the_stack_role_and_a_data_stack_protected_from_its_first_moment(
+    stacks: Pipeline,
+) -> None:
+    result = first_deploy(stacks)
+    cfn = stacks.cloud.client("cloudformation")
+    storage = cfn.describe_stacks(StackName=STORAGE)["Stacks"][0]
+    eks = cfn.describe_stacks(StackName=EKS)["Stacks"][0]
+
+    assert result.status == "SUCCEEDED", result.cause
+    assert storage["RoleARN"] == eks["RoleARN"] == stacks.cloud.arn("StackRole")
+    assert storage["EnableTerminationProtection"] is True
+    assert eks["EnableTerminationProtection"] is True
+    policy = json.loads(cfn.get_stack_policy(StackName=STORAGE)["StackPolicyBody"])
+    assert any(s["Effect"] == "Deny" and "Update:Delete" in s["Action"] for s in policy["Statement"])
+
+
+def test_a_function_configured_with_another_role_is_refused_by_iam_before_any_stack_exists(stacks: Pipeline) -> None:
+    runtime = stacks.cloud.runtime
+    deploy_role = stacks.cloud.arn("ClusterDeployRole")  # a role of ours, more powerful in the cluster
+    for logical_id in ("StartStacksFunction", "AdvanceStacksFunction"):
+        spec = runtime.lookup(str(stacks.cloud.ref(logical_id)))
+        assert spec is not None
+        runtime.register(dataclasses.replace(spec, environment={**spec.environment, "STACK_ROLE_ARN": deploy_role}))
+
+    result = first_deploy(stacks)
+
+    assert result.status == "FAILED"
+    assert "AccessDenied" in str(result.cause)
+    assert "not authorized to perform: cloudformation:CreateStack" in str(result.cause)
+    assert stacks.cloud.client("cloudformation").list_stacks()["StackSummaries"] == []
+    assert stacks.writes() == []
+
+
+def test_a_data_stack_whose_first_create_failed_is_left_for_an_operator(stacks: Pipeline) -> None:
+    stacks.cloud.cfn_faults.fail_next(STORAGE, "ROLLBACK_COMPLETE", reason="KMS key is pending deletion")
+
+    failed = first_deploy(stacks)
+    again = first_deploy(stacks)
+
+    assert failed.status == again.status == "FAILED"
+    assert "KMS key is pending deletion" in str(failed.cause)
+    assert again.error == "StackFailedError"
+    assert f"data stack {STORAGE} failed its first create" in str(again.cause)
+    assert "KMS key is pending deletion" in str(again.cause)
+    stack = stacks.cloud.client("cloudformation").describe_stacks(StackName=STORAGE)["Stacks"][0]
+    assert (stack["StackStatus"], stack["EnableTerminationProtection"]) == ("ROLLBACK_COMPLETE", True)
+
+
+def test_iam_refuses_deleting_a_data_stack_even_when_the_catalog_forgot_it_holds_data(
+    cluster: Any, tmp_path: Path
+) -> None:
+    catalog = write_catalog(tmp_path, storage_holds_data=False)  # the code would delete it: IAM must not let it
+    with pipeline(cluster, ProvisionStacks="true", StacksFile=str(catalog)) as pipe:
+        pipe.cloud.cfn_faults.fail_next(STORAGE, "ROLLBACK_COMPLETE", reason="Topic quota exceeded")
+        assert first_deploy(pipe).status == "FAILED"
+
+        again = first_deploy(pipe)
+
+        assert again.status == "FAILED"
+        assert "not authorized to perform: cloudformation:DeleteStack" in str(again.cause)
+        assert f"stack/{STORAGE}/" in str(again.cause)
+        stack = pipe.cloud.client("cloudformation").describe_stacks(StackName=STORAGE)["Stacks"][0]
+        assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
+def test_the_provisioning_role_may_pass_only_the_stack_role_and_only_our_templates(stacks: Pipeline) -> None:
+    assert first_deploy(stacks).status == "SUCCEEDED"
+    cfn = as_function(stacks, "StartStacksFunction", "cloudformation")
+    stack_role = stacks.cloud.arn("StackRole")
+    ours = our_template_url(stacks, EKS)
+    admin = stacks.cloud.client("s3")
+    admin.create_bucket(Bucket="someone-elses-templates")
+    admin.put_object(Bucket="someone-elses-templates", Key="cloudformation/eks.yaml", Body=CLUSTER.encode())
+    foreign = f"https://someone-elses-templates.s3.{stacks.cloud.region}.amazonaws.com/cloudformation/eks.yaml"
+    outside = f"https://{stacks.cloud.ref('ArtifactsBucket')}.s3.{stacks.cloud.region}.amazonaws.com/approvals/x.yaml"
+    parameters = [
+        {"ParameterKey": "Environment", "UsePreviousValue": True},
+        {"ParameterKey": "ClusterName", "UsePreviousValue": True},
+        {"ParameterKey": "TopicArn", "UsePreviousValue": True},
+    ]
+    change = {"StackName": EKS, "ChangeSetType": "UPDATE", "Parameters": parameters}
+
+    refusals = {
+        "a foreign TemplateURL": denied(
+            cfn.create_change_set, ChangeSetName="cp-x-1", TemplateURL=foreign, RoleARN=stack_role, **change
+        ),
+        "our bucket outside cloudformation/": denied(
+            cfn.create_change_set, ChangeSetName="cp-x-2", TemplateURL=outside, RoleARN=stack_role, **change
+        ),
+        "a TemplateBody": denied(
+            cfn.create_change_set, ChangeSetName="cp-x-3", TemplateBody=CLUSTER, RoleARN=stack_role, **change
+        ),
+        "another RoleArn": denied(
+            cfn.create_change_set,
+            ChangeSetName="cp-x-4",
+            TemplateURL=ours,
+            RoleARN=stacks.cloud.arn("ClusterDeployRole"),
+            **change,
+        ),
+        "no RoleArn (its own credentials)": denied(
+            cfn.create_change_set, ChangeSetName="cp-x-5", TemplateURL=ours, **change
+        ),
+        "an import": denied(
+            cfn.create_change_set,
+            ChangeSetName="cp-x-6",
+            TemplateURL=ours,
+            RoleARN=stack_role,
+            StackName=EKS,
+            ChangeSetType="IMPORT",
+            ResourcesToImport=[
+                {
+                    "ResourceType": "AWS::IAM::Role",
+                    "LogicalResourceId": "Taken",
+                    "ResourceIdentifier": {"RoleName": "admin"},
+                }
+            ],
+            Parameters=parameters,
+        ),
+        "UpdateStack": denied(cfn.update_stack, StackName=EKS, TemplateURL=ours, RoleARN=stack_role),
+    }
+
+    assert all("cloudformation:" in message for message in refusals.values()), refusals
+    # The same change set with the stack role and our template is allowed: the conditions, not a blanket denial.
+    allowed = cfn.create_change_set(ChangeSetName="cp-x-7", TemplateURL=ours, RoleARN=stack_role, **change)
+    assert allowed["Id"]
+
+
+PERMISSIVE_POLICY = {"Statement": [{"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"}]}
+
+
+def test_the_provisioning_role_cannot_delete_unprotect_or_repolicy_a_data_stack(stacks: Pipeline) -> None:
+    assert first_deploy(stacks).status == "SUCCEEDED"
+    for function in ("StartStacksFunction", "AdvanceStacksFunction"):
+        cfn = as_function(stacks, function, "cloudformation")
+        for operation, arguments in (
+            ("delete_stack", {}),
+            ("update_termination_protection", {"EnableTerminationProtection": False}),
+            ("set_stack_policy", {"StackPolicyBody": json.dumps(PERMISSIVE_POLICY)}),
+        ):
+            message = denied(getattr(cfn, operation), StackName=STORAGE, **arguments)
+
+            assert f"stack/{STORAGE}/" in message, (function, operation)
+            assert "with an explicit deny" in message, (function, operation)
+    stack = stacks.cloud.client("cloudformation").describe_stacks(StackName=STORAGE)["Stacks"][0]
+    assert stack["EnableTerminationProtection"] is True
