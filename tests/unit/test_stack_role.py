@@ -16,6 +16,8 @@ import pytest
 import yaml
 from cfnlint.decode import decode_str
 
+from local.aws.iam import wildcard_match
+
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +109,28 @@ def test_every_role_a_platform_stack_creates_carries_the_boundary_it_is_given() 
         assert "Default" not in parameter, f"{path.name}: a boundary is never optional"
         assert "PermissionsBoundaryArn" in catalog[path.name]["inputs"], f"stacks.yaml {path.name}"
     assert with_roles, "no platform template creates a role: the test would prove nothing"
+
+
+def test_every_action_a_platform_role_is_granted_lies_within_the_boundary(sam: dict[str, Any]) -> None:
+    """A grant beyond the boundary would silently do nothing on AWS: widen the boundary (deliberately) or the grant."""
+    boundary = sam["Resources"]["PlatformBoundary"]["Properties"]["PolicyDocument"]
+    ceiling = [a for s in _statements(boundary) if s["Effect"] == "Allow" for a in _actions(s)]
+    checked = 0
+    for path in PLATFORM_TEMPLATES:
+        tpl = _load(path)
+        for logical_id, role in tpl["Resources"].items():
+            if role["Type"] != "AWS::IAM::Role":
+                continue
+            for policy in role["Properties"].get("Policies", []):
+                for statement in _statements(policy["PolicyDocument"]):
+                    if statement["Effect"] != "Allow":
+                        continue
+                    for action in _actions(statement):
+                        checked += 1
+                        assert any(wildcard_match(c, action, ignore_case=True) for c in ceiling), (
+                            f"{path.name} {logical_id} {statement.get('Sid')}: {action} is outside PlatformBoundary"
+                        )
+    assert checked > 50
 
 
 def test_the_provisioning_functions_hand_the_platform_boundary_to_the_stacks(sam: dict[str, Any]) -> None:
