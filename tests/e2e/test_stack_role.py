@@ -242,3 +242,19 @@ def test_the_provisioning_role_cannot_delete_unprotect_or_repolicy_a_data_stack(
             assert "with an explicit deny" in message, (function, operation)
     stack = stacks.cloud.client("cloudformation").describe_stacks(StackName=STORAGE)["Stacks"][0]
     assert stack["EnableTerminationProtection"] is True
+
+
+def test_day_0_provisioning_runs_alone_before_the_first_release(stacks: Pipeline) -> None:
+    provisioned = stacks.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+    again = stacks.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+    elsewhere = stacks.cloud.run("ProvisionStateMachine", {"environment": "production"})
+    release = first_deploy(stacks)
+
+    assert provisioned.status == "SUCCEEDED", provisioned.cause
+    assert [s["phase"] for s in provisioned.output["stacks"]["stacks"]] == ["DONE", "DONE"]
+    assert provisioned.output["stacks"]["stacks"][0]["change_set_name"] is None  # the data stack: CreateStack
+    assert [s["phase"] for s in again.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]
+    assert (elsewhere.status, elsewhere.error) == ("FAILED", "InputValidationError")
+    assert "is not deployed by this control plane" in str(elsewhere.cause)
+    assert release.status == "SUCCEEDED", release.cause
+    assert [s["phase"] for s in release.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]

@@ -71,7 +71,10 @@ def describe_cluster(name: str, *, region: str, session: boto3.Session | None = 
             cluster: Any = client.describe_cluster(name=name)["cluster"]
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
-            raise ConfigurationError(f"EKS cluster {name!r} (CLUSTER_NAME) does not exist in {region}") from None
+            raise ConfigurationError(
+                f"EKS cluster {name!r} (CLUSTER_NAME) does not exist in {region}; on day 0 the provisioning state "
+                "machine (output ProvisionStateMachineArn) creates it: run it before the first release"
+            ) from None
         raise
     status = cluster.get("status", "ACTIVE")
     if status not in ("ACTIVE", "UPDATING"):

@@ -29,7 +29,9 @@ def _provisioner() -> provision.Provisioner:
 
 
 def start_stacks(event: ProvisionRequest) -> ProvisionState:
-    """StartStacks: the stacks to provision, in order, and the provisioning deadline; then the first advance."""
+    """StartStacks (deploy and provision state machines): the stacks to provision, in order, and the provisioning
+    deadline; then the first advance."""
+    get_settings().require_environment(event.environment)  # a staging control plane never touches production stacks
     provisioner = _provisioner()
     now = at(event.now)
     state = provisioner.start(event, now=now, timeout_s=get_settings().gates.provision_timeout_s)
