@@ -295,9 +295,29 @@ def test_vpc_is_the_seeds_cidr_with_three_azs_of_public_private_and_database_sub
     assert tuple(cidrs["Database"][f"Az{i}"] for i in (1, 2, 3)) == platform.DATABASE_SUBNET_CIDRS
     subnets = resources(tpl, "AWS::EC2::Subnet")
     for tier in ("Public", "Private", "Database"):
-        azs = [props(tpl, f"{tier}Subnet{i}")["AvailabilityZone"] for i in (1, 2, 3)]
-        assert azs == [{"Fn::Select": [i, {"Fn::GetAZs": ""}]} for i in range(3)], tier
+        azs = [props(tpl, f"{tier}Subnet{i}")["AvailabilityZoneId"] for i in (1, 2, 3)]
+        assert azs == [{"Fn::Select": [i, {"Ref": "AvailabilityZoneIds"}]} for i in range(3)], tier
     assert len(subnets) == 9
+
+
+# EKS cannot place a cluster's control plane in these AZ IDs (EKS user guide, "Subnet requirements").
+EKS_UNSUPPORTED_AZ_IDS = {"use1-az3", "usw1-az2", "cac1-az3"}
+
+
+def test_azs_are_chosen_by_id_among_those_eks_supports_never_by_get_azs() -> None:
+    for path in TEMPLATES:
+        assert "Fn::GetAZs" not in str(load(path)), f"{path.name}: !GetAZs can pick an AZ EKS does not support"
+    default = template("network.yaml")["Parameters"]["AvailabilityZoneIds"]["Default"].split(",")
+    assert len(default) == len(set(default)) == 3
+    assert not set(default) & EKS_UNSUPPORTED_AZ_IDS
+
+
+def test_postgres_is_pinned_at_its_major_version_so_minor_upgrades_never_block_an_update() -> None:
+    for logical_id, resource in resources(template("data.yaml"), "AWS::RDS::DBInstance").items():
+        properties = resource["Properties"]
+        if "EngineVersion" in properties:
+            assert properties["EngineVersion"] == "16", logical_id
+        assert properties["AutoMinorVersionUpgrade"] is True, logical_id
 
 
 def test_nat_is_single_in_staging_and_per_az_in_production() -> None:

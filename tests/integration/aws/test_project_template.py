@@ -32,3 +32,13 @@ def test_template_defaults_work_locally() -> None:
         assert cloud.arn("NotificationKey") == metadata["Arn"]
         topic = cloud.client("sns").get_topic_attributes(TopicArn=cloud.ref("NotificationTopic"))["Attributes"]
         assert topic["KmsMasterKeyId"] == key_id
+
+
+def test_the_notification_email_is_subscribed_to_the_topic_only_when_given() -> None:
+    with LocalCloud(DEFAULT_TEMPLATE, parameters=parameters(NotificationEmail="release-team@example.com")) as cloud:
+        topic = str(cloud.ref("NotificationTopic"))
+        subscriptions = cloud.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", "release-team@example.com")]
+    with LocalCloud(DEFAULT_TEMPLATE, parameters=parameters()) as cloud:
+        topic = str(cloud.ref("NotificationTopic"))
+        assert cloud.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
