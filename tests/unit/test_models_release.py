@@ -10,6 +10,7 @@ import pytest
 from controlplane import platform
 from controlplane.errors import InputValidationError
 from controlplane.models.kube import ObjectRef
+from controlplane.models.lease import Lease
 from controlplane.models.release import (
     ApplyOutput,
     ConsoleRequest,
@@ -114,6 +115,9 @@ def _plan(images: dict[str, str]) -> PlanOutput:
     )
 
 
+LEASE = Lease(environment="staging", owner="arn", token=3)
+
+
 def _apply(images: dict[str, str], release_id: str) -> ApplyOutput:
     return ApplyOutput(
         release_id=release_id,
@@ -140,11 +144,13 @@ def _apply(images: dict[str, str], release_id: str) -> ApplyOutput:
             now=NOW,
             started_at=NOW,
             deadline_at=NOW,
+            lease=LEASE,
         ),
         lambda: RecordInput(
             outcome=Outcome.ROLLED_BACK,
             execution_arn="arn",
             now=NOW,
+            lease=LEASE,
             plan=_plan(full_images()),
             error=StepError(Error="RolloutFailedError", Cause='{"errorMessage": "boom"}'),
             rollback=RollbackTarget(found=False, reason="first release", started_at=NOW, deadline_at=NOW),

@@ -9,6 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
+from controlplane.aws.lock import LockTable
+from controlplane.models.lease import Lease
+from controlplane.models.lock import LockPurpose, LockRequest
 from moto import mock_aws
 
 TABLE = "ledger"
@@ -87,3 +90,11 @@ def ecr_push(service: str, digest: str, *, time: str, tag: str = "build-1") -> d
             "image-tag": tag,
         },
     }
+
+
+def hold_lock(environment: str, owner: str) -> Lease:
+    """Take the environment's deploy lock for ``owner`` (as AcquireLock does): the lease a step is fenced by."""
+    request = LockRequest(environment=environment, owner=owner, purpose=LockPurpose.ROLLBACK)
+    token = LockTable(TABLE, region=REGION).try_acquire(request, now=0, ttl_s=10**10)
+    assert token is not None, f"the lock of {environment} is held by someone else"
+    return Lease(environment=environment, owner=owner, token=token)

@@ -30,7 +30,7 @@ from controlplane.steps.operator import handle
 from controlplane.steps.staging_health import verify_staging_health
 from controlplane.steps.verify_approval import verify_approval
 
-from .conftest import ACCOUNT, REGION, TABLE
+from .conftest import ACCOUNT, REGION, TABLE, hold_lock
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +120,7 @@ def ask(release_id: str = REL, requested_by: str | None = REQUESTER) -> Any:
             bundle_hash="bundle-1",
             requested_by=requested_by,
             now=NOW,
+            lease=hold_lock("production", EXECUTION),
         ),
         diff=diff,
     )

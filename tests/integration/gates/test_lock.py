@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from controlplane.aws import lock
+from controlplane.aws.ledger import Ledger
 from controlplane.aws.lock import LockTable
 from controlplane.errors import LockLostError
 from controlplane.models.lock import AcquireLockInput, LockOutcome, LockPurpose, ReleaseLockInput
+from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 from controlplane.steps.lock import acquire_lock, release_lock, release_lock_after_execution
 
 from .conftest import REGION, TABLE, ecr_push, start
@@ -31,6 +33,19 @@ def acquire(arn: str, payload: dict, *, now: datetime = T0, purpose: LockPurpose
             purpose=purpose,
             environment="staging" if purpose is not LockPurpose.DEPLOY else None,
         )
+    )
+
+
+def planned(release_id: str, execution_arn: str) -> ReleaseRecord:
+    return ReleaseRecord(
+        release_id=release_id,
+        environment="staging",
+        images={"edc-service": D[0]},
+        bundle_hash="h",
+        status=ReleaseStatus.PLANNED,
+        trigger=Trigger(kind=TriggerKind.ECR_PUSH, reason="push"),
+        execution_arn=execution_arn,
+        started_at=T0,
     )
 
 
@@ -204,7 +219,8 @@ def test_a_running_executions_lock_is_never_taken_however_long_it_waits(deploy_m
     """Scenario 1 of issue 12: a production deploy waiting for approval longer than the lock's TTL keeps its lock
     (DescribeExecution says RUNNING); the next push queues behind it instead of deploying alongside."""
     slow = start(deploy_machine, "slow")
-    acquire(slow, ecr_push("edc-service", D[0], time="2025-11-26T10:00:00Z"))
+    held = acquire(slow, ecr_push("edc-service", D[0], time="2025-11-26T10:00:00Z")).lease
+    assert held is not None
 
     later = T0 + timedelta(hours=5)  # past the 4 h TTL
     result = acquire(
@@ -216,9 +232,59 @@ def test_a_running_executions_lock_is_never_taken_however_long_it_waits(deploy_m
     record = table().read("staging")
     assert record is not None
     assert record.owner == slow
-    assert lock.ensure_owner(table(), "staging", slow) == record
-    with pytest.raises(LockLostError, match="no longer holds the lock"):
-        lock.ensure_owner(table(), "staging", "arn:aws:states:us-east-1:123456789012:execution:x:someone-else")
+    renewed = lock.renew(table(), held, now=later, ttl_s=3600)  # VerifyApproval / ApplyRelease go on
+    assert (renewed.owner, renewed.lease, renewed.expires_at) == (slow, held.token, int(later.timestamp()) + 3600)
+    forged = held.model_copy(update={"owner": "arn:aws:states:us-east-1:123456789012:execution:x:someone-else"})
+    with pytest.raises(LockLostError, match=f"no longer holds the lock of staging .*held by {slow}"):
+        lock.renew(table(), forged, now=later, ttl_s=3600)
+
+
+def test_a_holder_whose_lease_was_taken_writes_nothing(deploy_machine: str) -> None:
+    """Fencing: an execution that ended (aborted) without releasing loses its lock to the next deploy; a late write
+    of the old holder (a Lambda still running, a retried step) is refused by the lease's condition, in the same
+    transaction, so nothing of it lands: neither the release's status nor the last-known-good pointer."""
+    old = start(deploy_machine, "old")
+    old_lease = acquire(old, ecr_push("edc-service", D[0], time="2025-11-26T10:00:00Z")).lease
+    boto3.client("stepfunctions", region_name=REGION).stop_execution(executionArn=old)
+    new = acquire(start(deploy_machine, "new"), ecr_push("api-gateway", D[1], time="2025-11-26T10:01:00Z"))
+    assert new.outcome is LockOutcome.ACQUIRED
+    assert new.cleared_orphan == old
+    assert old_lease is not None
+    assert new.lease is not None
+    assert new.lease.token > old_lease.token
+    Ledger(TABLE, region=REGION).put_planned(planned("rel-old", old))
+
+    stale = Ledger(TABLE, region=REGION, fence=lock.fence(old_lease))
+    with pytest.raises(LockLostError, match="no longer holds the lock of staging"):
+        stale.promote(
+            "staging",
+            "rel-old",
+            expected_previous=None,
+            execution_arn=old,
+            now=T0,
+            release_fields={"status": ReleaseStatus.SUCCEEDED},
+        )
+    with pytest.raises(LockLostError):
+        stale.update_release("rel-old", status=ReleaseStatus.FAILED)
+    with pytest.raises(LockLostError):
+        lock.renew(table(), old_lease, now=T0, ttl_s=3600)
+
+    ledger = Ledger(TABLE, region=REGION)
+    assert ledger.last_known_good("staging") is None
+    assert ledger.require_release("rel-old").status is ReleaseStatus.PLANNED
+    current = Ledger(TABLE, region=REGION, fence=lock.fence(new.lease))
+    current.promote(
+        "staging",
+        "rel-old",
+        expected_previous=None,
+        execution_arn=old,
+        now=T0,
+        release_fields={"status": ReleaseStatus.SUCCEEDED},
+    )
+    assert ledger.require_release("rel-old").status is ReleaseStatus.SUCCEEDED
+    lkg = ledger.last_known_good("staging")
+    assert lkg is not None
+    assert lkg.release_id == "rel-old"
 
 
 def test_the_execution_status_change_event_releases_the_lock_of_an_aborted_deploy(deploy_machine: str) -> None:

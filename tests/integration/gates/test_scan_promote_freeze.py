@@ -22,6 +22,7 @@ from controlplane.errors import (
 )
 from controlplane.models.freeze import FreezeCheckRequest
 from controlplane.models.images import ImageRef
+from controlplane.models.lease import Lease
 from controlplane.models.promote import PromotionRequest, TagOutcome
 from controlplane.models.scan import ScanRequest, ScanStatus
 from controlplane.steps.freeze import check_freeze
@@ -29,11 +30,15 @@ from controlplane.steps.promote import promote_images
 from controlplane.steps.scan import check_image_scans
 from moto.ecr.models import ECRBackend
 
-from .conftest import REGION, TABLE
+from .conftest import REGION, TABLE, hold_lock
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2025, 11, 26, 10, 0, tzinfo=UTC)  # a Wednesday
+
+
+def scan_lease() -> Lease:
+    return hold_lock("staging", "arn:aws:states:us-east-1:123456789012:execution:deploy:scan")
 
 
 def manifest(n: int) -> str:
@@ -110,13 +115,15 @@ IN_PROGRESS = {"imageScanStatus": {"status": "IN_PROGRESS", "description": "scan
 def test_a_digest_never_scanned_gets_a_scan_started_and_the_gate_waits(gate_env: dict[str, str]) -> None:
     image = push_image("edc-service", 1)
 
-    report = check_image_scans(ScanRequest(environment="staging", images=[image], now=NOW))
+    report = check_image_scans(ScanRequest(environment="staging", lease=scan_lease(), images=[image], now=NOW))
 
     assert report.status is ScanStatus.IN_PROGRESS
     assert report.scans[0].status == "STARTED"
     assert report.deadline == NOW + timedelta(seconds=1800)
     # moto now has a scan (its default findings: one HIGH CVE), which passes the default CRITICAL threshold.
-    again = check_image_scans(ScanRequest(environment="staging", images=[image], deadline=report.deadline, now=NOW))
+    again = check_image_scans(
+        ScanRequest(environment="staging", lease=scan_lease(), images=[image], deadline=report.deadline, now=NOW)
+    )
     assert again.status is ScanStatus.PASSED
 
 
@@ -124,9 +131,15 @@ def test_a_scan_in_progress_loops_then_passes_when_complete(scans: ScriptedScans
     image = push_image("edc-service", 1)
     scans.set(image, IN_PROGRESS, complete(("CVE-2024-1", "HIGH")))
 
-    first = check_image_scans(ScanRequest(environment="staging", images=[image], now=NOW))
+    first = check_image_scans(ScanRequest(environment="staging", lease=scan_lease(), images=[image], now=NOW))
     second = check_image_scans(
-        ScanRequest(environment="staging", images=[image], deadline=first.deadline, now=NOW + timedelta(seconds=30))
+        ScanRequest(
+            environment="staging",
+            lease=scan_lease(),
+            images=[image],
+            deadline=first.deadline,
+            now=NOW + timedelta(seconds=30),
+        )
     )
 
     assert first.status is ScanStatus.IN_PROGRESS
@@ -143,7 +156,7 @@ def test_a_critical_finding_blocks_and_the_cause_names_it(scans: ScriptedScans) 
     with pytest.raises(
         ScanBlockedError, match=r"edc-service@sha256:\w{12}: CVE-2024-9999 \(CRITICAL, openssl\)"
     ) as err:
-        check_image_scans(ScanRequest(environment="staging", images=[ok, bad], now=NOW))
+        check_image_scans(ScanRequest(environment="staging", lease=scan_lease(), images=[ok, bad], now=NOW))
     assert "CVE-2024-1 " not in str(err.value)
 
 
@@ -152,7 +165,7 @@ def test_an_allowlisted_cve_passes(scans: ScriptedScans, monkeypatch: pytest.Mon
     image = push_image("edc-service", 2)
     scans.set(image, complete(("CVE-2024-9999", "CRITICAL")))
 
-    report = check_image_scans(ScanRequest(environment="staging", images=[image], now=NOW))
+    report = check_image_scans(ScanRequest(environment="staging", lease=scan_lease(), images=[image], now=NOW))
 
     assert report.status is ScanStatus.PASSED
     assert report.scans[0].allowlisted == ["CVE-2024-9999"]
@@ -164,7 +177,9 @@ def test_a_scan_still_running_at_its_deadline_fails_the_gate(scans: ScriptedScan
 
     with pytest.raises(ScanFailedError, match="did not complete"):
         check_image_scans(
-            ScanRequest(environment="staging", images=[image], deadline=NOW, now=NOW + timedelta(seconds=1))
+            ScanRequest(
+                environment="staging", lease=scan_lease(), images=[image], deadline=NOW, now=NOW + timedelta(seconds=1)
+            )
         )
 
 
@@ -173,7 +188,7 @@ def test_a_failed_or_unsupported_scan_cannot_pass(scans: ScriptedScans) -> None:
     scans.set(image, {"imageScanStatus": {"status": "UNSUPPORTED_IMAGE", "description": "not a supported OS"}})
 
     with pytest.raises(ScanFailedError, match="UNSUPPORTED_IMAGE"):
-        check_image_scans(ScanRequest(environment="staging", images=[image], now=NOW))
+        check_image_scans(ScanRequest(environment="staging", lease=scan_lease(), images=[image], now=NOW))
 
 
 # ---- promote ---------------------------------------------------------------------------------------------------

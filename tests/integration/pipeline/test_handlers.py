@@ -34,11 +34,14 @@ def _ledger_items(pipe: Pipeline) -> int:
     return int(pipe.cloud.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"])
 
 
-def _hold_lock(pipe: Pipeline, arn: str) -> None:
-    """Step Functions runs ApplyRelease only while its execution holds the environment's lock (the apply is fenced)."""
+def _hold_lock(pipe: Pipeline, arn: str, payload: dict[str, Any]) -> None:
+    """Step Functions runs ApplyRelease only while its execution holds the environment's lock, and passes the
+    lease it got (the apply is fenced by it)."""
     table = LockTable(str(pipe.cloud.ref("LedgerTable")), region="us-east-1")
     request = LockRequest(environment="staging", owner=arn, purpose=LockPurpose.ROLLBACK)
-    assert table.try_acquire(request, now=int(pipe.cloud.clock.now()), ttl_s=3600)
+    token = table.try_acquire(request, now=int(pipe.cloud.clock.now()), ttl_s=3600)
+    assert token is not None
+    payload["lease"] = {"environment": "staging", "owner": arn, "token": token}
 
 
 def test_an_execution_that_does_not_hold_the_lock_applies_nothing(pipe: Pipeline) -> None:
@@ -51,6 +54,7 @@ def test_an_execution_that_does_not_hold_the_lock_applies_nothing(pipe: Pipeline
         "prune": True,
         "execution_arn": result.arn,
         "now": plan["started_at"],
+        "lease": result.output["lock"]["lease"],  # the lease the execution held while it ran
     }
 
     out = pipe.cloud.invoke("ApplyFunction", payload)
@@ -70,7 +74,7 @@ def test_apply_twice_changes_nothing_the_second_time(pipe: Pipeline) -> None:
         "execution_arn": result.arn,
         "now": plan["started_at"],
     }
-    _hold_lock(pipe, result.arn)
+    _hold_lock(pipe, result.arn, payload)
     items = _ledger_items(pipe)
     versions = _written(pipe)
 
@@ -108,7 +112,7 @@ def test_a_release_from_an_older_manifests_bundle_is_replayed_from_the_ledger(pi
         "now": result.output["plan"]["started_at"],
     }
 
-    _hold_lock(pipe, result.arn)
+    _hold_lock(pipe, result.arn, payload)
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
     assert out.function_error is None, out.json()
@@ -145,7 +149,7 @@ def test_a_release_whose_ledger_objects_were_tampered_with_is_refused_before_any
         "now": result.output["plan"]["started_at"],
     }
 
-    _hold_lock(pipe, result.arn)
+    _hold_lock(pipe, result.arn, payload)
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
     assert out.json()["errorType"] == "LedgerIntegrityError"
@@ -166,7 +170,7 @@ def test_a_release_that_can_be_neither_rendered_nor_replayed_is_refused_before_a
         "now": result.output["plan"]["started_at"],
     }
 
-    _hold_lock(pipe, result.arn)
+    _hold_lock(pipe, result.arn, payload)
     out = pipe.cloud.invoke("ApplyFunction", payload)
 
     assert out.json()["errorType"] == "PlanError"

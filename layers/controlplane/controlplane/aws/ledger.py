@@ -26,7 +26,7 @@ import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from controlplane.aws.table import (
     EXISTS,
@@ -36,6 +36,7 @@ from controlplane.aws.table import (
     Delete,
     Items,
     Put,
+    Update,
     applied_object_key,
     environment_key,
     objects_digest_key,
@@ -45,9 +46,6 @@ from controlplane.aws.table import (
 )
 from controlplane.errors import PermanentError
 from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord, ReleaseStatus
-
-if TYPE_CHECKING:
-    pass
 
 LAST_KNOWN_GOOD = "LAST_KNOWN_GOOD"
 DEGRADED = "DEGRADED"
@@ -129,21 +127,15 @@ class Ledger(Items):
             ":executions": {record.execution_arn},
         }
         update = Condition("SET " + ", ".join(sets) + " ADD #executions :executions", names, values)
-        self.table.update(release_key(record.release_id), update)
+        self.write(Update(release_key(record.release_id), update))
 
     def update_release(self, release_id: str, **fields: Any) -> None:
         """Set fields of an existing release (conditional on it existing)."""
-        data = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items() if v is not None}
-        data = {k: v.value if isinstance(v, ReleaseStatus) else v for k, v in data.items()}
-        if not data:
+        update = _release_update(release_id, fields)
+        if update is None:
             return
-        update = Condition(
-            "SET " + ", ".join(f"#{k} = :{k}" for k in data),
-            {f"#{k}": k for k in data},
-            {f":{k}": v for k, v in data.items()},
-        )
         try:
-            self.table.update(release_key(release_id), update, condition=EXISTS)
+            self.write(update)
         except ConditionFailedError:
             raise ReleaseNotFoundError(f"release {release_id!r} is not in the ledger") from None
 
@@ -159,8 +151,9 @@ class Ledger(Items):
             ]
         )
         # Same action as the objects (the apply role needs nothing more), strictly after them.
+        # Fenced (a holder that lost its lease leaves the objects unreplayable): the digest item makes them count.
         digests = {key.sk: canonical_sha256(obj) for key, obj in zip(keys, objects, strict=True)}
-        self.table.put_many([(objects_digest_key(release_id), {"kind": "applied_objects_digest", "digests": digests})])
+        self.write(Put(objects_digest_key(release_id), {"kind": "applied_objects_digest", "digests": digests}))
         return written
 
     def applied_objects(self, release_id: str) -> list[dict[str, Any]]:
@@ -187,14 +180,27 @@ class Ledger(Items):
         return LastKnownGood.model_validate(data) if data is not None else None
 
     def promote(
-        self, environment: str, release_id: str, *, expected_previous: str | None, execution_arn: str, now: datetime
+        self,
+        environment: str,
+        release_id: str,
+        *,
+        expected_previous: str | None,
+        execution_arn: str,
+        now: datetime,
+        release_fields: dict[str, Any] | None = None,
     ) -> LastKnownGood:
-        """Make ``release_id`` the last known-good release, if the pointer still is ``expected_previous``.
+        """Make ``release_id`` the last known-good release, if the pointer still is ``expected_previous``;
+        ``release_fields`` are set on the release in the same transaction (its status and the pointer move together
+        or not at all).
 
-        Idempotent: when the pointer already names ``release_id`` nothing changes.
+        Idempotent: when the pointer already names ``release_id`` only the release's fields are written.
         """
+        release_update = _release_update(release_id, release_fields or {})
+        also = [release_update] if release_update is not None else []
         current = self.last_known_good(environment)
         if current is not None and current.release_id == release_id:
+            if also:
+                self.write(*also)
             return current
         pointer = LastKnownGood(
             environment=environment,  # type: ignore[arg-type]
@@ -207,12 +213,16 @@ class Ledger(Items):
         if expected_previous is not None:
             condition = Condition("release_id = :expected", values={":expected": expected_previous})
         try:
-            self.table.put(
-                environment_key(environment, LAST_KNOWN_GOOD), pointer.model_dump(mode="json"), condition=condition
+            self.write(
+                Put(environment_key(environment, LAST_KNOWN_GOOD), pointer.model_dump(mode="json"), condition), *also
             )
-        except ConditionFailedError:
+        except ConditionFailedError as exc:
+            if exc.reasons[1:2] == ("ConditionalCheckFailed",):
+                raise ReleaseNotFoundError(f"release {release_id!r} is not in the ledger") from None
             again = self.last_known_good(environment)
             if again is not None and again.release_id == release_id:
+                if also:
+                    self.write(*also)
                 return again
             raise LedgerConflictError(
                 f"last known-good release of {environment} is {again.release_id if again else None!r}, "
@@ -240,10 +250,12 @@ class Ledger(Items):
             execution_arn=execution_arn,
         )
         try:
-            self.table.put(
-                environment_key(environment, LAST_KNOWN_GOOD),
-                pointer.model_dump(mode="json"),
-                condition=Condition("release_id = :expected", values={":expected": expected_current}),
+            self.write(
+                Put(
+                    environment_key(environment, LAST_KNOWN_GOOD),
+                    pointer.model_dump(mode="json"),
+                    Condition("release_id = :expected", values={":expected": expected_current}),
+                )
             )
         except ConditionFailedError:
             again = self.last_known_good(environment)
@@ -262,14 +274,18 @@ class Ledger(Items):
 
     def mark_degraded(self, mark: Degraded) -> None:
         """Mark the environment degraded; a mark already there (an earlier failure) is kept, with its ``since``."""
-        self.table.put_if_absent(
-            environment_key(mark.environment, DEGRADED), {"kind": "degraded", **mark.model_dump(mode="json")}
+        self._put_if_absent(
+            Put(environment_key(mark.environment, DEGRADED), {"kind": "degraded", **mark.model_dump(mode="json")})
         )
 
     def clear_degraded(self, environment: str) -> Degraded | None:
         """Remove the mark; returns what it said (``None`` if there was none)."""
-        old = self.table.delete(environment_key(environment, DEGRADED), return_old=True)
-        return _degraded(old) if old else None
+        key = environment_key(environment, DEGRADED)
+        old = self.table.get(key)
+        if old is None:
+            return None
+        self.write(Delete(key))
+        return _degraded(old)
 
     # --------------------------------------------------------------------------------------------------- quarantine
     def quarantined(self, digests: Iterable[str]) -> dict[str, str]:
@@ -280,17 +296,27 @@ class Ledger(Items):
     def quarantine(self, digests: Mapping[str, str], *, release_id: str, cause: str, now: datetime) -> None:
         """Quarantine each ``service -> digest``; the first failure that quarantined a digest is kept."""
         for service, digest in sorted(digests.items()):
-            self.table.put_if_absent(
-                quarantine_key(digest),
-                {
-                    "kind": "quarantine",
-                    "digest": digest,
-                    "service": service,
-                    "release_id": release_id,
-                    "cause": cause[:1000],
-                    "quarantined_at": now.isoformat(),
-                },
+            self._put_if_absent(
+                Put(
+                    quarantine_key(digest),
+                    {
+                        "kind": "quarantine",
+                        "digest": digest,
+                        "service": service,
+                        "release_id": release_id,
+                        "cause": cause[:1000],
+                        "quarantined_at": now.isoformat(),
+                    },
+                )
             )
+
+    def _put_if_absent(self, put: Put) -> bool:
+        """Write the item unless one exists; ``False`` when it did (the first write stays)."""
+        try:
+            self.write(Put(put.key, put.data, NOT_EXISTS))
+        except ConditionFailedError:
+            return False
+        return True
 
     def unquarantine(
         self, digest: str, *, service: str, principal: str, reason: str, now: datetime
@@ -322,3 +348,17 @@ class Ledger(Items):
         except ConditionFailedError:
             return None  # released by someone else meanwhile
         return record
+
+
+def _release_update(release_id: str, fields: Mapping[str, Any]) -> Update | None:
+    """The update setting ``fields`` of an existing release (``None`` values left out); ``None`` if nothing is set."""
+    data = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items() if v is not None}
+    data = {k: v.value if isinstance(v, ReleaseStatus) else v for k, v in data.items()}
+    if not data:
+        return None
+    update = Condition(
+        "SET " + ", ".join(f"#{k} = :{k}" for k in data),
+        {f"#{k}": k for k in data},
+        {f":{k}": v for k, v in data.items()},
+    )
+    return Update(release_key(release_id), update, EXISTS)

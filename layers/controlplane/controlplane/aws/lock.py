@@ -4,7 +4,7 @@ One item per environment, ``ENV#<environment>`` / ``LOCK``, holds everything, so
 write on one item:
 
 * ``owner`` (execution ARN), ``purpose``, ``acquired_at``, ``expires_at`` (epoch seconds), ``version`` (bumped on
-  every write: the release's compare-and-swap);
+  every write: the release's compare-and-swap), ``lease`` (the lease token, bumped by every change of owner);
 * ``carried``: ``service -> push`` the owner is deploying;
 * ``pending``: ``service -> push`` queued while the lock was held, newest per service. A push is written into
   ``pending`` only if it is newer than both the pending and the carried push of its service, so an older push
@@ -22,8 +22,15 @@ pending, ownership moves to a follow-up execution of the same state machine (det
 becomes its ``carried``, and the follow-up is started. A push that lands between the read and the write bumps the
 version, the write fails, and the release reads again: no push is lost.
 
-An owner whose execution is no longer RUNNING (``states:DescribeExecution``), or whose lock expired, is an orphan:
-the next acquirer takes the lock over and puts the orphan's carried pushes back into ``pending``.
+An owner whose execution is no longer RUNNING (``states:DescribeExecution``), or whose lock expired while it is not
+RUNNING, is an orphan: the next acquirer takes the lock over and puts the orphan's carried pushes back into
+``pending``. A RUNNING execution's lock is never taken, however long it waits (an approval can outlast the TTL).
+
+Lease and fencing: AcquireLock returns the lease (owner + ``lease`` token); the execution's state carries it to every
+step that writes. Each of them renews it (:func:`renew`: ``expires_at`` moves on, conditional on owner and token;
+approval and scan waits included) before writing, and writes the ledger behind :func:`fence` (a ``ConditionCheck`` of
+owner and token in the same transaction). A holder whose lock was taken over or handed on fails the condition and
+raises ``LockLostError`` before any further write, to the cluster or to the ledger.
 
 Degraded (the ledger's ``ENV#<environment>`` / ``DEGRADED`` mark, after a failed rollback): a deploy's pushes are
 queued, never applied. The lock is *parked*: owned by the placeholder ``degraded:<environment>`` (purpose
@@ -44,9 +51,10 @@ import boto3
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
-from controlplane.aws.table import Condition, ConditionFailedError, Items, Key, environment_key
+from controlplane.aws.table import Check, Condition, ConditionFailedError, Fence, Items, Key, environment_key
 from controlplane.errors import AwsThrottledError, LockLostError
 from controlplane.models.arn import execution_of, state_machine_of
+from controlplane.models.lease import Lease
 from controlplane.models.lock import (
     FollowUp,
     LockOutcome,
@@ -99,6 +107,7 @@ _OWNERSHIP_NAMES = {
     "#pending": "pending",
     "#handed": "handed_off_by",
     "#version": "version",
+    "#lease": "lease",
 }
 
 
@@ -142,22 +151,26 @@ class LockTable(Items):
 
     def _update(self, environment: str, update: Condition, condition: Condition) -> bool:
         """One conditional UpdateItem; ``False`` when its condition does not hold."""
-        try:
-            self.table.update(lock_key(environment), update, condition=condition)
-        except ConditionFailedError:
-            return False
-        return True
+        return self._update_item(environment, update, condition) is not None
 
-    def try_acquire(self, request: LockRequest, *, now: int, ttl_s: int) -> bool:
-        """Take a free lock, or confirm we already own it (a retried step). Never touches a queue it finds."""
+    def _update_item(self, environment: str, update: Condition, condition: Condition) -> dict[str, Any] | None:
+        """One conditional UpdateItem: the item as written, ``None`` when its condition does not hold."""
+        try:
+            return self.table.update(lock_key(environment), update, condition=condition, return_new=True)
+        except ConditionFailedError:
+            return None
+
+    def try_acquire(self, request: LockRequest, *, now: int, ttl_s: int) -> int | None:
+        """Take a free lock, or confirm we already own it (a retried step, a follow-up the lock was handed to): the
+        lease token, ``None`` when another owner holds it. Never touches a queue it finds."""
         mine = coalesce(request.pushes)
-        return self._update(
+        written = self._update_item(
             request.environment,
             Condition(
                 "SET #owner = :me, #purpose = if_not_exists(#purpose, :purpose), #kind = :kind, "
                 "#acquired = if_not_exists(#acquired, :now), #expires = :expires, "
-                "#carried = if_not_exists(#carried, :carried), #pending = if_not_exists(#pending, :empty) "
-                "ADD #version :one",
+                "#carried = if_not_exists(#carried, :carried), #pending = if_not_exists(#pending, :empty), "
+                "#lease = if_not_exists(#lease, :one) ADD #version :one",
                 {k: v for k, v in _OWNERSHIP_NAMES.items() if k != "#handed"} | {"#kind": "kind"},
                 {
                     ":purpose": request.purpose.value,
@@ -171,6 +184,7 @@ class LockTable(Items):
             ),
             Condition("attribute_not_exists(#owner) OR #owner = :me", values={":me": request.owner}),
         )
+        return int(written["lease"]) if written is not None else None
 
     def take_over(self, request: LockRequest, orphan: LockRecord, *, now: int, ttl_s: int) -> bool:
         """Replace the orphan owner (condition: owner and version unchanged); its carried pushes become pending."""
@@ -182,9 +196,10 @@ class LockTable(Items):
             request.environment,
             Condition(
                 "SET #owner = :me, #purpose = :purpose, #acquired = :now, #expires = :expires, "
-                "#carried = :carried, #pending = :pending REMOVE #handed ADD #version :one",
+                "#carried = :carried, #pending = :pending, #lease = :lease REMOVE #handed ADD #version :one",
                 _OWNERSHIP_NAMES,
                 {
+                    ":lease": orphan.lease + 1,
                     ":me": request.owner,
                     ":purpose": request.purpose.value,
                     ":now": now,
@@ -226,9 +241,10 @@ class LockTable(Items):
             record.environment,
             Condition(
                 "SET #owner = :next, #purpose = :deploy, #acquired = :now, #expires = :expires, "
-                "#carried = :carried, #pending = :empty, #handed = :me ADD #version :one",
+                "#carried = :carried, #pending = :empty, #handed = :me, #lease = :lease ADD #version :one",
                 _OWNERSHIP_NAMES,
                 {
+                    ":lease": record.lease + 1,
                     ":next": follow_up.execution_arn,
                     ":deploy": LockPurpose.DEPLOY.value,
                     ":now": now,
@@ -257,16 +273,47 @@ class LockTable(Items):
         return True
 
 
-def ensure_owner(table: LockTable, environment: str, owner: str) -> LockRecord:
-    """The lock record, if ``owner`` still holds the environment's lock; :class:`LockLostError` otherwise (checked
-    before a holder's writes: a holder that lost the lock writes nothing more)."""
-    record = table.read(environment)
-    if record is None or record.owner != owner:
-        holder = record.owner if record else "nobody"
-        raise LockLostError(
-            f"{owner} no longer holds the lock of {environment} (held by {holder}): nothing more is written"
+def _lease_condition(lease: Lease) -> Condition:
+    return Condition(
+        "#owner = :holder AND #lease = :token",
+        {"#owner": "owner", "#lease": "lease"},
+        {":holder": lease.owner, ":token": lease.token},
+    )
+
+
+def _described(lease: Lease) -> str:
+    return f"the lock of {lease.environment} (lease {lease.token})"
+
+
+def fence(lease: Lease) -> Fence:
+    """The condition every write of ``lease``'s holder carries (see the module docstring)."""
+    return Fence(
+        check=Check(lock_key(lease.environment), _lease_condition(lease)), holder=lease.owner, lease=_described(lease)
+    )
+
+
+def renew(table: LockTable, lease: Lease, *, now: datetime, ttl_s: int) -> LockRecord:
+    """Extend ``lease`` to ``now + ttl_s`` if its holder still holds it (owner and token unchanged), and return the
+    lock; :class:`LockLostError` naming who holds it now otherwise. Called before a holder writes (the cluster apply
+    checks its lease just before its first write) and while it waits (health, scans, approval)."""
+    try:
+        written = table.table.update(
+            lock_key(lease.environment),
+            Condition(
+                "SET #expires = :expires", {"#expires": "expires_at"}, {":expires": int(now.timestamp()) + ttl_s}
+            ),
+            condition=_lease_condition(lease),
+            return_new=True,
         )
-    return record
+    except ConditionFailedError:
+        record = table.read(lease.environment)
+        holder = f"{record.owner} (lease {record.lease})" if record else "nobody"
+        raise LockLostError(
+            f"{lease.owner} no longer holds {_described(lease)}; it is held by {holder}: nothing more is written"
+        ) from None
+    assert written is not None  # return_new
+    written.pop("kind", None)
+    return LockRecord.model_validate(written | {"environment": lease.environment})
 
 
 # ------------------------------------------------------------------------------------------------- Step Functions
@@ -347,8 +394,9 @@ def acquire(
         return LockResult(outcome=outcome, environment=request.environment, owner=request.owner, **fields)
 
     for _ in range(_ATTEMPTS):
-        if table.try_acquire(request, now=epoch, ttl_s=ttl_s):
-            return result(LockOutcome.ACQUIRED, expires_at=epoch + ttl_s)
+        token = table.try_acquire(request, now=epoch, ttl_s=ttl_s)
+        if token is not None:
+            return result(LockOutcome.ACQUIRED, expires_at=epoch + ttl_s, lease=_lease(request, token))
         record = table.read(request.environment)
         if record is None:
             continue  # released between our write and our read
@@ -356,7 +404,12 @@ def acquire(
         operator_on_parked = is_parked(record) and request.purpose is LockPurpose.ROLLBACK
         if operator_on_parked or is_orphan(record, status, now=now, grace_s=grace_s, degraded=degraded):
             if table.take_over(request, record, now=epoch, ttl_s=ttl_s):
-                return result(LockOutcome.ACQUIRED, expires_at=epoch + ttl_s, cleared_orphan=record.owner)
+                return result(
+                    LockOutcome.ACQUIRED,
+                    expires_at=epoch + ttl_s,
+                    cleared_orphan=record.owner,
+                    lease=_lease(request, record.lease + 1),
+                )
             continue
         if request.purpose is not LockPurpose.DEPLOY or not request.pushes:
             return result(LockOutcome.HELD, holder=record.owner, expires_at=record.expires_at)
@@ -368,6 +421,10 @@ def acquire(
                 queued=sorted(coalesce(request.pushes)),
             )
     raise AwsThrottledError(f"lock of {request.environment} kept changing under {_ATTEMPTS} attempts; retry")
+
+
+def _lease(request: LockRequest, token: int) -> Lease:
+    return Lease(environment=request.environment, owner=request.owner, token=token)
 
 
 def _queue_while_degraded(

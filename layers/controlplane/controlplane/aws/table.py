@@ -39,7 +39,7 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
-from controlplane.errors import AwsThrottledError, PermanentError
+from controlplane.errors import AwsThrottledError, LockLostError, PermanentError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -213,6 +213,16 @@ class Check:
 TransactItem = Put | Update | Delete | Check
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A lock holder's lease as a write condition: ``check`` (on the lock item) goes first in every fenced write's
+    transaction; when it does not hold, the holder lost its lease (``LockLostError`` naming holder and lease)."""
+
+    check: Check
+    holder: str
+    lease: str
+
+
 # ------------------------------------------------------------------------------------------------------- table
 class Table:
     """The ledger table ``name``; ``client`` is injectable (tests, fault injection), else one per instance."""
@@ -309,6 +319,17 @@ class Table:
                 raise AwsThrottledError("dynamodb:BatchWriteItem left items unprocessed (throttled)")
         return len(requests)
 
+    def write(self, item: TransactItem) -> None:
+        """One write of any kind (a :class:`Check` alone is a transaction of one)."""
+        if isinstance(item, Put):
+            self.put(item.key, item.data, condition=item.condition)
+        elif isinstance(item, Update):
+            self.update(item.key, item.update, condition=item.condition)
+        elif isinstance(item, Delete):
+            self.delete(item.key, condition=item.condition)
+        else:
+            self.transact([item])
+
     def transact(self, items: Sequence[TransactItem]) -> None:
         """All of ``items`` or none (``TransactWriteItems``); :class:`ConditionFailedError` naming the cancellation
         reasons when a condition does not hold."""
@@ -357,8 +378,36 @@ def _refusals(exc: ClientError) -> list[str] | None:
 
 
 class Items:
-    """Base of an adapter for one kind of item in the ledger table: ``table_name`` and its :class:`Table`."""
+    """Base of an adapter for one kind of item in the ledger table: ``table_name`` and its :class:`Table`.
 
-    def __init__(self, table_name: str, *, region: str | None = None, client: DynamoDBClient | None = None) -> None:
+    ``fence``: the adapter writes for a lock holder; every write (:meth:`write`) is then one transaction with the
+    fence's check first, so a holder that lost its lease writes nothing (``LockLostError``)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        region: str | None = None,
+        client: DynamoDBClient | None = None,
+        fence: Fence | None = None,
+    ) -> None:
         self.table_name = table_name
         self.table = Table(table_name, region=region, client=client)
+        self.fence = fence
+
+    def write(self, *items: TransactItem) -> None:
+        """``items``, all or none: one transaction (behind the fence's check when fenced); a single unfenced item is
+        an ordinary write. :class:`ConditionFailedError` when an item's own condition does not hold (its
+        ``reasons`` are the items' own, the fence's left out); ``LockLostError`` when the fence's does not."""
+        if self.fence is None and len(items) == 1:
+            self.table.write(items[0])
+            return
+        checks = [self.fence.check] if self.fence is not None else []
+        try:
+            self.table.transact([*checks, *items])
+        except ConditionFailedError as exc:
+            if self.fence is not None and exc.reasons[:1] == ("ConditionalCheckFailed",):
+                raise LockLostError(
+                    f"{self.fence.holder} no longer holds {self.fence.lease}: nothing more is written"
+                ) from None
+            raise ConditionFailedError(str(exc), reasons=exc.reasons[len(checks) :]) from None

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from controlplane.models.base import StrictModel
 from controlplane.models.images import Images
+from controlplane.models.lease import Lease
 from controlplane.models.release import Environment, ReleaseRef
 
 
@@ -36,6 +37,7 @@ class ApprovalRequest(StrictModel):
     requested_by: str | None = Field(default=None, description="the authenticated requester (operator API)")
     timeout_s: int = Field(default=86_400, gt=0)
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
+    lease: Lease = Field(description="$.lock.lease: renewed to outlast the approval wait")
 
 
 class ApprovalNotice(StrictModel):

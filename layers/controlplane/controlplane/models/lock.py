@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from controlplane.models.arn import last_segment
 from controlplane.models.base import StrictModel
+from controlplane.models.lease import Lease
 from controlplane.models.release import Environment, ServiceName
 
 
@@ -91,6 +92,9 @@ class LockResult(StrictModel):
     expires_at: int | None = Field(default=None, description="Epoch seconds after which the lock is stale.")
     cleared_orphan: str | None = Field(default=None, description="A lock owner whose execution had ended.")
     queued: list[str] = Field(default_factory=list, description="Services whose pushes were queued.")
+    lease: Lease | None = Field(
+        default=None, description="ACQUIRED: the lease every write of the holder is conditional on."
+    )
 
 
 class FollowUp(StrictModel):
@@ -135,6 +139,7 @@ class LockRecord(StrictModel):
     acquired_at: int
     expires_at: int
     version: int = 0
+    lease: int = Field(default=0, description="The lease token: bumped by every change of owner (never by a queue).")
     pending: dict[str, Push] = Field(default_factory=dict)
     carried: dict[str, Push] = Field(
         default_factory=dict, description="After a hand-off: the pushes the follow-up (the owner) deploys."

@@ -31,6 +31,7 @@ from controlplane import platform
 from controlplane.errors import InputValidationError, PlanError
 from controlplane.models.base import StrictModel
 from controlplane.models.kube import ObjectRef
+from controlplane.models.lease import Lease
 from controlplane.models.operator import OperatorSignature, Reason
 
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
@@ -288,6 +289,7 @@ class ApplyInput(StrictModel):
     prune: bool = Field(description="delete owned objects that left the release (always on rollback)")
     execution_arn: str
     now: AwareDatetime
+    lease: Lease = Field(description="$.lock.lease: every write is fenced by it")
 
 
 class ApplyOutput(StrictModel):
@@ -305,6 +307,7 @@ class ApplyOutput(StrictModel):
 class HealthInput(StrictModel):
     release_id: str
     execution_arn: str
+    lease: Lease = Field(description="$.lock.lease: renewed by every look (the rollout wait keeps the lock)")
     workloads: list[ObjectRef]
     now: AwareDatetime = Field(description="$$.State.EnteredTime")
     started_at: AwareDatetime
@@ -432,6 +435,7 @@ class RecordInput(StrictModel):
     outcome: Outcome
     execution_arn: str
     now: AwareDatetime = Field(description="$$.State.EnteredTime")
+    lease: Lease = Field(description="$.lock.lease: every ledger write is fenced by it")
     plan: PlanOutput | None = None
     health: HealthOutput | None = None
     apply: ApplyOutput | None = None

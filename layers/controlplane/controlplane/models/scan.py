@@ -10,6 +10,7 @@ from pydantic import Field
 
 from controlplane.models.base import StrictModel
 from controlplane.models.images import ImageRef, Images
+from controlplane.models.lease import Lease
 from controlplane.models.release import Environment
 
 
@@ -74,6 +75,7 @@ class ScanRequest(StrictModel):
     images: Images
     deadline: datetime | None = Field(default=None, description="Set by the first check; passed back by the loop.")
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
+    lease: Lease = Field(description="$.lock.lease: renewed by every look (the scan wait keeps the lock)")
 
 
 class ScanReport(StrictModel):

@@ -91,11 +91,11 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     release = event.release
     correlate(execution_arn=event.execution_arn, release_id=release.release_id, environment=release.environment)
     settings = get_settings()
-    # Fenced: an execution that no longer holds the environment's lock writes nothing (LockLostError).
-    lock.ensure_owner(
-        lock.LockTable(settings.ledger_table_name, region=settings.region), release.environment, event.execution_arn
-    )
-    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    # Fenced: an execution that no longer holds the environment's lock writes nothing (LockLostError): the lease is
+    # renewed now and again just before the first cluster write; every ledger write carries it as a condition.
+    locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
+    lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
+    ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     objects, source = release_objects(release, settings, ledger)
     validate_objects(
         objects, kubernetes_version=kubernetes_version(settings), account_id=settings.account_id, region=settings.region
@@ -103,10 +103,12 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     to_apply, asleep = keep_asleep(
         objects, environment=release.environment, release_id=release.release_id, now=event.now
     )
-    mark_written = None
-    if event.purpose is ApplyPurpose.DEPLOY:
 
-        def mark_written() -> None:  # before the first change to the cluster: a failure now needs a rollback
+    def mark_written() -> None:
+        """Just before the first change to the cluster: the lease still holds; a deploy's failure now needs a
+        rollback."""
+        lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
+        if event.purpose is ApplyPurpose.DEPLOY:
             ledger.update_release(release.release_id, cluster_untouched=False)
 
     api = connect(settings)

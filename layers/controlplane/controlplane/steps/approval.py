@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 from controlplane.aws import approval as approvals
-from controlplane.aws import signing
+from controlplane.aws import lock, signing
 from controlplane.cluster import connect
 from controlplane.errors import (
     ConfigurationError,
@@ -55,6 +55,9 @@ def request_approval(event: ApprovalRequest, *, diff: DiffProvider) -> ApprovalN
         raise ConfigurationError("APPROVAL_BUCKET is not set")
     topic = gates.approval_topic_arn or settings.require_topic()
     now = at(event.now)
+    # The lease outlasts the wait for a decision (and a RUNNING execution's lock is never taken over anyway).
+    locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
+    lock.renew(locks, event.lease, now=now, ttl_s=event.timeout_s + gates.lock_ttl_s)
     changes = diff(event)
     changed = [d for d in changes if str(d.action) != "unchanged"]
     document = {

@@ -6,6 +6,7 @@ Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the rele
 
 from __future__ import annotations
 
+from controlplane.aws import lock
 from controlplane.cluster import connect
 from controlplane.errors import DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.health import check_workloads
@@ -20,6 +21,9 @@ def check_health(event: HealthInput) -> HealthOutput:
     """``healthy=True`` when every workload rolled out; raises when waiting cannot help or the deadline passed."""
     correlate(execution_arn=event.execution_arn, release_id=event.release_id)
     settings = get_settings()
+    # The rollout wait renews the lease: a holder that lost it stops here (LockLostError).
+    locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
+    lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
     api = connect(settings)
     try:
         report = check_workloads(

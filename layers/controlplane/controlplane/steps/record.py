@@ -46,11 +46,8 @@ def _describe(error: StepError | None) -> str:
 def record_outcome(event: RecordInput) -> RecordOutput:
     settings = get_settings()
     correlate(execution_arn=event.execution_arn, environment=settings.environment)
-    # Fenced: an execution that no longer holds the environment's lock records nothing (LockLostError).
-    lock.ensure_owner(
-        lock.LockTable(settings.ledger_table_name, region=settings.region), settings.environment, event.execution_arn
-    )
-    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    # Fenced: every write carries the lease as a condition; a holder that lost it records nothing (LockLostError).
+    ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     if event.outcome is Outcome.RESTORED:
         return _record_restored(event, settings, ledger)
     plan = event.plan
@@ -81,13 +78,15 @@ def _record_success(event: RecordInput, plan: PlanOutput, ledger: Ledger, fields
     release = plan.release
     assert release is not None  # the caller checked
     healthy_at = event.health.checked_at if event.health else event.now
-    ledger.update_release(release.release_id, healthy_at=healthy_at, **fields)
+    # One transaction: the release's status and the last-known-good pointer move together (behind the lease), or
+    # neither does and the execution fails RecordingFailed naming the cause.
     ledger.promote(
         release.environment,
         release.release_id,
         expected_previous=plan.previous_release_id,
         execution_arn=event.execution_arn,
         now=event.now,
+        release_fields={"healthy_at": healthy_at, **fields},
     )
     metrics.add_metric(name="DeploysSucceeded", unit="Count", value=1)
     metrics.add_metric(name="TimeToHealthy", unit="Seconds", value=(healthy_at - plan.started_at).total_seconds())
@@ -167,7 +166,7 @@ def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> 
 def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> RecordOutput:
     target = event.rollback.release.release_id if event.rollback and event.rollback.release else None
     metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
-    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     _mark_degraded(ledger, event, settings.environment, target, _describe(event.rollback_error))
     message = (
         f"rollback of {settings.environment} to {target} FAILED ({_describe(event.rollback_error)}): operators must "

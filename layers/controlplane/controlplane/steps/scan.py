@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controlplane.aws import scan
+from controlplane.aws import lock, scan
 from controlplane.errors import (
     ScanBlockedError,
     ScanFailedError,
@@ -21,6 +21,10 @@ def check_image_scans(event: ScanRequest) -> ScanReport:
     gates = settings.gates
     policy = gates.scan_policy
     now = at(event.now)
+    # The scan wait renews the lease: a holder that lost it stops here (LockLostError).
+    lock.renew(
+        lock.LockTable(settings.ledger_table_name, region=settings.region), event.lease, now=now, ttl_s=gates.lock_ttl_s
+    )
     deadline = event.deadline or now + timedelta(seconds=policy.timeout_s)
     scans = [scan.scan_image(image, policy, region=settings.region) for image in event.images]
     blocked = [s for s in scans if s.blocking]
