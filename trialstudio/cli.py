@@ -8,11 +8,9 @@ live progress of ``follow``/``deploy``/``rollback`` goes to stderr then, so stdo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,13 +28,12 @@ from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord
 
 from trialstudio import cluster, render
 from trialstudio.control import REQUIRED_OUTPUTS, CliError, ControlPlane, Outputs, Running, aws_error
+from trialstudio.follow import follow
 from trialstudio.output import FAILED, OK, REFUSED, Out
 
 DECISIONS = ("approve", "reject")
 FOLLOW_TIMEOUT_S = 1800.0
-POLL_S = 0.5
 _RELEASE = re.compile(r"^rel-[0-9a-f]{20}$")
-_EXECUTION = re.compile(r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[\w.-]+:[\w.-]+$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG_OR_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$")
 
@@ -238,57 +235,6 @@ def _history_or_empty(cp: ControlPlane, arn: str) -> list[render.HistoryEvent]:
         if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
             return []
         raise
-
-
-def follow(cp: ControlPlane, arn: str, out: Out, *, timeout: float) -> int:
-    """Print the execution's states as they come until it ends (or ``timeout``); the exit code of its outcome."""
-    if not _EXECUTION.match(arn):
-        raise CliError(
-            f"execution: {arn!r} is not an execution ARN (arn:aws:states:<region>:<account>:execution:...)", 2
-        )
-    try:
-        cp.describe(arn)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
-            raise CliError(f"execution {arn} does not exist (check the ARN and the region)", 1) from None
-        raise
-    progress = out.progress
-    progress.write(f"following {render.execution_label(arn)} ({arn})\n")
-    follower = render.Follower(progress)
-    started, deadline = time.perf_counter(), time.monotonic() + timeout
-    while True:
-        events = cp.history(arn)
-        follower.feed(events)
-        if any(e.type in render.END_EVENTS for e in events):
-            break
-        if time.monotonic() >= deadline:
-            out.document({"execution_arn": arn, "status": "RUNNING", "state": follower.current})
-            progress.write(
-                f"\nstill running after {timeout:.0f} s in {follower.current}: "
-                f"`trialstudio follow {arn}` picks it up again\n"
-            )
-            return FAILED
-        time.sleep(POLL_S)
-    described = cp.describe(arn)
-    status, error, cause = str(described["status"]), described.get("error"), described.get("cause")
-    out.document(
-        {
-            "execution_arn": arn,
-            "status": status,
-            "error": error,
-            "cause": cause,
-            "output": json.loads(described["output"]) if described.get("output") else None,
-            "elapsed_s": render.elapsed(events),
-            "timeline": [asdict(t) for t in render.state_times(events)],
-        }
-    )
-    lines = [f"timeline ({render.elapsed(events):.0f} s, followed {time.perf_counter() - started:.1f} s):"]
-    lines += render.timeline(events)
-    lines.append(f"outcome: {status}" + (f" ({error})" if error else ""))
-    if cause:
-        lines.append(render.wrap(cause, "cause: ", "       "))
-    progress.write("\n".join(lines) + "\n")
-    return OK if status == "SUCCEEDED" else FAILED
 
 
 def cmd_follow(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:

@@ -1,4 +1,5 @@
-"""The commands that reach the cluster: ``diff`` (a release against the cluster, by server-side dry run).
+"""The commands about the cluster's state: ``diff`` (a release against the cluster, by server-side dry run) and
+``drift`` (the drift state machine's latest report, or a check started now).
 
 They connect as the caller (an EKS token signed with the caller's credentials, ``ControlPlane.cluster``): the caller's
 IAM principal needs an EKS access entry. A dry run is authorized like the write it simulates, so ``diff`` needs the
@@ -8,18 +9,23 @@ IAM principal needs an EKS access entry. A dry run is authorized like the write 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from controlplane.aws.drift import DriftReports
 from controlplane.errors import ControlPlaneError, KubernetesForbiddenError
 from controlplane.kube.apply import diff_objects
+from controlplane.models.drift import DriftFinding, DriftReport
 from controlplane.models.kube import ObjectDiff
 from controlplane.render import load_bundle, render
 
+from trialstudio import render as text
 from trialstudio.control import CliError, ControlPlane
+from trialstudio.follow import follow
 from trialstudio.output import FAILED, OK, Out
 
 _RELEASE = re.compile(r"^rel-[0-9a-f]{20}$")
@@ -117,6 +123,61 @@ def cmd_diff(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
     return FAILED if differ else OK
 
 
+def finding_line(f: DriftFinding) -> str:
+    ns = f"{f.ref.namespace}/" if f.ref.namespace else ""
+    where = f"  {f.path}" if f.path else ""
+    by = f" by {f.manager}" if f.manager else ""
+    values = f": {_value(f.live)} (release: {_value(f.desired)})" if f.path and f.kind.value == "changed" else ""
+    values = f": {_value(f.live)}" if f.path and f.kind.value == "added" else values
+    return f"  {f.kind.value:<8}{f.ref.kind} {ns}{f.ref.name}{where}{by}{values}"
+
+
+def drift_lines(report: DriftReport) -> list[str]:
+    head = f"drift of {report.environment} at {report.checked_at:%Y-%m-%d %H:%M:%S} ({report.mode.value} mode)"
+    if report.skipped:
+        return [f"{head}: not compared: {report.skipped}"]
+    lines = [
+        f"{head} against {report.release_id}: "
+        + (
+            f"{report.findings_total} finding(s) in {report.drifted_objects} of {report.objects} objects"
+            if report.findings_total
+            else f"no drift ({report.objects} objects)"
+        )
+    ]
+    lines += [finding_line(f) for f in report.findings]
+    if report.findings_total > len(report.findings):
+        lines.append(f"  ... and {report.findings_total - len(report.findings)} more (see the report)")
+    if report.report_uri:
+        lines.append(f"report: {report.report_uri}")
+    if report.heal:
+        h = report.heal
+        left = f", {h.remaining} finding(s) left" if h.remaining is not None else ""
+        lines.append(f"heal: rollback {text.execution_label(h.execution_arn)} {h.status.value}{left}")
+        if h.cause:
+            lines.append(text.wrap(h.cause, "      ", "      "))
+    return lines
+
+
+def cmd_drift(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
+    """``drift [--now]``: the latest drift report (0 no drift, 1 drift, 2 refused); ``--now`` checks first."""
+    if args.now:
+        machine = cp.outputs.get("DriftStateMachineArn")
+        if not machine:
+            raise CliError("the stack has no DriftStateMachineArn output (a control plane without drift checks)", 2)
+        started = cp.sfn.start_execution(stateMachineArn=machine, input=json.dumps({"environment": args.environment}))
+        progress = Out(json_mode=True, stdout=out.stderr, stderr=out.stderr)  # the check's story on stderr
+        if follow(cp, str(started["executionArn"]), progress, timeout=args.timeout) != OK:
+            out.stderr.write("the drift check did not succeed; the report below may be an older one\n")
+    report = DriftReports(cp.table, client=cp.client("dynamodb")).latest(args.environment)
+    if report is None:
+        out.document({"environment": args.environment, "report": None})
+        out.lines([f"no drift check of {args.environment} yet (the schedule runs hourly; `drift --now` checks now)"])
+        return OK
+    out.document({"environment": args.environment, "report": report.model_dump(mode="json")})
+    out.lines(drift_lines(report))
+    return FAILED if report.findings_total else OK
+
+
 def add_parsers(sub: Any) -> None:
     diff = sub.add_parser("diff", help="server-side dry-run diff: a release (default last known-good) vs the cluster")
     diff.add_argument("release", nargs="?")
@@ -127,5 +188,9 @@ def add_parsers(sub: Any) -> None:
         help="the bundle a release never applied is rendered from (default: this checkout's manifests/kubernetes)",
     )
 
+    drift = sub.add_parser("drift", help="the latest drift report (what changed in the cluster, by whom)")
+    drift.add_argument("--now", action="store_true", help="start a drift check and wait for it first")
+    drift.add_argument("--timeout", type=float, default=900.0)
 
-COMMANDS = {"diff": cmd_diff}
+
+COMMANDS = {"diff": cmd_diff, "drift": cmd_drift}

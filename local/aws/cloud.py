@@ -21,6 +21,7 @@ from unittest import mock
 from local.aws.authz import HARNESS_ACCESS_KEY, Authorizer, SessionRouter, installed
 from local.aws.eks_access import (
     DEPLOY_ROLE,
+    DRIFT_ROLE,
     FALLBACK_DEPLOY_ROLE_NAME,
     GrantableCluster,
     grant_control_plane,
@@ -618,7 +619,13 @@ class LocalCloud:
         harness_key = None
         if not callable(caller_arn) or DEPLOY_ROLE not in self.resources:  # the harness itself plays the deploy role
             harness_key = os.environ.get("AWS_ACCESS_KEY_ID") or _FAKE_ENV["AWS_ACCESS_KEY_ID"]
-        grant_control_plane(cluster, deploy_role_arn=deploy_role_arn, cluster_name=name, harness_key=harness_key)
+        grant_control_plane(
+            cluster,
+            deploy_role_arn=deploy_role_arn,
+            cluster_name=name,
+            harness_key=harness_key,
+            drift_role_arn=self.arn(DRIFT_ROLE) if DRIFT_ROLE in self.resources else None,
+        )
 
     def _install_nodegroup_hook(self, backend: Any) -> None:
         if getattr(backend, "_localcloud_hooked", False):

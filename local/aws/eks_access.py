@@ -24,6 +24,8 @@ DEPLOY_ROLE = "ClusterDeployRole"
 FALLBACK_DEPLOY_ROLE_NAME = "control-plane-deploy"
 """The deploy role's name when the cloud runs without the control plane's template (the test plays its steps)."""
 ACCESS_ENTRY = "DeployRoleAccessEntry"
+DRIFT_ROLE = "DriftRole"
+DRIFT_ACCESS_ENTRY = "DriftRoleAccessEntry"
 HARNESS_SESSION = "local-harness"
 
 
@@ -63,11 +65,22 @@ def _resolve(value: Any, params: dict[str, str]) -> Any:
 
 def deploy_access_entry(deploy_role_arn: str, *, cluster_name: str, partition: str = "aws") -> dict[str, Any]:
     """``DeployRoleAccessEntry``'s Properties from eks.yaml, resolved for this deploy role."""
-    body = load_template(EKS_TEMPLATE)["Resources"][ACCESS_ENTRY]
-    props = {k: v for k, v in body["Properties"].items() if k not in ("Tags", "ClusterName")}
-    resolved: dict[str, Any] = _resolve(
-        props, {"DeployRoleArn": deploy_role_arn, "AWS::Partition": partition, "Cluster": cluster_name}
+    return _access_entry(
+        ACCESS_ENTRY, {"DeployRoleArn": deploy_role_arn}, cluster_name=cluster_name, partition=partition
     )
+
+
+def drift_access_entry(drift_role_arn: str, *, cluster_name: str, partition: str = "aws") -> dict[str, Any]:
+    """``DriftRoleAccessEntry``'s Properties from eks.yaml, resolved for this drift role."""
+    return _access_entry(
+        DRIFT_ACCESS_ENTRY, {"DriftRoleArn": drift_role_arn}, cluster_name=cluster_name, partition=partition
+    )
+
+
+def _access_entry(logical_id: str, params: dict[str, str], *, cluster_name: str, partition: str) -> dict[str, Any]:
+    body = load_template(EKS_TEMPLATE)["Resources"][logical_id]
+    props = {k: v for k, v in body["Properties"].items() if k not in ("Tags", "ClusterName")}
+    resolved: dict[str, Any] = _resolve(props, {**params, "AWS::Partition": partition, "Cluster": cluster_name})
     return resolved
 
 
@@ -87,11 +100,18 @@ def session_arn(role_arn: str, session: str = HARNESS_SESSION) -> str:
 
 
 def grant_control_plane(
-    cluster: GrantableCluster, *, deploy_role_arn: str, cluster_name: str, harness_key: str | None
+    cluster: GrantableCluster,
+    *,
+    deploy_role_arn: str,
+    cluster_name: str,
+    harness_key: str | None,
+    drift_role_arn: str | None = None,
 ) -> None:
-    """The deploy role's access entry plus the shipped RBAC; ``harness_key`` (when the cloud cannot say who a key
-    is) is registered as a session of the deploy role."""
+    """The deploy role's access entry (and the drift role's, when the template has one) plus the shipped RBAC;
+    ``harness_key`` (when the cloud cannot say who a key is) is registered as a session of the deploy role."""
     cluster.access_entries.from_cloudformation(deploy_access_entry(deploy_role_arn, cluster_name=cluster_name))
+    if drift_role_arn is not None:
+        cluster.access_entries.from_cloudformation(drift_access_entry(drift_role_arn, cluster_name=cluster_name))
     if harness_key is not None:
         cluster.identities.register(harness_key, session_arn(deploy_role_arn))
     cluster.bootstrap(bootstrap_documents())

@@ -14,7 +14,7 @@ ROW = re.compile(
     r"^\| (?P<states>[^|(]+?) ?(?:\((?P<machines>[^)]*)\))? \| `(?P<folder>functions/\w+)`"
     r"(?: \(`(?P<handler>app\.\w+)`\))? \| `steps\.(?P<step>[\w.]+)` \|$"
 )
-MACHINES = ("deploy", "rollback", "offhours", "provision")
+MACHINES = ("deploy", "rollback", "offhours", "provision", "drift")
 
 
 def readme_rows() -> list[dict[str, str]]:

@@ -61,7 +61,7 @@ def test_every_function_has_its_log_group_with_retention(sam: dict[str, Any]) ->
 
 def test_every_state_machine_logs_transitions_without_execution_data(sam: dict[str, Any]) -> None:
     machines = _of_type(sam, "AWS::Serverless::StateMachine")
-    assert len(machines) == 4
+    assert len(machines) == 5
     for name, machine in machines.items():
         logging = machine["Properties"]["Logging"]
         assert logging["Level"] in {"ALL", "ERROR"}, name

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from controlplane.errors import ConfigurationError, InputValidationError, PlanError
+from controlplane.models.drift import DriftMode
 from controlplane.models.freeze import FreezeCalendar
 from controlplane.models.offhours import OffhoursConfig
 from controlplane.models.release import ConsoleRequest, Request, validation_message
@@ -197,6 +198,9 @@ class Settings(_Section):
     deploy_state_machine_arn: str | None = Field(default=None, validation_alias="DEPLOY_STATE_MACHINE_ARN")
     rollback_state_machine_arn: str | None = Field(default=None, validation_alias="ROLLBACK_STATE_MACHINE_ARN")
     offhours_state_machine_arn: str | None = Field(default=None, validation_alias="OFFHOURS_STATE_MACHINE_ARN")
+    # Drift detection (controlplane.steps.drift): report only, or heal through the rollback state machine.
+    drift_mode: DriftMode = Field(default=DriftMode.REPORT, validation_alias="DRIFT_MODE")
+    drift_bucket: str | None = Field(default=None, validation_alias="DRIFT_BUCKET")
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     gates: GateSettings = Field(default_factory=GateSettings)
     offhours: OffhoursSettings = Field(default_factory=OffhoursSettings)

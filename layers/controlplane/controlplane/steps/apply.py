@@ -8,6 +8,9 @@ While the environment sleeps (off-hours), the release is applied at the sleeping
 snapshot now refers to this release, so the next scale-up brings it up), no smoke targets are returned (nothing
 answers) and the ledger records the rendered objects as usual. Awake, a workload an HPA scales is applied without
 ``spec.replicas`` (rendering leaves it out; objects from the ledger lose it too), so a deploy never changes its size.
+
+A rollback (also a drift heal) restores the release exactly: fields other managers added to its objects (an env var
+from ``kubectl edit``), which a server-side apply would keep, are removed first (``controlplane.kube.drift.reclaim``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from controlplane.aws.offhours import OffhoursLedger
 from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
+from controlplane.kube.drift import reclaim
 from controlplane.kube.offhours import keep_asleep_objects
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
@@ -114,6 +118,8 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     api = connect(settings)
     try:
         pruned: list[ObjectRef] = []
+        if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
+            reclaim(api, to_apply)
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             refs = [ObjectRef.of(obj) for obj in objects]
             result, pruned = apply_and_prune(

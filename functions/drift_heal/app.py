@@ -1,0 +1,18 @@
+"""HealDrift: re-apply the last known-good release through the rollback state machine, then follow and re-check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from controlplane.models.drift import DriftReport
+from controlplane.models.release import parse
+from controlplane.observability import logger, metrics, tracer
+from controlplane.steps.drift import heal_drift
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 - Powertools reads it
+    return heal_drift(parse(DriftReport, event)).model_dump(mode="json")

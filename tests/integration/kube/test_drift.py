@@ -1,0 +1,124 @@
+"""Drift detection and reclaiming against the API emulator: what other managers did to a release, and undoing it.
+
+The release is the rendered bundle with one workload (quality-service) left without its HPA, so a scaled Deployment
+without an HPA and HPA-owned replica counts can both be seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from controlplane import platform
+from controlplane.kube.apply import apply_objects
+from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.kube.drift import detect, field_path, reclaim
+from controlplane.models.drift import DriftFinding
+from controlplane.render import load_bundle, render
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
+
+from local.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+NS = platform.NAMESPACE
+NO_HPA = "quality-service"
+RELEASE = "rel-00000000000000000001"
+
+
+def release() -> list[dict[str, Any]]:
+    images = dict.fromkeys(platform.SERVICE_NAMES, "sha256:" + "a" * 64)
+    objects = render(
+        load_bundle(REPO / "manifests" / "kubernetes"), "staging", images, account_id="123456789012", region="us-east-1"
+    )
+    kept = [o for o in objects if not (o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == NO_HPA)]
+    for obj in kept:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == NO_HPA:
+            obj["spec"]["replicas"] = 2
+    return kept
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[tuple[Cluster, ApiClient, list[dict[str, Any]]]]:
+    with Cluster("drift") as cluster:
+        api = build_api_client(ClusterAccess(endpoint=cluster.endpoint, ca_data=cluster.ca_data, token=cluster.token()))
+        objects = release()
+        apply_objects(api, objects, release_id=RELEASE)
+        cluster.advance(30)
+        try:
+            yield cluster, api, objects
+        finally:
+            api.close()
+
+
+def by_path(findings: list[DriftFinding]) -> dict[tuple[str, str | None], DriftFinding]:
+    return {(f.ref.name, f.path): f for f in findings}
+
+
+def test_field_paths_read_like_the_diff() -> None:
+    keys = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"app"}', "f:image")
+    assert field_path(keys) == "spec.template.spec.containers[name=app].image"
+    assert field_path(("f:spec", "f:ports", 'k:{"port":80,"protocol":"TCP"}')) == "spec.ports[port=80,protocol=TCP]"
+
+
+def test_a_fresh_release_has_no_drift_and_controllers_do_not_count(world: Any) -> None:
+    cluster, api, objects = world
+    cluster.advance(60)  # controllers write status, the HPAs scale their workloads (spec.replicas via /scale)
+    assert detect(api, objects, release_id=RELEASE) == []
+
+
+def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_restores(world: Any) -> None:
+    cluster, api, objects = world
+    apps, core = AppsV1Api(api), CoreV1Api(api)
+    # kubectl edit: a PUT adding an env var to edc-service; another edit changes analytics-service's image
+    edc = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
+    edc["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append({"name": "DEBUG", "value": "1"})
+    apps.replace_namespaced_deployment("edc-service", NS, edc, field_manager="kubectl-edit")
+    analytics = api.sanitize_for_serialization(apps.read_namespaced_deployment("analytics-service", NS))
+    analytics["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.27"
+    apps.replace_namespaced_deployment("analytics-service", NS, analytics, field_manager="kubectl-edit")
+    # kubectl scale of a workload without an HPA, and of one with an HPA (the HPA owns its count: not drift)
+    apps.patch_namespaced_deployment_scale(NO_HPA, NS, {"spec": {"replicas": 5}}, field_manager="kubectl")
+    apps.patch_namespaced_deployment_scale("api-gateway", NS, {"spec": {"replicas": 4}}, field_manager="kubectl")
+    # kubectl delete of a Service; kubectl create of a ConfigMap nobody deploys
+    core.delete_namespaced_service("edc-service", NS)
+    core.create_namespaced_config_map(
+        NS, {"metadata": {"name": "hotfix"}, "data": {"K": "V"}}, field_manager="kubectl-create"
+    )
+    cluster.advance(30)
+
+    found = by_path(detect(api, objects, release_id=RELEASE))
+    env = found["edc-service", "spec.template.spec.containers[name=edc-service].env[name=DEBUG]"]
+    assert (env.kind, env.manager, env.live, env.desired) == (
+        "added",
+        "kubectl-edit",
+        {"name": "DEBUG", "value": "1"},
+        None,
+    )
+    image = found["analytics-service", "spec.template.spec.containers[name=analytics-service].image"]
+    assert (image.kind, image.manager, image.live) == ("changed", "kubectl-edit", "nginx:1.27")
+    assert str(image.desired).endswith("@sha256:" + "a" * 64)
+    scaled = found[NO_HPA, "spec.replicas"]
+    assert (scaled.kind, scaled.manager, scaled.live, scaled.desired) == ("changed", "kubectl", 5, 2)
+    deleted = found["edc-service", None]
+    assert (deleted.ref.kind, deleted.kind, deleted.manager) == ("Service", "deleted", None)
+    added = found["hotfix", None]
+    assert (added.ref.kind, added.kind, added.manager) == ("ConfigMap", "added", "kubectl-create")
+    assert ("api-gateway", "spec.replicas") not in found  # HPA-owned
+    assert not [f for f in found.values() if f.path and f.path.startswith("status")]
+    assert len(found) == 5, sorted(found)
+
+    # heal: reclaim what others added, then the release's forced apply restores the rest
+    assert [r.name for r in reclaim(api, objects)] == ["edc-service"]
+    apply_objects(api, objects, release_id=RELEASE)
+    core.delete_namespaced_config_map("hotfix", NS)  # an added object is reported, never deleted by a heal
+    cluster.advance(30)
+    assert detect(api, objects, release_id=RELEASE) == []
+    live = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
+    assert "env" not in live["spec"]["template"]["spec"]["containers"][0] or not [
+        e for e in live["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "DEBUG"
+    ]
+    assert "kubectl-edit" not in {m["manager"] for m in live["metadata"]["managedFields"]}
