@@ -326,3 +326,44 @@ def test_concurrent_console_deploys_both_end_deployed_one_after_the_other(pipe: 
     assert pipe.deployment_image("edc-service").endswith(edc)
     assert pipe.deployment_image("analytics-service").endswith(analytics)
     assert_invariants(pipe, last, new_release=planned_release(pipe, last))
+
+
+def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends_deployed(pipe: Pipeline) -> None:
+    """One truth (issue 12): the release's status and the last-known-good pointer move in one transaction behind the
+    lease. When that transaction fails through every retry, neither moved (the ledger does not half-claim the new
+    release), the execution ends RecordingFailed naming the cause, never Deployed, and the lock is given back; a
+    rerun of the push once DynamoDB answers records the release the cluster runs."""
+    first = pipe.first_release()
+    before = planned_release(pipe, first)
+    record = function_name(pipe, "RecordFunction")
+    pipe.cloud.aws_faults.add(
+        "dynamodb", "TransactWriteItems", code="InternalServerError", status=500, function=record, times=None
+    )
+    digest = pipe.push("edc-service", "main-2")
+    event = pipe.push_event("clinical-trials/edc-service", digest, "main-2")
+
+    [arn] = pipe.deliver(event)
+    failed = pipe.cloud.wait_execution(arn, timeout=180)
+
+    assert failed.status == "FAILED"
+    assert failed.states_entered()[-1] == "RecordingFailed"
+    assert "Deployed" not in failed.states_entered()
+    assert failed.error == "AwsThrottledError"
+    assert "TransactWriteItems" in failed.cause
+    new = planned_release(pipe, failed)
+    pointer = pipe.ledger.last_known_good("staging")
+    assert pointer is not None
+    assert pointer.release_id == before  # the pointer did not move ...
+    assert pipe.ledger.require_release(new).status.value == "planned"  # ... and neither did the status
+    assert LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION).read("staging") is None
+
+    pipe.cloud.aws_faults.clear()
+    [again] = pipe.deliver({**event, "id": event["id"] + "-rerun"})
+    rerun = pipe.cloud.wait_execution(again, timeout=120)
+
+    assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
+    assert planned_release(pipe, rerun) == new
+    pointer = pipe.ledger.last_known_good("staging")
+    assert pointer is not None
+    assert pointer.release_id == new
+    assert_invariants(pipe, rerun, new_release=new)
