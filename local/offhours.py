@@ -74,9 +74,9 @@ class OffhoursPipeline:
 
     # -- runs --------------------------------------------------------------------------------------------------------
     def run(self, action: str, timeout: float | None = None, **extra: Any) -> Any:
-        """A person's request from the console: ``{environment, action, ...}``."""
-        request = {"environment": "staging", "action": action, **extra}
-        return self.cloud.run(OFFHOURS_MACHINE, request, timeout=timeout)
+        """A person's off-hours action through the operator API (mode ``action``; ``until``, ``reason``), finished."""
+        arn = self.pipe.start_as_operator({"action": "offhours", "environment": "staging", "mode": action, **extra})
+        return self.cloud.wait_execution(arn, timeout=timeout)
 
     def fire(self, schedule: str, timeout: float | None = None) -> Any:
         """Fire an EventBridge Scheduler schedule by name (or logical id); the execution it started, finished."""

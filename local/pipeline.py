@@ -53,6 +53,18 @@ ALSO_APPROVER_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/release-manager"
 """The template's ``Approvers`` here: two roles (a release manager may also request releases)."""
 
 
+OPERATOR_ROLE = "platform-operator"
+"""The role the harness's rollbacks and off-hours actions are signed as (not an approver)."""
+
+
+class OperatorRefusedError(AssertionError):
+    """The operator API refused a request the harness made (HTTP status and answer)."""
+
+    def __init__(self, status: int, answer: Mapping[str, Any]) -> None:
+        super().__init__(f"operator API answered {status}: {answer}")
+        self.status, self.answer = status, dict(answer)
+
+
 @dataclass(frozen=True)
 class Operator:
     """A person on the operator API: a session of an IAM role moto issued (``sts:AssumeRole``)."""
@@ -125,7 +137,8 @@ class Pipeline:
         return self.cloud.run("DeployStateMachine", dict(request), timeout=timeout)
 
     def rollback(self, request: Mapping[str, Any], timeout: float | None = None) -> Any:
-        return self.cloud.run("RollbackStateMachine", dict(request), timeout=timeout)
+        """An operator's rollback (or acknowledgement) through the operator API, finished."""
+        return self.cloud.wait_execution(self.start_rollback(request), timeout=timeout)
 
     def first_release(self, tag: str = "main-1") -> Any:
         """Every service pushed and deployed from the console: the environment's first release."""
@@ -151,11 +164,23 @@ class Pipeline:
         return arns[0]
 
     def start_rollback(self, request: Mapping[str, Any]) -> str:
-        return str(self.cloud.start_execution("RollbackStateMachine", dict(request)))
+        """An operator's rollback started through the operator API (signed as :data:`OPERATOR_ROLE`); its ARN."""
+        return self.start_as_operator({"action": "rollback", **request})
+
+    def start_as_operator(self, body: Mapping[str, Any]) -> str:
+        """POST ``body`` to the operator API as the on-call operator; the execution it started (refusals raise)."""
+        status, answer = self.operator(OPERATOR_ROLE, session="on-call").call(dict(body))
+        if status != 200:
+            raise OperatorRefusedError(status, answer)
+        return str(answer["execution_arn"])
 
     # -- people on the operator API ------------------------------------------------------------------------------
-    def operator(self, role: str, session: str = "someone") -> Operator:
-        """A session of the IAM role named ``role`` (created if missing), ready to call the operator API."""
+    def operator(self, role: str, session: str = "someone", *, access: bool = True) -> Operator:
+        """A session of the IAM role named ``role`` (created if missing), ready to call the operator API.
+
+        ``access``: the role has the stack's ``OperatorAccessPolicy`` attached (``lambda:InvokeFunctionUrl``), as the
+        README tells an account's administrator to do; without it AWS answers 403 before the function runs.
+        """
         from botocore.credentials import Credentials  # noqa: PLC0415
 
         iam = self.cloud.client("iam")
@@ -167,6 +192,8 @@ class Pipeline:
             arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
         except iam.exceptions.EntityAlreadyExistsException:
             arn = iam.get_role(RoleName=role)["Role"]["Arn"]
+        if access:
+            iam.attach_role_policy(RoleName=role, PolicyArn=str(self.cloud.outputs["OperatorAccessPolicyArn"]))
         assumed = self.cloud.client("sts").assume_role(RoleArn=arn, RoleSessionName=session)
         creds = assumed["Credentials"]
         return Operator(

@@ -459,15 +459,85 @@ class Authorizer:
         except iam.exceptions.NoSuchEntityException:
             raise UnmappedOperationError(f"role {role_arn} does not exist in IAM") from None
         policies = [Policy.parse(p, iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]) for p in inline]
-        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            arn = str(attached["PolicyArn"])
-            if ":iam::aws:policy/" in arn:
-                policies.append(Policy.parse(arn, managed_policy(arn)))
-            else:
-                version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-                document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
-                policies.append(Policy.parse(arn, document))
+        attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+        policies.extend(self._managed(str(a["PolicyArn"])) for a in attached)
         return policies
+
+    def user_policies(self, user_arn: str) -> list[Policy]:
+        """An IAM user's policies as IAM holds them (inline and attached)."""
+        iam = self.admin.client("iam", region_name=self.region)
+        name = user_arn.rsplit("/", 1)[-1]
+        inline = iam.list_user_policies(UserName=name)["PolicyNames"]
+        policies = [Policy.parse(p, iam.get_user_policy(UserName=name, PolicyName=p)["PolicyDocument"]) for p in inline]
+        attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
+        policies.extend(self._managed(str(a["PolicyArn"])) for a in attached)
+        return policies
+
+    def _managed(self, arn: str) -> Policy:
+        if ":iam::aws:policy/" in arn:
+            return Policy.parse(arn, managed_policy(arn))
+        iam = self.admin.client("iam", region_name=self.region)
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        return Policy.parse(arn, iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
+
+    def identity_policies(self, principal_arn: str) -> list[Policy]:
+        """The identity-based policies of an authenticated caller: a role's session, a role, or an IAM user."""
+        parts = principal_arn.split(":", 5)
+        resource = parts[5] if len(parts) == 6 else ""
+        if resource.startswith("assumed-role/"):
+            name = resource.split("/")[1]
+            iam = self.admin.client("iam", region_name=self.region)
+            try:
+                role_arn = str(iam.get_role(RoleName=name)["Role"]["Arn"])
+            except iam.exceptions.NoSuchEntityException:
+                return []
+            return self.policies(role_arn)
+        if resource.startswith("user/"):
+            return self.user_policies(principal_arn)
+        return self.policies(principal_arn)
+
+    def may_invoke_function_url(self, caller: Any, function_arn: str) -> bool:
+        """``lambda:InvokeFunctionUrl`` for an authenticated function URL caller (``AuthType: AWS_IAM``).
+
+        https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html - in the function's account, the caller needs the
+        permission in an identity-based policy or in the function's resource-based policy; an explicit deny in
+        either wins. ``lambda:FunctionUrlAuthType`` is ``AWS_IAM`` in the request context.
+        """
+        if not self.enforce:
+            return True
+        principal_arn = str(caller.user_arn)
+        action, context = "lambda:InvokeFunctionUrl", {"lambda:FunctionUrlAuthType": ["AWS_IAM"]}
+        identity = evaluate(self.identity_policies(principal_arn), action, function_arn, context)
+        resource = evaluate(self._function_policy(function_arn, principal_arn), action, function_arn, context)
+        decision: Decision = (
+            "ExplicitDeny"
+            if "ExplicitDeny" in (identity, resource)
+            else ("Allow" if "Allow" in (identity, resource) else "ImplicitDeny")
+        )
+        with self._lock:
+            self.decisions.append((principal_arn, action, function_arn, decision))
+        return decision == "Allow"
+
+    def _function_policy(self, function_arn: str, principal_arn: str) -> list[Policy]:
+        """The statements of the function's resource policy that name this caller (its role, itself, or ``*``)."""
+        client = self.admin.client("lambda", region_name=self.region)
+        try:
+            document = json.loads(client.get_policy(FunctionName=function_arn)["Policy"])
+        except client.exceptions.ResourceNotFoundException:
+            return []
+        account_root = {f"arn:aws:iam::{self.account}:root", self.account}
+        names = {principal_arn, "*", *account_root}
+        if ":assumed-role/" in principal_arn:
+            role = principal_arn.split(":assumed-role/")[1].split("/", maxsplit=1)[0]
+            names.add(f"arn:aws:iam::{self.account}:role/{role}")
+        statements = []
+        for index, raw in enumerate(_as_list(document.get("Statement"))):
+            named = raw.get("Principal")
+            listed = {str(n) for n in _as_list(named.get("AWS") if isinstance(named, Mapping) else named)}
+            if listed & names:
+                body = {k: v for k, v in raw.items() if k not in {"Principal", "NotPrincipal", "Sid"}}
+                statements.append(Statement.parse(body, f"function policy {function_arn} statement {index}"))
+        return [Policy("function policy", tuple(statements))] if statements else []
 
     # credentials ---------------------------------------------------------------------------------------------------
     def credentials(self, role_arn: str, session_name: str) -> Credentials:

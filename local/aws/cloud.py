@@ -260,7 +260,11 @@ class LocalCloud:
             condition_defs=template.get("Conditions") or {},
         )
         provisioner = Provisioner(
-            resolver=resolver, template_dir=path.parent, runtime=self.runtime, globals_=template.get("Globals") or {}
+            resolver=resolver,
+            template_dir=path.parent,
+            runtime=self.runtime,
+            globals_=template.get("Globals") or {},
+            authorize_url=self.iam.may_invoke_function_url,
         )
         resources: dict[str, Any] = template["Resources"]
         stack.callback(provisioner.close_function_urls)

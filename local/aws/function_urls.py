@@ -13,8 +13,10 @@ One HTTP server per function URL, on ``127.0.0.1`` (the template's ``FunctionUrl
   anything else is ``200`` with the JSON; an unhandled error is ``502`` (AWS: ``Internal Server Error``).
 * Payload limit: a request body over 6 MB is ``413`` (Lambda's synchronous payload quota).
 
-Deviation (see README): the caller's IAM *authorization* (``lambda:InvokeFunctionUrl`` in an identity or resource
-policy) is not evaluated — moto does not evaluate policies — only its authentication.
+* Authorization (``AWS_IAM``): an authenticated caller must also be allowed ``lambda:InvokeFunctionUrl`` on the
+  function (with ``lambda:FunctionUrlAuthType`` = ``AWS_IAM`` in the request context) by its identity-based policies or
+  the function's resource policy, with no explicit deny; otherwise ``403 {"Message": "Forbidden"}`` and the function is
+  not invoked. The cloud decides (``authorize``), with the same policy evaluation as every other call.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ MAX_SKEW = dt.timedelta(minutes=5)
 FORBIDDEN = {"Message": "Forbidden"}
 
 Invoke = Callable[[str, bytes], tuple[bytes, str | None]]
+Authorize = Callable[["Caller", str], bool]
+"""``authorize(caller, function ARN)``: whether the caller may ``lambda:InvokeFunctionUrl`` the function."""
 
 
 class SignatureError(Exception):
@@ -114,12 +118,22 @@ def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes, *,
 class FunctionUrl:
     """One function URL: an HTTP server on loopback invoking ``function_arn`` through ``invoke``."""
 
-    def __init__(self, *, function_arn: str, auth_type: str, region: str, account_id: str, invoke: Invoke) -> None:
+    def __init__(
+        self,
+        *,
+        function_arn: str,
+        auth_type: str,
+        region: str,
+        account_id: str,
+        invoke: Invoke,
+        authorize: Authorize | None = None,
+    ) -> None:
         if auth_type not in {"AWS_IAM", "NONE"}:
             raise ValueError(f"FunctionUrlConfig.AuthType must be AWS_IAM or NONE, not {auth_type!r}")
         self.function_arn, self.auth_type, self.region, self.account_id = function_arn, auth_type, region, account_id
         self.url_id = uuid.uuid4().hex[:32]
         self._invoke = invoke
+        self._authorize = authorize
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"function-url-{self.url_id}")
         self._thread.daemon = True
@@ -182,6 +196,8 @@ class FunctionUrl:
             try:
                 caller = verify_sigv4(method, f"http://{host}{target}", headers, body, region=self.region)
             except SignatureError:
+                return 403, {"content-type": "application/json"}, json.dumps(FORBIDDEN).encode()
+            if self._authorize is not None and not self._authorize(caller, self.function_arn):
                 return 403, {"content-type": "application/json"}, json.dumps(FORBIDDEN).encode()
         try:
             event = self.event(method, path, query=query, headers=headers, body=body, caller=caller)

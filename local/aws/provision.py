@@ -26,7 +26,7 @@ from typing import Any
 
 import boto3
 
-from local.aws.function_urls import FunctionUrl
+from local.aws.function_urls import Authorize, FunctionUrl
 from local.aws.lambdas import FunctionSpec, LambdaRuntime
 from local.aws.template import GLOBALS_SECTION, Resolver, TemplateError
 
@@ -175,8 +175,10 @@ class Provisioner:
         template_dir: Path,
         runtime: LambdaRuntime,
         globals_: Mapping[str, Any],
+        authorize_url: Authorize | None = None,
     ) -> None:
         self.resolver = resolver
+        self.authorize_url = authorize_url  # who may call a function URL (the cloud's IAM decides)
         self.template_dir = template_dir
         self.runtime = runtime
         self.globals = globals_
@@ -292,7 +294,12 @@ class Provisioner:
             return result.payload, result.function_error
 
         url = FunctionUrl(
-            function_arn=arn, auth_type=auth_type, region=self.region, account_id=self.account, invoke=invoke
+            function_arn=arn,
+            auth_type=auth_type,
+            region=self.region,
+            account_id=self.account,
+            invoke=invoke,
+            authorize=self.authorize_url,
         )
         self.function_urls.append(url)
         self.resolver.refs[f"{logical_id}Url"] = arn

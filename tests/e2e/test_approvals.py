@@ -134,7 +134,9 @@ def test_the_operator_api_refuses_unsigned_and_wrongly_signed_requests_without_i
     wrong_secret = call_operator_api(url, request, Credentials(real.access_key, "x" * 40, real.token))
     no_session_token = call_operator_api(url, request, Credentials(real.access_key, real.secret_key))
 
-    for status, answer in (unsigned, made_up, wrong_secret, no_session_token):
+    not_an_operator = pipe.operator("auditor", session="dan", access=False).call(request)
+
+    for status, answer in (unsigned, made_up, wrong_secret, no_session_token, not_an_operator):
         assert (status, answer) == (403, {"Message": "Forbidden"})
     assert len(pipe.cloud.runtime.invocations) == before
 
@@ -173,7 +175,7 @@ def test_a_production_rollback_needs_an_authenticated_operator(production: tuple
     pipe, _ = production
     request = {"environment": "production", "reason": "bad release"}
 
-    direct = pipe.rollback(request)
+    direct = pipe.cloud.run("RollbackStateMachine", request)
     status, started = pipe.operator("developer", session="bob").call({"action": "rollback", **request})
     signed = pipe.cloud.wait_execution(started["execution_arn"])
 
@@ -206,3 +208,48 @@ def test_off_hours_on_production_by_hand_needs_an_authenticated_operator(
     assert status == 200, started
     assert signed.status == "SUCCEEDED", signed.cause
     assert bob.session_arn in json.dumps(ledger_items(pipe))  # the override records who asked
+
+
+def test_in_staging_too_a_rollback_or_an_off_hours_action_by_hand_needs_an_authenticated_operator(
+    pipe: Pipeline,
+) -> None:
+    """A person's action always carries the operator API's signed identity; a name typed into the payload is refused
+    by name; an unsigned "schedule" request is honoured only where the schedules run (staging by default)."""
+    pipe.first_release()
+    before = ledger_items(pipe)
+    writes = len(pipe.writes())
+
+    rollback = pipe.cloud.run("RollbackStateMachine", {"environment": "staging", "reason": "by hand"})
+    acknowledge = pipe.cloud.run("RollbackStateMachine", {"environment": "staging", "acknowledge": True})
+    down = pipe.cloud.run("OffHoursStateMachine", {"environment": "staging", "action": "down"})
+    typed = pipe.cloud.run(
+        "OffHoursStateMachine",
+        {"environment": "staging", "action": "stay_awake", "until": "2099-01-01T00:00:00Z", "requested_by": "ana"},
+    )
+
+    for result in (rollback, acknowledge, down):
+        assert result.status == "FAILED"
+        assert result.error == "OperatorNotAuthorizedError", (result.error, result.cause)
+        assert "needs an authenticated operator" in str(result.cause)
+    assert "AcquireLock" in rollback.states_entered()  # refused there, before the lock was written
+    assert typed.status == "FAILED"
+    assert "requested_by" in str(typed.cause)
+    assert ledger_items(pipe) == before  # no lock, no event, no override
+    assert len(pipe.writes()) == writes
+
+
+def test_an_unsigned_schedule_request_is_refused_where_no_schedule_runs(
+    production: tuple[Pipeline, dict[str, Any]],
+) -> None:
+    pipe, _ = production
+    before = ledger_items(pipe)
+
+    forged = pipe.cloud.run(
+        "OffHoursStateMachine", {"environment": "production", "action": "down", "trigger": "schedule"}
+    )
+
+    assert forged.status == "FAILED"
+    assert forged.error == "OperatorNotAuthorizedError"
+    assert "runs no off-hours schedule" in str(forged.cause)
+    assert ledger_items(pipe) == before
+    assert changes(pipe) == []

@@ -82,7 +82,9 @@ def test_a_push_queued_behind_the_scale_down_is_deployed_by_a_follow_up_of_the_d
     )
     assert queued.outcome is LockOutcome.QUEUED
 
-    arn = env.cloud.start_execution("OffHoursStateMachine", {"environment": "staging", "action": "down"}, name=name)
+    # what the evening schedule starts (unsigned: staging runs its schedules), named as the lock above expects
+    request = {"environment": "staging", "action": "down", "trigger": "schedule"}
+    arn = env.cloud.start_execution("OffHoursStateMachine", request, name=name)
     down = env.cloud.wait_execution(arn)
 
     assert down.status == "SUCCEEDED", (down.error, down.cause)

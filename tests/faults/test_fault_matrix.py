@@ -12,7 +12,7 @@ from controlplane.models.release import Degraded
 from kubernetes.client import CoreV1Api
 
 from local.cluster import Behaviour, api_client
-from local.pipeline import REGION, Pipeline
+from local.pipeline import REGION, OperatorRefusedError, Pipeline
 
 from .conftest import assert_invariants, function_name
 
@@ -227,9 +227,10 @@ def test_an_acknowledgement_clears_the_degraded_mark_and_hands_the_queue_on(pipe
     queued = pipe.push_and_deploy("analytics-service", "main-3")
     assert queued.output["lock"]["outcome"] == "QUEUED"
 
-    refused = pipe.rollback({"environment": "staging", "acknowledge": True, "release_id": "rel-" + "0" * 20})
-    assert refused.status == "FAILED"
-    assert "an acknowledgement re-applies nothing" in refused.cause
+    with pytest.raises(OperatorRefusedError) as refused:
+        pipe.rollback({"environment": "staging", "acknowledge": True, "release_id": "rel-" + "0" * 20})
+    assert refused.value.status == 400
+    assert "an acknowledgement re-applies nothing" in refused.value.answer["message"]
 
     acknowledged = pipe.rollback({"environment": "staging", "acknowledge": True})
     assert acknowledged.status == "SUCCEEDED", (acknowledged.error, acknowledged.cause)

@@ -159,10 +159,13 @@ class GateSettings(_Section):
 
 
 class OffhoursSettings(_Section):
-    """Off-hours: ``OFFHOURS_CONFIG`` (JSON, :class:`OffhoursConfig`) and ``OFFHOURS_WAKE_ON_DEPLOY``."""
+    """Off-hours: ``OFFHOURS_CONFIG`` (JSON, :class:`OffhoursConfig`), ``OFFHOURS_WAKE_ON_DEPLOY`` and
+    ``OFFHOURS_SCHEDULED`` (whether this environment's schedules run: only then is a schedule's unsigned request
+    honoured)."""
 
     config: Annotated[OffhoursConfig, NoDecode] = Field(default=OffhoursConfig(), validation_alias="OFFHOURS_CONFIG")
     wake_on_deploy: Annotated[bool | None, NoDecode] = Field(default=None, validation_alias="OFFHOURS_WAKE_ON_DEPLOY")
+    scheduled: Annotated[bool, NoDecode] = Field(default=False, validation_alias="OFFHOURS_SCHEDULED")
 
     @field_validator("config", mode="before")
     @classmethod
@@ -172,7 +175,7 @@ class OffhoursSettings(_Section):
             raise ValueError("must be a JSON object")  # noqa: TRY004 - a ValueError names the variable
         return value
 
-    parse_wake = field_validator("wake_on_deploy", mode="before")(_flag)
+    parse_flags = field_validator("wake_on_deploy", "scheduled", mode="before")(_flag)
 
     @property
     def rules(self) -> OffhoursConfig:

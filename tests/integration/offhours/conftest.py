@@ -7,6 +7,7 @@ tests exercise every step, adapter and ledger write; the e2e tests run the real 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from typing import Any
 import boto3
 import pytest
 from controlplane import platform
-from controlplane.aws import eks
+from controlplane.aws import eks, signing
 from controlplane.aws.offhours import OffhoursLedger
 from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
 from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client, request_json
 from controlplane.models.offhours import NodesState, OffhoursRequest, SleepPlan, StepContext, WakeState, WakeSummary
+from controlplane.models.operator import OperatorAction, OperatorSignature
+from controlplane.settings import reset_settings
 from controlplane.steps import offhours
 from kubernetes.client import ApiClient
 
@@ -123,12 +126,25 @@ class World:
     def now(self) -> datetime:
         return self.cluster.clock.utcnow()  # type: ignore[no-any-return]
 
-    def ctx(self, action: str = "down", trigger: str = "console", **extra: Any) -> StepContext:
+    def ctx(self, action: str = "down", trigger: str = "console", *, by: str = "ana", **extra: Any) -> StepContext:
+        """A step context for one execution; a person's (``console``) request is signed as the operator API signs it,
+        as the role session ``by``."""
         self.execution += 1
-        arn = f"arn:aws:states:us-east-1:123456789012:execution:offhours:run-{self.execution}"
+        name = f"run-{self.execution}"
+        arn = f"arn:aws:states:us-east-1:123456789012:execution:offhours:{name}"
         request = OffhoursRequest.model_validate(
             {"environment": "staging", "action": action, "trigger": trigger} | extra
         )
+        if trigger == "console":
+            raw = request.model_dump(mode="json", exclude_unset=True)
+            unsigned = OperatorSignature(
+                principal=f"arn:aws:sts::123456789012:assumed-role/operator/{by}",
+                action=OperatorAction.OFFHOURS,
+                signed_at=self.now,
+                mac="AA==",
+            )
+            mac = signing.sign(decision_key(), unsigned.material(execution_name=name, request=raw))
+            request = request.model_copy(update={"operator": unsigned.model_copy(update={"mac": mac})})
         return StepContext(request=request, execution_arn=arn, now=self.now)
 
     def at_now(self, ctx: StepContext) -> StepContext:
@@ -247,16 +263,23 @@ def offhours_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> None
         "CLUSTER_NAME": CLUSTER,
         "LEDGER_TABLE_NAME": TABLE,
         "OFFHOURS_CONFIG": json.dumps(CONFIG),
+        "OFFHOURS_SCHEDULED": "true",  # staging runs its schedules: their unsigned requests are honoured
         "POWERTOOLS_METRICS_NAMESPACE": "SyntheticTrialStudio",
         "POWERTOOLS_SERVICE_NAME": "offhours",
     }.items():
         monkeypatch.setenv(key, value)
 
 
+def decision_key() -> str:
+    """The operator API's signing key (``DECISION_KEY_ID``), created in moto KMS by :func:`world_on`."""
+    return os.environ["DECISION_KEY_ID"]
+
+
 @contextmanager
 def world_on(cluster: Any) -> Iterator[World]:
-    """moto with the ledger table and the staging node groups registered on ``cluster``, nodes booted."""
-    with LocalCloud(None, cluster=cluster) as cloud:
+    """moto with the ledger table, the operator API's signing key and the staging node groups registered on
+    ``cluster``, nodes booted."""
+    with LocalCloud(None, cluster=cluster) as cloud, _decision_key():
         cloud.register_cluster(CLUSTER, cluster, nodegroups=NODEGROUPS)
         _table()
         cluster.advance(60)  # the node groups' nodes boot
@@ -265,6 +288,24 @@ def world_on(cluster: Any) -> Iterator[World]:
             yield World(cloud=cloud, cluster=cluster, api=api)
         finally:
             api.close()
+
+
+@contextmanager
+def _decision_key() -> Iterator[None]:
+    key = boto3.client("kms", region_name="us-east-1").create_key(
+        KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC", Description="operator signatures"
+    )["KeyMetadata"]["Arn"]
+    before = os.environ.get("DECISION_KEY_ID")
+    os.environ["DECISION_KEY_ID"] = key
+    reset_settings()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DECISION_KEY_ID", None)
+        else:
+            os.environ["DECISION_KEY_ID"] = before
+        reset_settings()
 
 
 @contextmanager

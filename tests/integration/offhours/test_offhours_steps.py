@@ -216,8 +216,7 @@ def test_a_workload_that_does_not_come_back_is_reported_and_the_others_wake(worl
 
 def test_a_scheduled_scale_down_yields_to_a_stay_awake_override_and_a_person_does_not(world: World) -> None:
     world.apply(staging_release())
-    ctx = world.ctx("stay-awake", until=(world.now + timedelta(hours=3)).isoformat(), requested_by="ana",
-                    reason="late demo")  # fmt: skip
+    ctx = world.ctx("stay-awake", until=(world.now + timedelta(hours=3)).isoformat(), by="ana", reason="late demo")
     assert not offhours.begin(ctx).sleep
 
     skipped = world.scale_down(trigger="schedule")

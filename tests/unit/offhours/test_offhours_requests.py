@@ -18,7 +18,7 @@ def test_the_console_spelling_stay_awake_is_the_stay_awake_action_and_needs_only
         {"environment": "staging", "action": "stay_awake", "until": "2026-11-26T23:00:00+01:00"}
     )
     assert request.action == "stay-awake"
-    assert request.requested_by is None
+    assert request.operator is None  # who asked is the operator API's signature, never a payload name
 
 
 def test_stay_awake_without_until_is_rejected_naming_the_field() -> None:

@@ -169,13 +169,19 @@ def test_console_input_is_environment_and_action() -> None:
         OffhoursRequest.model_validate({"environment": "dev", "action": "up"})
 
 
-def test_stay_awake_needs_a_time_and_a_person() -> None:
+def test_stay_awake_needs_a_time_and_no_payload_names_a_person() -> None:
     with pytest.raises(ValidationError, match="until"):
         OffhoursRequest.model_validate({"environment": "staging", "action": "stay-awake"})
     ok = OffhoursRequest.model_validate(
-        {"environment": "staging", "action": "stay-awake", "until": "2025-03-03T22:00:00Z", "requested_by": "ana"}
+        {"environment": "staging", "action": "stay-awake", "until": "2025-03-03T22:00:00Z"}
     )
     assert ok.until == datetime(2025, 3, 3, 22, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="requested_by"):  # a typed name is refused, not recorded
+        OffhoursRequest.model_validate(
+            {"environment": "staging", "action": "stay-awake", "until": "2025-03-03T22:00:00Z", "requested_by": "ana"}
+        )
+    with pytest.raises(ValidationError, match="reason"):
+        OffhoursRequest.model_validate({"environment": "staging", "action": "down", "reason": "bob\nApproved-by: x"})
 
 
 def test_stay_awake_is_active_until_its_time_only() -> None:

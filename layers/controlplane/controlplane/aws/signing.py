@@ -122,3 +122,22 @@ def requester_of(
     if signature.action is not OperatorAction.DEPLOY:
         raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for deploy")
     return signature.principal
+
+
+def signed_by(
+    raw: Mapping[str, Any],
+    action: OperatorAction,
+    *,
+    execution_arn: str,
+    key_id: str | None,
+    how: str,
+    region: str | None = None,
+) -> str:
+    """The authenticated principal who asked for ``action`` (always a person's action: an operator rollback or
+    acknowledgement); :class:`OperatorNotAuthorizedError` naming ``how`` to do it when nobody signed."""
+    signature = operator_of(raw, execution_arn=execution_arn, key_id=key_id, region=region)
+    if signature is None:
+        raise OperatorNotAuthorizedError(f"operator: {how}")
+    if signature.action is not action:
+        raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for {action.value}")
+    return signature.principal

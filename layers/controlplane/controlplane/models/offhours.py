@@ -16,14 +16,14 @@ import fnmatch
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from controlplane import platform
 from controlplane.models.base import StrictModel
 from controlplane.models.kube import ObjectRef
-from controlplane.models.operator import OperatorSignature
+from controlplane.models.operator import OperatorSignature, Printable
 from controlplane.models.release import Environment
 
 ScalableKind = Literal["Deployment", "StatefulSet"]
@@ -311,17 +311,16 @@ def savings(snapshot: Snapshot, *, slept_at: datetime, woke_at: datetime, config
 class OffhoursRequest(StrictModel):
     """The execution input: a schedule's or a person's ``{environment, action}``.
 
-    ``stay-awake`` (console spelling ``stay_awake`` accepted) records an override until ``until``; ``requested_by``
-    defaults to the execution's name. ``trigger`` tells a schedule from a person (only the scheduled scale-down
-    yields to a stay-awake override).
+    ``stay-awake`` (console spelling ``stay_awake`` accepted) records an override until ``until``. ``trigger`` tells a
+    schedule from a person (only the scheduled scale-down yields to a stay-awake override). Who asked is never a
+    payload field: a person's request carries the operator API's signature (``operator``), a schedule's none.
     """
 
     environment: Environment
     action: Action
     trigger: Literal["schedule", "console"] = "console"
     until: datetime | None = None
-    requested_by: str | None = Field(default=None, description="unverified; the operator API's signature wins")
-    reason: str = ""
+    reason: Annotated[str, Field(max_length=500), Printable] = ""
     operator: OperatorSignature | None = Field(default=None, description="Set by the operator API only (signed).")
 
     @field_validator("action", mode="before")

@@ -124,6 +124,14 @@ class OperatorSignature(BaseModel):
         }
 
 
+UNSIGNED_ROLLBACK = (
+    "a {environment} rollback needs an authenticated operator; start it through the operator API "
+    '({{"action": "rollback", "environment": "{environment}", ...}}) or the CLI (trialstudio rollback), not on the '
+    "state machine directly"
+)
+"""Why an unsigned rollback is refused (``.format(environment=...)``): AcquireLock and ResolveRollbackTarget."""
+
+
 class DecisionStatus(StrEnum):
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
@@ -206,7 +214,10 @@ class DeployBody(_Body):
 
 
 class RollbackBody(_Body):
-    """``{"action": "rollback", "environment", "release_id"?: "rel-...", "reason"?, "acknowledge"?: true}``."""
+    """``{"action": "rollback", "environment", "release_id"?: "rel-...", "reason"?, "acknowledge"?: bool}``.
+
+    ``acknowledge`` clears a degraded environment's mark without re-applying anything (the cluster was fixed by hand).
+    """
 
     action: Literal["rollback"]
     environment: Environment
@@ -216,12 +227,13 @@ class RollbackBody(_Body):
 
 
 class OffHoursBody(_Body):
-    """``{"action": "offhours", "environment", "mode": "down"|"up"|"stay_awake", "until"?: RFC 3339}``."""
+    """``{"action": "offhours", "environment", "mode": "down"|"up"|"stay_awake", "until"?: RFC 3339, "reason"?}``."""
 
     action: Literal["offhours"]
     environment: Environment
     mode: Literal["down", "up", "stay_awake"]
     until: str | None = Field(default=None, max_length=40)
+    reason: Reason | None = None
 
 
 def _known_service(name: str) -> str:

@@ -22,7 +22,8 @@ from controlplane.models.lock import (
     ReleaseLockInput,
     ReleaseLockResult,
 )
-from controlplane.models.release import ConsoleRequest, parse_request
+from controlplane.models.operator import UNSIGNED_ROLLBACK, OperatorAction
+from controlplane.models.release import ConsoleRequest, OperatorRollbackRequest, parse, parse_request
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import get_settings
 
@@ -67,6 +68,22 @@ def pushes_of(
     return environment, [Push(service=service, reference=request.detail.image_digest, sequence=number)]
 
 
+def rollback_signed(raw: Any, *, execution_arn: str) -> str:
+    """An operator rollback's input, checked before the lock is written: its grammar and its signature (the same
+    refusals as ResolveRollbackTarget's, so an unsigned rollback never holds the environment)."""
+    settings = get_settings()
+    request = parse(OperatorRollbackRequest, raw, what="rollback")
+    settings.require_environment(request.environment)
+    return signing.signed_by(
+        request.model_dump(mode="json", exclude_unset=True),
+        OperatorAction.ROLLBACK,
+        execution_arn=execution_arn,
+        key_id=settings.decision_key_id,
+        region=settings.region,
+        how=UNSIGNED_ROLLBACK.format(environment=settings.environment),
+    )
+
+
 def acquire_lock(event: AcquireLockInput) -> LockResult:
     """AcquireLock: own the environment, or queue this execution's pushes behind the owner (QUEUED: end cleanly)."""
     correlate(execution_arn=event.execution_arn)
@@ -87,6 +104,8 @@ def acquire_lock(event: AcquireLockInput) -> LockResult:
             return LockResult(outcome=LockOutcome.SKIPPED, environment=settings.environment, owner=owner)
     else:
         environment, pushes = event.environment or settings.environment, []
+        if event.purpose is LockPurpose.ROLLBACK and event.owner is None:
+            rollback_signed(event.input, execution_arn=event.execution_arn)
     request = LockRequest(environment=environment, owner=owner, purpose=event.purpose, pushes=pushes)
     degraded = Ledger(settings.ledger_table_name, region=settings.region).degraded(environment)
     if degraded is not None:

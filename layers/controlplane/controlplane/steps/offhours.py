@@ -38,7 +38,6 @@ from controlplane.errors import (
 from controlplane.kube import offhours as kube_offhours
 from controlplane.kube.health import check_workloads
 from controlplane.kube.offhours import SLEEP_REASON
-from controlplane.models.arn import last_segment
 from controlplane.models.kube import ObjectRef, RolloutStatus
 from controlplane.models.lock import LockOutcome, LockPurpose, LockRequest, ReleaseLockResult
 from controlplane.models.offhours import (
@@ -98,10 +97,11 @@ def _with_api(settings: Settings, work: Callable[[ApiClient], T]) -> T:
 
 # ----------------------------------------------------------------------------------------------------------- begin
 def offhours_requester(ctx: StepContext, settings: Settings) -> str | None:
-    """Who asked (the operator API's verified signature); production overrides by hand need one.
+    """Who asked: the operator API's verified signature (a person), or ``None`` for this environment's schedule.
 
-    In production a person's off-hours action (``trigger: console``) is honoured only from the operator API; a
-    signature that does not verify is refused everywhere. Unsigned staging requests keep their (unverified) name.
+    A person's off-hours action (``trigger: console``) is honoured only from the operator API, in every environment;
+    a signature that does not verify is refused. An unsigned request is a schedule's, honoured only where this
+    environment's schedules run (``OFFHOURS_SCHEDULED``): otherwise it is somebody starting the state machine by hand.
     """
     raw = ctx.request.model_dump(mode="json", exclude_unset=True)
     signature = signing.operator_of(
@@ -111,12 +111,20 @@ def offhours_requester(ctx: StepContext, settings: Settings) -> str | None:
         if signature.action is not OperatorAction.OFFHOURS:
             raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for offhours")
         return signature.principal
-    if ctx.request.trigger == "console" and settings.environment == "production":
+    how = (
+        'use the operator API ({"action": "offhours", "environment": ..., "mode": ...}) or the CLI '
+        "(trialstudio sleep|wake|stay-awake), which sign the request as you"
+    )
+    if ctx.request.trigger == "console":
         raise OperatorNotAuthorizedError(
-            "operator: off-hours actions on production by hand need an authenticated operator; use the operator "
-            'API ({"action": "offhours", "environment": "production", "mode": ...})'
+            f"operator: an off-hours action by hand needs an authenticated operator; {how}"
         )
-    return ctx.request.requested_by
+    if not settings.offhours.scheduled:
+        raise OperatorNotAuthorizedError(
+            f"trigger: {settings.environment} runs no off-hours schedule (OffHoursSchedules), so an unsigned "
+            f"'schedule' request did not come from one; {how}"
+        )
+    return None
 
 
 def begin(ctx: StepContext) -> SleepPlan:
@@ -135,7 +143,7 @@ def begin(ctx: StepContext) -> SleepPlan:
         override = StayAwake(
             environment=environment,
             until=request.until,
-            requested_by=requested_by or last_segment(ctx.execution_arn),
+            requested_by=requested_by or "schedule",
             reason=request.reason,
             requested_at=ctx.now,
         )

@@ -182,6 +182,7 @@ def execution_request(
         parse(OperatorRollbackRequest, request, what="rollback")
         return OperatorAction.ROLLBACK, settings.require("rollback_state_machine_arn"), request
     request |= {"action": body.mode, "trigger": "console"} | ({"until": body.until} if body.until else {})
+    request |= {"reason": body.reason} if body.reason else {}
     # Signed as the off-hours machine will read it back (e.g. "stay_awake" -> "stay-awake", times normalised).
     normalised = parse(OffhoursRequest, request, what="offhours").model_dump(mode="json", exclude_unset=True)
     return OperatorAction.OFFHOURS, settings.require("offhours_state_machine_arn"), normalised

@@ -15,8 +15,8 @@ from typing import Any
 
 from controlplane.aws import signing
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import OperatorNotAuthorizedError, PlanError
-from controlplane.models.operator import OperatorAction
+from controlplane.errors import PlanError
+from controlplane.models.operator import UNSIGNED_ROLLBACK, OperatorAction
 from controlplane.models.release import (
     LastKnownGood,
     OperatorRollbackRequest,
@@ -29,24 +29,22 @@ from controlplane.observability import correlate, logger
 from controlplane.settings import Settings, get_settings
 
 
-def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str | None:
-    """Who asked for this rollback (the operator API's verified signature); production needs one.
+def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str:
+    """Who asked for this rollback: the operator API's verified signature, in every environment.
 
-    A rollback re-applies an older release: in production only an authenticated operator may start it, and the
-    principal is recorded with the rollback's reason. A signature that does not verify is refused everywhere.
+    A rollback (or an acknowledgement of a degraded environment) is always a person's action: only an authenticated
+    operator may start it, and the principal is recorded with the rollback's reason. An unsigned request (the state
+    machine started by hand) and a signature that does not verify are refused; AcquireLock refuses them first, before
+    the lock is written.
     """
-    raw = request.model_dump(mode="json", exclude_unset=True)
-    signature = signing.operator_of(
-        raw, execution_arn=execution_arn, key_id=settings.decision_key_id, region=settings.region
+    return signing.signed_by(
+        request.model_dump(mode="json", exclude_unset=True),
+        OperatorAction.ROLLBACK,
+        execution_arn=execution_arn,
+        key_id=settings.decision_key_id,
+        region=settings.region,
+        how=UNSIGNED_ROLLBACK.format(environment=settings.environment),
     )
-    if signature is not None and signature.action is not OperatorAction.ROLLBACK:
-        raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for rollback")
-    if signature is None and settings.environment == "production":
-        raise OperatorNotAuthorizedError(
-            "operator: a production rollback needs an authenticated operator; start it through the operator API "
-            '({"action": "rollback", "environment": "production", ...}), not on the state machine directly'
-        )
-    return signature.principal if signature else None
 
 
 def by(requester: str | None) -> str:
@@ -134,7 +132,7 @@ def _operator_target(
 
 def _acknowledge(
     request: OperatorRollbackRequest,
-    requester: str | None,
+    requester: str,
     *,
     environment: str,
     ledger: Ledger,
@@ -144,7 +142,7 @@ def _acknowledge(
     """Clear the degraded mark; nothing is re-applied (the cluster was repaired by hand)."""
     cleared = ledger.clear_degraded(environment)
     state = f" (degraded since {cleared.since.isoformat()}: {cleared.cause[:300]})" if cleared else " (not degraded)"
-    who = requester or "an unsigned request"
+    who = requester
     reason = f"{who} acknowledged {environment}{state}: {request.reason}; nothing re-applied, queued pushes go on"
     logger.warning(reason)
     current = lkg.release_id if lkg else None
