@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from local.aws.template import Pseudo, Resolver, TemplateError, creation_order, 
 from local.aws.timing import ClockTimekeeper, TimeMode
 from local.aws.transform import sam_transformed
 from local.cluster.clock import SimClock
+from trialstudio.render import HistoryEvent, history_events
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -91,15 +91,6 @@ class ExecutionTimeoutError(LocalCloudError, TimeoutError):
 
 class RedriveNotSupportedError(LocalCloudError):
     """moto 5.2.5 does not implement ``states:RedriveExecution``."""
-
-
-@dataclass(frozen=True)
-class HistoryEvent:
-    id: int
-    type: str
-    state_name: str | None
-    timestamp: datetime
-    details: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -326,7 +317,15 @@ class LocalCloud:
 
     @contextmanager
     def _function_identity(self, spec: FunctionSpec) -> Iterator[None]:
-        """The function's execution role for one invocation: exported credentials and the default boto3 session."""
+        """The function's execution role for one invocation: the invoking thread's default boto3 session, and the
+        role's credentials in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` as Lambda exports
+        them (a handler that builds its own ``boto3.Session()`` must get its role, never the harness's key).
+
+        The variables are process-wide, but invocations run one at a time (the runtime's lock), and every harness call
+        (``cloud.client``, the router's base session) carries the harness's explicit credentials, never the
+        environment's: a test thread's call made while a handler runs still signs as the harness
+        (``tests/integration/aws/test_iam.py``).
+        """
         creds = self.iam.credentials(spec.role_arn, spec.name)
         values = {
             "AWS_ACCESS_KEY_ID": creds.access_key_id,
@@ -447,21 +446,10 @@ class LocalCloud:
         return self.wait_execution(self.start_execution(state_machine, input), timeout=timeout)
 
     def history(self, arn: str) -> list[HistoryEvent]:
-        """The execution's history events in order, each with the state name where the event has one."""
+        """The execution's history events in order, each with the state name where the event has one (parsed as the
+        CLI parses them: :func:`trialstudio.render.history_events`)."""
         sfn = self.client("stepfunctions")
-        events: list[HistoryEvent] = []
-        for event in sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
-            details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-            events.append(
-                HistoryEvent(
-                    id=int(event["id"]),
-                    type=str(event["type"]),
-                    state_name=details.get("name"),
-                    timestamp=event["timestamp"],
-                    details=details,
-                )
-            )
-        return events
+        return history_events(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"])
 
     def redrive(self, arn: str) -> str:
         """Not available: moto 5.2.5 has no ``RedriveExecution``. Start a new execution with the same input instead."""

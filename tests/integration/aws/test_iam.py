@@ -243,3 +243,53 @@ def test_a_tls_only_bucket_policy_lets_tls_requests_in_and_a_deny_for_everyone_k
             s3.put_object(Bucket="iam-tls", Key="b", Body=b"x")
 
     assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+_WAITER = """
+import os, pathlib, time
+import boto3
+
+
+def handler(event, context):
+    here = pathlib.Path(event["dir"])
+    (here / "started").write_text(os.environ["AWS_ACCESS_KEY_ID"])
+    deadline = time.monotonic() + 20
+    while not (here / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"arn": boto3.client("sts").get_caller_identity()["Arn"]}
+"""
+
+
+def test_a_test_threads_call_made_while_a_handler_runs_still_signs_as_the_harness(tmp_path: Path) -> None:
+    """The role's credentials are exported to the handler as Lambda does, but only the invoking thread's calls carry
+    them: the harness's clients have explicit credentials, and the default session is per thread."""
+    import threading  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415
+
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "app.py").write_text(_WAITER)
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Waiter:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: fn/, Handler: app.handler, Runtime: python3.13, Timeout: 30}\n"
+    )
+    with LocalCloud(template, stack_name="iam") as cloud:
+        results: list[Any] = []
+        invocation = threading.Thread(target=lambda: results.append(cloud.invoke("Waiter", {"dir": str(tmp_path)})))
+        invocation.start()
+        try:
+            for _ in range(2000):
+                if (tmp_path / "started").exists():
+                    break
+                threading.Event().wait(0.01)
+            harness = cloud.client("sts").get_caller_identity()["Arn"]
+            default = boto3.client("sts", region_name="us-east-1").get_caller_identity()["Arn"]
+        finally:
+            (tmp_path / "go").write_text("")
+            invocation.join(30)
+
+    handler = results[0].json()["arn"]
+    assert handler == "arn:aws:sts::123456789012:assumed-role/iam-Waiter-Role/iam-Waiter"
+    assert harness == default != handler
+    assert cloud.caller_arn((tmp_path / "started").read_text()) == handler  # the exported key is the role's
