@@ -222,15 +222,17 @@ def test_in_staging_too_a_rollback_or_an_off_hours_action_by_hand_needs_an_authe
     rollback = pipe.cloud.run("RollbackStateMachine", {"environment": "staging", "reason": "by hand"})
     acknowledge = pipe.cloud.run("RollbackStateMachine", {"environment": "staging", "acknowledge": True})
     down = pipe.cloud.run("OffHoursStateMachine", {"environment": "staging", "action": "down"})
+    heal = pipe.cloud.run("RollbackStateMachine", {"environment": "staging", "trigger": "drift"})  # DriftMode report
     typed = pipe.cloud.run(
         "OffHoursStateMachine",
         {"environment": "staging", "action": "stay_awake", "until": "2099-01-01T00:00:00Z", "requested_by": "ana"},
     )
 
-    for result in (rollback, acknowledge, down):
+    for result in (rollback, acknowledge, down, heal):
         assert result.status == "FAILED"
         assert result.error == "OperatorNotAuthorizedError", (result.error, result.cause)
         assert "needs an authenticated operator" in str(result.cause)
+    assert "does not heal drift" in str(heal.cause)
     assert "AcquireLock" in rollback.states_entered()  # refused there, before the lock was written
     assert typed.status == "FAILED"
     assert "requested_by" in str(typed.cause)

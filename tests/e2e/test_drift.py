@@ -144,3 +144,16 @@ def test_heal_mode_restores_the_cluster_through_the_rollback_and_records_it(clus
         assert latest is not None
         assert latest.heal is not None
         assert (latest.heal.status.value, latest.heal.remaining, latest.findings_total) == ("succeeded", 0, 3)
+        # a forged heal (anyone with StartExecution can write trigger "drift") re-applies only the last known-good
+        writes = len(pipe.writes())
+        older = pipe.cloud.run(
+            "RollbackStateMachine", {"environment": "staging", "trigger": "drift", "release_id": "rel-" + "0" * 20}
+        )
+        acknowledge = pipe.cloud.run(
+            "RollbackStateMachine", {"environment": "staging", "trigger": "drift", "acknowledge": True}
+        )
+        assert older.status == "FAILED"
+        assert "re-applies only the last known-good" in str(older.cause)
+        assert acknowledge.status == "FAILED"
+        assert acknowledge.error == "OperatorNotAuthorizedError"
+        assert len(pipe.writes()) == writes

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.errors import OperatorNotAuthorizedError
-from controlplane.models.operator import OperatorAction, OperatorSignature, canonical
-from controlplane.models.release import validation_message
+from controlplane.models.drift import DriftMode
+from controlplane.models.operator import UNSIGNED_ROLLBACK, OperatorAction, OperatorSignature, canonical
+from controlplane.models.release import OperatorRollbackRequest, validation_message
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -141,3 +142,42 @@ def signed_by(
     if signature.action is not action:
         raise OperatorNotAuthorizedError(f"operator: signed for {signature.action.value}, not for {action.value}")
     return signature.principal
+
+
+def rollback_requester(
+    request: OperatorRollbackRequest,
+    *,
+    execution_arn: str,
+    environment: str,
+    key_id: str | None,
+    drift_mode: DriftMode,
+    region: str | None = None,
+) -> str | None:
+    """Who asked for a rollback: the signed operator's principal, or ``None`` for the drift state machine's heal.
+
+    A person's rollback or acknowledgement needs the operator API's signature in every environment. The drift heal
+    (``trigger: drift``) cannot sign (only the operator API's role may), so it is honoured unsigned only where this
+    environment heals drift (``DRIFT_MODE=heal``, never production) and, in ResolveRollbackTarget, only to re-apply
+    the last known-good release: the most a forged heal can do is what the heal itself would do.
+    """
+    raw = request.model_dump(mode="json", exclude_unset=True)
+    if request.trigger == "drift" and "operator" not in raw:
+        if drift_mode is not DriftMode.HEAL or environment == "production":
+            raise OperatorNotAuthorizedError(
+                f"trigger: {environment} does not heal drift (DriftMode {drift_mode.value}), so an unsigned 'drift' "
+                "rollback did not come from the drift state machine; "
+                + UNSIGNED_ROLLBACK.format(environment=environment)
+            )
+        if request.acknowledge:
+            raise OperatorNotAuthorizedError(
+                "acknowledge: a drift heal re-applies the last known-good, it acknowledges nothing"
+            )
+        return None
+    return signed_by(
+        raw,
+        OperatorAction.ROLLBACK,
+        execution_arn=execution_arn,
+        key_id=key_id,
+        region=region,
+        how=UNSIGNED_ROLLBACK.format(environment=environment),
+    )

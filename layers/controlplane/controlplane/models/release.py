@@ -366,11 +366,16 @@ class StepError(BaseModel):
 
 
 class OperatorRollbackRequest(StrictModel):
-    """The rollback state machine's input: ``{"environment": ..., "release_id"?: ..., "reason"?: ...}``."""
+    """The rollback state machine's input: ``{"environment": ..., "release_id"?: ..., "reason"?: ...}``.
+
+    ``trigger``: ``operator`` (a person, through the operator API: signed) or ``drift`` (the drift state machine's
+    heal, unsigned: honoured only where ``DRIFT_MODE`` is ``heal``, and only to re-apply the last known-good release).
+    """
 
     environment: Environment
     release_id: str | None = Field(default=None, pattern=r"^rel-[0-9a-f]{20}$")
     reason: Reason = "operator rollback"
+    trigger: Literal["operator", "drift"] = "operator"
     operator: OperatorSignature | None = Field(default=None, description="Set by the operator API only (signed).")
     acknowledge: bool = Field(
         default=False,

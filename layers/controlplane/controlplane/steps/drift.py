@@ -161,6 +161,7 @@ def _start_heal(sfn: SFNClient, machine: str, report: DriftReport) -> str:
     name = heal_execution_name(report)
     request = {
         "environment": report.environment,
+        "trigger": "drift",  # unsigned: honoured only where DRIFT_MODE is heal, and only for the last known-good
         "release_id": report.release_id,
         "reason": f"drift heal: {report.findings_total} finding(s) at {report.checked_at.isoformat()}",
     }

@@ -22,7 +22,6 @@ from controlplane.models.lock import (
     ReleaseLockInput,
     ReleaseLockResult,
 )
-from controlplane.models.operator import UNSIGNED_ROLLBACK, OperatorAction
 from controlplane.models.release import ConsoleRequest, OperatorRollbackRequest, parse, parse_request
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import get_settings
@@ -68,19 +67,19 @@ def pushes_of(
     return environment, [Push(service=service, reference=request.detail.image_digest, sequence=number)]
 
 
-def rollback_signed(raw: Any, *, execution_arn: str) -> str:
-    """An operator rollback's input, checked before the lock is written: its grammar and its signature (the same
-    refusals as ResolveRollbackTarget's, so an unsigned rollback never holds the environment)."""
+def rollback_signed(raw: Any, *, execution_arn: str) -> str | None:
+    """A rollback's input, checked before the lock is written: its grammar and who asked (the same refusals as
+    ResolveRollbackTarget's, so an unsigned rollback never holds the environment)."""
     settings = get_settings()
     request = parse(OperatorRollbackRequest, raw, what="rollback")
     settings.require_environment(request.environment)
-    return signing.signed_by(
-        request.model_dump(mode="json", exclude_unset=True),
-        OperatorAction.ROLLBACK,
+    return signing.rollback_requester(
+        request,
         execution_arn=execution_arn,
+        environment=settings.environment,
         key_id=settings.decision_key_id,
+        drift_mode=settings.drift_mode,
         region=settings.region,
-        how=UNSIGNED_ROLLBACK.format(environment=settings.environment),
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from controlplane.aws import signing
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import PlanError
-from controlplane.models.operator import UNSIGNED_ROLLBACK, OperatorAction
 from controlplane.models.release import (
     LastKnownGood,
     OperatorRollbackRequest,
@@ -29,21 +28,17 @@ from controlplane.observability import correlate, logger
 from controlplane.settings import Settings, get_settings
 
 
-def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str:
-    """Who asked for this rollback: the operator API's verified signature, in every environment.
-
-    A rollback (or an acknowledgement of a degraded environment) is always a person's action: only an authenticated
-    operator may start it, and the principal is recorded with the rollback's reason. An unsigned request (the state
-    machine started by hand) and a signature that does not verify are refused; AcquireLock refuses them first, before
-    the lock is written.
-    """
-    return signing.signed_by(
-        request.model_dump(mode="json", exclude_unset=True),
-        OperatorAction.ROLLBACK,
+def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str | None:
+    """Who asked for this rollback: the operator API's verified signature (every environment), or ``None`` for the
+    drift state machine's heal where this environment heals drift (:func:`controlplane.aws.signing.rollback_requester`;
+    AcquireLock refuses the same requests first, before the lock is written)."""
+    return signing.rollback_requester(
+        request,
         execution_arn=execution_arn,
+        environment=settings.environment,
         key_id=settings.decision_key_id,
+        drift_mode=settings.drift_mode,
         region=settings.region,
-        how=UNSIGNED_ROLLBACK.format(environment=settings.environment),
     )
 
 
@@ -72,7 +67,14 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     request = event.request
     assert request is not None
     requester = rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
-    if request.acknowledge:
+    if requester is None:  # the drift heal: the last known-good release, nothing else
+        if lkg is None or request.release_id not in (None, lkg.release_id):
+            raise PlanError(
+                f"release_id: a drift heal re-applies only the last known-good release ({current}), "
+                f"not {request.release_id}"
+            )
+        request = request.model_copy(update={"release_id": lkg.release_id})
+    elif request.acknowledge:
         return _acknowledge(request, requester, environment=environment, ledger=ledger, lkg=lkg, timing=timing)
     record = _operator_target(request, environment=environment, ledger=ledger, lkg=lkg)
     correlate(release_id=record.release_id)
