@@ -53,7 +53,9 @@ Known deviations (simplifications of the real API server):
   CRDs share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
 - Watches filter by the current state of each object (objects entering/leaving a selector become ADDED/DELETED as
   the watch cache does); no periodic bookmarks; the event history is bounded (older resourceVersions get 410).
-- Discovery is the legacy (unaggregated) form; ``/openapi/v3`` serves the built-in types' schemas converted from
+- Discovery: ``/api`` and ``/apis`` answer aggregated ``apidiscovery.k8s.io/v2`` when asked (JSON only; no
+  protobuf, no ``v2beta1``, no peer/aggregated-apiserver ``freshness`` other than ``Current``), else the legacy form;
+  ``/openapi/v3`` serves the built-in types' schemas converted from
   the Kubernetes 1.32 JSON schemas (``kubectl explain`` works) but custom resources get paths without schemas;
   ``/openapi/v2`` answers 404; no server-side ``Table`` printing (kubectl falls back to NAME/AGE columns).
 - Authentication checks the presigned STS URL's shape, required parameters, signed ``x-k8s-aws-id`` header and its

@@ -159,6 +159,9 @@ class ApiServer(SubresourceVerbs):
             return self._json(200, discovery.VERSION_INFO)
         if path in ("/healthz", "/livez", "/readyz"):
             return Response(200, b"ok", "text/plain; charset=utf-8")
+        if path in ("/api", "/apis") and discovery.wants_aggregated(req.header("Accept")):
+            listing = discovery.aggregated(self.registry, core=path == "/api")
+            return Response(200, encode(listing), discovery.AGGREGATED_CONTENT_TYPE, {})
         if path == "/api":
             return self._json(200, discovery.api_versions(self.address()))
         if path == "/apis":

@@ -1,5 +1,10 @@
 """Discovery documents (``/version``, ``/api``, ``/apis``, resource lists) and a minimal OpenAPI v3.
 
+``/api`` and ``/apis`` answer in the aggregated form (``apidiscovery.k8s.io/v2`` ``APIGroupDiscoveryList``: every
+group version's resources in one document) when the request's ``Accept`` asks for it, as Kubernetes 1.30+ does
+(client-go and kubectl 1.32 ask first); otherwise, and for ``v2beta1`` (removed in 1.33 and not served here), the
+legacy ``APIVersions``/``APIGroupList``.
+
 The OpenAPI v3 documents carry one path per resource with its operations, the
 ``x-kubernetes-group-version-kind`` extension and the query parameters (``fieldValidation``, ``fieldManager``,
 ``force``, ``dryRun``): what kubectl's ``QueryParamVerifierV3`` looks for before it sends ``fieldValidation``
@@ -63,6 +68,71 @@ def api_group(registry: Registry, group: str) -> Obj | None:
         if g == group:
             return {"kind": "APIGroup", "apiVersion": "v1", **_group(g, vs)}
     return None
+
+
+AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Whether an ``Accept`` header asks for (JSON) aggregated discovery v2 before anything the server prefers."""
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        fields = dict(p.split("=", 1) for p in params if "=" in p)
+        if media == "application/json" and fields.get("as") == "APIGroupDiscoveryList":
+            if fields.get("g") == "apidiscovery.k8s.io" and fields.get("v") == "v2":
+                return True
+            continue
+        if media in ("application/json", "*/*", "application/*"):
+            return False
+    return False
+
+
+def _aggregated_resource(t: ResourceType) -> Obj:
+    out: Obj = {
+        "resource": t.plural,
+        "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
+        "scope": "Namespaced" if t.namespaced else "Cluster",
+        "singularResource": t.singular,
+        "verbs": list(t.verbs),
+    }
+    if t.short_names:
+        out["shortNames"] = list(t.short_names)
+    if t.categories:
+        out["categories"] = list(t.categories)
+    subresources = []
+    for entry in t.discovery()[1:]:
+        kind = {"group": entry.get("group", t.group), "version": entry.get("version", t.version), "kind": entry["kind"]}
+        subresources.append(
+            {"subresource": entry["name"].split("/", 1)[1], "responseKind": kind, "verbs": list(entry["verbs"])}
+        )
+    if subresources:
+        out["subresources"] = subresources
+    return out
+
+
+def _aggregated_versions(registry: Registry, group: str, versions: list[str]) -> list[Obj]:
+    return [
+        {
+            "version": v,
+            "resources": [
+                _aggregated_resource(t) for t in sorted(registry.in_group_version(group, v), key=lambda t: t.plural)
+            ],
+            "freshness": "Current",
+        }
+        for v in versions
+    ]
+
+
+def aggregated(registry: Registry, *, core: bool) -> Obj:
+    """``/api`` (``core``) or ``/apis`` as an ``APIGroupDiscoveryList``."""
+    if core:
+        items = [{"metadata": {"creationTimestamp": None}, "versions": _aggregated_versions(registry, "", ["v1"])}]
+    else:
+        items = [
+            {"metadata": {"name": g, "creationTimestamp": None}, "versions": _aggregated_versions(registry, g, vs)}
+            for g, vs in registry.groups()
+        ]
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
 
 
 def resource_list(registry: Registry, group: str, version: str) -> Obj | None:

@@ -24,7 +24,6 @@ from controlplane.kube.apply import (
     HANDOVER_FIELD_MANAGER,
     OWNERSHIP_LABEL,
     OWNERSHIP_VALUE,
-    RELEASE_ANNOTATION,
     apply_and_prune,
     apply_objects,
     diff_objects,
@@ -37,6 +36,7 @@ from controlplane.kube.smoke import smoke_test
 from controlplane.models.kube import ObjectRef
 from controlplane.render import load_bundle, render
 from kubernetes.client import ApiClient
+from kubernetes.dynamic import DynamicClient
 
 from local.cluster import Behaviour, Cluster
 
@@ -135,7 +135,7 @@ def test_first_apply_creates_and_reapplying_the_same_release_changes_nothing(api
     assert [o.uid for o in again.objects] == [o.uid for o in first.objects]
 
 
-def test_changed_object_is_configured_and_annotated_with_the_release(api: ApiClient) -> None:
+def test_changed_object_is_configured_and_carries_no_release_id(api: ApiClient) -> None:
     apply_objects(api, release(), release_id="rel-1")
     objects = release()
     objects[1] = config_map("edc-config", value="2")
@@ -144,20 +144,20 @@ def test_changed_object_is_configured_and_annotated_with_the_release(api: ApiCli
 
     live = {o["metadata"]["name"]: o for o in live_owned_objects(api, [NS], [("v1", "ConfigMap")])}
     assert live["edc-config"]["data"] == {"VALUE": "2"}
-    assert live["edc-config"]["metadata"]["annotations"][RELEASE_ANNOTATION] == "rel-1"
+    assert "annotations" not in live["edc-config"]["metadata"]  # the ledger knows the release, not the object
     managers = {m["manager"] for m in live["edc-config"]["metadata"]["managedFields"]}
     assert FIELD_MANAGER in managers
 
 
-def test_new_release_id_configures_every_object(api: ApiClient) -> None:
+def test_new_release_with_the_same_objects_changes_nothing(api: ApiClient) -> None:
     apply_objects(api, release(), release_id="rel-1")
     result = apply_objects(api, release(), release_id="rel-2")
-    assert {o.action for o in result.objects} == {"configured"}
+    assert {o.action for o in result.objects} == {"unchanged"}
 
 
 def test_conflict_with_another_manager_names_the_field_unless_forced(api: ApiClient, cluster: Cluster) -> None:
     apply_objects(api, release(), release_id="rel-1")
-    dyn = dynamic_client(api)
+    dyn = DynamicClient(api)  # someone else, with the official client
     cm = dyn.resources.get(api_version="v1", kind="ConfigMap")
     dyn.server_side_apply(cm, body=config_map("edc-config", "9"), field_manager="kubectl-edit", force_conflicts=True)
 
@@ -231,7 +231,7 @@ def test_leaving_out_replicas_we_own_hands_them_over_instead_of_resetting_them_t
     assert replicas_owners(live_deployment(api, "edc-service")) == [FIELD_MANAGER]
     hpa_managed = [namespace(), without_replicas(deployment("edc-service"))]
 
-    diffs = {d.ref.key: d for d in diff_objects(api, hpa_managed, release_id="rel-1")}
+    diffs = {d.ref.key: d for d in diff_objects(api, hpa_managed)}
     assert diffs["Deployment.apps/trial-apps/edc-service"].changes == ()  # the diff shows what the handover keeps
     dry = apply_objects(api, hpa_managed, release_id="rel-1", dry_run=True)
     assert dry.objects[1].action == "unchanged"
@@ -242,7 +242,7 @@ def test_leaving_out_replicas_we_own_hands_them_over_instead_of_resetting_them_t
     edc = live_deployment(api, "edc-service")
     assert edc["spec"]["replicas"] == 3  # not the default 1
     assert replicas_owners(edc) == [HANDOVER_FIELD_MANAGER]
-    assert result.objects[1].action == "configured"  # the release annotation moved; replicas did not
+    assert result.objects[1].action == "unchanged"  # the field's owner changed, no value did
     apply_objects(api, hpa_managed, release_id="rel-3")
     assert live_deployment(api, "edc-service")["spec"]["replicas"] == 3
 
@@ -261,8 +261,7 @@ KINDS = [("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim
 def test_prune_deletes_owned_objects_that_left_the_release_and_spares_namespaces_and_pvcs(api: ApiClient) -> None:
     old = [namespace(), config_map("keep"), config_map("gone"), pvc("data"), service("old-service")]
     apply_objects(api, old, release_id="rel-1")
-    dyn = dynamic_client(api)
-    cm = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    cm = DynamicClient(api).resources.get(api_version="v1", kind="ConfigMap")  # someone else's object
     cm.create(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "not-ours", "namespace": NS}})
 
     new = [namespace(), config_map("keep")]
@@ -303,6 +302,87 @@ def test_apply_and_prune_prunes_from_the_listing_the_apply_already_made(api: Api
     )
 
 
+# --- apply only what changed (the ledger's record of the last apply) ------------------------------------------
+
+
+def state_of(result: Any) -> dict[str, Any]:
+    return {o.ref.key: o for o in result.objects}
+
+
+def made_since(cluster: Cluster, before: int) -> list[tuple[str, str]]:
+    return [(r.method, r.resource) for r in list(cluster.requests)[before:] if r.resource]
+
+
+def test_with_a_record_nothing_changed_sends_nothing_and_a_change_sends_only_that_object(
+    api: ApiClient, cluster: Cluster
+) -> None:
+    before = len(cluster.requests)
+    marked: list[list[tuple[str, str]]] = []
+    first = apply_objects(
+        api,
+        release(),
+        release_id="rel-1",
+        last_applied={},
+        before_first_write=lambda: marked.append(made_since(cluster, before)),
+    )
+    assert [o.action for o in first.objects] == ["created"] * 4
+    # nothing recorded: one list (the server answers before the hook marks the first write), one apply per object
+    assert marked == [[("GET", "namespaces")]]
+    assert made_since(cluster, before) == [("GET", "namespaces")] + [
+        ("PATCH", r) for r in ("namespaces", "configmaps", "services", "deployments")
+    ]
+
+    before = len(cluster.requests)
+    again = apply_objects(api, release(), release_id="rel-2", last_applied=state_of(first))
+    assert [o.action for o in again.objects] == ["unchanged"] * 4
+    assert all(method == "GET" for method, _ in made_since(cluster, before))  # the drift check lists, never writes
+
+    changed = release()
+    changed[1] = config_map("edc-config", value="2")
+    before = len(cluster.requests)
+    third = apply_objects(api, changed, release_id="rel-3", last_applied=state_of(again))
+    assert [o.action for o in third.objects] == ["unchanged", "configured", "unchanged", "unchanged"]
+    assert [m for m in made_since(cluster, before) if m[0] != "GET"] == [("PATCH", "configmaps")]
+
+
+def test_an_object_changed_in_the_cluster_since_it_was_recorded_is_applied_again(api: ApiClient) -> None:
+    first = apply_objects(api, release(), release_id="rel-1", last_applied={})
+    cm = DynamicClient(api).resources.get(api_version="v1", kind="ConfigMap")  # someone edits it by hand
+    cm.patch(
+        name="edc-config",
+        namespace=NS,
+        body={"data": {"VALUE": "edited"}},
+        content_type="application/merge-patch+json",
+    )
+    result = apply_objects(api, release(), release_id="rel-1", last_applied=state_of(first))
+    assert [o.action for o in result.objects] == ["unchanged", "configured", "unchanged", "unchanged"]
+    assert cm.get(name="edc-config", namespace=NS).data.VALUE == "1"
+
+
+def test_prune_from_the_record_deletes_what_left_the_release_without_listing(api: ApiClient, cluster: Cluster) -> None:
+    old = [namespace(), config_map("keep"), config_map("gone"), service("old-service")]
+    first = apply_objects(api, old, release_id="r1", last_applied={})
+    before = len(cluster.requests)
+
+    result, pruned = apply_and_prune(
+        api,
+        [namespace(), config_map("keep")],
+        release_id="r2",
+        namespaces=[NS],
+        kinds=KINDS,
+        last_applied=state_of(first),
+    )
+
+    assert sorted(r.key for r in pruned) == ["ConfigMap/trial-apps/gone", "Service/trial-apps/old-service"]
+    assert {o.action for o in result.objects} == {"unchanged"}
+    assert sorted(m for m in made_since(cluster, before) if m[0] != "GET") == [
+        ("DELETE", "configmaps"),
+        ("DELETE", "services"),
+    ]
+    left = {ObjectRef.of(o).key for o in live_owned_objects(api, [NS], KINDS)}
+    assert left == {"Namespace/trial-apps", "ConfigMap/trial-apps/keep"}
+
+
 def test_live_owned_objects_match_the_release(api: ApiClient) -> None:
     apply_objects(api, release(), release_id="rel-1")
     kinds = [("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "Deployment")]
@@ -319,7 +399,7 @@ def test_throttling_and_unavailability_raise_transient_errors(api: ApiClient, cl
     cluster.faults.add(verb="patch", resource="configmaps", status=status, retry_after=1, times=1)
     with pytest.raises(KubernetesTransientError, match=r"ConfigMap/trial-apps/edc-config.*retry after 1s"):
         apply_objects(api, release(), release_id="rel-2")
-    assert apply_objects(api, release(), release_id="rel-2").objects[1].action == "configured"  # retry works
+    assert apply_objects(api, release(), release_id="rel-2").objects[1].action == "unchanged"  # retry works
 
 
 def test_connection_reset_is_transient(api: ApiClient, cluster: Cluster) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 import pytest
 from controlplane import platform
-from controlplane.aws.ledger import Ledger, LedgerConflictError, LedgerIntegrityError, ReleaseNotFoundError
+from controlplane.aws.ledger import STATE_CHUNK, Ledger, LedgerConflictError, LedgerIntegrityError, ReleaseNotFoundError
+from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
 from moto import mock_aws
 
@@ -157,6 +158,44 @@ def test_replayed_objects_that_do_not_match_their_recorded_digests_are_refused(
 
 def test_a_release_without_recorded_objects_replays_nothing(ledger: Ledger) -> None:
     assert ledger.applied_objects("rel-never-applied") == []
+
+
+def applied(n: int) -> AppliedObject:
+    ref = ObjectRef(api_version="v1", kind="ConfigMap", namespace="clinical-trials", name=f"cm-{n:05d}")
+    return AppliedObject(ref=ref, action="created", resource_version=str(n), uid=f"uid-{n}", sha256=f"sha256:{n:064x}")
+
+
+def test_applied_state_of_a_thousand_service_release_round_trips_in_items_under_the_size_limit(
+    ledger: Ledger,
+) -> None:
+    assert ledger.applied_state("staging") is None
+    objects = [applied(n) for n in range(STATE_CHUNK * 10 + 7)]  # ~10 objects per service
+    ledger.record_applied_state("staging", "rel-1", objects)
+
+    state = ledger.applied_state("staging")
+    assert state is not None
+    assert list(state.values()) == [o.model_copy(update={"action": "unchanged"}) for o in objects]
+    sizes = [len(json.dumps(i, default=str)) for i in items(ledger)]
+    assert len(sizes) == 11 + 1  # the chunks and the environment's pointer
+    assert max(sizes) < 400_000  # DynamoDB's item size limit
+
+
+def test_applied_state_with_a_missing_chunk_is_not_trusted(ledger: Ledger) -> None:
+    ledger.record_applied_state("staging", "rel-1", [applied(n) for n in range(STATE_CHUNK + 1)])
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=TABLE, Key={"pk": {"S": "RELEASE#rel-1"}, "sk": {"S": "STATE#00001"}}
+    )
+    assert ledger.applied_state("staging") is None  # nothing is skipped on a partial record
+
+
+def test_applied_state_follows_the_environments_last_apply(ledger: Ledger) -> None:
+    ledger.record_applied_state("staging", "rel-1", [applied(1), applied(2)])
+    ledger.record_applied_state("staging", "rel-2", [applied(3)])
+    ledger.record_applied_state("production", "rel-0", [])
+    assert list((ledger.applied_state("staging") or {}).values()) == [
+        applied(3).model_copy(update={"action": "unchanged"})
+    ]
+    assert ledger.applied_state("production") == {}
 
 
 def test_promote_moves_the_pointer_conditionally_and_is_idempotent(ledger: Ledger) -> None:

@@ -1,4 +1,4 @@
-"""Apply's guards and bookkeeping that need no server: ownership labels, release annotation, actions."""
+"""Apply's guards and bookkeeping that need no server: ownership labels, actions, drift of recorded objects."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from controlplane.errors import KubernetesTransientError, ManifestValidationError
 from controlplane.kube import apply
-from controlplane.kube.apply import FIELD_MANAGER, OWNERSHIP_LABEL, OWNERSHIP_VALUE, RELEASE_ANNOTATION, apply_objects
-from controlplane.models.kube import ObjectRef
+from controlplane.kube.apply import FIELD_MANAGER, OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
+from controlplane.kube.errors import ResourceNotFoundError
+from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.platform import LABEL_MANAGED_BY, MANAGED_BY
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 pytestmark = pytest.mark.unit
 
@@ -43,11 +43,53 @@ def test_objects_without_the_ownership_label_are_refused_before_any_request() ->
         apply_objects(Untouchable(), objects, release_id="rel-1")
 
 
-def test_release_annotation_is_added_to_a_copy() -> None:
+def recorded(obj: dict[str, Any], *, rv: str = "5", generation: int | None = None) -> AppliedObject:
+    return AppliedObject(
+        ref=ObjectRef.of(obj), action="configured", resource_version=rv, generation=generation, uid="u-1"
+    )
+
+
+def live(obj: dict[str, Any], *, rv: str = "5", generation: int | None = None, uid: str = "u-1") -> dict[str, Any]:
+    out = config_map(obj["metadata"]["name"], rv=rv)
+    out["metadata"]["uid"] = uid
+    if generation is not None:
+        out["metadata"]["generation"] = generation
+    return out
+
+
+def test_an_object_nobody_touched_since_we_applied_it_has_not_drifted() -> None:
     obj = config_map("a")
-    body = apply._with_release(obj, "rel-9")
-    assert body["metadata"]["annotations"] == {RELEASE_ANNOTATION: "rel-9"}
-    assert "annotations" not in obj["metadata"]
+    assert not apply._drifted(obj, live(obj), recorded(obj))
+    # status writes move the resourceVersion, not the generation: objects with a generation compare that
+    assert not apply._drifted(obj, live(obj, rv="9", generation=2), recorded(obj, generation=2))
+
+
+@pytest.mark.parametrize(
+    ("current", "why"),
+    [
+        (None, "deleted"),
+        ({"uid": "u-2"}, "deleted and recreated"),
+        ({"rv": "6"}, "written (no generation: its resourceVersion moved)"),
+        ({"generation": 3}, "spec changed"),
+        ({"labels": {OWNERSHIP_LABEL: "someone-else"}}, "label changed"),
+    ],
+)
+def test_an_object_changed_in_the_cluster_has_drifted(current: dict[str, Any] | None, why: str) -> None:
+    obj = config_map("a")
+    last = recorded(obj, generation=2 if current and "generation" in current else None)
+    if current is None:
+        assert apply._drifted(obj, None, last), why
+        return
+    found = live(obj, rv=current.get("rv", "5"), generation=current.get("generation"), uid=current.get("uid", "u-1"))
+    if "labels" in current:
+        found["metadata"]["labels"] = current["labels"]
+    assert apply._drifted(obj, found, last), why
+
+
+def test_answer_with_the_recorded_resource_version_is_unchanged_without_listing() -> None:
+    obj = config_map("a")
+    assert apply._action(200, None, config_map("a", rv="5"), dry_run=False, recorded=recorded(obj)) == "unchanged"
+    assert apply._action(200, None, config_map("a", rv="6"), dry_run=False, recorded=recorded(obj)) == "configured"
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,12 @@ def test_normalized_drops_status_and_server_owned_metadata() -> None:
     assert obj["status"]  # the input is not modified
 
 
-def test_release_id_is_kept_only_when_asked() -> None:
-    assert normalized(deployment(), keep_release_id=True)["metadata"]["annotations"] == {
-        RELEASE_ANNOTATION: "rel-20260126-0007"
-    }
+def test_release_id_earlier_releases_wrote_is_not_a_change() -> None:
+    old = deployment()
+    assert old["metadata"]["annotations"][RELEASE_ANNOTATION] == "rel-20260126-0007"
+    new = deployment()
+    new["metadata"]["annotations"].pop(RELEASE_ANNOTATION)
+    assert field_changes(normalized(old), normalized(new)) == []
 
 
 def test_identical_objects_have_no_changes() -> None:

@@ -16,10 +16,10 @@ from controlplane.errors import (
     PermanentError,
     RetryableError,
 )
-from controlplane.kube.errors import from_api_exception, translate_errors
+from controlplane.kube.errors import ResourceNotFoundError, from_api_exception, translate_errors
 from controlplane.models.kube import ObjectRef
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import ResourceNotFoundError, api_exception
+from kubernetes.dynamic.exceptions import api_exception
 
 pytestmark = pytest.mark.unit
 

@@ -11,6 +11,11 @@ Items (``pk`` / ``sk``):
 * ``RELEASE#<release id>`` / ``OBJECTS_DIGEST`` — the sha256 of each applied object's canonical JSON by sort key,
   written after the objects; a replay verifies every object against it (and that none is missing or added) and
   refuses the release on any mismatch (``LedgerIntegrityError``) before anything reaches the cluster.
+* ``RELEASE#<release id>`` / ``STATE#<n>`` — what the cluster answered when the release was last applied, object by
+  object (the digest of the body sent, resourceVersion, generation, uid; zlib-compressed JSON, at most
+  :data:`STATE_CHUNK` objects per item so a 1,000-service release stays far under DynamoDB's 400 KB item limit).
+* ``ENV#<environment>`` / ``APPLIED`` — which release's state describes the cluster now (written after its
+  ``STATE#`` items): the next apply sends only what differs from it or drifted, and prunes from it.
 * ``ENV#<environment>`` / ``LAST_KNOWN_GOOD`` — the environment's pointer (updated with a condition on its old value).
 * ``DIGEST#<digest>`` / ``QUARANTINE`` — a digest an earlier release failed with.
 * ``DIGEST#<digest>`` / ``UNQUARANTINED#<time>`` — an operator released the digest from quarantine: who (the signed
@@ -21,7 +26,6 @@ Items (``pk`` / ``sk``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,9 +39,11 @@ from controlplane.aws.table import (
     ConditionFailedError,
     Delete,
     Items,
+    Key,
     Put,
     Update,
     applied_object_key,
+    applied_state_key,
     environment_key,
     objects_digest_key,
     quarantine_key,
@@ -45,9 +51,12 @@ from controlplane.aws.table import (
     unquarantined_key,
 )
 from controlplane.errors import PermanentError
+from controlplane.models.kube import AppliedObject, canonical_sha256
 from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord, ReleaseStatus
 
 LAST_KNOWN_GOOD = "LAST_KNOWN_GOOD"
+APPLIED = "APPLIED"
+STATE_CHUNK = 1000
 DEGRADED = "DEGRADED"
 
 
@@ -65,12 +74,6 @@ class ReleaseNotFoundError(PermanentError):
 
 class LedgerIntegrityError(PermanentError):
     """A release's recorded objects do not match the digests recorded with them: refused, never replayed."""
-
-
-def canonical_sha256(obj: Any) -> str:
-    """``sha256:<hex>`` of ``obj``'s canonical JSON (sorted keys, no whitespace, UTF-8)."""
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
 
 
 def _verify_applied(release_id: str, found: Mapping[str, Any], recorded: Mapping[str, str] | None) -> None:
@@ -173,6 +176,41 @@ class Ledger(Items):
             return []
         _verify_applied(release_id, found, recorded)
         return list(found.values())
+
+    def record_applied_state(self, environment: str, release_id: str, objects: Sequence[AppliedObject]) -> None:
+        """What the apply of ``release_id`` reported, then the environment's pointer to it (a rerun overwrites)."""
+        entries = [o.model_dump(mode="json", exclude={"action"}) for o in objects]
+        chunks = [entries[i : i + STATE_CHUNK] for i in range(0, len(entries), STATE_CHUNK)] or [[]]
+        self.table.put_many(
+            [
+                (
+                    applied_state_key(release_id, n),
+                    {"kind": "applied_state", "entries": zlib.compress(json.dumps(chunk).encode())},
+                )
+                for n, chunk in enumerate(chunks)
+            ]
+        )
+        pointer = {"kind": "applied_state_pointer", "release_id": release_id, "chunks": len(chunks)}
+        self.table.put(environment_key(environment, APPLIED), pointer | {"objects": len(objects)})
+
+    def applied_state(self, environment: str) -> dict[str, AppliedObject] | None:
+        """By ``ObjectRef.key``: what the last apply to ``environment`` reported; ``None`` when none was recorded."""
+        pointer = self.table.get(environment_key(environment, APPLIED))
+        if pointer is None:
+            return None
+        wanted = {applied_state_key(str(pointer["release_id"]), n) for n in range(int(pointer["chunks"]))}
+        found: dict[Key, list[dict[str, Any]]] = {}
+        for key, item in self.table.query(f"RELEASE#{pointer['release_id']}", sk_prefix="STATE#"):
+            if key in wanted:
+                found[key] = json.loads(zlib.decompress(item["entries"]))
+        if set(found) != wanted:  # a chunk is missing: the state cannot be trusted, so nothing is skipped
+            return None
+        objects = [
+            AppliedObject.model_validate(e | {"action": "unchanged"})
+            for k in sorted(found, key=lambda k: k.sk)
+            for e in found[k]
+        ]
+        return {o.ref.key: o for o in objects}
 
     # ------------------------------------------------------------------------------------------ last known good
     def last_known_good(self, environment: str) -> LastKnownGood | None:

@@ -89,6 +89,11 @@ def objects_digest_key(release_id: str) -> Key:
     return Key(f"RELEASE#{release_id}", "OBJECTS_DIGEST")
 
 
+def applied_state_key(release_id: str, chunk: int) -> Key:
+    """One batch of what the apply of the release reported per object (digest, resourceVersion, generation, uid)."""
+    return Key(f"RELEASE#{release_id}", f"STATE#{chunk:05d}")
+
+
 def approval_key(release_id: str) -> Key:
     return Key(f"RELEASE#{release_id}", "APPROVAL")
 

@@ -26,15 +26,20 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from controlplane import platform
 from controlplane.errors import KubernetesNotFoundError, KubernetesTransientError, ManifestValidationError
-from controlplane.kube.client import dynamic_client, list_objects, request_json
-from controlplane.kube.diff import RELEASE_ANNOTATION, field_changes, normalized
-from controlplane.kube.errors import translate_errors
-from controlplane.models.kube import AppliedObject, ApplyAction, ApplyResult, ObjectDiff, ObjectRef
+from controlplane.kube.client import KubeClient, Resource, dynamic_client, list_objects, request_json
+from controlplane.kube.diff import field_changes, normalized
+from controlplane.kube.errors import ResourceNotFoundError, translate_errors
+from controlplane.models.kube import (
+    AppliedObject,
+    ApplyAction,
+    ApplyResult,
+    ObjectDiff,
+    ObjectRef,
+    canonical_sha256,
+)
 from controlplane.observability import logger
 
 FIELD_MANAGER = "synthetictrialstudio-controlplane"
@@ -52,7 +57,6 @@ __all__ = [
     "OWNERSHIP_LABEL",
     "OWNERSHIP_VALUE",
     "PROTECTED_KINDS",
-    "RELEASE_ANNOTATION",
     "apply_and_prune",
     "apply_objects",
     "diff_objects",
@@ -69,12 +73,19 @@ def apply_objects(
     dry_run: bool = False,
     force: bool = True,
     before_first_write: Callable[[], None] | None = None,
+    last_applied: Mapping[str, AppliedObject] | None = None,
 ) -> ApplyResult:
-    """Server-side apply ``objects`` in the given order, each annotated with ``release_id``.
+    """Server-side apply ``objects`` in the given order; ``release_id`` names the apply in logs and the result.
+
+    ``last_applied`` (by ``ObjectRef.key``) is what the previous apply to this cluster reported (``{}``: nothing):
+    an object whose body hashes to the recorded ``sha256`` and which nobody changed since (see :func:`_unchanged`)
+    is not sent again and is reported ``unchanged``; the others are classified from the server's answer (201
+    created, the recorded resourceVersion unmoved unchanged, else configured) without listing anything. Without
+    it (``None``) every object is sent, classified against the owned objects of its type listed first.
 
     ``before_first_write`` is called once, after the API server first answered and before the first request that
     can change the cluster (so a caller can record that the cluster is about to change; an outage from the start
-    leaves it uncalled).
+    leaves it uncalled). It is called even when nothing needs writing (the server answered).
 
     ``force`` takes over fields another manager owns (the control plane is the source of truth); without it an
     ownership conflict raises ``KubernetesConflictError`` naming the fields. ``dry_run`` asks the server to
@@ -91,6 +102,7 @@ def apply_objects(
         dry_run=dry_run,
         force=force,
         before_first_write=before_first_write,
+        last_applied=last_applied,
     )
 
 
@@ -104,26 +116,47 @@ def apply_and_prune(
     allow: Iterable[str] = frozenset(),
     force: bool = True,
     before_first_write: Callable[[], None] | None = None,
+    last_applied: Mapping[str, AppliedObject] | None = None,
 ) -> tuple[ApplyResult, list[ObjectRef]]:
-    """:func:`apply_objects`, then :func:`prune` what left the release, from one listing of the owned objects.
+    """:func:`apply_objects`, then delete what left the release.
 
-    The owned objects listed before each type was applied are the prune candidates too (an object the apply created
-    is in the release, so never a candidate), so a pruning apply costs no extra list request for the types it
-    applied: only types or namespaces in the prune scope that the release no longer has are listed.
+    With a recorded ``last_applied`` the candidates are the recorded objects the release no longer has (deleted by
+    the uid recorded with them: no list request at all). Without one (``None`` or ``{}``), the owned objects of
+    ``kinds`` in ``namespaces`` are the candidates, from the listing made while applying where there was one.
     """
     _check_owned(objects)
     dyn = dynamic_client(api)
     live = _LiveIndex(dyn)
     result = _apply(
-        dyn, live, objects, release_id=release_id, dry_run=False, force=force, before_first_write=before_first_write
+        dyn,
+        live,
+        objects,
+        release_id=release_id,
+        dry_run=False,
+        force=force,
+        before_first_write=before_first_write,
+        last_applied=last_applied,
     )
-    candidates = live.owned(namespaces, kinds)
-    deleted = _delete_unkept(dyn, candidates, keep=[ObjectRef.of(o) for o in objects], allow=allow)
+    keep = [ObjectRef.of(o) for o in objects]
+    if not last_applied:
+        candidates = live.owned(namespaces, kinds)
+    else:
+        candidates = [_recorded_stub(recorded) for recorded in last_applied.values()]
+    deleted = _delete_unkept(dyn, candidates, keep=keep, allow=allow)
     return result, deleted
 
 
+def _recorded_stub(recorded: AppliedObject) -> dict[str, Any]:
+    """A recorded object as a prune candidate: its identity and the uid it had when we applied it."""
+    ref = recorded.ref
+    meta: dict[str, Any] = {"name": ref.name, "uid": recorded.uid}
+    if ref.namespace:
+        meta["namespace"] = ref.namespace
+    return {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": meta}
+
+
 def _apply(
-    dyn: DynamicClient,
+    dyn: KubeClient,
     live: _LiveIndex,
     objects: Sequence[Mapping[str, Any]],
     *,
@@ -131,36 +164,32 @@ def _apply(
     dry_run: bool,
     force: bool,
     before_first_write: Callable[[], None] | None = None,
+    last_applied: Mapping[str, AppliedObject] | None = None,
 ) -> ApplyResult:
     crd_kinds = _kinds_defined_by_crds(objects)
+    dyn.resources.hint(_crd_resources(objects))
+    bodies = [(ObjectRef.of(o), copy.deepcopy(dict(o))) for o in objects]
+    recorded = {} if last_applied is None or dry_run else last_applied
+    skipped = _unchanged(dyn, live, bodies, recorded, crd_kinds)
+    to_send = [(ref, body) for ref, body in bodies if ref.key not in skipped]
+    if before_first_write is not None and not dry_run:
+        _before_writing(dyn, live, to_send, recorded, crd_kinds, hook=before_first_write)
     applied: list[AppliedObject] = []
-    pending_hook = None if dry_run else before_first_write
-    for obj in objects:
-        ref = ObjectRef.of(obj)
-        with translate_errors(ref):
-            resource = _resource(dyn, ref, crd_kinds)
-            before = live.get(resource, ref)
-        if pending_hook is not None:
-            pending_hook()
-            pending_hook = None
-        with translate_errors(ref):
-            body = _with_release(obj, release_id)
-            kept = _replicas_to_hand_over(body, before)
-            if kept is not None:
-                if dry_run:
-                    body["spec"]["replicas"] = kept
-                else:
-                    _hand_over_replicas(dyn, resource, ref, kept)
-            status, after = _server_side_apply(dyn, resource, ref, body, dry_run=dry_run, force=force)
-        action = _action(status, before, after, dry_run=dry_run)
-        meta = after.get("metadata") or {}
+    for ref, body in bodies:
+        if ref.key in skipped:
+            applied.append(skipped[ref.key])
+            continue
         applied.append(
-            AppliedObject(
-                ref=ref,
-                action=action,
-                resource_version=meta.get("resourceVersion"),
-                generation=meta.get("generation"),
-                uid=meta.get("uid"),
+            _apply_one(
+                dyn,
+                live,
+                ref,
+                body,
+                recorded.get(ref.key),
+                crd_kinds=crd_kinds,
+                dry_run=dry_run,
+                force=force,
+                listing=dry_run or last_applied is None,
             )
         )
     result = ApplyResult(release_id=release_id, dry_run=dry_run, objects=tuple(applied))
@@ -173,18 +202,157 @@ def _apply(
             "objects_created": len(result.refs("created")),
             "objects_configured": len(result.refs("configured")),
             "objects_unchanged": len(result.refs("unchanged")),
+            "objects_sent": len(to_send),
         },
     )
     return result
 
 
-def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, release_id: str = "diff") -> list[ObjectDiff]:
+def _before_writing(
+    dyn: KubeClient,
+    live: _LiveIndex,
+    to_send: Sequence[tuple[ObjectRef, dict[str, Any]]],
+    recorded: Mapping[str, AppliedObject],
+    crd_kinds: frozenset[tuple[str, str]],
+    *,
+    hook: Callable[[], None],
+) -> None:
+    """Call ``hook`` once the server answered and before anything is written (also when nothing will be).
+
+    Without an answer yet (nothing listed for the drift check), one read first: a type the apply needs listed anyway
+    if there is one (:func:`_needs_live`), else the first object's.
+    """
+    if not live.answered and to_send:
+        needing = [r for r, b in to_send if _needs_live(b, recorded.get(r.key), live, r)]
+        _probe(dyn, live, (needing or [to_send[0][0]])[0], crd_kinds)
+    if live.answered:
+        hook()
+
+
+def _apply_one(
+    dyn: KubeClient,
+    live: _LiveIndex,
+    ref: ObjectRef,
+    body: dict[str, Any],
+    recorded: AppliedObject | None,
+    *,
+    crd_kinds: frozenset[tuple[str, str]],
+    dry_run: bool,
+    force: bool,
+    listing: bool,
+) -> AppliedObject:
+    """Send one object; what the server answered, with the digest of what was sent. ``listing``: classify against
+    the owned objects of its type listed first (one list per type and namespace), not against a record."""
+    sha = canonical_sha256(body)
+    with translate_errors(ref):
+        resource = _resource(dyn, ref, crd_kinds)
+        before = live.get(resource, ref) if listing or _needs_live(body, recorded, live, ref) else None
+        kept = _replicas_to_hand_over(body, before)
+        if kept is not None:
+            if dry_run:
+                body["spec"]["replicas"] = kept
+            else:
+                _hand_over_replicas(dyn, resource, ref, kept)
+        try:
+            status, after = _server_side_apply(dyn, resource, ref, body, dry_run=dry_run, force=force)
+        except ApiException as e:
+            if e.status == 404 and (ref.group, ref.kind) in crd_kinds:
+                raise KubernetesTransientError(
+                    f"{ref.key}: the API server does not serve {ref.kind} yet; its CustomResourceDefinition "
+                    "was just applied and is not established"
+                ) from e
+            raise
+    meta = after.get("metadata") or {}
+    return AppliedObject(
+        ref=ref,
+        action=_action(status, before, after, dry_run=dry_run, recorded=recorded),
+        resource_version=meta.get("resourceVersion"),
+        generation=meta.get("generation"),
+        uid=meta.get("uid"),
+        sha256=sha,
+        owns_replicas=_owns_replicas(after),
+    )
+
+
+def _needs_live(body: Mapping[str, Any], recorded: AppliedObject | None, live: _LiveIndex, ref: ObjectRef) -> bool:
+    """Whether applying ``body`` needs the live object: a workload that leaves ``spec.replicas`` to an HPA while
+    we may still own the field (unknown without a record), or its kind was listed already (free)."""
+    if live.listed(ref):
+        return True
+    spec = body.get("spec")
+    leaves_replicas = body.get("kind") in REPLICA_KINDS and isinstance(spec, Mapping) and "replicas" not in spec
+    return leaves_replicas and (recorded is None or recorded.owns_replicas)
+
+
+def _probe(dyn: KubeClient, live: _LiveIndex, ref: ObjectRef, crd_kinds: frozenset[tuple[str, str]]) -> None:
+    """One read before the first write, so an unreachable server fails the apply before it is marked written.
+
+    It lists the first object's type (what classifying that object can use anyway); a custom resource's type may
+    not be served yet, so for one of those the CustomResourceDefinitions are listed instead.
+    """
+    if (ref.group, ref.kind) in crd_kinds:
+        ref = ObjectRef(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition", name=ref.name)
+    with translate_errors(ref):
+        live.get(_resource(dyn, ref, crd_kinds), ref)
+
+
+def _unchanged(
+    dyn: KubeClient,
+    live: _LiveIndex,
+    bodies: Sequence[tuple[ObjectRef, dict[str, Any]]],
+    recorded: Mapping[str, AppliedObject],
+    crd_kinds: frozenset[tuple[str, str]],
+) -> dict[str, AppliedObject]:
+    """The objects that need no request: same digest as recorded, and the live object (one list per type and
+    namespace that has such objects) still is the one we wrote (:func:`_drifted`). Reported ``unchanged``."""
+    skipped: dict[str, AppliedObject] = {}
+    for ref, body in bodies:
+        last = recorded.get(ref.key)
+        if last is None or last.sha256 != canonical_sha256(body):
+            continue
+        with translate_errors(ref):
+            current = live.get(_resource(dyn, ref, crd_kinds), ref)
+        if _drifted(body, current, last):
+            logger.info(
+                "object changed in the cluster since it was applied: applying it again", extra={"object": ref.key}
+            )
+            continue
+        skipped[ref.key] = last.model_copy(update={"action": "unchanged"})
+    return skipped
+
+
+def _drifted(body: Mapping[str, Any], current: Mapping[str, Any] | None, last: AppliedObject) -> bool:
+    """Whether someone changed ``current`` since we applied it as ``last``.
+
+    Gone (or no longer carrying our label): drifted. Objects with a ``generation`` (spec changes bump it; status
+    writes do not): drifted when it moved. Others: when their resourceVersion moved. Labels and annotations (which
+    move neither generation nor, always, our attention) must still carry the values we set.
+    """
+    if current is None:
+        return True
+    meta = current.get("metadata") or {}
+    if last.uid is not None and meta.get("uid") != last.uid:
+        return True
+    if last.generation is not None:
+        if meta.get("generation") != last.generation:
+            return True
+    elif meta.get("resourceVersion") != last.resource_version:
+        return True
+    wanted = body.get("metadata") or {}
+    for part in ("labels", "annotations"):
+        have = meta.get(part) or {}
+        if any(have.get(k) != v for k, v in (wanted.get(part) or {}).items()):
+            return True
+    return False
+
+
+def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[ObjectDiff]:
     """What applying ``objects`` would change: each live object against the server's dry-run result.
 
     Server-owned fields (managedFields, resourceVersion, generation, uid, timestamps, status) and the release-id
-    annotation are ignored. Objects that would be created are listed with no field changes, including those a
-    dry run cannot reach because what holds them is new in ``objects`` too (a dry run creates nothing): custom
-    resources of a new CustomResourceDefinition and objects in a new Namespace.
+    annotation earlier releases wrote are ignored. Objects that would be created are listed with no field changes,
+    including those a dry run cannot reach because what holds them is new in ``objects`` too (a dry run creates
+    nothing): custom resources of a new CustomResourceDefinition and objects in a new Namespace.
     """
     _check_owned(objects)
     crd_kinds = _kinds_defined_by_crds(objects)
@@ -196,7 +364,7 @@ def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, releas
         ref = ObjectRef.of(obj)
         with translate_errors(ref):
             status, before, after = _dry_run(
-                dyn, live, ref, _with_release(obj, release_id), crd_kinds=crd_kinds, new_namespaces=new_namespaces
+                dyn, live, ref, copy.deepcopy(dict(obj)), crd_kinds=crd_kinds, new_namespaces=new_namespaces
             )
         if status == 201 or before is None:
             diffs.append(ObjectDiff(ref=ref, action="created"))
@@ -207,7 +375,7 @@ def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, releas
 
 
 def _dry_run(
-    dyn: DynamicClient,
+    dyn: KubeClient,
     live: _LiveIndex,
     ref: ObjectRef,
     body: dict[str, Any],
@@ -266,7 +434,7 @@ def prune(
 
 
 def _delete_unkept(
-    dyn: DynamicClient, candidates: Iterable[Mapping[str, Any]], *, keep: Iterable[ObjectRef], allow: Iterable[str]
+    dyn: KubeClient, candidates: Iterable[Mapping[str, Any]], *, keep: Iterable[ObjectRef], allow: Iterable[str]
 ) -> list[ObjectRef]:
     keep_keys = {ref.key for ref in keep}
     allowed = set(allow)
@@ -302,8 +470,16 @@ def _delete_unkept(
 class _LiveIndex:
     """The owned live objects of each (type, namespace), listed on first use: one request per type and namespace."""
 
-    dyn: DynamicClient
+    dyn: KubeClient
     _cache: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the server answered a list request of this index."""
+        return bool(self._cache)
+
+    def listed(self, ref: ObjectRef) -> bool:
+        return (ref.group, ref.kind, ref.namespace) in self._cache
 
     def get(self, resource: Any, ref: ObjectRef) -> dict[str, Any] | None:
         key = (ref.group, ref.kind, ref.namespace)
@@ -352,7 +528,7 @@ def _kinds_defined_by_crds(objects: Sequence[Mapping[str, Any]]) -> frozenset[tu
     )
 
 
-def _resource(dyn: DynamicClient, ref: ObjectRef, crd_kinds: frozenset[tuple[str, str]] = frozenset()) -> Any:
+def _resource(dyn: KubeClient, ref: ObjectRef, crd_kinds: frozenset[tuple[str, str]] = frozenset()) -> Any:
     """The API resource serving ``ref``'s kind (from the discovery cache; refreshed once on a miss).
 
     A kind whose CustomResourceDefinition is part of the same apply may not be served yet (a CRD takes a moment
@@ -372,15 +548,28 @@ def _resource(dyn: DynamicClient, ref: ObjectRef, crd_kinds: frozenset[tuple[str
     return resource
 
 
-def _with_release(obj: Mapping[str, Any], release_id: str) -> dict[str, Any]:
-    body = copy.deepcopy(dict(obj))
-    annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations[RELEASE_ANNOTATION] = release_id
-    return body
+def _crd_resources(objects: Sequence[Mapping[str, Any]]) -> list[Resource]:
+    """The resources the CustomResourceDefinitions among ``objects`` serve (each served version)."""
+    return [
+        Resource(
+            group=str(spec.get("group")),
+            version=str(version.get("name")),
+            kind=str(names["kind"]),
+            name=str(names["plural"]),
+            namespaced=spec.get("scope") == "Namespaced",
+        )
+        for o in objects
+        if o.get("kind") == "CustomResourceDefinition"
+        for spec in [o.get("spec") or {}]
+        for names in [spec.get("names") or {}]
+        if names.get("kind") and names.get("plural")
+        for version in spec.get("versions") or []
+        if version.get("served", True)
+    ]
 
 
 def _server_side_apply(
-    dyn: DynamicClient, resource: Any, ref: ObjectRef, body: dict[str, Any], *, dry_run: bool, force: bool
+    dyn: KubeClient, resource: Any, ref: ObjectRef, body: dict[str, Any], *, dry_run: bool, force: bool
 ) -> tuple[int, dict[str, Any]]:
     query: list[tuple[str, str]] = [("fieldManager", FIELD_MANAGER)]
     if force:
@@ -419,7 +608,7 @@ def _replicas_to_hand_over(body: Mapping[str, Any], live: Mapping[str, Any] | No
     return replicas
 
 
-def _hand_over_replicas(dyn: DynamicClient, resource: Any, ref: ObjectRef, replicas: int) -> None:
+def _hand_over_replicas(dyn: KubeClient, resource: Any, ref: ObjectRef, replicas: int) -> None:
     """Make :data:`HANDOVER_FIELD_MANAGER` a co-owner of ``spec.replicas`` at its live value (see the module doc)."""
     body = {
         "apiVersion": ref.api_version,
@@ -446,17 +635,27 @@ def _hand_over_replicas(dyn: DynamicClient, resource: Any, ref: ObjectRef, repli
     )
 
 
-def _action(status: int, before: dict[str, Any] | None, after: dict[str, Any], *, dry_run: bool) -> ApplyAction:
+def _action(
+    status: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+    *,
+    dry_run: bool,
+    recorded: AppliedObject | None = None,
+) -> ApplyAction:
+    """What an apply did, from the server's answer: 201 created; the resourceVersion we recorded (or listed just
+    before) unmoved, or (servers that write no-op applies) the same content, unchanged; otherwise configured."""
     if status == 201:
         return "created"
-    if before is None:  # it existed without our label: applying adopts it
+    after_rv = (after.get("metadata") or {}).get("resourceVersion")
+    if not dry_run and recorded is not None and recorded.resource_version == after_rv:
+        return "unchanged"
+    if before is None:  # not listed (or existed without our label: applying adopts it)
         return "configured"
     before_rv = (before.get("metadata") or {}).get("resourceVersion")
-    after_rv = (after.get("metadata") or {}).get("resourceVersion")
     if not dry_run and before_rv is not None and before_rv == after_rv:
         return "unchanged"
-    same = normalized(before, keep_release_id=True) == normalized(after, keep_release_id=True)
-    return "unchanged" if same else "configured"
+    return "unchanged" if normalized(before) == normalized(after) else "configured"
 
 
 def _drop_none(body: dict[str, Any]) -> dict[str, Any]:

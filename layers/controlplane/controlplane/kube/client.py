@@ -4,9 +4,13 @@ No kubeconfig, no global configuration: :func:`build_api_client` makes an ``ApiC
 :class:`ClusterAccess` (endpoint, CA, bearer token) with urllib3 retries disabled (the state machine retries,
 after :mod:`controlplane.kube.errors` has classified the failure) and a timeout on every request.
 
-:func:`dynamic_client` wraps it in a ``DynamicClient`` whose discovery is cached per endpoint (and CA) in a file
-under the temp directory, which lives as long as the warm Lambda execution environment: only the first invocation
-of an environment pays for discovery (``/version``, ``/apis``, one request per group version it uses).
+:func:`dynamic_client` wraps it in a :class:`KubeClient`: raw requests plus :class:`Discovery`, which resolves a
+kind to its resource path from what it discovered about the endpoint (and CA) before, in this process, which lives
+as long as the warm Lambda execution environment. A cold environment asks once for the aggregated discovery
+documents (``/api`` and ``/apis`` as ``apidiscovery.k8s.io/v2``: every group in two requests); a server without
+them is asked for the group versions it is asked about only (``/apis/<group>/<version>``). A kind the cache does
+not know refreshes its own group version once per client (a CRD applied since, for example), never everything.
+Kinds whose CustomResourceDefinition the caller holds can be :meth:`Discovery.hint`-ed: no discovery at all.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiClient, Configuration
-from kubernetes.dynamic import DynamicClient
+from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from controlplane.kube.errors import translate_errors
+from controlplane.kube.errors import ResourceNotFoundError
 
 DEFAULT_TIMEOUT = 10.0
+AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
 class ClusterAccess(BaseModel):
@@ -89,26 +96,159 @@ def build_api_client(access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT)
     return _TimeoutApiClient(config, timeout)
 
 
-def dynamic_client(api: ApiClient) -> DynamicClient:
-    """A ``DynamicClient`` on ``api`` whose discovery is cached per endpoint and CA in the temp directory.
+@dataclass(frozen=True)
+class Resource:
+    """One API resource: where objects of ``kind`` (in ``group``/``version``) live."""
 
-    A kind the cache does not know makes the client refresh it once (a CRD applied since, for example).
-    """
-    config = api.configuration
-    cache_id = hashlib.sha256(f"{config.host}\n{config.ssl_ca_cert}".encode()).hexdigest()[:24]
-    cache_file = Path(tempfile.gettempdir()) / f"stsc-discovery-{cache_id}.json"
-    with translate_errors(f"API discovery at {config.host}"):
-        return DynamicClient(api, cache_file=str(cache_file))
+    group: str
+    version: str
+    kind: str
+    name: str  # the plural resource name of the URL
+    namespaced: bool
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, name: str | None = None, namespace: str | None = None) -> str:
+        """The collection (no ``name``) or object URL path, in ``namespace`` when the resource is namespaced."""
+        path = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            path += f"/namespaces/{namespace}"
+        path += f"/{self.name}"
+        return f"{path}/{name}" if name else path
+
+
+# endpoint+CA -> group version -> kind -> resource; as long as the process (the warm Lambda environment) lives.
+_DISCOVERED: dict[str, dict[str, dict[str, Resource]]] = {}
+# endpoints that answered the aggregated discovery request with the legacy documents.
+_NO_AGGREGATED: set[str] = set()
+
+
+@dataclass
+class Discovery:
+    """Kind -> :class:`Resource` for one endpoint (see the module docstring for what it asks the server)."""
+
+    kube: KubeClient
+    cache_id: str
+    _hints: dict[tuple[str, str], Resource] = field(default_factory=dict)
+    _refreshed: set[str] = field(default_factory=set)
+
+    @property
+    def _known(self) -> dict[str, dict[str, Resource]]:
+        return _DISCOVERED.setdefault(self.cache_id, {})
+
+    def get(self, *, api_version: str, kind: str) -> Resource:
+        """The resource serving ``kind`` in ``api_version``; ``ResourceNotFoundError`` when the server has none."""
+        found = self._known.get(api_version, {}).get(kind) or self._hints.get((api_version, kind))
+        if found is None and api_version not in self._refreshed:
+            self._refresh(api_version)
+            found = self._known.get(api_version, {}).get(kind)
+        if found is None:
+            raise ResourceNotFoundError(f"no resource serves kind {kind} in {api_version}")
+        return found
+
+    def hint(self, resources: Iterable[Resource]) -> None:
+        """Resources known without asking (from CustomResourceDefinitions): used when discovery has no answer."""
+        self._hints.update({(r.group_version, r.kind): r for r in resources})
+
+    def _refresh(self, api_version: str) -> None:
+        self._refreshed.add(api_version)
+        if not self._known and self.cache_id not in _NO_AGGREGATED:
+            self._aggregated()
+            if api_version in self._known:
+                return
+        group, _, version = api_version.rpartition("/")
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            _, doc = request_json(self.kube, "GET", path)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            doc = {}
+        self._known[api_version] = {
+            r["kind"]: Resource(group, version, r["kind"], r["name"], bool(r.get("namespaced")))
+            for r in doc.get("resources") or []
+            if "/" not in r["name"]  # subresources
+        }
+
+    def _aggregated(self) -> None:
+        for path in ("/api", "/apis"):
+            _, doc = request_json(
+                self.kube, "GET", path, header_params={"Accept": f"{AGGREGATED_DISCOVERY},application/json"}
+            )
+            if doc.get("kind") != "APIGroupDiscoveryList":
+                _NO_AGGREGATED.add(self.cache_id)
+                return
+            for group in doc.get("items") or []:
+                name = str((group.get("metadata") or {}).get("name") or "")
+                for version in group.get("versions") or []:
+                    self._known[f"{name}/{version['version']}" if name else str(version["version"])] = {
+                        r["responseKind"]["kind"]: Resource(
+                            name,
+                            str(version["version"]),
+                            r["responseKind"]["kind"],
+                            r["resource"],
+                            r["scope"] == "Namespaced",
+                        )
+                        for r in version.get("resources") or []
+                    }
+
+
+class KubeClient:
+    """Raw requests to one API server through ``client`` (an ``ApiClient``), and :class:`Discovery` of its kinds."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        config = client.configuration
+        cache_id = hashlib.sha256(f"{config.host}\n{config.ssl_ca_cert}".encode()).hexdigest()[:24]
+        self.resources = Discovery(self, cache_id)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str | None = None,
+        query_params: Iterable[tuple[str, str]] = (),
+        label_selector: str | None = None,
+        header_params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One request; the raw urllib3 response (``.status``, ``.data``). Errors are the client's ``ApiException``."""
+        query = list(query_params)
+        if label_selector is not None:
+            query.append(("labelSelector", label_selector))
+        headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
+        headers.update(header_params or {})
+        return self.client.call_api(
+            path,
+            method.upper(),
+            {},
+            query,
+            headers,
+            body=body,
+            post_params=[],
+            files={},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+
+
+def dynamic_client(api: ApiClient) -> KubeClient:
+    """A :class:`KubeClient` on ``api``: its discovery remembers the endpoint (and CA) for the process's lifetime."""
+    return KubeClient(api)
 
 
 def request_json(
-    dyn: DynamicClient, method: str, path: str, *, body: Any = None, **params: Any
+    dyn: KubeClient, method: str, path: str, *, body: Any = None, **params: Any
 ) -> tuple[int, dict[str, Any]]:
     """One request through ``dyn``: the HTTP status and the decoded JSON body (``{}`` when empty).
 
     Errors are raised as the client raises them; wrap calls in :func:`translate_errors`.
     """
-    response = dyn.request(method, path, body=body, serialize=False, **params)
+    response = dyn.request(method, path, body=body, **params)
     data = response.data
     status = int(response.status)
     if not data:
@@ -118,7 +258,7 @@ def request_json(
 
 
 def list_objects(
-    dyn: DynamicClient, resource: Any, namespace: str | None, *, label_selector: str | None = None
+    dyn: KubeClient, resource: Resource, namespace: str | None, *, label_selector: str | None = None
 ) -> list[dict[str, Any]]:
     """The items of one list request, each with its apiVersion and kind (list items omit them on the wire)."""
     _, body = request_json(dyn, "GET", resource.path(namespace=namespace), label_selector=label_selector)

@@ -12,6 +12,7 @@ from typing import Any
 
 from controlplane.models.kube import FieldChange
 
+# Releases no longer write it (the ledger knows which release applied what); objects applied before still carry it.
 RELEASE_ANNOTATION = "synthetictrialstudio.io/release-id"
 
 # metadata fields the server owns; they change on every write (or never matter to a reviewer).
@@ -25,11 +26,11 @@ _SERVER_METADATA = (
     "uid",
     "selfLink",
 )
-# annotations controllers write; the release id changes with every release by design.
+# annotations controllers write, and the release id earlier releases wrote.
 _NOISE_ANNOTATIONS = ("deployment.kubernetes.io/revision", RELEASE_ANNOTATION)
 
 
-def normalized(obj: Mapping[str, Any], *, keep_release_id: bool = False) -> dict[str, Any]:
+def normalized(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``obj`` without status, server-owned metadata and controller annotations."""
     out = copy.deepcopy(dict(obj))
     out.pop("status", None)
@@ -40,8 +41,7 @@ def normalized(obj: Mapping[str, Any], *, keep_release_id: bool = False) -> dict
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
             for key in _NOISE_ANNOTATIONS:
-                if key != RELEASE_ANNOTATION or not keep_release_id:
-                    annotations.pop(key, None)
+                annotations.pop(key, None)
             if not annotations:
                 meta.pop("annotations")
     return out

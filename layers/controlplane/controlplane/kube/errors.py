@@ -25,7 +25,6 @@ from typing import Any
 
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from controlplane.errors import (
     ControlPlaneError,
@@ -36,6 +35,11 @@ from controlplane.errors import (
     KubernetesTransientError,
     PermanentError,
 )
+
+
+class ResourceNotFoundError(LookupError):
+    """Discovery found no resource serving a kind (apiVersion + kind): the API server does not serve it."""
+
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_MESSAGE = 500

@@ -28,12 +28,10 @@ from datetime import datetime
 from typing import Any
 
 from kubernetes.client import ApiClient
-from kubernetes.dynamic import DynamicClient
 
 from controlplane.errors import KubernetesNotFoundError
 from controlplane.kube.apply import FIELD_MANAGER
-from controlplane.kube.client import dynamic_client, list_objects, request_json
-from controlplane.kube.diff import RELEASE_ANNOTATION
+from controlplane.kube.client import KubeClient, dynamic_client, list_objects, request_json
 from controlplane.kube.errors import translate_errors
 from controlplane.models.kube import ObjectRef
 from controlplane.models.offhours import (
@@ -130,9 +128,7 @@ def inventory(api: ApiClient, namespaces: Iterable[str], *, excluded: Excluded) 
     return found
 
 
-def _namespace_left_alone(
-    dyn: DynamicClient, resource: Any, namespace: str, excluded: Excluded, found: Inventory
-) -> bool:
+def _namespace_left_alone(dyn: KubeClient, resource: Any, namespace: str, excluded: Excluded, found: Inventory) -> bool:
     """Missing, opted out by annotation or excluded by configuration (recorded in ``found``)."""
     try:
         with translate_errors(f"Namespace/{namespace}"):
@@ -150,7 +146,7 @@ def _namespace_left_alone(
 
 
 def _take_workloads(
-    dyn: DynamicClient, resources: Iterable[Any], namespace: str, excluded: Excluded, found: Inventory
+    dyn: KubeClient, resources: Iterable[Any], namespace: str, excluded: Excluded, found: Inventory
 ) -> set[str]:
     """The namespace's Deployments and StatefulSets into ``found``; returns the keys of the excluded ones."""
     skipped: set[str] = set()
@@ -173,7 +169,7 @@ def _take_workloads(
 
 
 def _take_hpas(
-    dyn: DynamicClient, resource: Any, namespace: str, excluded: Excluded, *, skipped: set[str], found: Inventory
+    dyn: KubeClient, resource: Any, namespace: str, excluded: Excluded, *, skipped: set[str], found: Inventory
 ) -> None:
     """The namespace's HPAs into ``found``; an HPA whose target is excluded is excluded with it."""
     with translate_errors(f"HorizontalPodAutoscaler in {namespace}"):
@@ -209,9 +205,12 @@ def _exclusion_reason(annotations: Mapping[str, str], namespace: str, name: str,
     return None
 
 
-def snapshot_entries(found: Inventory, *, sleep_replicas: int) -> tuple[list[WorkloadSnapshot], list[HpaSnapshot]]:
+def snapshot_entries(
+    found: Inventory, *, sleep_replicas: int, release_id: str | None = None
+) -> tuple[list[WorkloadSnapshot], list[HpaSnapshot]]:
     """What to record before sleeping. An object already marked asleep (an interrupted earlier scale-down) records
-    the size its mark says it wakes to, never its sleeping size."""
+    the size its mark says it wakes to, never its sleeping size. ``release_id``: the release the ledger says runs
+    (objects carry no release id)."""
     workloads = []
     for w in found.workloads:
         note = w.asleep_note
@@ -221,7 +220,7 @@ def snapshot_entries(found: Inventory, *, sleep_replicas: int) -> tuple[list[Wor
                 ref=w.ref,
                 replicas=replicas,
                 sleep_replicas=min(sleep_replicas, replicas),
-                release_id=w.annotations.get(RELEASE_ANNOTATION),
+                release_id=release_id,
             )
         )
     targets = {w.ref.key for w in found.workloads}
@@ -249,11 +248,11 @@ def snapshot_entries(found: Inventory, *, sleep_replicas: int) -> tuple[list[Wor
 
 
 # ------------------------------------------------------------------------------------------------------- writes
-def _resource(dyn: DynamicClient, ref: ObjectRef) -> Any:
+def _resource(dyn: KubeClient, ref: ObjectRef) -> Any:
     return dyn.resources.get(api_version=ref.api_version, kind=ref.kind)
 
 
-def _patch(dyn: DynamicClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def _patch(dyn: KubeClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     _, result = request_json(
         dyn,
         "PATCH",

@@ -6,6 +6,8 @@ these payloads cross Step Functions state boundaries.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -71,14 +73,28 @@ class ObjectRef(_Model):
         )
 
 
+def canonical_sha256(obj: Any) -> str:
+    """``sha256:<hex>`` of ``obj``'s canonical JSON (sorted keys, no whitespace, UTF-8)."""
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
 class AppliedObject(_Model):
-    """One object after server-side apply (or its server-side dry run)."""
+    """One object after server-side apply (or its server-side dry run).
+
+    ``sha256`` is the digest of the body that was sent (:func:`canonical_sha256`); with ``resource_version``,
+    ``generation`` and ``uid`` as the server answered, it is what the next apply compares against to skip an
+    object whose content did not change and which nobody changed since (see :mod:`controlplane.kube.apply`).
+    ``owns_replicas``: our field manager owned ``spec.replicas`` after the apply (the HPA handover needs to know).
+    """
 
     ref: ObjectRef
     action: ApplyAction
     resource_version: str | None = None
     generation: int | None = None
     uid: str | None = None
+    sha256: str | None = None
+    owns_replicas: bool = False
 
 
 class ApplyResult(_Model):

@@ -122,7 +122,7 @@ class WorkloadSnapshot(StrictModel):
     ref: ObjectRef
     replicas: int = Field(ge=0)
     sleep_replicas: int = Field(ge=0)
-    release_id: str | None = Field(default=None, description="The release that last applied it (annotation).")
+    release_id: str | None = Field(default=None, description="The release the ledger says runs.")
 
     @field_validator("ref")
     @classmethod

@@ -1,5 +1,10 @@
 """ApplyRelease: render the release, validate every object, server-side apply in order, prune, record.
 
+Only what changed is sent: the ledger keeps, per environment, what the cluster answered for each object of the last
+apply (``Ledger.applied_state``); an object whose rendered body has the recorded digest and that nobody changed since
+is skipped (:func:`controlplane.kube.apply.apply_objects`), and pruning deletes the recorded objects that left the
+release without listing the cluster. Objects carry no release id: the ledger says which release applied what.
+
 The same path serves a deploy and a rollback. Objects come from the manifests layer when its bundle is the one the
 release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
 applied. Validation happens before the first write, so a ``ManifestValidationError`` means the cluster is untouched.
@@ -27,7 +32,7 @@ from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
 from controlplane.kube.drift import reclaim
 from controlplane.kube.offhours import keep_asleep_objects
-from controlplane.models.kube import ObjectRef
+from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
 from controlplane.observability import correlate, logger, tracer
 from controlplane.render import apply_order, load_bundle, render, without_hpa_replicas
@@ -55,6 +60,16 @@ def release_objects(
         )
     # Recorded before rendering left spec.replicas out of HPA-scaled workloads: applying it would fight the HPA.
     return without_hpa_replicas(apply_order(recorded)), "ledger"
+
+
+def still_applied(
+    applied: Sequence[AppliedObject], last_applied: Mapping[str, AppliedObject] | None, pruned: Sequence[ObjectRef]
+) -> list[AppliedObject]:
+    """What the cluster holds of ours after an apply: the objects just applied, and the earlier ones that left the
+    release without being pruned (a later prune finds them in the ledger)."""
+    gone = {r.key for r in pruned} | {o.ref.key for o in applied}
+    left = [o for key, o in (last_applied or {}).items() if key not in gone]
+    return [*applied, *left]
 
 
 def workloads_of(objects: Sequence[Mapping[str, Any]]) -> list[ObjectRef]:
@@ -115,6 +130,8 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         if event.purpose is ApplyPurpose.DEPLOY:
             ledger.update_release(release.release_id, cluster_untouched=False)
 
+    # Nothing recorded yet (a new environment, or one applied before the ledger kept this): {} sends everything.
+    last_applied = ledger.applied_state(release.environment) or {}
     api = connect(settings)
     try:
         pruned: list[ObjectRef] = []
@@ -130,15 +147,24 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 kinds=sorted({(r.api_version, r.kind) for r in refs}),
                 allow=settings.deploy.prune_allow,
                 before_first_write=mark_written,
+                last_applied=last_applied,
             )
         else:
             result = apply_objects(
-                api, to_apply, release_id=release.release_id, force=True, before_first_write=mark_written
+                api,
+                to_apply,
+                release_id=release.release_id,
+                force=True,
+                before_first_write=mark_written,
+                last_applied=last_applied,
             )
     finally:
         api.close()
     if source == "render":
         ledger.record_applied(release.release_id, objects)
+    ledger.record_applied_state(
+        release.environment, release.release_id, still_applied(result.objects, last_applied, pruned)
+    )
     logger.info(
         "release applied",
         extra={

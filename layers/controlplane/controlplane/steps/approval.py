@@ -41,7 +41,7 @@ def cluster_diff(event: ApprovalRequest) -> list[ObjectDiff]:
     )
     api = connect(settings)
     try:
-        return diff_objects(api, objects, release_id=event.release_id)
+        return diff_objects(api, objects)
     finally:
         api.close()
 

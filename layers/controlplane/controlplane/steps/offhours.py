@@ -253,7 +253,7 @@ def take_snapshot(
 ) -> Snapshot:
     """Everything sleeping will change, as it is now (nothing is changed here)."""
     found = kube_offhours.inventory(api, config.namespaces, excluded=config.object_excluded)
-    workloads, hpas = kube_offhours.snapshot_entries(found, sleep_replicas=config.sleep_replicas)
+    workloads, hpas = kube_offhours.snapshot_entries(found, sleep_replicas=config.sleep_replicas, release_id=release_id)
     groups: list[NodegroupSnapshot] = []
     excluded = list(found.excluded)
     for group in eks_nodegroups.list_nodegroups(settings.cluster_name, region=settings.region):

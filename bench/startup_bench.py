@@ -1,0 +1,55 @@
+"""Handler cold import time against ``import boto3``, each the median of several fresh processes.
+
+``python -m bench startup``. A Lambda cold start imports the handler module before the first event: for each
+``functions/<name>/app.py`` a fresh interpreter (the layer on ``sys.path`` as in Lambda, Powertools tracing enabled
+as in ``template.yaml``) times ``import app``; the same run times ``import boto3`` the same way, and the ratio of the
+medians is held against the goal (every handler <= 2.5x). Runs are interleaved so load on the machine hits both.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ROOT / "functions"
+LAYER = ROOT / "layers" / "controlplane"
+RUNS = 3
+GOAL = 2.5
+_PROBE = "import time, importlib; t = time.perf_counter(); importlib.import_module({!r}); print(time.perf_counter()-t)"
+
+
+def _time_import(module: str, cwd: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_TRACE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(LAYER)])
+    env["AWS_DEFAULT_REGION"] = "us-east-1"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(module)], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    handlers = sorted(p.parent for p in FUNCTIONS.glob("*/app.py"))
+    boto3: list[float] = []
+    times: dict[str, list[float]] = {h.name: [] for h in handlers}
+    for _ in range(RUNS):
+        boto3.append(_time_import("boto3", ROOT))
+        for h in handlers:
+            times[h.name].append(_time_import("app", h))
+    base = statistics.median(boto3)
+    print(f"import boto3: median {base * 1000:.0f} ms over {RUNS} fresh processes")
+    worst = 0.0
+    for name, samples in sorted(times.items(), key=lambda kv: -statistics.median(kv[1])):
+        ratio = statistics.median(samples) / base
+        worst = max(worst, ratio)
+        verdict = "OK" if ratio <= GOAL else "OVER GOAL"
+        print(f"  {name:<20} {statistics.median(samples) * 1000:6.0f} ms  {ratio:4.2f}x  {verdict}")
+    print(f"slowest handler: {worst:.2f}x import boto3 (goal <= {GOAL}x): {'OK' if worst <= GOAL else 'OVER GOAL'}")
+
+
+if __name__ == "__main__":
+    main()
