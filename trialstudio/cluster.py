@@ -100,7 +100,7 @@ def cmd_diff(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
     api = cp.cluster()
     try:
         with kubernetes_errors(f"dry-run diff of {release_id} against cluster {cp.cluster_name}"):
-            diffs = diff_objects(api, objects, release_id=release_id)
+            diffs = diff_objects(api, objects)
     finally:
         api.close()
     differ = [d for d in diffs if d.action != "unchanged"]
