@@ -67,7 +67,7 @@ def test_field_paths_read_like_the_diff() -> None:
 def test_a_fresh_release_has_no_drift_and_controllers_do_not_count(world: Any) -> None:
     cluster, api, objects = world
     cluster.advance(60)  # controllers write status, the HPAs scale their workloads (spec.replicas via /scale)
-    assert detect(api, objects, release_id=RELEASE) == []
+    assert detect(api, objects) == []
 
 
 def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_restores(world: Any) -> None:
@@ -90,7 +90,7 @@ def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_r
     )
     cluster.advance(30)
 
-    found = by_path(detect(api, objects, release_id=RELEASE))
+    found = by_path(detect(api, objects))
     env = found["edc-service", "spec.template.spec.containers[name=edc-service].env[name=DEBUG]"]
     assert (env.kind, env.manager, env.live, env.desired) == (
         "added",
@@ -116,7 +116,7 @@ def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_r
     apply_objects(api, objects, release_id=RELEASE)
     core.delete_namespaced_config_map("hotfix", NS)  # an added object is reported, never deleted by a heal
     cluster.advance(30)
-    assert detect(api, objects, release_id=RELEASE) == []
+    assert detect(api, objects) == []
     live = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
     assert "env" not in live["spec"]["template"]["spec"]["containers"][0] or not [
         e for e in live["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "DEBUG"

@@ -27,10 +27,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from kubernetes.client import ApiClient
-from kubernetes.dynamic import DynamicClient
 
 from controlplane.kube.apply import FIELD_MANAGER, HANDOVER_FIELD_MANAGER, diff_objects
-from controlplane.kube.client import dynamic_client, list_objects, request_json
+from controlplane.kube.client import KubeClient, dynamic_client, list_objects, request_json
 from controlplane.kube.diff import RELEASE_ANNOTATION
 from controlplane.kube.errors import translate_errors
 from controlplane.models.drift import DriftFinding, DriftKind
@@ -176,7 +175,7 @@ def _owner_of(live: Mapping[str, Any], path: str) -> tuple[str | None, str | Non
 class _Cluster:
     """Live objects by reference, listed once per (type, namespace) without a label selector."""
 
-    def __init__(self, dyn: DynamicClient) -> None:
+    def __init__(self, dyn: KubeClient) -> None:
         self.dyn = dyn
         self._listed: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]] = {}
 
@@ -193,7 +192,7 @@ class _Cluster:
         return self.listing(ref.api_version, ref.kind, ref.namespace).get(ref.name)
 
 
-def detect(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, release_id: str) -> list[DriftFinding]:
+def detect(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[DriftFinding]:
     """How the cluster differs from ``objects`` (the release as applied); see the module docstring."""
     cluster = _Cluster(dynamic_client(api))
     hpa = hpa_targets(objects)
@@ -209,15 +208,15 @@ def detect(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, release_id: 
         owned = foreign_fields(live, obj, hpa)
         findings += [f for _, f in owned]
         reported = {f.path for _, f in owned}
-        findings += _dry_run_findings(api, obj, live, release_id=release_id, reported=reported)
+        findings += _dry_run_findings(api, obj, live, reported=reported)
     findings += _added_objects(cluster, objects)
     return findings
 
 
 def _dry_run_findings(
-    api: ApiClient, obj: Mapping[str, Any], live: Mapping[str, Any], *, release_id: str, reported: set[str | None]
+    api: ApiClient, obj: Mapping[str, Any], live: Mapping[str, Any], *, reported: set[str | None]
 ) -> list[DriftFinding]:
-    (diff,) = diff_objects(api, [obj], release_id=release_id)
+    (diff,) = diff_objects(api, [obj])
     out: list[DriftFinding] = []
     for change in diff.changes:
         if change.path in reported or any(change.path.startswith(f"{p}.") for p in reported if p):

@@ -47,7 +47,7 @@ def _findings(settings: Settings, release_id: str) -> tuple[int, list[DriftFindi
         raise PlanError(f"release {release_id} has no applied objects in the ledger: nothing to compare with")
     api = connect(settings)
     try:
-        return len(objects), detect(api, objects, release_id=release_id)
+        return len(objects), detect(api, objects)
     finally:
         api.close()
 
