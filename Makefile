@@ -12,7 +12,7 @@ export AWS_SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/controlplane:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo test soak lint typecheck checks security unit integration e2e bench clean
+.PHONY: setup demo up test soak lint typecheck checks security unit integration e2e bench clean
 
 setup: $(STAMP) $(SAMSTAMP) $(CHECKOVSTAMP)
 
@@ -37,6 +37,12 @@ $(CHECKOVSTAMP): requirements/checkov.txt
 
 demo: setup
 	$(PY) -m local.demo
+
+# The local cloud as a process on loopback (Ctrl-C stops it): prints the AWS endpoint; writes .local-cloud/env.sh
+# (AWS profile, kubeconfig, stack outputs) so that aws --endpoint-url, kubectl and trialstudio talk to it.
+# UP_ARGS e.g. "--first-release --acceleration 10".
+up: setup
+	$(PY) -m local up $(UP_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -83,13 +83,15 @@ def _authorization_parts(header: str) -> dict[str, str]:
     return parts
 
 
-def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes, *, region: str) -> Caller:
-    """The caller of a SigV4-signed request, or :class:`SignatureError` (AWS: 403)."""
+def verify_sigv4(
+    method: str, url: str, headers: dict[str, str], body: bytes, *, region: str, service: str = "lambda"
+) -> Caller:
+    """The caller of a SigV4-signed request for ``service`` (its signing name), or :class:`SignatureError` (403)."""
     lower = {k.lower(): v for k, v in headers.items()}
     parts = _authorization_parts(lower.get("authorization", ""))
-    access_key, date, scope_region, service, terminal = (parts["Credential"].split("/") + [""] * 5)[:5]
-    if (scope_region, service, terminal) != (region, "lambda", "aws4_request"):
-        raise SignatureError("credential scope is not <region>/lambda/aws4_request")
+    access_key, date, scope_region, scope_service, terminal = (parts["Credential"].split("/") + [""] * 5)[:5]
+    if (scope_region, scope_service, terminal) != (region, service, "aws4_request"):
+        raise SignatureError(f"credential scope is not <region>/{service}/aws4_request")
     amz_date = lower.get("x-amz-date", "")
     try:
         signed_at = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
@@ -108,7 +110,7 @@ def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes, *,
         raise SignatureError("host is not signed")
     request = AWSRequest(method=method, url=url, data=body, headers={h: lower.get(h, "") for h in signed})
     request.context["timestamp"] = amz_date
-    auth = SigV4Auth(Credentials(access_key, secret, token), "lambda", region)
+    auth = SigV4Auth(Credentials(access_key, secret, token), service, region)
     expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
     if expected != parts["Signature"]:
         raise SignatureError("signature mismatch")
