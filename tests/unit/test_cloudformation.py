@@ -409,10 +409,13 @@ def test_nodes_require_imdsv2_with_one_hop_so_pods_cannot_reach_the_instance_rol
     assert metadata == {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
 
 
-def test_deploy_role_gets_only_the_shipped_rbac_through_its_group() -> None:
+def test_deploy_and_drift_roles_get_only_the_shipped_rbac_through_their_groups() -> None:
     entry = props(template("eks.yaml"), "DeployRoleAccessEntry")
+    drift = props(template("eks.yaml"), "DriftRoleAccessEntry")
     assert entry["PrincipalArn"] == {"Ref": "DeployRoleArn"}
+    assert drift["PrincipalArn"] == {"Ref": "DriftRoleArn"}
     assert "AccessPolicies" not in entry, "no EKS access policy: the shipped RBAC is the whole permission set"
+    assert "AccessPolicies" not in drift
     bootstrap = list(yaml.safe_load_all((REPO / "manifests" / "cluster-bootstrap" / "rbac.yaml").read_text()))
     bound = {
         s["name"]
@@ -421,7 +424,9 @@ def test_deploy_role_gets_only_the_shipped_rbac_through_its_group() -> None:
         for s in doc["subjects"]
         if s["kind"] == "Group"
     }
-    assert entry["KubernetesGroups"] == sorted(bound) == ["clinical-trials-platform"]
+    assert sorted(bound) == ["clinical-trials-drift", "clinical-trials-platform"]
+    assert entry["KubernetesGroups"] == ["clinical-trials-platform"]
+    assert drift["KubernetesGroups"] == ["clinical-trials-drift"]
     namespaced = {doc["metadata"].get("namespace") for doc in bootstrap if doc["kind"] in ("Role", "RoleBinding")}
     assert namespaced == {platform.NAMESPACE}
 
