@@ -68,7 +68,7 @@ def release_objects(cp: ControlPlane, environment: str, release_id: str, manifes
 
 
 def _value(value: Any) -> str:
-    text = "-" if value is None else str(value)
+    text = "-" if value is None else json.dumps(value) if isinstance(value, dict | list) else str(value)
     return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
