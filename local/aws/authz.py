@@ -32,7 +32,7 @@ from typing import Any
 
 import boto3
 
-from local.aws.iam import Decision, Policy, Statement, denial_message, evaluate, managed_policy
+from local.aws.iam import Decision, Policy, Statement, bounded, denial_message, evaluate, managed_policy
 from local.aws.limits import RequestRejected, check_request
 
 HARNESS_ACCESS_KEY = "testing"  # moto's documented fake credentials: the harness and the tests
@@ -403,10 +403,12 @@ class Authorizer:
         self._admin: boto3.Session | None = None
         self.lookup = Lookup(region, account, lambda: self.admin)
         self._policies: dict[str, list[Policy]] = {}
+        self._boundaries: dict[str, Policy | None] = {}
         self._keys: dict[str, Principal] = {}
         self._issued: dict[tuple[str, str], Credentials] = {}
         self._sessions: dict[str, boto3.Session] = {}
         self._lock = threading.Lock()
+        self._caller = threading.local()
         # The latest authorizations: (role ARN, action, resource, decision), for tests and audits.
         self.decisions: deque[tuple[str, str, str, Decision]] = deque(maxlen=10_000)
 
@@ -539,6 +541,44 @@ class Authorizer:
                 statements.append(Statement.parse(body, f"function policy {function_arn} statement {index}"))
         return [Policy("function policy", tuple(statements))] if statements else []
 
+    def boundary(self, role_arn: str) -> Policy | None:
+        """The role's permissions boundary as IAM holds it (None: no boundary, or a role IAM does not hold)."""
+        with self._lock:
+            if role_arn in self._boundaries:
+                return self._boundaries[role_arn]
+        iam = self.admin.client("iam", region_name=self.region)
+        try:
+            role = iam.get_role(RoleName=role_arn.rsplit("/", 1)[-1])["Role"]
+        except iam.exceptions.NoSuchEntityException:
+            return None
+        arn = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+        policy = self._managed(str(arn)) if arn else None
+        with self._lock:
+            self._boundaries[role_arn] = policy
+        return policy
+
+    def decide(self, principal: Principal, access: Access) -> Decision:
+        """IAM's decision for one access by ``principal`` (a role session): identity policies (KMS: with the key
+        policy), capped by the role's permissions boundary. Recorded in :attr:`decisions`."""
+        global_keys = {
+            # Global condition keys every request carries (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+            # reference_policies_condition-keys.html): who calls, from which account, over TLS, to which region.
+            "aws:PrincipalArn": [principal.role_arn],
+            "aws:PrincipalAccount": [self.account],
+            "aws:PrincipalType": ["AssumedRole"],
+            "aws:SecureTransport": ["true"],
+            "aws:RequestedRegion": [self.region],
+        }
+        access = Access(access.action, access.resource, {**global_keys, **access.context})
+        policies = self.policies(principal.role_arn)
+        if access.action.startswith("kms:") and ":key/" in access.resource:
+            decision = self._kms_decision(principal, policies, access)
+        else:
+            decision = evaluate(policies, access.action, access.resource, access.context)
+        decision = bounded(decision, self.boundary(principal.role_arn), access.action, access.resource, access.context)
+        self.decisions.append((principal.role_arn, access.action, access.resource, decision))
+        return decision
+
     # credentials ---------------------------------------------------------------------------------------------------
     def credentials(self, role_arn: str, session_name: str) -> Credentials:
         """Credentials of ``role_arn`` (moto STS AssumeRole), cached per role and session name."""
@@ -643,6 +683,7 @@ class Authorizer:
             return
         credentials = client._request_signer._credentials
         principal = self.principal_for(credentials.access_key if credentials is not None else None)
+        self._caller.principal = principal
         if principal is None:
             return
         prefix = iam_prefix(client.meta.service_model)
@@ -652,25 +693,15 @@ class Authorizer:
                 f"{principal.arn} called {prefix}:{operation}, which local.aws.authz.OPERATIONS does not map to IAM "
                 "actions and resources: add it to the table"
             )
-        global_keys = {
-            # Global condition keys every request carries (https://docs.aws.amazon.com/IAM/latest/UserGuide/
-            # reference_policies_condition-keys.html): who calls, from which account, over TLS, to which region.
-            "aws:PrincipalArn": [principal.role_arn],
-            "aws:PrincipalAccount": [self.account],
-            "aws:PrincipalType": ["AssumedRole"],
-            "aws:SecureTransport": ["true"],
-            "aws:RequestedRegion": [self.region],
-        }
-        for mapped in mapper(params, self.lookup):
-            access = Access(mapped.action, mapped.resource, {**global_keys, **mapped.context})
-            policies = self.policies(principal.role_arn)
-            if access.action.startswith("kms:"):
-                decision = self._kms_decision(principal, policies, access)
-            else:
-                decision = evaluate(policies, access.action, access.resource, access.context)
-            self.decisions.append((principal.role_arn, access.action, access.resource, decision))
+        self._caller.principal = principal  # CloudFormation without a service role acts as its caller
+        for access in mapper(params, self.lookup):
+            decision = self.decide(principal, access)
             if decision != "Allow":
                 raise access_denied(client, operation, principal, access, decision)
+
+    def caller(self) -> Principal | None:
+        """The principal of this thread's latest authorized call (None: the harness)."""
+        return getattr(self._caller, "principal", None)
 
 
 __all__ = [

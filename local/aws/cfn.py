@@ -14,6 +14,9 @@ does), after moto's ``CreateStack`` / ``UpdateStack`` / ``ExecuteChangeSet``:
   ``ROLLBACK_COMPLETE``) or update (``UPDATE_ROLLBACK_COMPLETE``) ends in that state, with resource and stack events
   carrying ``ResourceStatusReason`` as CloudFormation writes them. After an update rollback the stack's template is
   the previous one again (moto's already-updated resources are not reverted).
+* Each resource a create adds, or an update adds or changes, is authorized as CloudFormation's principal (the
+  stack's service role, session ``AWSCloudFormation``, else the caller) with :mod:`local.aws.cfn_authz`; the first
+  refusal fails the resource with the handler's AccessDenied message and rolls the stack back.
 * ``UpdateTerminationProtection`` (moto has no such action) sets the stack's ``EnableTerminationProtection``, and
   ``DeleteStack`` of a protected stack is refused with CloudFormation's ``ValidationError``.
 * Stacks made or changed by ``ExecuteChangeSet`` have ``Outputs`` (moto keeps the outputs of the template the stack
@@ -24,13 +27,18 @@ does), after moto's ``CreateStack`` / ``UpdateStack`` / ``ExecuteChangeSet``:
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from unittest import mock
 
+from local.aws.authz import Principal
+from local.aws.cfn_authz import Arns, resource_accesses
+from local.aws.iam import denial_message
 from local.aws.template import Pseudo, Resolver, TemplateError
 
 if TYPE_CHECKING:
@@ -102,13 +110,16 @@ class CfnFaults:
 
         def create_stack(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
             stack = original_create(backend, name, *args, **kwargs)
-            faults._after(stack, faults._take(name, update=False), event_model=cfn_models.Event)
+            fault = faults._take(name, update=False) or faults._authorize(stack, previous=None)
+            faults._after(stack, fault, event_model=cfn_models.Event)
             return stack
 
         def update_stack(backend: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-            previous = backend.get_stack(name).template
+            before = backend.get_stack(name)
+            previous, previous_resources = before.template, dict(before.template_dict.get("Resources") or {})
             stack = original_update(backend, name, *args, **kwargs)
-            faults._after(stack, faults._take(name, update=True), event_model=cfn_models.Event, previous=previous)
+            fault = faults._take(name, update=True) or faults._authorize(stack, previous=previous_resources)
+            faults._after(stack, fault, event_model=cfn_models.Event, previous=previous)
             return stack
 
         def execute_change_set(backend: Any, change_set_name: str, stack_name: str | None = None) -> Any:
@@ -117,6 +128,7 @@ class CfnFaults:
                 None,
             )
             previous = stack.template if stack is not None else None
+            previous_resources = dict((stack.template_dict.get("Resources") or {}) if stack is not None else {})
             result = original_execute(backend, change_set_name, stack_name)
             stack = next((s for s in backend.stacks.values() if stack_name in {s.name, s.stack_id}), stack)
             if stack is not None:
@@ -125,6 +137,7 @@ class CfnFaults:
                 if fault is None:
                     stack._parse_template()
                     stack.output_map = stack._create_output_map()
+                    fault = faults._authorize(stack, previous=previous_resources if update else None)
                 faults._after(stack, fault, event_model=cfn_models.Event, previous=previous if update else None)
             return result
 
@@ -135,6 +148,12 @@ class CfnFaults:
                     name,
                     message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled",
                 )
+            if stack is not None and stack.status == "ROLLBACK_COMPLETE":
+                # A rolled-back create holds no resources: deleting it deletes only the stack (moto would delete
+                # what its rollback already removed, and fail on the first one that is gone).
+                with contextlib.suppress(Exception):
+                    stack.resource_map.delete()
+                stack.resource_map._resource_json_map = {}
             return original_delete(backend, name)
 
         def update_termination_protection(response: Any) -> Any:
@@ -157,6 +176,77 @@ class CfnFaults:
             ),
         ):
             yield
+
+    # -- CloudFormation's own authorization, resource by resource ------------------------------------------------------
+    def _principal(self, stack: Any) -> Principal | None:
+        """Who CloudFormation acts as: the stack's service role (session AWSCloudFormation), else its caller."""
+        role_arn = getattr(stack, "role_arn", None)
+        if role_arn:
+            name = str(role_arn).rsplit("/", 1)[-1]
+            return Principal(f"arn:aws:sts::{self._cloud.account_id}:assumed-role/{name}/AWSCloudFormation", role_arn)
+        return self._cloud.iam.caller()
+
+    def _authorize(self, stack: Any, *, previous: dict[str, Any] | None) -> _Fault | None:
+        """Each resource created (``previous`` None) or added/changed by an update, authorized as CloudFormation's
+        principal; the first refusal fails the stack as CloudFormation does (``CREATE_FAILED``/``UPDATE_FAILED`` with
+        the handler's AccessDenied message, then rollback). A create's rollback deletes what moto made."""
+        iam = self._cloud.iam
+        principal = self._principal(stack)
+        if not iam.enforce or principal is None:
+            return None
+        resources: dict[str, Any] = stack.template_dict.get("Resources") or {}
+        resolver = self._resolver_for(stack, resources)
+        arns = Arns(self._cloud.region, self._cloud.account_id, self._role_boundary)
+        state: FailureState = "ROLLBACK_COMPLETE" if previous is None else "UPDATE_ROLLBACK_COMPLETE"
+        for logical, body in resources.items():
+            if previous is not None and previous.get(logical) == body:
+                continue
+            if body.get("Condition") and not _holds(resolver, str(body["Condition"])):
+                continue
+            kind = str(body.get("Type"))
+            physical = str(resolver.refs.get(logical) or f"{stack.name}-{logical}")
+            accesses = resource_accesses(kind, _resolve_lenient(resolver, body.get("Properties") or {}), physical, arns)
+            if accesses is None:
+                reason = f"local cloud: resource type {kind} has no IAM mapping (local/aws/cfn_authz.py): add it"
+                return self._refused(stack, _Fault(state, reason, logical), create=previous is None)
+            for access in accesses:
+                decision = iam.decide(principal, access)
+                if decision != "Allow":
+                    message = denial_message(principal.arn, access.action, access.resource, decision)
+                    service = access.action.split(":", 1)[0].capitalize()
+                    reason = (
+                        f'Resource handler returned message: "{message} (Service: {service}, Status Code: 403, '
+                        f'Request ID: {uuid.uuid4()})" (RequestToken: {uuid.uuid4()}, HandlerErrorCode: AccessDenied)'
+                    )
+                    return self._refused(stack, _Fault(state, reason, logical), create=previous is None)
+        return None
+
+    def _refused(self, stack: Any, fault: _Fault, *, create: bool) -> _Fault:
+        """A create's rollback: nothing it made survives (Retain resources aside, as on AWS), roles above all."""
+        if not create:
+            return fault
+        with contextlib.suppress(Exception):  # moto's delete of partly modelled resources is best effort
+            stack.resource_map.delete()
+        iam = self._cloud.client("iam")
+        for logical, body in (stack.template_dict.get("Resources") or {}).items():
+            if body.get("Type") != "AWS::IAM::Role":
+                continue
+            name = str(self._resolver_for(stack, {logical: body}).refs.get(logical) or "")
+            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+                for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+                    iam.delete_role_policy(RoleName=name, PolicyName=policy)
+                for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                    iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+                iam.delete_role(RoleName=name)
+        return fault
+
+    def _role_boundary(self, role: str) -> str | None:
+        iam = self._cloud.client("iam")
+        try:
+            found = iam.get_role(RoleName=role.rsplit("/", 1)[-1])["Role"]
+        except iam.exceptions.NoSuchEntityException:
+            return None
+        return (found.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
 
     # -- after moto has done its part -------------------------------------------------------------------------------
     def _after(self, stack: Any, fault: _Fault | None, *, event_model: Any, previous: str | None = None) -> None:
@@ -338,6 +428,13 @@ class CfnFaults:
             if not isinstance(value, str) or not value:
                 value = f"local-{key}"
             output_map._parsed_outputs[key] = Output(key=key, value=value, description=body.get("Description"))
+
+
+def _holds(resolver: Resolver, condition: str) -> bool:
+    try:
+        return resolver.condition(condition)
+    except (TemplateError, KeyError):
+        return True  # a condition the harness cannot evaluate: authorize the resource (stricter)
 
 
 def _resolve_lenient(resolver: Resolver, props: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,9 @@ operators in :data:`_OPERATORS` (``String*``, ``Arn*``, ``Bool``, ``Null``, ``Nu
 and the ``ForAnyValue:``/``ForAllValues:`` set qualifiers. A key missing from the request context makes a positive
 operator false and a negated one true, as in IAM. An operator this module does not know fails loudly.
 
-Not modelled (not used by the templates): resource-based policies (except what the harness checks itself), session
-policies, permissions boundaries, SCPs, policy variables (``${aws:username}``).
+A role's permissions boundary (a customer managed policy) caps its identity policies (:func:`bounded`). Not modelled
+(not used by the templates): resource-based policies (except what the harness checks itself), session policies,
+SCPs, policy variables (``${aws:username}``).
 
 :data:`AWS_MANAGED_POLICIES` is the one table of AWS managed policies the templates attach (directly or through the
 SAM transform); attaching any other AWS managed policy fails loudly: add its document to the table.
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
-Decision = Literal["Allow", "ExplicitDeny", "ImplicitDeny"]
+# Boundary*: the identity policies allow, the principal's permissions boundary does not (AWS words it apart).
+Decision = Literal["Allow", "ExplicitDeny", "ImplicitDeny", "BoundaryExplicitDeny", "BoundaryImplicitDeny"]
 
 
 class PolicyError(ValueError):
@@ -267,14 +269,29 @@ def evaluate(
     return "Allow" if allowed else "ImplicitDeny"
 
 
+def bounded(
+    identity: Decision, boundary: Policy | None, action: str, resource: str, context: Mapping[str, Sequence[str]]
+) -> Decision:
+    """The decision once the principal's permissions boundary caps its identity policies: an action is allowed only
+    when both allow it; an explicit deny in either wins (IAM's evaluation logic for boundaries)."""
+    if boundary is None or identity == "ExplicitDeny":
+        return identity
+    capped = evaluate([boundary], action, resource, context)
+    if capped == "ExplicitDeny":
+        return "BoundaryExplicitDeny"
+    if identity != "Allow":
+        return identity
+    return "Allow" if capped == "Allow" else "BoundaryImplicitDeny"
+
+
 def denial_message(principal_arn: str, action: str, resource: str, decision: Decision, *, display: str = "") -> str:
     """The message AWS writes for a denied request (``display``: the action as the service spells it)."""
     shown = display or action
-    why = (
-        "with an explicit deny in an identity-based policy"
-        if decision == "ExplicitDeny"
-        else f"because no identity-based policy allows the {shown} action"
-    )
+    why = {
+        "ExplicitDeny": "with an explicit deny in an identity-based policy",
+        "BoundaryExplicitDeny": "with an explicit deny in a permissions boundary",
+        "BoundaryImplicitDeny": f"because no permissions boundary allows the {shown} action",
+    }.get(decision, f"because no identity-based policy allows the {shown} action")
     return f"User: {principal_arn} is not authorized to perform: {shown} on resource: {resource} {why}"
 
 
@@ -284,6 +301,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Statement",
+    "bounded",
     "denial_message",
     "evaluate",
     "managed_policy",

@@ -162,12 +162,12 @@ Parameters:
 Resources:
   Logs:
     Type: AWS::Logs::LogGroup
-    Properties: {LogGroupName: !Sub "/sts/${Environment}/${ClusterName}"}
+    Properties: {LogGroupName: !Sub "/synthetictrialstudio/${Environment}/${ClusterName}"}
   Cluster:
     Type: AWS::EKS::Cluster
     Properties:
       Name: !Ref ClusterName
-      RoleArn: arn:aws:iam::123456789012:role/eks
+      RoleArn: arn:aws:iam::123456789012:role/synthetictrialstudio-staging-eks-cluster
       ResourcesVpcConfig: {SubnetIds: [subnet-1]}
 Outputs:
   ClusterName: {Value: !Ref Cluster}

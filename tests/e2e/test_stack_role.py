@@ -44,7 +44,7 @@ Parameters:
 Resources:
   Logs:
     Type: AWS::Logs::LogGroup
-    Properties: {LogGroupName: !Sub "/sts/${Environment}/${ClusterName}"}
+    Properties: {LogGroupName: !Sub "/synthetictrialstudio/${Environment}/${ClusterName}"}
 Outputs:
   LogGroup: {Value: !Ref Logs}
 """
@@ -258,3 +258,66 @@ def test_day_0_provisioning_runs_alone_before_the_first_release(stacks: Pipeline
     assert "is not deployed by this control plane" in str(elsewhere.cause)
     assert release.status == "SUCCEEDED", release.cause
     assert [s["phase"] for s in release.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]
+
+
+ROLE = """AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Environment: {Type: String}
+  ProjectName: {Type: String}
+  ClusterName: {Type: String}
+  TopicArn: {Type: String}
+  PermissionsBoundaryArn: {Type: String}
+Resources:
+  WorkloadRole:
+    Type: AWS::IAM::Role
+    Properties:
+      RoleName: !Sub "${ProjectName}-${Environment}-workload"
+BOUNDARY
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement: [{Effect: Allow, Principal: {Service: pods.eks.amazonaws.com}, Action: sts:AssumeRole}]
+      Policies:
+        - PolicyName: read-topic
+          PolicyDocument:
+            Version: "2012-10-17"
+            Statement: [{Effect: Allow, Action: sns:GetTopicAttributes, Resource: !Ref TopicArn}]
+Outputs:
+  RoleArn: {Value: !GetAtt WorkloadRole.Arn}
+"""
+
+
+def test_cloudformation_creates_each_resource_as_the_stack_role_and_a_role_without_the_boundary_fails_the_stack(
+    cluster: Any, tmp_path: Path
+) -> None:
+    catalog = write_catalog(tmp_path)
+    catalog.write_text(
+        catalog.read_text().replace("inputs: [ClusterName]", "inputs: [ClusterName, PermissionsBoundaryArn]")
+    )
+    eks = tmp_path / "cloudformation" / "eks.yaml"
+    eks.write_text(ROLE.replace("BOUNDARY\n", ""))
+    with pipeline(cluster, ProvisionStacks="true", StacksFile=str(catalog)) as pipe:
+        iam = pipe.cloud.client("iam")
+
+        refused = pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+
+        assert (refused.status, refused.error) == ("FAILED", "StackFailedError")
+        assert "WorkloadRole (AWS::IAM::Role) CREATE_FAILED" in str(refused.cause)
+        assert "assumed-role/synthetictrialstudio-cloudformation/AWSCloudFormation" in str(refused.cause)
+        assert "not authorized to perform: iam:CreateRole" in str(refused.cause)
+        assert "with an explicit deny in a permissions boundary" in str(refused.cause)  # StackRoleBoundary's Deny
+        events = pipe.cloud.client("cloudformation").describe_stack_events(StackName=EKS)["StackEvents"]
+        (failed,) = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED" and e["LogicalResourceId"] != EKS]
+        assert failed["LogicalResourceId"] == "WorkloadRole"
+        assert "HandlerErrorCode: AccessDenied" in failed["ResourceStatusReason"]
+        assert "synthetictrialstudio-staging-workload" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+
+        # With the boundary the same role is created (the failed stack is deleted and created again).
+        eks.write_text(ROLE.replace("BOUNDARY\n", "      PermissionsBoundary: !Ref PermissionsBoundaryArn\n"))
+        created = pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+
+        assert created.status == "SUCCEEDED", created.cause
+        role = iam.get_role(RoleName="synthetictrialstudio-staging-workload")["Role"]
+        assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == pipe.cloud.ref("PlatformBoundary")
+        decisions = [d for d in pipe.cloud.iam.decisions if d[0] == pipe.cloud.arn("StackRole")]
+        assert ("iam:CreateRole", "Allow") in {(d[1], d[3]) for d in decisions}
+        assert ("sns:CreateTopic", "Allow") in {(d[1], d[3]) for d in decisions}

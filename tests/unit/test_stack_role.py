@@ -16,7 +16,8 @@ import pytest
 import yaml
 from cfnlint.decode import decode_str
 
-from local.aws.iam import wildcard_match
+from local.aws.cfn_authz import RESOURCE_ACCESSES
+from local.aws.iam import Policy, bounded, evaluate, wildcard_match
 
 pytestmark = pytest.mark.unit
 
@@ -231,3 +232,39 @@ def test_data_stacks_cannot_be_deleted_unprotected_or_repolicied(sam: dict[str, 
     stacks = {re.sub(r"^arn:.*:stack/(.+)/\*$", r"\1", _sub(r)) for r in deny["Resource"]}
     assert stacks == _data_stacks()
     assert len(stacks) == 3  # ecr, storage, data
+
+
+# ---- the local cloud's model of it ----------------------------------------------------------------------------------
+
+
+def test_the_local_cloud_knows_what_cloudformation_needs_for_every_platform_resource_type() -> None:
+    types = {r["Type"] for path in PLATFORM_TEMPLATES for r in _load(path)["Resources"].values()}
+    assert types - set(RESOURCE_ACCESSES) == set(), "add them to local/aws/cfn_authz.py RESOURCE_ACCESSES"
+
+
+def test_a_permissions_boundary_caps_what_the_identity_policies_allow() -> None:
+    identity = [Policy.parse("identity", {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})]
+    boundary = Policy.parse(
+        "boundary",
+        {
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:*", "iam:CreateRole"], "Resource": "*"},
+                {
+                    "Effect": "Deny",
+                    "Action": "iam:CreateRole",
+                    "Resource": "*",
+                    "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": "arn:aws:iam::1:policy/b"}},
+                },
+            ]
+        },
+    )
+
+    def decide(action: str, context: dict[str, list[str]] | None = None) -> str:
+        return bounded(evaluate(identity, action, "*", context), boundary, action, "*", context or {})
+
+    assert decide("s3:GetObject") == "Allow"
+    assert decide("sns:Publish") == "BoundaryImplicitDeny"  # the identity policy allows it; the boundary does not
+    assert decide("iam:CreateRole") == "BoundaryExplicitDeny"
+    assert decide("iam:CreateRole", {"iam:PermissionsBoundary": ["arn:aws:iam::1:policy/b"]}) == "Allow"
+    assert bounded("ImplicitDeny", boundary, "s3:GetObject", "*", {}) == "ImplicitDeny"  # a boundary grants nothing
+    assert bounded("Allow", None, "sns:Publish", "*", {}) == "Allow"
