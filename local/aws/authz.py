@@ -645,9 +645,12 @@ class Authorizer:
         """
         kms = self.lookup.client("kms")
         try:
-            document = json.loads(kms.get_key_policy(KeyId=access.resource, PolicyName="default")["Policy"])
+            policy = kms.get_key_policy(KeyId=access.resource, PolicyName="default")["Policy"]
         except kms.exceptions.NotFoundException:
             return "ImplicitDeny"
+        # moto keeps the KeyPolicy of a key CloudFormation created as the template's object (GetKeyPolicy answers
+        # it unserialised); KMS always stores and returns the JSON text.
+        document = json.loads(policy) if isinstance(policy, str) else dict(policy)
         root = {f"arn:aws:iam::{self.account}:root", self.account}
         direct, delegated = [], []
         for index, raw in enumerate(_as_list(document.get("Statement"))):

@@ -203,6 +203,11 @@ def _pod_identity(props: Mapping[str, Any], _physical: str, arns: Arns) -> list[
     return [Access("eks:CreatePodIdentityAssociation", arn), *_passed(props.get("RoleArn"), "pods.eks.amazonaws.com")]
 
 
+def _budget(props: Mapping[str, Any], physical: str, arns: Arns) -> list[Access]:
+    name = _name((props.get("Budget") or {}).get("BudgetName")) or physical
+    return [Access("budgets:ModifyBudget", arns.of("budgets", f"budget/{name}", region=False))]
+
+
 def _any(action: str) -> Mapper:
     """Services whose create action takes no resource ARN before the resource exists (EC2's, generated names)."""
     return lambda _props, _physical, _arns: [Access(action, "*")]
@@ -239,7 +244,7 @@ RESOURCE_ACCESSES: dict[str, Mapper] = {
     "AWS::EKS::AccessEntry": _access_entry,
     "AWS::EKS::PodIdentityAssociation": _pod_identity,
     "AWS::CloudWatch::Alarm": _named("cloudwatch:PutMetricAlarm", "cloudwatch", "alarm", "AlarmName"),
-    "AWS::Budgets::Budget": _any("budgets:ModifyBudget"),
+    "AWS::Budgets::Budget": _budget,
     "AWS::RDS::DBInstance": _named("rds:CreateDBInstance", "rds", "db", "DBInstanceIdentifier"),
     "AWS::RDS::DBSubnetGroup": _named("rds:CreateDBSubnetGroup", "rds", "subgrp", "DBSubnetGroupName"),
     "AWS::RDS::DBParameterGroup": _named("rds:CreateDBParameterGroup", "rds", "pg", "DBParameterGroupName"),
