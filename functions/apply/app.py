@@ -1,4 +1,4 @@
-"""ApplyRelease / RollBackApply: render, validate and server-side apply a release, prune, record."""
+"""InstallAddons / ApplyRelease / RollBackApply: render, validate, server-side apply a release (or its add-ons)."""
 
 from __future__ import annotations
 

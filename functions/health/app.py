@@ -1,4 +1,4 @@
-"""CheckHealth: one look at the release's rollout; the state machine waits between looks."""
+"""CheckAddons / CheckHealth: one look at the add-ons' or the release's rollout; the state machine waits."""
 
 from __future__ import annotations
 

@@ -79,6 +79,9 @@ Known deviations (simplifications of the real API server):
   ``desiredReplicas``, the four PodDisruptionBudget counts); DELETE answers with the object for pods, services,
   service accounts, PVCs, storage classes, namespaces and CRDs, with a Status otherwise.
 - Faults apply to resource requests only (discovery is never faulted).
+- A new cluster has one node group, ``general`` (3 booted t3.medium nodes labelled ``workload-class: general`` like
+  the eks stack's GeneralNodeGroup); the add-ons of ``manifests/addons`` are served by the built-in kinds and CRDs
+  above (no admission webhook, APIService or conversion webhook is needed by them, and none is served).
 - What the controllers, the scheduler, the kubelet and the node groups do differently from kube-controller-manager,
   kube-scheduler, the kubelet and EKS managed node groups is listed in ``controllers/__init__.py``, ``kubelet.py``
   and ``nodes.py``.

@@ -241,8 +241,15 @@ class NodePool:
             self._listeners.append(listener)
 
     def add_default_group(self) -> None:
-        """The default for a new cluster: ``general`` with 3 t3.medium nodes, already booted."""
-        self.set_group(DEFAULT_GROUP, DEFAULT_GROUP_SIZE, DEFAULT_INSTANCE_TYPE, boot_seconds=0.0)
+        """The default for a new cluster: ``general`` with 3 t3.medium nodes, already booted, labelled as the eks
+        stack's GeneralNodeGroup (``workload-class: general``, what the add-ons select)."""
+        self.set_group(
+            DEFAULT_GROUP,
+            DEFAULT_GROUP_SIZE,
+            DEFAULT_INSTANCE_TYPE,
+            boot_seconds=0.0,
+            labels={"workload-class": DEFAULT_GROUP},
+        )
 
     def set_group(
         self,

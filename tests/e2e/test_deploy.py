@@ -144,6 +144,7 @@ def test_a_console_request_for_another_environment_fails_naming_the_field(pipe: 
 def test_a_release_whose_manifests_fail_validation_never_reaches_the_cluster(cluster: Any, tmp_path: Path) -> None:
     broken = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, broken)
+    shutil.copytree(MANIFESTS.parent / "addons", tmp_path / "addons")
     target = broken / "services" / "edc-service.yaml"
     target.write_text(target.read_text().replace("containerPort:", "containerPortt:", 1))
     with pipeline(cluster, ManifestsDir=str(broken)) as pipe:

@@ -428,7 +428,8 @@ def test_deploy_and_drift_roles_get_only_the_shipped_rbac_through_their_groups()
     assert entry["KubernetesGroups"] == ["clinical-trials-platform"]
     assert drift["KubernetesGroups"] == ["clinical-trials-drift"]
     namespaced = {doc["metadata"].get("namespace") for doc in bootstrap if doc["kind"] in ("Role", "RoleBinding")}
-    assert namespaced == {platform.NAMESPACE}
+    catalog = yaml.safe_load((REPO / "manifests" / "addons" / "addons.yaml").read_text())
+    assert namespaced == {platform.NAMESPACE} | {a["namespace"] for a in catalog["addons"].values()}
 
 
 MANAGED_ADDONS = {

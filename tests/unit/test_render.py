@@ -44,6 +44,7 @@ def bundle() -> ManifestBundle:
 def copy_of_manifests(tmp_path: Path) -> Path:
     target = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, target)
+    shutil.copytree(MANIFESTS.parent / "addons", tmp_path / "addons")  # the add-ons sit beside the bundle
     return target
 
 
@@ -72,6 +73,8 @@ def _edit(root: Path, relative: str, old: str, new: str) -> None:
 def test_bundle_holds_both_environments_and_every_yaml_file(bundle: ManifestBundle) -> None:
     assert set(bundle.environments) == set(platform.ENVIRONMENTS)
     on_disk = {p.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("*.yaml")}
+    addons = MANIFESTS.parent / "addons"
+    on_disk |= {f"../addons/{p.relative_to(addons).as_posix()}" for p in addons.rglob("*.yaml")}
     assert set(bundle.files) == on_disk
 
 
@@ -251,6 +254,9 @@ def test_rendering_leaves_the_bundle_untouched_and_is_repeatable(bundle: Manifes
 
 
 def test_bootstrap_crds_come_first_and_can_be_switched_off(copy_of_manifests: Path) -> None:
+    # An environment without add-ons: the copies are its only ESO CRDs.
+    addons = "addons: [external-secrets, cluster-autoscaler]"
+    _edit(copy_of_manifests, "environments/staging.yaml", addons, "addons: []")
     objects = _render(load_bundle(copy_of_manifests), "staging")
     assert [o["kind"] for o in objects[:3]] == ["CustomResourceDefinition", "CustomResourceDefinition", "Namespace"]
     _edit(

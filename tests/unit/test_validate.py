@@ -459,6 +459,7 @@ def test_broken_manifest_files_fail_validation_naming_object_and_field(
 ) -> None:
     root = tmp_path / "kubernetes"
     shutil.copytree(MANIFESTS, root)
+    shutil.copytree(MANIFESTS.parent / "addons", tmp_path / "addons")
     path = root / "services" / "edc-service.yaml"
     text = path.read_text()
     assert old in text

@@ -72,6 +72,11 @@ class PlatformNotReadyError(PermanentError):
     like any failure, never quarantined."""
 
 
+class AddonNotReadyError(PlatformNotReadyError):
+    """An add-on the release needs (manifests/addons) did not become ready: the release's own objects were not
+    applied, and nothing is quarantined (the images were never run)."""
+
+
 class DeadlineExceededError(PermanentError):
     """The release did not become healthy within its overall deadline."""
 

@@ -28,6 +28,9 @@ LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 PART_OF: Final = "synthetictrialstudio"
 LABEL_ENVIRONMENT: Final = "synthetictrialstudio.io/environment"
 LABEL_NAME: Final = "app.kubernetes.io/name"
+# On the bundle's bootstrap copies of an operator's CRDs (manifests/kubernetes/crds): never applied over a CRD
+# whose live object lacks it (the operator's own).
+BOOTSTRAP_COPY_ANNOTATION: Final = "synthetictrialstudio.io/bootstrap-copy-of"
 
 # Kubernetes facts both rendering and validation rely on.
 CLUSTER_SCOPED_KINDS: Final = frozenset(

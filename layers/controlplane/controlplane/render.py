@@ -25,6 +25,7 @@ resets the workload to the default of 1.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
 import string
@@ -39,11 +40,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from controlplane import platform
 from controlplane.errors import ManifestValidationError
+from controlplane.models.addons import ADDON_LABEL, ADDON_SPEC_ANNOTATION, PLACEHOLDERS, AddonCatalog, AddonSpec
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import validation_problems
 
 ENVIRONMENTS_DIR: Final = "environments"
 CRDS_DIR: Final = "crds"
+# The vendored add-ons live beside the Kubernetes bundle (manifests/addons next to manifests/kubernetes); their files
+# are part of the bundle (and its hash) under this prefix.
+ADDONS_DIR: Final = "addons"
+ADDONS_CATALOG: Final = "addons.yaml"
+ADDONS_PREFIX: Final = f"../{ADDONS_DIR}/"
 PLATFORM_SETTINGS: Final = "platform-settings"
 IRSA_ANNOTATION: Final = "eks.amazonaws.com/role-arn"
 CERTIFICATE_ANNOTATION: Final = "alb.ingress.kubernetes.io/certificate-arn"
@@ -159,6 +166,10 @@ class EnvironmentConfig(_Strict):
     irsa_role_arn_pattern: str = Field(pattern=r"^arn:aws[a-z-]*:iam::")
     secrets_prefix: str = Field(pattern=r"^[A-Za-z0-9/_+=.@-]+[^/]$")
     install_bootstrap_crds: bool
+    addons: list[str] = Field(
+        default_factory=list,
+        description="the vendored add-ons (manifests/addons) installed before every release of this environment",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     feature_flags: dict[str, bool] = Field(default_factory=dict)
     services: dict[str, ServiceValues]
@@ -239,6 +250,8 @@ class ManifestBundle:
     hash: str
     documents: tuple[SourceDocument, ...]
     environments: Mapping[str, EnvironmentConfig] = field(default_factory=dict)
+    addons: Mapping[str, AddonSpec] = field(default_factory=dict)
+    """The add-on catalog (``../addons/addons.yaml``); its files are in ``files`` under :data:`ADDONS_PREFIX`."""
 
 
 def _bundle_hash(files: Mapping[str, str]) -> str:
@@ -253,9 +266,15 @@ def _bundle_hash(files: Mapping[str, str]) -> str:
 _Loader: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str) -> tuple[Any, ...]:
+    """The documents of ``text``, parsed once per process (vendored CRDs are large); never mutate them."""
+    return tuple(doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None)
+
+
 def _yaml_documents(relative: str, text: str, problems: list[str]) -> list[Any]:
     try:
-        return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+        return list(_parsed(text))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -326,6 +345,8 @@ def load_bundle(path: Path) -> ManifestBundle:
                 problems.append(f"{source.where}: metadata.name: also defined in {seen[identity]}")
             seen[identity] = relative
             documents.append(source)
+    addons = _load_addons(path.parent / ADDONS_DIR, files, problems)
+    problems += _unknown_addons(environments, addons)
     if problems:
         raise ManifestValidationError(f"manifests in {path} are invalid:\n  " + "\n  ".join(problems))
     return ManifestBundle(
@@ -334,7 +355,44 @@ def load_bundle(path: Path) -> ManifestBundle:
         hash=_bundle_hash(files),
         documents=tuple(documents),
         environments=MappingProxyType(environments),
+        addons=MappingProxyType(addons),
     )
+
+
+def _unknown_addons(environments: Mapping[str, EnvironmentConfig], addons: Mapping[str, AddonSpec]) -> list[str]:
+    return [
+        f"{ENVIRONMENTS_DIR}/{name}.yaml: addons: not in {ADDONS_PREFIX}{ADDONS_CATALOG}: {unknown}"
+        for name, config in environments.items()
+        if (unknown := [a for a in config.addons if a not in addons])
+    ]
+
+
+def _load_addons(root: Path, files: dict[str, str], problems: list[str]) -> dict[str, AddonSpec]:
+    """The add-on catalog beside the bundle and every file it names, into ``files`` (so into the bundle's hash).
+    No ``addons`` directory: no add-ons (an environment that lists one is then refused)."""
+    catalog_file = root / ADDONS_CATALOG
+    if not catalog_file.is_file():
+        return {}
+    text = catalog_file.read_text(encoding="utf-8")
+    files[ADDONS_PREFIX + ADDONS_CATALOG] = text
+    where = f"{ADDONS_PREFIX}{ADDONS_CATALOG}"
+    documents = _yaml_documents(where, text, problems)
+    try:
+        catalog = AddonCatalog.model_validate(documents[0] if len(documents) == 1 else None)
+    except ValidationError as exc:
+        problems += validation_problems(exc, prefix=f"{where}: ", whole="(file)")
+        return {}
+    for name, spec in catalog.addons.items():
+        for file in spec.files:
+            relative = f"{name}/{file}"
+            if not (root / relative).is_file():
+                problems.append(f"{where}: addons.{name}.files: {ADDONS_PREFIX}{relative} does not exist")
+                continue
+            files[ADDONS_PREFIX + relative] = (root / relative).read_text(encoding="utf-8")
+            if file not in spec.substitute:  # substituted files are parsed when rendered (their values vary)
+                for index, doc in enumerate(_yaml_documents(relative, files[ADDONS_PREFIX + relative], problems)):
+                    _check_document(ADDONS_PREFIX + relative, index, doc, problems)
+    return dict(catalog.addons)
 
 
 # --- rendering -----------------------------------------------------------------------------------------------------
@@ -587,9 +645,14 @@ def render(
     ctx = _check_inputs(bundle, environment, images, account_id, region)
     ctx.hpa_targets = hpa_targets(source.body for source in bundle.documents)
     objects: list[dict[str, Any]] = []
+    provided = {crd for name in ctx.config.addons for crd in bundle.addons[name].provides}
     for source in bundle.documents:
-        if source.file.startswith(f"{CRDS_DIR}/") and not ctx.config.install_bootstrap_crds:
-            continue
+        if source.file.startswith(f"{CRDS_DIR}/") and (
+            not ctx.config.install_bootstrap_crds or source.name in provided
+        ):
+            continue  # an add-on this environment installs owns the real CRD: never a bootstrap copy over it
+        if ADDON_LABEL in (source.body.get("metadata", {}).get("labels") or {}):
+            ctx.problems.append(f"{source.where}: metadata.labels: {ADDON_LABEL} is for manifests/addons objects only")
         obj = copy.deepcopy(dict(source.body))
         renderer = _KIND_RENDERERS.get(source.kind)
         if renderer is not None:
@@ -604,6 +667,69 @@ def render(
     if ctx.missing_digests:
         raise MissingImageDigestError(ctx.missing_digests)
     return apply_order(objects)
+
+
+def render_addons(
+    bundle: ManifestBundle, environment: str, *, account_id: str, region: str, cluster_name: str
+) -> list[dict[str, Any]]:
+    """The objects of the add-ons ``environment`` lists, as vendored, with the placeholders of the files the catalog
+    names filled in, the ownership labels and :data:`ADDON_LABEL`; in apply order. ``ManifestValidationError``
+    lists every problem."""
+    config = bundle.environments.get(environment)
+    if config is None:
+        raise ManifestValidationError(f"{ENVIRONMENTS_DIR}/{environment}.yaml: no such environment values file")
+    values = {"ACCOUNT_ID": account_id, "REGION": region, "ENVIRONMENT": environment, "CLUSTER_NAME": cluster_name}
+    assert set(values) == PLACEHOLDERS
+    problems: list[str] = []
+    ctx = _Context(environment, f"{ENVIRONMENTS_DIR}/{environment}.yaml", config, account_id, region, {})
+    objects: list[dict[str, Any]] = []
+    for name in config.addons:
+        spec = bundle.addons[name]
+        for file in spec.files:
+            relative = f"{ADDONS_PREFIX}{name}/{file}"
+            text = bundle.files[relative]
+            if file in spec.substitute:
+                try:
+                    text = string.Template(text).substitute(values)
+                except (KeyError, ValueError) as exc:
+                    allowed = ", ".join(f"${{{v}}}" for v in sorted(values))
+                    problems.append(f"{relative}: bad placeholder ({exc}); allowed: {allowed}")
+                    continue
+            for index, doc in enumerate(_yaml_documents(relative, text, problems)):
+                if not _check_document(relative, index, doc, problems):
+                    continue
+                obj = copy.deepcopy(dict(doc))
+                _labels(obj, ctx)
+                obj["metadata"]["labels"][ADDON_LABEL] = name
+                _mapping(obj["metadata"], "annotations")[ADDON_SPEC_ANNOTATION] = spec.model_dump_json()
+                objects.append(obj)
+    if problems:
+        raise ManifestValidationError(f"cannot render the add-ons of {environment}:\n  " + "\n  ".join(problems))
+    return apply_order(objects)
+
+
+def render_release(
+    bundle: ManifestBundle,
+    environment: str,
+    images: Mapping[str, str],
+    *,
+    account_id: str,
+    region: str,
+    cluster_name: str,
+) -> list[dict[str, Any]]:
+    """Everything a release applies: the environment's add-ons, then the platform (:func:`render`), in apply order."""
+    addons = render_addons(bundle, environment, account_id=account_id, region=region, cluster_name=cluster_name)
+    return apply_order([*addons, *render(bundle, environment, images, account_id=account_id, region=region)])
+
+
+def addon_objects(objects: Iterable[_Object]) -> list[_Object]:
+    """The add-ons' objects among a release's (their :data:`ADDON_LABEL`), in the given order."""
+    return [o for o in objects if ADDON_LABEL in ((o.get("metadata") or {}).get("labels") or {})]
+
+
+def without_addons(objects: Iterable[_Object]) -> list[_Object]:
+    """The release's own objects: all but its add-ons' (:func:`addon_objects`), in the given order."""
+    return [o for o in objects if ADDON_LABEL not in ((o.get("metadata") or {}).get("labels") or {})]
 
 
 def apply_order(objects: Iterable[_Object]) -> list[_Object]:

@@ -18,6 +18,11 @@ Checks, all of them on every object, every problem reported as ``<kind>/<name>: 
   everywhere must name ports and may not select every pod);
 - the ownership labels, and namespaced objects in the platform's namespace.
 
+Objects of a vendored add-on (``manifests/addons``, labelled ``synthetictrialstudio.io/addon``) are upstream's, not
+ours: they get the schema, the ownership labels and their catalog entry instead of the release's policy - only the
+kinds of ``ADDON_KINDS``, namespaced objects in the add-on's namespace, CRDs the entry ``provides``, containers
+running only the entry's pinned ``images``, and no binding to cluster-admin/admin/edit/view.
+
 The control plane's own RBAC (what a cluster admin applies at bootstrap) is not a release and is not checked here.
 
 Schemas are loaded once per process and version (warm Lambda invocations reuse them).
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -38,6 +44,7 @@ from kubernetes_validate import utils as kv
 
 from controlplane import platform
 from controlplane.errors import ManifestValidationError
+from controlplane.models.addons import ADDON_LABEL, ADDON_SPEC_ANNOTATION, AddonSpec
 
 _DEFINITIONS_ID: Final = "https://kubernetes.io/api/_definitions.json"
 _OBJECT_META: Final = {"$ref": f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
@@ -90,6 +97,22 @@ ALLOWED_KINDS: Final[Mapping[str | None, frozenset[str]]] = {
         }
     ),
 }
+ADDON_KINDS: Final = frozenset(
+    {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "DaemonSet",
+        "PodDisruptionBudget",
+    }
+)
 _BUILTIN_CLUSTER_ROLES: Final = frozenset({"cluster-admin", "admin", "edit", "view"})
 _FORBIDDEN_RULE_VALUES: Final[Mapping[str, frozenset[str]]] = {
     "verbs": frozenset({"*", "escalate", "bind", "impersonate"}),
@@ -709,6 +732,77 @@ def object_problems(
     return problems
 
 
+def _addon_scope_problems(obj: Mapping[str, Any], name: str, spec: AddonSpec) -> list[Problem]:
+    metadata = _m(obj.get("metadata"))
+    kind = str(obj.get("kind"))
+    problems: list[Problem] = []
+    if kind not in ADDON_KINDS:
+        problems.append(("kind", f"{kind} is not a kind an add-on may install ({', '.join(sorted(ADDON_KINDS))})"))
+    if kind == "Namespace" and metadata.get("name") != spec.namespace:
+        problems.append(("metadata.name", f"add-on {name} may create only its namespace {spec.namespace!r}"))
+    if kind == "CustomResourceDefinition" and metadata.get("name") not in spec.provides:
+        problems.append(("metadata.name", f"add-on {name} provides only the CRDs {sorted(spec.provides)}"))
+    if kind in platform.CLUSTER_SCOPED_KINDS:
+        if metadata.get("namespace"):
+            problems.append(("metadata.namespace", f"{kind} is cluster-scoped: no namespace"))
+    elif metadata.get("namespace") != spec.namespace:
+        problems.append(("metadata.namespace", f"must be add-on {name}'s namespace {spec.namespace!r}"))
+    if kind in {"RoleBinding", "ClusterRoleBinding"} and _is_builtin_role(_m(obj.get("roleRef")).get("name")):
+        problems.append(("roleRef.name", "an add-on may not bind a built-in role"))
+    for _, path, container in _containers_of(obj):
+        if container.get("image") not in spec.images:
+            problems.append((f"{path}.image", f"add-on {name} runs only {spec.images}"))
+    return problems
+
+
+def _containers_of(obj: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    found = _pod_spec(obj)
+    if found is not None:
+        yield from _containers(found[1], found[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _addon_problems_cached(text: str, name: str, spec_json: str, kubernetes_version: str) -> tuple[Problem, ...]:
+    obj = json.loads(text)
+    spec = AddonSpec.model_validate_json(spec_json)
+    schemas = _schemas(kubernetes_version)
+    validator = schemas.validator(str(obj.get("apiVersion")), str(obj.get("kind")))
+    problems: list[Problem] = []
+    if validator is None:
+        problems.append(("apiVersion", f"no schema for {obj.get('apiVersion')} {obj.get('kind')}"))
+    else:
+        problems.extend(_schema_problems(validator, obj))
+    problems.extend(_addon_scope_problems(obj, name, spec))
+    problems.extend(p for p in _ownership_problems(obj) if p[0] != "metadata.namespace")
+    return tuple(problems)
+
+
+def addon_problems(
+    obj: Mapping[str, Any], addons: Mapping[str, AddonSpec] | None, *, kubernetes_version: str = "1.32"
+) -> list[Problem]:
+    """Every problem of one add-on object (see the module docstring), against ``addons[<its add-on>]``, or, for a
+    release replayed from the ledger (``addons`` None; its objects were verified by digest), against the catalog entry
+    stamped on it when it was rendered. Cached per object content (vendored objects, the CRDs above all, are large
+    and the same on every deploy)."""
+    metadata = _m(obj.get("metadata"))
+    name = str(_m(metadata.get("labels")).get(ADDON_LABEL))
+    stamped = _m(metadata.get("annotations")).get(ADDON_SPEC_ANNOTATION)
+    where = f"metadata.annotations.{ADDON_SPEC_ANNOTATION}"
+    if addons is not None:
+        spec = addons.get(name)
+        if spec is None:
+            return [(f"metadata.labels.{ADDON_LABEL}", f"{name!r} is not an add-on of the catalog ({sorted(addons)})")]
+        if stamped != spec.model_dump_json():
+            return [(where, f"must be add-on {name}'s catalog entry")]
+    elif not isinstance(stamped, str):
+        return [(where, "required on an add-on object")]
+    text = json.dumps(obj, sort_keys=True)
+    try:
+        return list(_addon_problems_cached(text, name, stamped, kubernetes_version))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        return [(where, f"not a catalog entry: {str(exc).splitlines()[0]}")]
+
+
 @functools.cache
 def _image_pattern(account_id: str, region: str) -> re.Pattern[str]:
     registry = re.escape(platform.ecr_registry(account_id, region))
@@ -718,21 +812,28 @@ def _image_pattern(account_id: str, region: str) -> re.Pattern[str]:
 
 
 def validate_objects(
-    objects: Iterable[Mapping[str, Any]], *, kubernetes_version: str = "1.32", account_id: str, region: str
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    kubernetes_version: str = "1.32",
+    account_id: str,
+    region: str,
+    addons: Mapping[str, AddonSpec] | None = None,
 ) -> None:
     """Raise ``ManifestValidationError`` listing every problem of every object, one ``<kind>/<name>: <path>: <msg>``
-    per line; return ``None`` when all objects pass."""
+    per line; return ``None`` when all objects pass. ``addons`` is the add-on catalog the add-on objects are checked
+    against; ``None`` for objects replayed from the ledger (see :func:`addon_problems`)."""
     lines: list[str] = []
     count = 0
     for obj in objects:
         count += 1
         identity = _identity(obj)
-        lines.extend(
-            f"{identity}: {path}: {message}"
-            for path, message in object_problems(
-                obj, kubernetes_version=kubernetes_version, account_id=account_id, region=region
-            )
+        labels = _m(_m(obj.get("metadata")).get("labels")) if isinstance(obj, Mapping) else {}
+        problems = (
+            addon_problems(obj, addons, kubernetes_version=kubernetes_version)
+            if ADDON_LABEL in labels
+            else object_problems(obj, kubernetes_version=kubernetes_version, account_id=account_id, region=region)
         )
+        lines.extend(f"{identity}: {path}: {message}" for path, message in problems)
     if lines:
         raise ManifestValidationError(
             f"{len(lines)} problem(s) in {count} object(s) for Kubernetes {kubernetes_version}:\n  "

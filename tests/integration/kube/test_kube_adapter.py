@@ -34,7 +34,7 @@ from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_cl
 from controlplane.kube.health import check_workloads
 from controlplane.kube.smoke import smoke_test
 from controlplane.models.kube import ObjectRef
-from controlplane.render import load_bundle, render
+from controlplane.render import load_bundle, render_release
 from kubernetes.client import ApiClient
 from kubernetes.dynamic import DynamicClient
 
@@ -583,7 +583,9 @@ def test_ca_data_is_base64_of_the_clusters_pem(cluster: Cluster) -> None:
 def platform_release() -> list[dict[str, Any]]:
     digests = {n: f"sha256:{hashlib.sha256(n.encode()).hexdigest()}" for n in platform.SERVICE_NAMES}
     manifests = Path(__file__).resolve().parents[3] / "manifests" / "kubernetes"
-    return render(load_bundle(manifests), "staging", digests, account_id="123456789012", region="us-east-1")
+    return render_release(
+        load_bundle(manifests), "staging", digests, account_id="123456789012", region="us-east-1", cluster_name="t"
+    )
 
 
 def test_platform_diff_on_an_empty_cluster_is_all_creates_then_nothing_after_apply(api: ApiClient) -> None:

@@ -48,8 +48,9 @@ REPLICA_KINDS = frozenset({"Deployment", "StatefulSet"})
 OWNERSHIP_LABEL = platform.LABEL_MANAGED_BY
 OWNERSHIP_VALUE = platform.MANAGED_BY
 OWNERSHIP_SELECTOR = f"{OWNERSHIP_LABEL}={OWNERSHIP_VALUE}"
-# Deleting these loses data or everything inside them: pruning spares them unless explicitly allowed.
-PROTECTED_KINDS = frozenset({"Namespace", "PersistentVolumeClaim"})
+# Deleting these loses data or everything inside them (a CRD takes every object of its kind with it): pruning spares
+# them unless explicitly allowed.
+PROTECTED_KINDS = frozenset({"Namespace", "PersistentVolumeClaim", "CustomResourceDefinition"})
 
 __all__ = [
     "FIELD_MANAGER",

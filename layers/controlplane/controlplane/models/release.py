@@ -281,6 +281,8 @@ class SmokeTarget(StrictModel):
 class ApplyPurpose(StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
+    ADDONS = "addons"
+    """Only the release's add-ons (InstallAddons), before the release itself is applied."""
 
 
 class ApplyInput(StrictModel):
@@ -309,6 +311,10 @@ class HealthInput(StrictModel):
     execution_arn: str
     lease: Lease = Field(description="$.lock.lease: renewed by every look (the rollout wait keeps the lock)")
     workloads: list[ObjectRef]
+    subject: Literal["release", "addons"] = Field(
+        default="release",
+        description="whose workloads: the release's, or its add-ons' (CheckAddons: a failure is the platform's)",
+    )
     now: AwareDatetime = Field(description="$$.State.EnteredTime")
     started_at: AwareDatetime
     deadline_at: AwareDatetime

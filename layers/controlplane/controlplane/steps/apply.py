@@ -1,9 +1,5 @@
-"""ApplyRelease: render the release, validate every object, server-side apply in order, prune, record.
-
-Only what changed is sent: the ledger keeps, per environment, what the cluster answered for each object of the last
-apply (``Ledger.applied_state``); an object whose rendered body has the recorded digest and that nobody changed since
-is skipped (:func:`controlplane.kube.apply.apply_objects`), and pruning deletes the recorded objects that left the
-release without listing the cluster. Objects carry no release id: the ledger says which release applied what.
+"""ApplyRelease (and InstallAddons): render the release, validate every object, server-side apply in order, prune,
+record.
 
 The same path serves a deploy and a rollback. Objects come from the manifests layer when its bundle is the one the
 release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
@@ -16,11 +12,18 @@ answers) and the ledger records the rendered objects as usual. Awake, a workload
 
 A rollback (also a drift heal) restores the release exactly: fields other managers added to its objects (an env var
 from ``kubectl edit``), which a server-side apply would keep, are removed first (``controlplane.kube.drift.reclaim``).
+
+A release's objects include its environment's add-ons (``manifests/addons``). InstallAddons (purpose ``addons``)
+applies only those, before anything of the release, and returns their workloads for CheckAddons; ApplyRelease then
+applies the rest and records everything, so a rollback (which applies all of its target's objects) re-applies the
+add-ons its target ran with. Add-ons are never pruned. CustomResourceDefinitions that someone else installed (no
+bootstrap-copy annotation on the live object) are never replaced by the bundle's bootstrap copies
+(:func:`controlplane.kube.crds.without_foreign_crd_copies`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,12 +33,21 @@ from controlplane.aws.offhours import OffhoursLedger
 from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
+from controlplane.kube.crds import without_foreign_crd_copies
 from controlplane.kube.drift import reclaim
 from controlplane.kube.offhours import keep_asleep_objects
+from controlplane.models.addons import AddonSpec
 from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
 from controlplane.observability import correlate, logger, tracer
-from controlplane.render import apply_order, load_bundle, render, without_hpa_replicas
+from controlplane.render import (
+    addon_objects,
+    apply_order,
+    load_bundle,
+    render_release,
+    without_addons,
+    without_hpa_replicas,
+)
 from controlplane.settings import Settings, get_settings
 from controlplane.validate import validate_objects
 
@@ -44,14 +56,20 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 
 def release_objects(
     release: ReleaseRef, settings: Settings, ledger: Ledger
-) -> tuple[list[dict[str, Any]], Literal["render", "ledger"]]:
-    """The objects of ``release``: rendered from the layer's bundle if it is the release's, else from the ledger."""
+) -> tuple[list[dict[str, Any]], Literal["render", "ledger"], Mapping[str, AddonSpec] | None]:
+    """The objects of ``release``: rendered from the layer's bundle if it is the release's, else from the ledger;
+    and the add-on catalog to check them against (``None`` for the ledger's: each carries its own entry)."""
     bundle = load_bundle(settings.deploy.manifests_dir)
     if bundle.hash == release.bundle_hash:
-        objects = render(
-            bundle, release.environment, release.images, account_id=settings.account_id, region=settings.region
+        objects = render_release(
+            bundle,
+            release.environment,
+            release.images,
+            account_id=settings.account_id,
+            region=settings.region,
+            cluster_name=settings.cluster_name,
         )
-        return objects, "render"
+        return objects, "render", bundle.addons
     recorded = ledger.applied_objects(release.release_id)
     if not recorded:
         raise PlanError(
@@ -59,7 +77,7 @@ def release_objects(
             f"manifests layer is {bundle.hash} and the ledger holds no applied objects for the release"
         )
     # Recorded before rendering left spec.replicas out of HPA-scaled workloads: applying it would fight the HPA.
-    return without_hpa_replicas(apply_order(recorded)), "ledger"
+    return without_hpa_replicas(apply_order(recorded)), "ledger", None
 
 
 def still_applied(
@@ -115,30 +133,39 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
     lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
     ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
-    objects, source = release_objects(release, settings, ledger)
+    objects, source, catalog = release_objects(release, settings, ledger)
     validate_objects(
-        objects, kubernetes_version=kubernetes_version(settings), account_id=settings.account_id, region=settings.region
-    )
-    to_apply, asleep = keep_asleep(
-        objects, environment=release.environment, release_id=release.release_id, now=event.now
+        objects,
+        kubernetes_version=kubernetes_version(settings),
+        account_id=settings.account_id,
+        region=settings.region,
+        addons=catalog,
     )
 
     def mark_written() -> None:
         """Just before the first change to the cluster: the lease still holds; a deploy's failure now needs a
         rollback."""
         lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
-        if event.purpose is ApplyPurpose.DEPLOY:
+        if event.purpose in {ApplyPurpose.DEPLOY, ApplyPurpose.ADDONS}:
             ledger.update_release(release.release_id, cluster_untouched=False)
 
     # Nothing recorded yet (a new environment, or one applied before the ledger kept this): {} sends everything.
     last_applied = ledger.applied_state(release.environment) or {}
+    if event.purpose is ApplyPurpose.ADDONS:
+        return _install_addons(event, addon_objects(objects), source, mark_written, last_applied)
+    to_apply, asleep = keep_asleep(
+        objects, environment=release.environment, release_id=release.release_id, now=event.now
+    )
     api = connect(settings)
     try:
+        to_apply = without_foreign_crd_copies(api, to_apply)
         pruned: list[ObjectRef] = []
         if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
             reclaim(api, to_apply)
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
-            refs = [ObjectRef.of(obj) for obj in objects]
+            # Without a record, prune lists the platform's own objects' kinds in its own namespaces: never an
+            # add-on's namespace (kube-system is not ours to list).
+            refs = [ObjectRef.of(obj) for obj in without_addons(objects)]
             result, pruned = apply_and_prune(
                 api,
                 to_apply,
@@ -180,6 +207,41 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         pruned=len(pruned),
         workloads=workloads_of(objects),
         smoke_targets=[] if asleep else smoke_targets_of(objects, sorted(release.images)),
+        applied_at=event.now,
+        source=source,
+    )
+
+
+def _install_addons(
+    event: ApplyInput,
+    objects: list[dict[str, Any]],
+    source: Literal["render", "ledger"],
+    mark_written: Callable[[], None],
+    last_applied: Mapping[str, AppliedObject],
+) -> ApplyOutput:
+    """InstallAddons: apply the release's add-ons alone (nothing of the release yet; unchanged ones are skipped) and
+    name their workloads. ApplyRelease records them with the rest."""
+    release = event.release
+    api = connect(get_settings())
+    try:
+        result = apply_objects(
+            api,
+            objects,
+            release_id=release.release_id,
+            force=True,
+            before_first_write=mark_written if objects else None,
+            last_applied=last_applied,
+        )
+    finally:
+        api.close()
+    changed = [o.ref.key for o in result.objects if o.action != "unchanged"]
+    logger.info("add-ons applied", extra={"objects": len(objects), "changed": changed})
+    return ApplyOutput(
+        release_id=release.release_id,
+        applied=len(result.objects),
+        pruned=0,
+        workloads=workloads_of(objects),
+        smoke_targets=[],
         applied_at=event.now,
         source=source,
     )

@@ -30,6 +30,7 @@ from controlplane.kube.drift import detect
 from controlplane.models.base import at
 from controlplane.models.drift import DriftFinding, DriftHeal, DriftMode, DriftReport, DriftRequest, HealStatus
 from controlplane.observability import correlate, logger, metrics
+from controlplane.render import without_addons
 from controlplane.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ _ENDED = {"SUCCEEDED": HealStatus.SUCCEEDED, "FAILED": HealStatus.FAILED}
 
 def _findings(settings: Settings, release_id: str) -> tuple[int, list[DriftFinding]]:
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
-    objects = ledger.applied_objects(release_id)
+    # The release's own objects: its add-ons are upstream's, changed by their own controllers (a CRD's status), and
+    # live where the drift identity may not read (kube-system).
+    objects = without_addons(ledger.applied_objects(release_id))
     if not objects:
         raise PlanError(f"release {release_id} has no applied objects in the ledger: nothing to compare with")
     api = connect(settings)

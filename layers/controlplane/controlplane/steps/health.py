@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from controlplane.aws import lock
 from controlplane.cluster import connect
-from controlplane.errors import DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
+from controlplane.errors import AddonNotReadyError, DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.health import check_workloads
 from controlplane.models.kube import HealthReport
 from controlplane.models.release import HealthInput, HealthOutput
@@ -36,11 +36,16 @@ def check_health(event: HealthInput) -> HealthOutput:
     finally:
         api.close()
     if report.failed:
-        raise _failure(event, report)
+        raise _addons_failure(event, report) if event.subject == "addons" else _failure(event, report)
     pending = [f"{w.ref}: {w.message}" for w in report.workloads if not w.done]
     if report.healthy:
-        logger.info("release is healthy")
+        logger.info("add-ons are ready" if event.subject == "addons" else "release is healthy")
         return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now)
+    if event.now >= event.deadline_at and event.subject == "addons":
+        raise AddonNotReadyError(
+            f"release {event.release_id} waits for add-ons not ready by its deadline {event.deadline_at.isoformat()}"
+            f" (the release itself was not applied, nothing quarantined): {'; '.join(pending[:10])}"
+        )
     if event.now >= event.deadline_at:
         raise DeadlineExceededError(
             f"release {event.release_id} not healthy by its deadline {event.deadline_at.isoformat()}: "
@@ -71,4 +76,18 @@ def _failure(event: HealthInput, report: HealthReport) -> RolloutFailedError | P
     return PlatformNotReadyError(
         f"release {event.release_id} will not become healthy for reasons of the platform (not its images; nothing "
         "quarantined): " + "; ".join(platform[:10])
+    )
+
+
+def _addons_failure(event: HealthInput, report: HealthReport) -> AddonNotReadyError:
+    """An add-on that will not become ready, whoever's fault: the platform's (the release's images never ran)."""
+    problems = [
+        f"{f.namespace}/{f.pod}{'/' + f.container if f.container else ''}: {f.reason}: {f.message}"
+        for f in report.failures
+    ]
+    problems += [f"{w.ref}: {w.reason}: {w.message}" for w in report.workloads if w.failed]
+    logger.warning("add-ons are failing", extra={"problems": problems})
+    return AddonNotReadyError(
+        f"release {event.release_id} waits for add-ons that will not become ready (the release itself was not "
+        "applied, nothing quarantined): " + "; ".join(problems[:10])
     )

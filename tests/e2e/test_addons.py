@@ -1,0 +1,76 @@
+"""The add-ons a release needs (manifests/addons) are installed and ready before the release is applied."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from controlplane import platform
+from controlplane.models.addons import ADDON_LABEL
+from kubernetes.client import AppsV1Api
+
+from local.cluster import Behaviour, api_client
+from local.pipeline import CLUSTER_NAME, Pipeline, pipeline
+
+ESO_IMAGE = "ghcr.io/external-secrets/external-secrets:v2.9.0"
+
+
+def cause_of(result: Any) -> str:
+    try:
+        return str(json.loads(result.cause or "{}").get("errorMessage", result.cause))
+    except json.JSONDecodeError:
+        return str(result.cause)
+
+
+def test_the_first_release_installs_its_addons_before_anything_of_its_own_and_records_them(pipe: Pipeline) -> None:
+    result = pipe.first_release()
+
+    states = result.states_entered()
+    assert states.index("InstallAddons") < states.index("CheckAddons") < states.index("ApplyRelease")
+    apps = AppsV1Api(api_client(pipe.cluster))
+    eso = apps.read_namespaced_deployment("external-secrets", "external-secrets")
+    assert eso.metadata.labels[ADDON_LABEL] == "external-secrets"
+    assert eso.status.ready_replicas == 1
+    autoscaler = apps.read_namespaced_deployment("cluster-autoscaler", "kube-system")
+    args = autoscaler.spec.template.spec.containers[0].command
+    assert (
+        f"--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/{CLUSTER_NAME}"
+        in args
+    )
+    # Recorded with the release: a rollback to it re-applies these add-on versions.
+    lkg = pipe.ledger.last_known_good("staging")
+    assert lkg is not None
+    recorded = pipe.ledger.applied_objects(lkg.release_id)
+    assert {o["metadata"]["name"] for o in recorded if ADDON_LABEL in o["metadata"].get("labels", {})} >= {
+        "external-secrets",
+        "cluster-autoscaler",
+        "clustersecretstores.external-secrets.io",
+    }
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "shows"),
+    [(Behaviour.never_ready(), "not ready by its deadline"), (Behaviour.crash_loop(), "CrashLoopBackOff")],
+    ids=["never-ready", "crash-loop"],
+)
+def test_an_addon_that_never_becomes_ready_stops_the_first_release_with_its_cause_and_no_quarantine(
+    cluster: Any, behaviour: Behaviour, shows: str
+) -> None:
+    cluster.images.set(ESO_IMAGE, behaviour)
+    with pipeline(cluster, DeployDeadlineSeconds=120) as pipe:
+        images = {name: pipe.push(name, "main-1") for name in platform.SERVICE_NAMES}
+        result = pipe.deploy({"environment": "staging", "services": images, "reason": "first release"})
+
+        assert result.status == "FAILED"
+        assert result.error == "AddonNotReadyError"
+        cause = cause_of(result)
+        assert "external-secrets" in cause
+        assert shows in cause
+        assert "nothing quarantined" in cause
+        assert "ApplyRelease" not in result.states_entered()
+        assert pipe.ledger.quarantined(images.values()) == {}
+        # Nothing of the release itself reached the cluster (only the add-ons' objects, cluster-scoped CRDs among them).
+        assert [key for key in pipe.owned() if f"/{platform.NAMESPACE}/" in key] == []
+        (release,) = pipe.releases("staging")
+        assert release.status.value == "failed"
