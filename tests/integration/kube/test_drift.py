@@ -16,7 +16,7 @@ from controlplane.kube.apply import apply_objects
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.kube.drift import detect, field_path, reclaim
 from controlplane.models.drift import DriftFinding
-from controlplane.render import load_bundle, render
+from controlplane.render import load_bundle, render_release, without_addons
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 
 from local.cluster import Cluster
@@ -31,8 +31,13 @@ RELEASE = "rel-00000000000000000001"
 
 def release() -> list[dict[str, Any]]:
     images = dict.fromkeys(platform.SERVICE_NAMES, "sha256:" + "a" * 64)
-    objects = render(
-        load_bundle(REPO / "manifests" / "kubernetes"), "staging", images, account_id="123456789012", region="us-east-1"
+    objects = render_release(
+        load_bundle(REPO / "manifests" / "kubernetes"),
+        "staging",
+        images,
+        account_id="123456789012",
+        region="us-east-1",
+        cluster_name="drift",
     )
     kept = [o for o in objects if not (o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == NO_HPA)]
     for obj in kept:
@@ -49,7 +54,7 @@ def world() -> Iterator[tuple[Cluster, ApiClient, list[dict[str, Any]]]]:
         apply_objects(api, objects, release_id=RELEASE)
         cluster.advance(30)
         try:
-            yield cluster, api, objects
+            yield cluster, api, without_addons(objects)  # what DetectDrift compares: the release's own objects
         finally:
             api.close()
 
