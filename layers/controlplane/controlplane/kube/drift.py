@@ -33,7 +33,7 @@ from controlplane.kube.client import KubeClient, dynamic_client, list_objects, r
 from controlplane.kube.diff import RELEASE_ANNOTATION
 from controlplane.kube.errors import translate_errors
 from controlplane.models.drift import DriftFinding, DriftKind
-from controlplane.models.kube import ObjectRef
+from controlplane.models.kube import ObjectDiff, ObjectRef
 from controlplane.observability import logger
 from controlplane.render import hpa_targets
 
@@ -197,26 +197,23 @@ def detect(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[DriftFi
     cluster = _Cluster(dynamic_client(api))
     hpa = hpa_targets(objects)
     findings: list[DriftFinding] = []
-    present: list[Mapping[str, Any]] = []
+    present: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
     for obj in objects:
-        ref = ObjectRef.of(obj)
-        live = cluster.get(ref)
-        if live is None:
-            findings.append(DriftFinding(ref=ref, kind=DriftKind.DELETED, found_by="listing"))
-            continue
-        present.append(obj)
-        owned = foreign_fields(live, obj, hpa)
-        findings += [f for _, f in owned]
-        reported = {f.path for _, f in owned}
-        findings += _dry_run_findings(api, obj, live, reported=reported)
+        found = cluster.get(ObjectRef.of(obj))
+        if found is None:
+            findings.append(DriftFinding(ref=ObjectRef.of(obj), kind=DriftKind.DELETED, found_by="listing"))
+        else:
+            present.append((obj, found))
+    # one dry-run pass over the objects that exist (a missing one is reported, never dry-run created)
+    diffs = diff_objects(api, [obj for obj, _ in present]) if present else []
+    for (obj, live), diff in zip(present, diffs, strict=True):
+        owned = [f for _, f in foreign_fields(live, obj, hpa)]
+        findings += owned + _dry_run_findings(diff, live, reported={f.path for f in owned})
     findings += _added_objects(cluster, objects)
     return findings
 
 
-def _dry_run_findings(
-    api: ApiClient, obj: Mapping[str, Any], live: Mapping[str, Any], *, reported: set[str | None]
-) -> list[DriftFinding]:
-    (diff,) = diff_objects(api, [obj])
+def _dry_run_findings(diff: ObjectDiff, live: Mapping[str, Any], *, reported: set[str | None]) -> list[DriftFinding]:
     out: list[DriftFinding] = []
     for change in diff.changes:
         if change.path in reported or any(change.path.startswith(f"{p}.") for p in reported if p):
