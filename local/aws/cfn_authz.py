@@ -169,6 +169,12 @@ def _secret(props: Mapping[str, Any], physical: str, arns: Arns) -> list[Access]
     return accesses + _if(props, "GenerateSecretString", "secretsmanager:GetRandomPassword", "*")
 
 
+def _secret_attachment(props: Mapping[str, Any], _physical: str, _arns: Arns) -> list[Access]:
+    """The secret gains the target's host and port: read and written back."""
+    secret = _name(props.get("SecretId"))
+    return [Access("secretsmanager:GetSecretValue", secret), Access("secretsmanager:PutSecretValue", secret)]
+
+
 def _cluster(props: Mapping[str, Any], physical: str, arns: Arns) -> list[Access]:
     arn = arns.of("eks", f"cluster/{_name(props.get('Name')) or physical}")
     return [Access("eks:CreateCluster", arn), *_passed(props.get("RoleArn"), "eks.amazonaws.com")]
@@ -237,7 +243,7 @@ RESOURCE_ACCESSES: dict[str, Mapper] = {
     "AWS::Logs::LogGroup": _log_group,
     "AWS::ECR::Repository": _repository,
     "AWS::SecretsManager::Secret": _secret,
-    "AWS::SecretsManager::SecretTargetAttachment": _any("secretsmanager:PutSecretValue"),
+    "AWS::SecretsManager::SecretTargetAttachment": _secret_attachment,
     "AWS::EKS::Cluster": _cluster,
     "AWS::EKS::Nodegroup": _nodegroup,
     "AWS::EKS::Addon": _addon,
