@@ -57,6 +57,7 @@ OPERATOR_POLICY: dict[str, Any] = {
                 "states:DescribeStateMachine",
                 "eks:DescribeCluster",
                 "eks:ListClusters",
+                "ecr:DescribeImages",
             ],
             "Resource": "*",
         },

@@ -27,7 +27,15 @@ from controlplane.models.offhours import SleepRecord, StayAwake
 from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord
 
 from trialstudio import cluster, render
-from trialstudio.control import REQUIRED_OUTPUTS, CliError, ControlPlane, Outputs, Running, aws_error
+from trialstudio.control import (
+    REQUIRED_OUTPUTS,
+    CliError,
+    ControlPlane,
+    Outputs,
+    Running,
+    aws_error,
+    parse_services,
+)
 from trialstudio.follow import follow
 from trialstudio.output import FAILED, OK, REFUSED, Out
 
@@ -35,7 +43,6 @@ DECISIONS = ("approve", "reject")
 FOLLOW_TIMEOUT_S = 1800.0
 _RELEASE = re.compile(r"^rel-[0-9a-f]{20}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_TAG_OR_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -262,22 +269,6 @@ def _start(cp: ControlPlane, body: dict[str, Any], args: argparse.Namespace, out
         return OK
     out.progress.write(f"{done} as {answer.get('principal')}\n")
     return follow(cp, arn, out, timeout=args.timeout)
-
-
-def parse_services(pairs: Sequence[str]) -> dict[str, str]:
-    services: dict[str, str] = {}
-    for pair in pairs:
-        service, sep, ref = pair.partition("=")
-        if not sep or not service or not ref:
-            raise CliError(f"{pair!r}: expected <service>=<tag|sha256:digest>", 2)
-        if service not in platform.SERVICE_NAMES:
-            raise CliError(f"{pair!r}: unknown service {service!r} (one of {', '.join(platform.SERVICE_NAMES)})", 2)
-        if not _TAG_OR_DIGEST.match(ref):
-            raise CliError(f"{pair!r}: {ref!r} is neither an image tag nor a sha256:<64 hex> digest", 2)
-        if service in services:
-            raise CliError(f"{pair!r}: {service} is named twice", 2)
-        services[service] = ref
-    return services
 
 
 def cmd_deploy(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:

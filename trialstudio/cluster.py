@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+from controlplane import platform
 from controlplane.aws.drift import DriftReports
 from controlplane.errors import ControlPlaneError, KubernetesForbiddenError
 from controlplane.kube.apply import diff_objects
@@ -24,7 +26,7 @@ from controlplane.models.kube import ObjectDiff
 from controlplane.render import load_bundle, render
 
 from trialstudio import render as text
-from trialstudio.control import CliError, ControlPlane
+from trialstudio.control import CliError, ControlPlane, parse_services
 from trialstudio.follow import follow
 from trialstudio.output import FAILED, OK, Out
 
@@ -60,11 +62,34 @@ def release_objects(cp: ControlPlane, environment: str, release_id: str, manifes
         objects = cp.ledger.applied_objects(release_id)
     if objects:
         return objects
+    return rendered(cp, environment, record.images, manifests, what=f"release {release_id} (never applied)")
+
+
+def rendered(
+    cp: ControlPlane, environment: str, images: Mapping[str, str], manifests: Path, *, what: str
+) -> list[dict[str, Any]]:
+    """``images`` rendered from the bundle in ``manifests`` for ``environment`` (what a plan would apply)."""
     if not manifests.is_dir():
-        raise CliError(f"--manifests {manifests}: no such directory (release {release_id} was never applied)", 2)
-    account = str(cp.client("sts").get_caller_identity()["Account"])
-    with kubernetes_errors(f"rendering release {release_id} from {manifests}"):
-        return render(load_bundle(manifests), environment, record.images, account_id=account, region=cp.region)
+        raise CliError(f"--manifests {manifests}: no such directory (needed to render {what})", 2)
+    account = cp.outputs["DeployStateMachineArn"].split(":")[4]  # the control plane's account, as the plan uses
+    with kubernetes_errors(f"rendering {what} from {manifests}"):
+        return render(load_bundle(manifests), environment, dict(images), account_id=account, region=cp.region)
+
+
+def proposed(cp: ControlPlane, base: Mapping[str, str], pairs: Sequence[str]) -> dict[str, str]:
+    """``base`` images with ``service=tag|digest`` overrides, tags resolved to digests in ECR (as PlanRelease does)."""
+    images = dict(base)
+    for service, ref in parse_services(pairs).items():
+        repository = f"{platform.REPOSITORY_PREFIX}{service}"
+        image_id = {"imageDigest": ref} if ref.startswith("sha256:") else {"imageTag": ref}
+        try:
+            found = cp.client("ecr").describe_images(repositoryName=repository, imageIds=[image_id])["imageDetails"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"ImageNotFoundException", "RepositoryNotFoundException"}:
+                raise CliError(f"{service}={ref}: {repository}:{ref} is not in ECR", 2) from None
+            raise
+        images[service] = str(found[0]["imageDigest"])
+    return images
 
 
 def _value(value: Any) -> str:
@@ -96,7 +121,12 @@ def cmd_diff(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
         release_id = lkg.release_id
     elif not _RELEASE.match(release_id):
         raise CliError(f"release: {release_id!r} is not a release id (rel- and 20 hex digits; see `history`)", 2)
-    objects = release_objects(cp, args.environment, release_id, args.manifests)
+    if args.set:
+        base = cp.ledger.require_release(release_id).images
+        images = proposed(cp, base, args.set)
+        objects = rendered(cp, args.environment, images, args.manifests, what=f"the plan {release_id} + --set")
+    else:
+        objects = release_objects(cp, args.environment, release_id, args.manifests)
     api = cp.cluster()
     try:
         with kubernetes_errors(f"dry-run diff of {release_id} against cluster {cp.cluster_name}"):
@@ -181,6 +211,12 @@ def cmd_drift(cp: ControlPlane, args: argparse.Namespace, out: Out) -> int:
 def add_parsers(sub: Any) -> None:
     diff = sub.add_parser("diff", help="server-side dry-run diff: a release (default last known-good) vs the cluster")
     diff.add_argument("release", nargs="?")
+    diff.add_argument(
+        "--set",
+        nargs="+",
+        metavar="SERVICE=TAG|DIGEST",
+        help="a proposed plan: the release's images with these changed (tags resolved in ECR), rendered",
+    )
     diff.add_argument(
         "--manifests",
         type=Path,

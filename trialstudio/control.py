@@ -10,9 +10,10 @@ caller's IAM principal needs an EKS access entry.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
+from controlplane import platform
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.lock import LockTable
 from controlplane.aws.offhours import OffhoursLedger
@@ -30,6 +32,7 @@ from kubernetes.client import ApiClient
 
 from trialstudio.render import HistoryEvent, history_events
 
+_TAG_OR_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$")
 REQUIRED_OUTPUTS = ("LedgerTableName", "DeployStateMachineArn", "RollbackStateMachineArn", "OperatorApiUrl")
 OPERATOR_TIMEOUT_S = 60.0
 
@@ -224,3 +227,19 @@ def _answer(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {"ok": False, "message": raw[:200].decode(errors="replace")}
     return data if isinstance(data, dict) else {"ok": False, "message": str(data)[:200]}
+
+
+def parse_services(pairs: Sequence[str]) -> dict[str, str]:
+    services: dict[str, str] = {}
+    for pair in pairs:
+        service, sep, ref = pair.partition("=")
+        if not sep or not service or not ref:
+            raise CliError(f"{pair!r}: expected <service>=<tag|sha256:digest>", 2)
+        if service not in platform.SERVICE_NAMES:
+            raise CliError(f"{pair!r}: unknown service {service!r} (one of {', '.join(platform.SERVICE_NAMES)})", 2)
+        if not _TAG_OR_DIGEST.match(ref):
+            raise CliError(f"{pair!r}: {ref!r} is neither an image tag nor a sha256:<64 hex> digest", 2)
+        if service in services:
+            raise CliError(f"{pair!r}: {service} is named twice", 2)
+        services[service] = ref
+    return services

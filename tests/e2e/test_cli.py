@@ -40,6 +40,7 @@ READ_POLICY = {
                 "dynamodb:Query",
                 "dynamodb:Scan",
                 "eks:DescribeCluster",
+                "ecr:DescribeImages",
                 "states:DescribeExecution",
                 "states:GetExecutionHistory",
                 "states:ListExecutions",
@@ -330,6 +331,16 @@ def test_diff_of_the_last_known_good_against_the_cluster_as_the_operator(cli: Cl
     same = cli.json("diff")
     assert (same["release_id"], same["differ"], same["diffs"]) == (lkg.release_id, 0, [])
     assert same["objects"] > 10
+
+    # a proposed plan: the last known-good with edc-service at a new tag (resolved in ECR), rendered and dry-run
+    digest = pipe.push("edc-service", "main-2")
+    plan = cli.json("diff", "--set", "edc-service=main-2", expect=1)
+    ((ref, change),) = [(d["ref"], c) for d in plan["diffs"] for c in d["changes"]]
+    assert (ref["kind"], ref["name"]) == ("Deployment", "edc-service")
+    assert change["path"] == "spec.template.spec.containers[name=edc-service].image"
+    assert change["desired"].endswith(digest)
+    code, _, err = cli("diff", "--set", "edc-service=no-such-tag")
+    assert (code, "is not in ECR" in err) == (2, True)
 
     # someone edits the image by hand and deletes a Service: applying the release would change both back
     from kubernetes.client import AppsV1Api, CoreV1Api  # noqa: PLC0415
