@@ -20,6 +20,7 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 
 from local.pipeline import Pipeline, pipeline
 from tests.e2e.test_cli import Cli
+from tests.e2e.test_deploy import notifications, subscribe
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +63,7 @@ def test_the_hourly_check_reports_what_others_changed_and_changes_nothing(
     assert cli.json("drift")["report"] is None  # nothing checked yet
     pipe.first_release()
 
+    inbox = subscribe(pipe)
     clean = pipe.cloud.fire_schedule("DriftStateMachineDriftCheck")  # EventBridge Scheduler -> the drift machine
     assert clean.execution_arn
     assert pipe.cloud.wait_execution(clean.execution_arn).status == "SUCCEEDED"
@@ -71,6 +73,7 @@ def test_the_hourly_check_reports_what_others_changed_and_changes_nothing(
     assert code == 0
     assert report["objects"] > 10
 
+    assert notifications(pipe, inbox) == []  # nothing drifted: nobody is told
     tamper(pipe)
     before = pipe.resource_versions()
     done = pipe.cloud.run("DriftStateMachine", {"environment": "staging"})
@@ -89,6 +92,9 @@ def test_the_hourly_check_reports_what_others_changed_and_changes_nothing(
     assert report["findings_total"] == len(found) == 3
     assert report["should_heal"] is False
     assert pipe.resource_versions() == before  # report mode writes nothing to the cluster
+    (note,) = notifications(pipe, inbox)  # one notice, saying what drifted and what to do
+    assert (note["findings"], note["release_id"], note["report"]) == (3, report["release_id"], report["report_uri"])
+    assert "trialstudio drift" in note["what_to_do"]
 
     # the report in S3 is the same document; the ledger keeps every check
     bucket, key = report["report_uri"].removeprefix("s3://").split("/", 1)
