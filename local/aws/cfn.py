@@ -28,6 +28,7 @@ does), after moto's ``CreateStack`` / ``UpdateStack`` / ``ExecuteChangeSet``:
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from unittest import mock
 
 from local.aws.authz import Principal
 from local.aws.cfn_authz import Arns, resource_accesses
-from local.aws.iam import denial_message
+from local.aws.iam import Policy, denial_message, evaluate
 from local.aws.template import Pseudo, Resolver, TemplateError
 
 if TYPE_CHECKING:
@@ -127,6 +128,18 @@ class CfnFaults:
                 (s for s in backend.stacks.values() if stack_name in {s.name, s.stack_id}),
                 None,
             )
+            change_set = backend.change_sets.get(change_set_name) or next(
+                (c for c in backend.change_sets.values() if c.change_set_name == change_set_name), None
+            )
+            denied = None
+            if stack is not None and change_set is not None and change_set.change_set_type == "UPDATE":
+                denied = faults._stack_policy_denial(stack, change_set.template_dict)
+            if stack is not None and change_set is not None and denied is not None:
+                # The update stops at the protected resource and rolls back: nothing changes.
+                stack.status = "UPDATE_IN_PROGRESS"
+                change_set.execution_status = "EXECUTE_FAILED"
+                faults._after(stack, denied, event_model=cfn_models.Event, previous=stack.template)
+                return None
             previous = stack.template if stack is not None else None
             previous_resources = dict((stack.template_dict.get("Resources") or {}) if stack is not None else {})
             result = original_execute(backend, change_set_name, stack_name)
@@ -219,6 +232,37 @@ class CfnFaults:
                         f'Request ID: {uuid.uuid4()})" (RequestToken: {uuid.uuid4()}, HandlerErrorCode: AccessDenied)'
                     )
                     return self._refused(stack, _Fault(state, reason, logical), create=previous is None)
+        return None
+
+    def _stack_policy_denial(self, stack: Any, new_template: dict[str, Any]) -> _Fault | None:
+        """``Update:Delete`` of every resource the update removes, checked against the stack's policy (a stack with
+        a policy protects every resource the policy does not allow to change). ``Update:Replace`` is not checked:
+        moto cannot tell which property changes replace a resource."""
+        if not stack.policy:
+            return None
+        statements = [
+            {k: v for k, v in raw.items() if k not in {"Principal", "NotPrincipal"}}
+            for raw in json.loads(stack.policy).get("Statement") or []
+        ]
+        policy = Policy.parse("stack policy", {"Statement": statements})
+        old: dict[str, Any] = stack.template_dict.get("Resources") or {}
+        new: dict[str, Any] = new_template.get("Resources") or {}
+        for logical in sorted(set(old) - set(new)):
+            resource = f"LogicalResourceId/{logical}"
+            context = {"ResourceType": [str(old[logical].get("Type"))]}
+            if evaluate([policy], "Update:Delete", resource, context) == "Allow":
+                continue
+            deny = next(
+                (
+                    n
+                    for n, statement in enumerate(policy.statements, start=1)
+                    if statement.effect == "Deny" and statement.applies("Update:Delete", resource, context)
+                ),
+                None,
+            )
+            which = f"Statement [#{deny}] does not allow" if deny else "No statement allows"
+            reason = f"Action denied by stack policy: {which} [Update:Delete] for resource [{resource}]."
+            return _Fault("UPDATE_ROLLBACK_COMPLETE", reason, logical)
         return None
 
     def _refused(self, stack: Any, fault: _Fault, *, create: bool) -> _Fault:

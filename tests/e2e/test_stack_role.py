@@ -321,3 +321,27 @@ def test_cloudformation_creates_each_resource_as_the_stack_role_and_a_role_witho
         decisions = [d for d in pipe.cloud.iam.decisions if d[0] == pipe.cloud.arn("StackRole")]
         assert ("iam:CreateRole", "Allow") in {(d[1], d[3]) for d in decisions}
         assert ("sns:CreateTopic", "Allow") in {(d[1], d[3]) for d in decisions}
+
+
+def test_an_update_that_would_delete_a_data_stacks_bucket_is_refused_by_its_stack_policy(
+    cluster: Any, tmp_path: Path
+) -> None:
+    catalog = write_catalog(tmp_path)
+    storage = tmp_path / "cloudformation" / "storage.yaml"
+    with_bucket = DATA.replace("Outputs:", "  Documents:\n    Type: AWS::S3::Bucket\nOutputs:")
+    storage.write_text(with_bucket)
+    with pipeline(cluster, ProvisionStacks="true", StacksFile=str(catalog)) as pipe:
+        assert pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"}).status == "SUCCEEDED"
+        cfn, s3 = pipe.cloud.client("cloudformation"), pipe.cloud.client("s3")
+        bucket = cfn.describe_stack_resource(StackName=STORAGE, LogicalResourceId="Documents")
+        name = bucket["StackResourceDetail"]["PhysicalResourceId"]
+
+        storage.write_text(DATA)  # the bucket removed from the template (a compromised or mistaken change)
+        refused = pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+
+        assert (refused.status, refused.error) == ("FAILED", "StackFailedError")
+        assert "UPDATE_ROLLBACK_COMPLETE" in str(refused.cause)
+        assert "Action denied by stack policy" in str(refused.cause)
+        assert "[Update:Delete] for resource [LogicalResourceId/Documents]" in str(refused.cause)
+        assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        assert cfn.describe_stacks(StackName=STORAGE)["Stacks"][0]["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
