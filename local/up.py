@@ -2,7 +2,9 @@
 
 It starts the Kubernetes emulator (``sts-staging``) and the local cloud with the project's template deployed on it
 (every function behind the in-process Lambda runtime, the state machines, EventBridge rules and Scheduler schedules,
-function URLs), on a real-time clock (``--acceleration N`` runs simulated time N times faster), then serves:
+function URLs), on a real-time clock (``--acceleration N`` runs simulated time N times faster), fires its schedules
+when they come due on that clock (:mod:`local.aws.schedules`: the hourly drift check, the off-hours evening and
+morning), then serves:
 
 * an AWS endpoint on loopback (:mod:`local.aws.gateway`: SigV4-verified, IAM-authorized, JSON and REST-JSON
   services) for the aws CLI (``--endpoint-url``), boto3 and ``trialstudio``;
@@ -138,6 +140,7 @@ def grant_operator(pipe: Pipeline) -> Any:
 def up(args: argparse.Namespace, stop: threading.Event) -> int:
     from local.aws import LocalCloud  # noqa: PLC0415 - moto only when a cloud starts
     from local.aws.gateway import Gateway  # noqa: PLC0415
+    from local.aws.schedules import ScheduleTicker  # noqa: PLC0415
     from local.cluster import Cluster  # noqa: PLC0415
 
     state: Path = args.state_dir.resolve()
@@ -158,6 +161,8 @@ def up(args: argparse.Namespace, stop: threading.Event) -> int:
         pipe = Pipeline(cloud, cluster)
         creds = grant_operator(pipe)
         gateway = Gateway(region=REGION, port=args.port)
+        ticker = ScheduleTicker(cloud)  # the drift check, off-hours: fired when due on the cloud's clock
+        ticker.start()
         try:
             env = write_profile(state, gateway.endpoint, creds)
             env["KUBECONFIG"] = str(write_kubeconfig(state, cluster))
@@ -179,6 +184,7 @@ def up(args: argparse.Namespace, stop: threading.Event) -> int:
             sys.stdout.flush()
             stop.wait()
         finally:
+            ticker.stop()
             gateway.close()
             (state / "ready.json").unlink(missing_ok=True)
     return 0
