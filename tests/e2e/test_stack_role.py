@@ -97,22 +97,6 @@ def our_template_url(pipe: Pipeline, stack: str) -> str:
     return f"https://{bucket}.s3.{pipe.cloud.region}.amazonaws.com/{key}"
 
 
-def test_stacks_are_created_as_the_stack_role_and_a_data_stack_protected_from_its_first_moment(
-    stacks: Pipeline,
-) -> None:
-    result = first_deploy(stacks)
-    cfn = stacks.cloud.client("cloudformation")
-    storage = cfn.describe_stacks(StackName=STORAGE)["Stacks"][0]
-    eks = cfn.describe_stacks(StackName=EKS)["Stacks"][0]
-
-    assert result.status == "SUCCEEDED", result.cause
-    assert storage["RoleARN"] == eks["RoleARN"] == stacks.cloud.arn("StackRole")
-    assert storage["EnableTerminationProtection"] is True
-    assert eks["EnableTerminationProtection"] is True
-    policy = json.loads(cfn.get_stack_policy(StackName=STORAGE)["StackPolicyBody"])
-    assert any(s["Effect"] == "Deny" and "Update:Delete" in s["Action"] for s in policy["Statement"])
-
-
 def test_a_function_configured_with_another_role_is_refused_by_iam_before_any_stack_exists(stacks: Pipeline) -> None:
     runtime = stacks.cloud.runtime
     deploy_role = stacks.cloud.arn("ClusterDeployRole")  # a role of ours, more powerful in the cluster
@@ -162,7 +146,12 @@ def test_iam_refuses_deleting_a_data_stack_even_when_the_catalog_forgot_it_holds
         assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
 
 
-def test_the_provisioning_role_may_pass_only_the_stack_role_and_only_our_templates(stacks: Pipeline) -> None:
+PERMISSIVE_POLICY = {"Statement": [{"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"}]}
+
+
+def test_the_provisioning_role_may_pass_only_the_stack_role_and_our_templates_and_never_unprotect_data(
+    stacks: Pipeline,
+) -> None:
     assert first_deploy(stacks).status == "SUCCEEDED"
     cfn = as_function(stacks, "StartStacksFunction", "cloudformation")
     stack_role = stacks.cloud.arn("StackRole")
@@ -223,20 +212,15 @@ def test_the_provisioning_role_may_pass_only_the_stack_role_and_only_our_templat
     allowed = cfn.create_change_set(ChangeSetName="cp-x-7", TemplateURL=ours, RoleARN=stack_role, **change)
     assert allowed["Id"]
 
-
-PERMISSIVE_POLICY = {"Statement": [{"Effect": "Allow", "Action": "Update:*", "Principal": "*", "Resource": "*"}]}
-
-
-def test_the_provisioning_role_cannot_delete_unprotect_or_repolicy_a_data_stack(stacks: Pipeline) -> None:
-    assert first_deploy(stacks).status == "SUCCEEDED"
+    # Neither provisioning function may delete, unprotect or re-policy a data stack (an explicit deny).
     for function in ("StartStacksFunction", "AdvanceStacksFunction"):
-        cfn = as_function(stacks, function, "cloudformation")
+        client = as_function(stacks, function, "cloudformation")
         for operation, arguments in (
             ("delete_stack", {}),
             ("update_termination_protection", {"EnableTerminationProtection": False}),
             ("set_stack_policy", {"StackPolicyBody": json.dumps(PERMISSIVE_POLICY)}),
         ):
-            message = denied(getattr(cfn, operation), StackName=STORAGE, **arguments)
+            message = denied(getattr(client, operation), StackName=STORAGE, **arguments)
 
             assert f"stack/{STORAGE}/" in message, (function, operation)
             assert "with an explicit deny" in message, (function, operation)
@@ -258,6 +242,15 @@ def test_day_0_provisioning_runs_alone_before_the_first_release(stacks: Pipeline
     assert "is not deployed by this control plane" in str(elsewhere.cause)
     assert release.status == "SUCCEEDED", release.cause
     assert [s["phase"] for s in release.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]
+    # Created as the stack role; the data stack protected from its first moment (CreateStack), the other after.
+    cfn = stacks.cloud.client("cloudformation")
+    storage = cfn.describe_stacks(StackName=STORAGE)["Stacks"][0]
+    eks = cfn.describe_stacks(StackName=EKS)["Stacks"][0]
+    assert storage["RoleARN"] == eks["RoleARN"] == stacks.cloud.arn("StackRole")
+    assert storage["EnableTerminationProtection"] is True
+    assert eks["EnableTerminationProtection"] is True
+    policy = json.loads(cfn.get_stack_policy(StackName=STORAGE)["StackPolicyBody"])
+    assert any(s["Effect"] == "Deny" and "Update:Delete" in s["Action"] for s in policy["Statement"])
 
 
 ROLE = """AWSTemplateFormatVersion: "2010-09-09"
