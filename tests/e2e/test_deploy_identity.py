@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import pytest
 from controlplane import platform
-from kubernetes import client
 
 from local.aws.eks_access import bootstrap_documents, session_arn
-from local.cluster import api_client
 from local.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -33,25 +31,35 @@ def test_the_first_release_is_written_by_the_deploy_role_alone(pipe: Pipeline) -
     assert denied == []
 
 
-def test_removing_one_verb_from_the_shipped_rbac_fails_the_deploy_naming_it(pipe: Pipeline) -> None:
-    (role,) = [
-        d for d in bootstrap_documents() if d["kind"] == "Role" and d["metadata"]["name"] == "clinical-trials-deploy"
-    ]
+def test_removing_verbs_from_the_shipped_rbac_fails_the_preflight_naming_each_before_any_write(pipe: Pipeline) -> None:
+    documents = bootstrap_documents()
+    (role,) = [d for d in documents if d["kind"] == "Role" and d["metadata"]["name"] == "clinical-trials-deploy"]
     for rule in role["rules"]:
         if "deployments" in rule["resources"]:
             rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
-    pipe.cluster.bootstrap([role])  # the administrator's change, as the cluster creator
+    (cluster_role,) = [
+        d for d in documents if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "clinical-trials-deploy-cluster"
+    ]
+    for rule in cluster_role["rules"]:
+        if rule["resources"] == ["clusterroles"] and rule.get("resourceNames"):
+            rule["resourceNames"] = [n for n in rule["resourceNames"] if n != "cluster-autoscaler"]
+    pipe.cluster.bootstrap([role, cluster_role])  # the administrator's change, as the cluster creator
 
     result = pipe.cloud.wait_execution(pipe.start_first_release(), timeout=60.0)
 
     assert result.status == "FAILED"
-    expected = (
-        f'User "{deploy_user(pipe)}" cannot create resource "deployments" in API group "apps" in the namespace '
-        f'"{platform.NAMESPACE}"'
-    )
-    assert expected in str(result.cause), result.cause
-    api = api_client(pipe.cluster)
-    try:
-        assert client.AppsV1Api(api).list_namespaced_deployment(platform.NAMESPACE).items == []
-    finally:
-        api.close()
+    assert result.error == "PreflightForbiddenError", result.cause
+    cause = str(result.cause)
+    services = sorted(s.name for s in platform.SERVICES)
+    expected = [f"create deployments.apps/{name} in namespace {platform.NAMESPACE}" for name in services]
+    # A first release prunes (nothing to compare with), so it needs delete too.
+    verbs = ("create", "patch", "delete")
+    expected += [f"{verb} clusterroles.rbac.authorization.k8s.io/cluster-autoscaler" for verb in verbs]
+    for permission in expected:
+        assert permission in cause, (permission, cause)
+    assert f"lacks {len(expected)} permission(s)" in cause
+    assert pipe.writes() == []  # asked before the first write: nothing at all was written
+    assert "ApplyRelease" not in result.states_entered()
+    (release,) = pipe.releases("staging")
+    assert release.status.value == "failed"
+    assert pipe.ledger.quarantined(pipe.digests.values()) == {}

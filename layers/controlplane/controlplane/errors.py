@@ -54,6 +54,11 @@ class KubernetesForbiddenError(PermanentError):
     """401/403 from the Kubernetes API: the deploy role lacks a permission."""
 
 
+class PreflightForbiddenError(KubernetesForbiddenError):
+    """Before the first write: the API server says (SelfSubjectAccessReview) the deploy role lacks permissions the
+    release needs; the message names each one. Nothing was written."""
+
+
 class KubernetesTransientError(RetryableError):
     """429, 5xx, timeouts or connection resets from the Kubernetes API."""
 

@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes.client import ApiClient
-from kubernetes.dynamic import DynamicClient
 
 from controlplane import platform
 from controlplane.errors import KubernetesNotFoundError
-from controlplane.kube.client import dynamic_client, request_json
+from controlplane.kube.client import KubeClient, dynamic_client, request_json
 from controlplane.kube.errors import translate_errors
 from controlplane.observability import logger
 
@@ -32,7 +31,7 @@ def _is_copy(obj: Mapping[str, Any]) -> bool:
 def without_foreign_crd_copies(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``objects`` less each bootstrap copy whose CRD is live and not a copy (one GET per copy, none otherwise)."""
     kept: list[dict[str, Any]] = []
-    dyn: DynamicClient | None = None
+    dyn: KubeClient | None = None
     for obj in objects:
         if _is_copy(obj):
             name = str(obj["metadata"]["name"])

@@ -16,7 +16,11 @@ from ``kubectl edit``), which a server-side apply would keep, are removed first 
 A release's objects include its environment's add-ons (``manifests/addons``). InstallAddons (purpose ``addons``)
 applies only those, before anything of the release, and returns their workloads for CheckAddons; ApplyRelease then
 applies the rest and records everything, so a rollback (which applies all of its target's objects) re-applies the
-add-ons its target ran with. Add-ons are never pruned. CustomResourceDefinitions that someone else installed (no
+add-ons its target ran with. Add-ons are never pruned.
+
+Before the first write of a deploy (in InstallAddons) and of a rollback, the preflight asks the API server whether
+the deploy identity may make every request the release needs (``controlplane.kube.preflight``) and fails naming
+each one it may not, having written nothing. CustomResourceDefinitions that someone else installed (no
 bootstrap-copy annotation on the live object) are never replaced by the bundle's bootstrap copies
 (:func:`controlplane.kube.crds.without_foreign_crd_copies`).
 """
@@ -36,6 +40,7 @@ from controlplane.kube.apply import apply_and_prune, apply_objects
 from controlplane.kube.crds import without_foreign_crd_copies
 from controlplane.kube.drift import reclaim
 from controlplane.kube.offhours import keep_asleep_objects
+from controlplane.kube.preflight import check_permissions
 from controlplane.models.addons import AddonSpec
 from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
@@ -52,6 +57,7 @@ from controlplane.settings import Settings, get_settings
 from controlplane.validate import validate_objects
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+DEPLOY_IDENTITY = "the control plane's deploy identity"
 
 
 def release_objects(
@@ -152,12 +158,14 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     # Nothing recorded yet (a new environment, or one applied before the ledger kept this): {} sends everything.
     last_applied = ledger.applied_state(release.environment) or {}
     if event.purpose is ApplyPurpose.ADDONS:
-        return _install_addons(event, addon_objects(objects), source, mark_written, last_applied)
+        return _install_addons(event, objects, source, mark_written, last_applied)
     to_apply, asleep = keep_asleep(
         objects, environment=release.environment, release_id=release.release_id, now=event.now
     )
     api = connect(settings)
     try:
+        if event.purpose is ApplyPurpose.ROLLBACK:  # a deploy asked in InstallAddons, before its first write
+            check_permissions(api, to_apply, prune=True, who=DEPLOY_IDENTITY)
         to_apply = without_foreign_crd_copies(api, to_apply)
         pruned: list[ObjectRef] = []
         if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
@@ -219,11 +227,14 @@ def _install_addons(
     mark_written: Callable[[], None],
     last_applied: Mapping[str, AppliedObject],
 ) -> ApplyOutput:
-    """InstallAddons: apply the release's add-ons alone (nothing of the release yet; unchanged ones are skipped) and
-    name their workloads. ApplyRelease records them with the rest."""
+    """InstallAddons: the deploy's first cluster write. Ask the API server whether every request of the whole release
+    will be allowed (the preflight), then apply the release's add-ons alone (nothing of the release yet; unchanged
+    ones are skipped) and name their workloads. ApplyRelease records them with the rest."""
     release = event.release
     api = connect(get_settings())
     try:
+        check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY)
+        objects = addon_objects(objects)
         result = apply_objects(
             api,
             objects,

@@ -1,0 +1,140 @@
+"""Preflight: before the first write of a release, ask the API server whether this identity may do every request
+the release needs (``SelfSubjectAccessReview``), and fail naming each missing permission.
+
+What a release needs, per object: ``create`` and ``patch`` (server-side apply creates what is missing and patches
+the rest; kube-apiserver authorizes an apply that creates with ``create`` too, on the object's name), ``list`` of
+its type in its namespace (apply and prune find what the control plane owns by listing), and ``delete`` when the
+apply prunes (not for the kinds prune spares: namespaces, volume claims, CRDs). A namespaced permission is asked
+for the whole namespace first and, only if that is denied, for the object's name (RBAC may grant by
+``resourceNames``, as the shipped RBAC does in kube-system); a cluster-scoped one is asked for the name. One review
+per distinct question.
+
+Kinds whose CustomResourceDefinition is part of the same release (and so may not be served yet) are resolved from
+that CRD; every other kind from discovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubernetes.client import ApiClient
+
+from controlplane.errors import PreflightForbiddenError
+from controlplane.kube.apply import PROTECTED_KINDS
+from controlplane.kube.client import KubeClient, Resource, dynamic_client, request_json
+from controlplane.kube.errors import translate_errors
+from controlplane.models.kube import ObjectRef
+from controlplane.observability import logger
+
+SSAR_PATH: Final = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+APPLY_VERBS: Final = ("create", "patch")
+
+
+@dataclass(frozen=True, order=True)
+class Permission:
+    """One request the release needs: ``verb`` on ``resource`` (plural) of ``group``, in ``namespace`` ("" for a
+    cluster-scoped resource), on ``name`` ("" for every object)."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str = ""
+    name: str = ""
+
+    def __str__(self) -> str:
+        what = f"{self.resource}.{self.group}" if self.group else self.resource
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        return f"{self.verb} {what}{'/' + self.name if self.name else ''}{where}"
+
+    def attributes(self) -> dict[str, str]:
+        attrs = {"verb": self.verb, "group": self.group, "resource": self.resource}
+        if self.namespace:
+            attrs["namespace"] = self.namespace
+        if self.name:
+            attrs["name"] = self.name
+        return attrs
+
+
+def _crd_resources(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Resource]:
+    """(group, kind) -> resource, for the kinds the release's CustomResourceDefinitions define."""
+    found: dict[tuple[str, str], Resource] = {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        names = spec.get("names") or {}
+        if obj.get("kind") == "CustomResourceDefinition" and names.get("kind") and names.get("plural"):
+            found[(str(spec.get("group")), str(names["kind"]))] = Resource(
+                str(spec.get("group")), "", str(names["kind"]), str(names["plural"]), spec.get("scope") == "Namespaced"
+            )
+    return found
+
+
+def _resource(dyn: KubeClient, ref: ObjectRef, crds: Mapping[tuple[str, str], Resource]) -> Resource:
+    defined = crds.get((ref.group, ref.kind))
+    if defined is not None:
+        return defined
+    with translate_errors(f"{ref.kind} ({ref.api_version})"):
+        return dyn.resources.get(api_version=ref.api_version, kind=ref.kind)
+
+
+def _allowed(dyn: KubeClient, permission: Permission) -> bool:
+    body = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": permission.attributes()},
+    }
+    with translate_errors("SelfSubjectAccessReview"):
+        _, review = request_json(dyn, "POST", SSAR_PATH, body=body)
+    return bool((review.get("status") or {}).get("allowed"))
+
+
+def check_permissions(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, prune: bool, who: str) -> int:
+    """Raise :class:`PreflightForbiddenError` naming every permission the release needs that ``who`` (the identity
+    ``api`` authenticates as) lacks; return the number of reviews asked. Writes nothing."""
+    dyn = dynamic_client(api)
+    missing, asked = _missing(dyn, questions(dyn, objects, prune=prune))
+    logger.info("preflight", extra={"reviews": asked, "missing": [str(p) for p in missing]})
+    if missing:
+        raise PreflightForbiddenError(
+            f"{who} lacks {len(missing)} permission(s) the release needs (asked the API server; nothing was "
+            "written): " + "; ".join(str(p) for p in missing)
+        )
+    return asked
+
+
+def questions(dyn: KubeClient, objects: Sequence[Mapping[str, Any]], *, prune: bool) -> list[Permission]:
+    """Every permission the release needs, by name where it names an object (see the module docstring)."""
+    crds = _crd_resources(objects)
+    verbs = (*APPLY_VERBS, "delete") if prune else APPLY_VERBS
+    needed: dict[Permission, None] = {}
+    for obj in objects:
+        ref = ObjectRef.of(obj)
+        resource = _resource(dyn, ref, crds)
+        namespace = (ref.namespace or "") if resource.namespaced else ""
+        needed[Permission("list", resource.group, resource.name, namespace)] = None
+        for verb in verbs:
+            if verb == "delete" and ref.kind in PROTECTED_KINDS:
+                continue  # prune spares them (unless an operator allows it by name, then asked for at delete)
+            needed[Permission(verb, resource.group, resource.name, namespace, ref.name)] = None
+    return sorted(needed)
+
+
+def _missing(dyn: KubeClient, asked_for: Iterable[Permission]) -> tuple[list[Permission], int]:
+    """The permissions the server denies, and how many reviews that took. A named permission in a namespace is
+    first asked for the whole namespace (one review answers every name); only a no there asks for the name."""
+    namespace_wide: dict[Permission, bool] = {}
+    missing: list[Permission] = []
+    asked = 0
+    for permission in asked_for:
+        if permission.namespace and permission.name:
+            wide = Permission(permission.verb, permission.group, permission.resource, permission.namespace)
+            if wide not in namespace_wide:
+                namespace_wide[wide] = _allowed(dyn, wide)
+                asked += 1
+            if namespace_wide[wide]:
+                continue
+        asked += 1
+        if not _allowed(dyn, permission):
+            missing.append(permission)
+    return missing, asked
