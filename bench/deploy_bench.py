@@ -1,29 +1,22 @@
 """Numbers of the deploy pipeline on the local cloud (``make bench`` / ``python -m bench deploy``).
 
 * state transitions of a 1-service and a 7-service deploy (targets <= 40 and <= 60);
-* Kubernetes requests per applied object by the ApplyFunction (target <= 1.2 with cached discovery);
 * simulated time from a failing pod (CrashLoopBackOff, ImagePullBackOff) to the rollback starting (target <= 90 s);
-* wall time of a 7-service deploy with instant rollouts;
-* cold import time of each handler (a fresh interpreter per handler).
+* wall time of a 7-service deploy with instant rollouts.
+
+Kubernetes requests per deploy: ``bench/kube_bench.py``; handler cold imports: ``bench/startup_bench.py``.
 
 Not timed tests: numbers to read, with the targets next to them.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from controlplane import platform
 from controlplane.aws import eks
-
-REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = sorted(p.parent.name for p in (REPO / "functions").glob("*/app.py"))
 
 
 def _entered(history: Any) -> list[Any]:
@@ -70,29 +63,6 @@ def transitions_and_wall_time() -> None:
         print(f"wall time, 1-service deploy (warm): {time.perf_counter() - started:.2f} s ({again.status})")
 
 
-def requests_per_object() -> None:
-    with _pipeline() as pipe:
-        result = pipe.first_release()
-        plan = result.output["plan"]
-        payload = {
-            "release": plan["release"],
-            "purpose": "deploy",
-            "prune": True,
-            "execution_arn": result.arn,
-            "now": plan["started_at"],
-        }
-        for label in ("warm discovery, prune on", "warm discovery, prune off"):
-            payload["prune"] = label.endswith("on")
-            before = len(pipe.cluster.requests)
-            out = pipe.cloud.invoke("ApplyFunction", payload).json()
-            count = len(pipe.cluster.requests) - before
-            ratio = count / out["applied"]
-            verdict = "OK" if ratio <= 1.2 else "OVER"
-            print(
-                f"k8s requests per applied object ({label}): {count}/{out['applied']} = {ratio:.2f} (<= 1.2) {verdict}"
-            )
-
-
 def time_to_detect() -> None:
     from local.cluster import Behaviour  # noqa: PLC0415
 
@@ -116,23 +86,8 @@ def time_to_detect() -> None:
             )
 
 
-def import_times() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "layers" / "controlplane"), "POWERTOOLS_TRACE_DISABLED": "true"}
-    code = "import time; t = time.perf_counter(); import app; print(time.perf_counter() - t)"
-    for stage in FUNCTIONS:
-        out = subprocess.run(  # noqa: PLW1510 - the return code is checked below
-            [sys.executable, "-c", code], cwd=REPO / "functions" / stage, env=env, capture_output=True, text=True
-        )
-        if out.returncode != 0:
-            print(f"cold import {stage}: failed: {out.stderr.strip().splitlines()[-1:]}")
-            continue
-        print(f"cold import time, functions/{stage}/app.py: {float(out.stdout.strip()) * 1000:.0f} ms")
-
-
 def main() -> None:
-    import_times()
     transitions_and_wall_time()
-    requests_per_object()
     time_to_detect()
     print(f"(services in the platform: {len(platform.SERVICE_NAMES)})")
 

@@ -27,8 +27,8 @@ from controlplane.aws.ledger import Ledger
 from controlplane.aws.lock import LockTable
 from controlplane.aws.offhours import OffhoursLedger
 from controlplane.cluster import connect_to
+from controlplane.kube.client import ApiClient
 from controlplane.models.release import ReleaseRecord
-from kubernetes.client import ApiClient
 
 from trialstudio.render import HistoryEvent, history_events
 

@@ -312,10 +312,10 @@ def test_sleep_stay_awake_and_wake_through_the_off_hours_state_machine(
 
 
 def admin_api(pipe: Pipeline) -> Any:
-    from controlplane.kube.client import ClusterAccess, build_api_client  # noqa: PLC0415
+    """The official client as the cluster's creator (someone editing by hand)."""
+    from local.cluster import api_client  # noqa: PLC0415
 
-    access = ClusterAccess(endpoint=pipe.cluster.endpoint, ca_data=pipe.cluster.ca_data, token=pipe.cluster.token())
-    return build_api_client(access)
+    return api_client(pipe.cluster)
 
 
 def test_diff_of_the_last_known_good_against_the_cluster_as_the_operator(cli: Cli, pipe: Pipeline) -> None:

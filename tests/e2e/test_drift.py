@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from controlplane import platform
 from controlplane.aws.drift import DriftReports
-from controlplane.kube.client import ClusterAccess, build_api_client
 from kubernetes.client import AppsV1Api, CoreV1Api
 
+from local.cluster import api_client
 from local.pipeline import Pipeline, pipeline
 from tests.e2e.test_cli import Cli
 from tests.e2e.test_deploy import notifications, subscribe
@@ -32,9 +32,7 @@ IMAGE_PATH = "spec.template.spec.containers[name=analytics-service].image"
 def tamper(pipe: Pipeline) -> None:
     """What people do by hand: kubectl edit (an env var; an image), kubectl scale of an HPA'd workload, kubectl
     delete of a Service."""
-    api = build_api_client(
-        ClusterAccess(endpoint=pipe.cluster.endpoint, ca_data=pipe.cluster.ca_data, token=pipe.cluster.token())
-    )
+    api = api_client(pipe.cluster)  # the official client, as a person would
     try:
         apps, core = AppsV1Api(api), CoreV1Api(api)
         edc = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
@@ -134,9 +132,7 @@ def test_heal_mode_restores_the_cluster_through_the_rollback_and_records_it(clus
         assert pipe.deployment_image("analytics-service").endswith(
             pipe.ledger.require_release(lkg.release_id).images["analytics-service"]
         )
-        api = build_api_client(
-            ClusterAccess(endpoint=pipe.cluster.endpoint, ca_data=pipe.cluster.ca_data, token=pipe.cluster.token())
-        )
+        api = api_client(pipe.cluster)
         try:
             edc = AppsV1Api(api).read_namespaced_deployment("edc-service", NS)
         finally:

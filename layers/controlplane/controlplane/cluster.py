@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import boto3
-from kubernetes.client import ApiClient
 from pydantic import ValidationError
 
 from controlplane.aws import eks
 from controlplane.errors import ConfigurationError
-from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
 from controlplane.models.release import validation_message
 from controlplane.settings import Settings
 

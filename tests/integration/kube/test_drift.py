@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from controlplane import platform
 from controlplane.kube.apply import apply_objects
-from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
 from controlplane.kube.drift import detect, field_path, reclaim
 from controlplane.models.drift import DriftFinding
 from controlplane.render import load_bundle, render_release, without_addons
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
+from kubernetes.client import AppsV1Api, CoreV1Api
 
-from local.cluster import Cluster
+from local.cluster import Cluster, api_client
 
 pytestmark = pytest.mark.integration
 
@@ -77,12 +77,13 @@ def test_a_fresh_release_has_no_drift_and_controllers_do_not_count(world: Any) -
 
 def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_restores(world: Any) -> None:
     cluster, api, objects = world
-    apps, core = AppsV1Api(api), CoreV1Api(api)
+    official = api_client(cluster)  # someone editing by hand, with the official client
+    apps, core = AppsV1Api(official), CoreV1Api(official)
     # kubectl edit: a PUT adding an env var to edc-service; another edit changes analytics-service's image
-    edc = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
+    edc = official.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
     edc["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append({"name": "DEBUG", "value": "1"})
     apps.replace_namespaced_deployment("edc-service", NS, edc, field_manager="kubectl-edit")
-    analytics = api.sanitize_for_serialization(apps.read_namespaced_deployment("analytics-service", NS))
+    analytics = official.sanitize_for_serialization(apps.read_namespaced_deployment("analytics-service", NS))
     analytics["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.27"
     apps.replace_namespaced_deployment("analytics-service", NS, analytics, field_manager="kubectl-edit")
     # kubectl scale of a workload without an HPA, and of one with an HPA (the HPA owns its count: not drift)
@@ -122,7 +123,7 @@ def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_r
     core.delete_namespaced_config_map("hotfix", NS)  # an added object is reported, never deleted by a heal
     cluster.advance(30)
     assert detect(api, objects) == []
-    live = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
+    live = official.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", NS))
     assert "env" not in live["spec"]["template"]["spec"]["containers"][0] or not [
         e for e in live["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "DEBUG"
     ]

@@ -30,15 +30,14 @@ from controlplane.kube.apply import (
     live_owned_objects,
     prune,
 )
-from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client, request_json
+from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client, dynamic_client, request_json
 from controlplane.kube.health import check_workloads
 from controlplane.kube.smoke import smoke_test
 from controlplane.models.kube import ObjectRef
 from controlplane.render import load_bundle, render_release
-from kubernetes.client import ApiClient
 from kubernetes.dynamic import DynamicClient
 
-from local.cluster import Behaviour, Cluster
+from local.cluster import Behaviour, Cluster, api_client
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +156,7 @@ def test_new_release_with_the_same_objects_changes_nothing(api: ApiClient) -> No
 
 def test_conflict_with_another_manager_names_the_field_unless_forced(api: ApiClient, cluster: Cluster) -> None:
     apply_objects(api, release(), release_id="rel-1")
-    dyn = DynamicClient(api)  # someone else, with the official client
+    dyn = DynamicClient(api_client(cluster))  # someone else, with the official client
     cm = dyn.resources.get(api_version="v1", kind="ConfigMap")
     dyn.server_side_apply(cm, body=config_map("edc-config", "9"), field_manager="kubectl-edit", force_conflicts=True)
 
@@ -258,10 +257,12 @@ def test_leaving_out_replicas_we_own_hands_them_over_instead_of_resetting_them_t
 KINDS = [("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"), ("v1", "Service")]
 
 
-def test_prune_deletes_owned_objects_that_left_the_release_and_spares_namespaces_and_pvcs(api: ApiClient) -> None:
+def test_prune_deletes_owned_objects_that_left_the_release_and_spares_namespaces_and_pvcs(
+    api: ApiClient, cluster: Cluster
+) -> None:
     old = [namespace(), config_map("keep"), config_map("gone"), pvc("data"), service("old-service")]
     apply_objects(api, old, release_id="rel-1")
-    cm = DynamicClient(api).resources.get(api_version="v1", kind="ConfigMap")  # someone else's object
+    cm = DynamicClient(api_client(cluster)).resources.get(api_version="v1", kind="ConfigMap")  # someone else's
     cm.create(body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "not-ours", "namespace": NS}})
 
     new = [namespace(), config_map("keep")]
@@ -345,9 +346,11 @@ def test_with_a_record_nothing_changed_sends_nothing_and_a_change_sends_only_tha
     assert [m for m in made_since(cluster, before) if m[0] != "GET"] == [("PATCH", "configmaps")]
 
 
-def test_an_object_changed_in_the_cluster_since_it_was_recorded_is_applied_again(api: ApiClient) -> None:
+def test_an_object_changed_in_the_cluster_since_it_was_recorded_is_applied_again(
+    api: ApiClient, cluster: Cluster
+) -> None:
     first = apply_objects(api, release(), release_id="rel-1", last_applied={})
-    cm = DynamicClient(api).resources.get(api_version="v1", kind="ConfigMap")  # someone edits it by hand
+    cm = DynamicClient(api_client(cluster)).resources.get(api_version="v1", kind="ConfigMap")  # edited by hand
     cm.patch(
         name="edc-config",
         namespace=NS,

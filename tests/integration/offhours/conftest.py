@@ -20,12 +20,11 @@ from controlplane import platform
 from controlplane.aws import eks, signing
 from controlplane.aws.offhours import OffhoursLedger
 from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
-from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client, request_json
+from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client, dynamic_client, request_json
 from controlplane.models.offhours import NodesState, OffhoursRequest, SleepPlan, StepContext, WakeState, WakeSummary
 from controlplane.models.operator import OperatorAction, OperatorSignature
 from controlplane.settings import reset_settings
 from controlplane.steps import offhours
-from kubernetes.client import ApiClient
 
 from local.aws import LocalCloud, NodegroupSpec
 from local.cluster import Cluster

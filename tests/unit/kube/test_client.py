@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import controlplane
 import pytest
 from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.kube.errors import ApiError
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
@@ -47,7 +53,6 @@ def test_api_client_is_configured_explicitly() -> None:
     assert config.host == "https://example.eks.amazonaws.com"
     assert config.verify_ssl is True
     assert Path(config.ssl_ca_cert).read_bytes() == PEM
-    assert config.api_key == {"authorization": f"Bearer {TOKEN}"}
     assert config.retries is False
     assert TOKEN not in repr(api)
 
@@ -59,20 +64,48 @@ def test_same_ca_reuses_one_file() -> None:
 
 
 class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
+    """Stands in for the urllib3 pool: records each request, answers ``status`` with ``body``."""
 
-    def GET(self, url: str, **kwargs: Any) -> Any:
-        self.calls.append({"url": url, **kwargs})
-        return type("Response", (), {"status": 200, "data": b"{}", "getheaders": lambda _self: {}})()
+    def __init__(self, status: int = 200, body: bytes = b"{}") -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.status, self.body = status, body
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.calls.append({"method": method, "url": url, **kwargs})
+        return SimpleNamespace(status=self.status, reason="Reason", data=self.body, headers={"Retry-After": "3"})
 
 
 def test_every_request_gets_the_default_timeout_and_the_bearer_header() -> None:
     api = build_api_client(access(), timeout=3.5)
     recorder = Recorder()
-    api.rest_client = recorder  # no socket: capture what would be sent
-    api.call_api("/version", "GET", auth_settings=["BearerToken"], _preload_content=False)
-    api.call_api("/version", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=1)
-    assert recorder.calls[0]["_request_timeout"] == (3.5, 3.5)
-    assert recorder.calls[1]["_request_timeout"] == 1
-    assert recorder.calls[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
+    api.pool = recorder  # type: ignore[assignment]  # no socket: capture what would be sent
+    api.call_api("/version", "GET", _preload_content=False)
+    api.call_api("/api/v1/pods", "GET", query_params=[("watch", True), ("limit", 5)], _request_timeout=1)
+    first, second = recorder.calls
+    assert (first["timeout"].connect_timeout, first["timeout"].read_timeout) == (3.5, 3.5)
+    assert (second["timeout"].connect_timeout, second["timeout"].read_timeout) == (1, 1)
+    assert first["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert first["redirect"] is False
+    assert second["url"].endswith("/api/v1/pods?watch=true&limit=5")
+
+
+def test_an_error_answer_is_an_api_error_with_status_body_and_headers() -> None:
+    api = build_api_client(access())
+    api.pool = Recorder(status=429, body=b'{"kind":"Status"}')  # type: ignore[assignment]
+    with pytest.raises(ApiError) as info:
+        api.call_api("/api/v1/namespaces/x/pods", "PATCH", body={"a": 1}, header_params={"Content-Type": "x"})
+    assert (info.value.status, info.value.body, info.value.headers) == (429, b'{"kind":"Status"}', {"Retry-After": "3"})
+    assert TOKEN not in str(info.value)
+
+
+def test_the_handlers_packages_never_import_the_official_kubernetes_client() -> None:
+    """It costs a cold start about half a second; :class:`ApiClient` is all the control plane needs."""
+    code = (
+        "import sys, controlplane.cluster, controlplane.steps.apply, controlplane.steps.health, "
+        "controlplane.steps.smoke, controlplane.steps.offhours, controlplane.steps.approval; "
+        "print(sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')))"
+    )
+    layer = Path(controlplane.__file__).resolve().parent.parent  # this checkout's, not an installed copy
+    env = {**os.environ, "PYTHONPATH": str(layer)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.strip() == "[]"

@@ -8,10 +8,12 @@ One table holds everything the control plane remembers, under natural keys (``pk
 ``RELEASE#<release id>``               ``META``                                        ``aws.ledger``
 ``RELEASE#<release id>``               ``OBJECT#<order>#<kind>#<namespace>#<name>``    ``aws.ledger``
 ``RELEASE#<release id>``               ``OBJECTS_DIGEST``                              ``aws.ledger``
+``RELEASE#<release id>``               ``STATE#<batch>``                               ``aws.ledger``
 ``RELEASE#<release id>``               ``APPROVAL``                                    ``aws.approval``
 ``DECISION#<release id>``              ``DECISION``                                    ``aws.decision``
 ``DIGEST#<digest>``                    ``QUARANTINE``                                  ``aws.ledger``
 ``ENV#<environment>``                  ``LAST_KNOWN_GOOD``                             ``aws.ledger``
+``ENV#<environment>``                  ``APPLIED``                                     ``aws.ledger``
 ``ENV#<environment>``                  ``DEGRADED``                                    ``aws.ledger``
 ``ENV#<environment>``                  ``LOCK``                                        ``aws.lock``
 ``ENV#<environment>``                  ``SEQUENCE``, ``REQUEST#<request id>``          ``aws.lock``

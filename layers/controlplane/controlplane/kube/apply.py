@@ -24,14 +24,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
-
 from controlplane import platform
 from controlplane.errors import KubernetesNotFoundError, KubernetesTransientError, ManifestValidationError
-from controlplane.kube.client import KubeClient, Resource, dynamic_client, list_objects, request_json
+from controlplane.kube.client import ApiClient, KubeClient, Resource, dynamic_client, list_objects, request_json
 from controlplane.kube.diff import field_changes, normalized
-from controlplane.kube.errors import ResourceNotFoundError, translate_errors
+from controlplane.kube.errors import ApiError, ResourceNotFoundError, translate_errors
 from controlplane.models.kube import (
     AppliedObject,
     ApplyAction,
@@ -256,7 +253,7 @@ def _apply_one(
                 _hand_over_replicas(dyn, resource, ref, kept)
         try:
             status, after = _server_side_apply(dyn, resource, ref, body, dry_run=dry_run, force=force)
-        except ApiException as e:
+        except ApiError as e:
             if e.status == 404 and (ref.group, ref.kind) in crd_kinds:
                 raise KubernetesTransientError(
                     f"{ref.key}: the API server does not serve {ref.kind} yet; its CustomResourceDefinition "
@@ -397,7 +394,7 @@ def _dry_run(
         body["spec"]["replicas"] = kept
     try:
         status, after = _server_side_apply(dyn, resource, ref, body, dry_run=True, force=True)
-    except ApiException as e:
+    except ApiError as e:
         if e.status == 404 and before is None and ref.namespace in new_namespaces:
             return 201, None, {}  # its namespace is part of this release and does not exist yet
         raise
@@ -626,7 +623,7 @@ def _hand_over_replicas(dyn: KubeClient, resource: Any, ref: ObjectRef, replicas
             content_type="application/apply-patch+yaml",
             query_params=[("fieldManager", HANDOVER_FIELD_MANAGER)],
         )
-    except ApiException as e:
+    except ApiError as e:
         if e.status != 409:
             raise
         logger.info("spec.replicas already owned by another manager: nothing to hand over", extra={"object": ref.key})

@@ -1,8 +1,13 @@
 """The Kubernetes client, built explicitly per invocation from eks:DescribeCluster and a fresh token.
 
-No kubeconfig, no global configuration: :func:`build_api_client` makes an ``ApiClient`` from a
+No kubeconfig, no global configuration: :func:`build_api_client` makes an :class:`ApiClient` from a
 :class:`ClusterAccess` (endpoint, CA, bearer token) with urllib3 retries disabled (the state machine retries,
 after :mod:`controlplane.kube.errors` has classified the failure) and a timeout on every request.
+
+:class:`ApiClient` is urllib3 and JSON, nothing more: the official ``kubernetes`` package costs a handler about half a
+second of cold start (its package imports ~700 models, config loaders, watch and stream) and this package uses only
+its raw ``call_api``, which :class:`ApiClient` keeps (same parameters, error answers raised as
+:class:`controlplane.kube.errors.ApiError` with the official ``ApiException``'s attributes).
 
 :func:`dynamic_client` wraps it in a :class:`KubeClient`: raw requests plus :class:`Discovery`, which resolves a
 kind to its resource path from what it discovered about the endpoint (and CA) before, in this process, which lives
@@ -25,12 +30,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.exceptions import ApiException
+import urllib3
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from controlplane.kube.errors import ResourceNotFoundError
+from controlplane.kube.errors import ApiError, ResourceNotFoundError
 
 DEFAULT_TIMEOUT = 10.0
 AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -72,28 +77,84 @@ class ClusterAccess(BaseModel):
         return base64.b64decode(self.ca_data)
 
 
-class _TimeoutApiClient(ApiClient):  # type: ignore[misc]  # the client has no type stubs
-    """An ``ApiClient`` that applies a default (connect, read) timeout to every request that sets none."""
+@dataclass(frozen=True)
+class ApiConfiguration:
+    """Where an :class:`ApiClient` connects: the endpoint and the CA file it verifies the server against."""
 
-    def __init__(self, configuration: Configuration, timeout: float) -> None:
-        super().__init__(configuration)
-        self._default_timeout = (timeout, timeout)
+    host: str
+    ssl_ca_cert: str
+    verify_ssl: bool = True
+    retries: bool = False
 
-    def request(self, method: str, url: str, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return super().request(method, url, *args, _request_timeout=_request_timeout or self._default_timeout, **kwargs)
+
+class ApiClient:
+    """HTTPS requests to one API server with a bearer token (see the module docstring)."""
+
+    def __init__(self, access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.configuration = ApiConfiguration(host=access.endpoint, ssl_ca_cert=str(_ca_file(access.ca_pem)))
+        self._authorization = f"Bearer {access.token.get_secret_value()}"
+        self.default_timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self.pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED", ca_certs=self.configuration.ssl_ca_cert, retries=False, maxsize=4
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiClient(host={self.configuration.host!r})"
+
+    def call_api(
+        self,
+        resource_path: str,
+        method: str,
+        *,
+        query_params: Iterable[tuple[str, Any]] | None = None,
+        header_params: Mapping[str, str] | None = None,
+        body: Any = None,
+        _preload_content: bool = True,
+        _request_timeout: float | tuple[float, float] | None = None,
+        **_unused: Any,
+    ) -> Any:
+        """One request (the official client's keyword arguments; other ones it takes are ignored); the urllib3
+        response (``.status``, ``.data``, ``.headers``) when the status is 2xx, else :class:`ApiError`. Transport
+        failures are urllib3's exceptions."""
+        url = self.configuration.host + resource_path
+        query = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query_params or ()]
+        if query:
+            url += "?" + urlencode(query)
+        headers = {"Accept": "application/json", **(header_params or {}), "Authorization": self._authorization}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes | str) else json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        response = self.pool.request(
+            method.upper(),
+            url,
+            body=data,
+            headers=headers,
+            timeout=_timeout(_request_timeout) or self.default_timeout,
+            preload_content=_preload_content,
+            redirect=False,
+        )
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, response.reason or "", body=response.data, headers=dict(response.headers))
+        return response
+
+    def close(self) -> None:
+        self.pool.clear()
+
+
+def _timeout(value: float | tuple[float, float] | None) -> urllib3.Timeout | None:
+    if value is None:
+        return None
+    connect, read = value if isinstance(value, tuple) else (value, value)
+    return urllib3.Timeout(connect=connect, read=read)
 
 
 def build_api_client(access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT) -> ApiClient:
-    """An ``ApiClient`` for ``access``: verified TLS against the cluster's CA, bearer token, no urllib3 retries.
+    """An :class:`ApiClient` for ``access``: verified TLS against the cluster's CA, bearer token, no retries.
 
     ``timeout`` bounds connecting and each read of every request (seconds).
     """
-    config = Configuration(host=access.endpoint)
-    config.verify_ssl = True
-    config.ssl_ca_cert = str(_ca_file(access.ca_pem))
-    config.api_key = {"authorization": f"Bearer {access.token.get_secret_value()}"}
-    config.retries = False  # a failure surfaces at once, classified; retrying is the state machine's job
-    return _TimeoutApiClient(config, timeout)
+    return ApiClient(access, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -162,7 +223,7 @@ class Discovery:
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"
         try:
             _, doc = request_json(self.kube, "GET", path)
-        except ApiException as e:
+        except ApiError as e:
             if e.status != 404:
                 raise
             doc = {}
@@ -222,17 +283,7 @@ class KubeClient:
         headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
         headers.update(header_params or {})
         return self.client.call_api(
-            path,
-            method.upper(),
-            {},
-            query,
-            headers,
-            body=body,
-            post_params=[],
-            files={},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _return_http_data_only=True,
+            path, method.upper(), query_params=query, header_params=headers, body=body, _preload_content=False
         )
 
 

@@ -26,10 +26,8 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from controlplane.kube.apply import FIELD_MANAGER, HANDOVER_FIELD_MANAGER, diff_objects
-from controlplane.kube.client import KubeClient, dynamic_client, list_objects, request_json
+from controlplane.kube.client import ApiClient, KubeClient, dynamic_client, list_objects, request_json
 from controlplane.kube.diff import RELEASE_ANNOTATION
 from controlplane.kube.errors import translate_errors
 from controlplane.models.drift import DriftFinding, DriftKind

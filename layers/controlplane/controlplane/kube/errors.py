@@ -19,12 +19,11 @@ carry request headers, so the bearer token cannot leak through them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
 
 from controlplane.errors import (
     ControlPlaneError,
@@ -37,6 +36,20 @@ from controlplane.errors import (
 )
 
 
+class ApiError(Exception):
+    """An error answer of the API server, with the attributes of ``kubernetes.client``'s ``ApiError``
+    (``status``, ``reason``, ``body``, ``headers``), raised by :class:`controlplane.kube.client.ApiClient`."""
+
+    def __init__(
+        self, status: int, reason: str, *, body: bytes | str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"({status}) Reason: {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+        self.headers = dict(headers or {})
+
+
 class ResourceNotFoundError(LookupError):
     """Discovery found no resource serving a kind (apiVersion + kind): the API server does not serve it."""
 
@@ -46,7 +59,7 @@ _MAX_MESSAGE = 500
 
 
 def from_api_exception(
-    e: ApiException | urllib3.exceptions.HTTPError | ResourceNotFoundError, *, what: str | None = None
+    e: ApiError | urllib3.exceptions.HTTPError | ResourceNotFoundError, *, what: str | None = None
 ) -> ControlPlaneError:
     """The control-plane error for a failed Kubernetes call; ``what`` names the object or request."""
     subject = f"{what}: " if what else ""
@@ -55,14 +68,14 @@ def from_api_exception(
     if isinstance(e, urllib3.exceptions.HTTPError):
         return _from_transport_error(e, subject)
     status = int(getattr(e, "status", 0) or 0)
-    if status == 0:  # the client turns TLS failures into ApiException(status=0)
+    if status == 0:  # the client turns TLS failures into ApiError(status=0)
         return _from_transport_error(e, subject)
     body = _status_body(e)
     message = _truncate(str(body.get("message") or e.reason or "no message"))
     return _from_status(status, subject, message, body, e)
 
 
-def _from_status(status: int, subject: str, message: str, body: dict[str, Any], e: ApiException) -> ControlPlaneError:
+def _from_status(status: int, subject: str, message: str, body: dict[str, Any], e: ApiError) -> ControlPlaneError:
     """The error type of an HTTP status the API server answered with (its Status body names fields and causes)."""
     causes = _causes(body)
     if status == 404:
@@ -93,7 +106,7 @@ def translate_errors(what: object = None) -> Iterator[None]:
     """
     try:
         yield
-    except (ApiException, urllib3.exceptions.HTTPError, ResourceNotFoundError) as e:
+    except (ApiError, urllib3.exceptions.HTTPError, ResourceNotFoundError) as e:
         raise from_api_exception(e, what=str(what) if what is not None else None) from e
 
 
@@ -104,7 +117,7 @@ def _from_transport_error(e: Exception, subject: str) -> ControlPlaneError:
     return KubernetesTransientError(f"{subject}no answer from the API server ({type(e).__name__}): {text}")
 
 
-def _status_body(e: ApiException) -> dict[str, Any]:
+def _status_body(e: ApiError) -> dict[str, Any]:
     raw = e.body
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", "replace")
@@ -123,7 +136,7 @@ def _causes(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in causes or [] if isinstance(c, dict)]
 
 
-def _retry_after(e: ApiException, body: dict[str, Any]) -> int | None:
+def _retry_after(e: ApiError, body: dict[str, Any]) -> int | None:
     """Seconds from the Retry-After header, else from the Status's ``details.retryAfterSeconds``."""
     headers = e.headers or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None

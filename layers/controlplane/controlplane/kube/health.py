@@ -45,10 +45,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from controlplane.errors import InputValidationError
-from controlplane.kube.client import dynamic_client, list_objects
+from controlplane.kube.client import ApiClient, dynamic_client, list_objects
 from controlplane.kube.errors import translate_errors
 from controlplane.models.kube import Blame, HealthReport, ObjectRef, PodFailure, RolloutStatus
 

@@ -27,11 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from controlplane.errors import KubernetesNotFoundError
 from controlplane.kube.apply import FIELD_MANAGER
-from controlplane.kube.client import KubeClient, dynamic_client, list_objects, request_json
+from controlplane.kube.client import ApiClient, KubeClient, dynamic_client, list_objects, request_json
 from controlplane.kube.errors import translate_errors
 from controlplane.models.kube import ObjectRef
 from controlplane.models.offhours import (

@@ -18,10 +18,9 @@ import json
 from urllib.parse import quote
 
 import urllib3.exceptions
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
-from controlplane.kube.errors import from_api_exception
+from controlplane.kube.client import ApiClient
+from controlplane.kube.errors import ApiError, from_api_exception
 from controlplane.models.kube import SmokeResult
 
 EXCERPT_CHARS = 200
@@ -46,7 +45,7 @@ def smoke_test(api: ApiClient, *, namespace: str, service: str, port: int | str,
             _return_http_data_only=True,
         )
         status, body = int(response.status), response.data
-    except ApiException as e:
+    except ApiError as e:
         if e.status == 0 or _from_the_api_server(e.body):
             raise from_api_exception(e, what=what) from e
         status, body = int(e.status), e.body

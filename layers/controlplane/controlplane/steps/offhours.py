@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from kubernetes.client import ApiClient
-
 from controlplane.aws import lock, signing
 from controlplane.aws import nodegroups as eks_nodegroups
 from controlplane.aws.ledger import Ledger
@@ -36,6 +34,7 @@ from controlplane.errors import (
     OperatorNotAuthorizedError,
 )
 from controlplane.kube import offhours as kube_offhours
+from controlplane.kube.client import ApiClient
 from controlplane.kube.health import check_workloads
 from controlplane.kube.offhours import SLEEP_REASON
 from controlplane.models.kube import ObjectRef, RolloutStatus
