@@ -175,6 +175,22 @@ def test_a_deployment_without_an_hpa_keeps_replicas_from_the_environment(copy_of
     assert "replicas" not in _one(objects, "Deployment", "api-gateway")["spec"]  # still scaled by its HPA
 
 
+def test_a_services_readiness_deadline_from_the_environment_is_a_deployment_annotation(
+    copy_of_manifests: Path,
+) -> None:
+    _edit(
+        copy_of_manifests,
+        "environments/production.yaml",
+        "  edc-service:\n    replicas: 2\n",
+        "  edc-service:\n    replicas: 2\n    readiness_deadline_seconds: 90\n",
+    )
+    objects = _render(load_bundle(copy_of_manifests), "production")
+    annotations = _one(objects, "Deployment", "edc-service")["metadata"]["annotations"]
+    assert annotations[platform.READINESS_DEADLINE_ANNOTATION] == "90"
+    other = _one(objects, "Deployment", "api-gateway")["metadata"].get("annotations") or {}
+    assert platform.READINESS_DEADLINE_ANNOTATION not in other  # unset: the health check's default applies
+
+
 def test_a_stateful_set_an_hpa_scales_loses_replicas_and_one_without_keeps_its_own(copy_of_manifests: Path) -> None:
     def stateful_set(name: str) -> str:
         return (

@@ -23,6 +23,9 @@ REDIS_PORT: Final = 6379
 
 # Labels every rendered object carries. The control plane owns (and may prune) exactly the objects with MANAGED_BY.
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+# On a Deployment: how long its new pods may run without becoming ready before the release fails (seconds; rendered
+# from the environment values' readiness_deadline_seconds, else the READINESS_DEADLINE_SECONDS setting applies).
+READINESS_DEADLINE_ANNOTATION: Final = "synthetictrialstudio.io/readiness-deadline-seconds"
 MANAGED_BY: Final = "synthetictrialstudio-controlplane"
 LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 PART_OF: Final = "synthetictrialstudio"

@@ -137,6 +137,9 @@ class ServiceValues(_Strict):
     min_replicas: int = Field(ge=1)
     max_replicas: int = Field(ge=1)
     resources: ContainerResources
+    # How long the service's new pods may run without becoming ready (a Deployment annotation; unset: the
+    # READINESS_DEADLINE_SECONDS setting of the health check).
+    readiness_deadline_seconds: int | None = Field(default=None, ge=10, le=3_600)
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> ServiceValues:
@@ -526,6 +529,9 @@ def _render_deployment(obj: dict[str, Any], where: str, ctx: _Context) -> None:
         ctx.problems.append(f"{where}: spec.template.spec.containers: no container named after the service")
         return
     main[0]["resources"] = values.resources.model_dump()
+    if values.readiness_deadline_seconds is not None:
+        annotations = _mapping(obj["metadata"], "annotations")
+        annotations[platform.READINESS_DEADLINE_ANNOTATION] = str(values.readiness_deadline_seconds)
 
 
 def _render_hpa(obj: dict[str, Any], where: str, ctx: _Context) -> None:

@@ -82,6 +82,9 @@ class DeploySettings(_Section):
     deadline_seconds: int = Field(default=900, validation_alias="DEPLOY_DEADLINE_SECONDS", ge=60, le=86_400)
     restart_threshold: int = Field(default=2, validation_alias="RESTART_THRESHOLD", ge=0, le=100)
     failure_grace_seconds: int = Field(default=30, validation_alias="FAILURE_GRACE_SECONDS", ge=0, le=3_600)
+    # Pods that run but never pass their readiness probe fail the release after this long (well under the 600 s
+    # progress deadline); a service's environment values may set its own (readiness_deadline_seconds).
+    readiness_deadline_seconds: int = Field(default=180, validation_alias="READINESS_DEADLINE_SECONDS", ge=10, le=3_600)
     prune_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
 
     parse_tag_rules = field_validator("tag_rules", mode="before")(_json)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from controlplane.errors import InputValidationError
+from controlplane.kube import health
 from controlplane.kube.health import (
     blame_of,
     current_replicaset,
@@ -21,6 +22,7 @@ from controlplane.kube.health import (
     statefulset_status,
 )
 from controlplane.models.kube import ObjectRef
+from controlplane.platform import READINESS_DEADLINE_ANNOTATION
 
 pytestmark = pytest.mark.unit
 
@@ -270,6 +272,33 @@ def test_grace_counts_from_when_containers_last_became_unready() -> None:
             condition["lastTransitionTime"] = "2026-01-26T11:00:00Z"
     assert pod_failures([pod], now=went_unready + timedelta(seconds=30)) == []
     assert pod_failures([pod], now=went_unready + timedelta(seconds=90))[0].since == went_unready
+
+
+def never_ready_pod() -> dict[str, Any]:
+    """x7k2p, but its readiness probe never passed: running, not ready since it started."""
+    pod = copy.deepcopy(pods_by_name()["x7k2p"])
+    pod["status"]["containerStatuses"][0]["ready"] = False
+    for condition in pod["status"]["conditions"]:
+        if condition["type"] in ("ContainersReady", "Ready"):
+            condition.update(status="False", lastTransitionTime="2026-01-26T10:15:03Z")
+    return pod
+
+
+def test_a_pod_running_but_never_ready_fails_at_the_readiness_deadline_only() -> None:
+    pod = never_ready_pod()
+    assert pod_failures([pod], now=CREATED + timedelta(seconds=500)) == []  # no deadline given: the progress one
+    assert pod_failures([pod], now=CREATED + timedelta(seconds=120), readiness_seconds=120) == []
+    [failure] = pod_failures([pod], now=CREATED + timedelta(seconds=121), readiness_seconds=120)
+    assert (failure.reason, failure.container, failure.blame) == ("NeverReady", "api-gateway", "image")
+    assert "120 s" in failure.message
+    assert pod_failures([pods_by_name()["x7k2p"]], now=CREATED + timedelta(hours=1), readiness_seconds=10) == []
+
+
+def test_a_workloads_readiness_deadline_annotation_overrides_the_default() -> None:
+    deployment = load("deployment_progressing")
+    assert health._readiness_deadline(deployment, 180) == 180
+    deployment["metadata"].setdefault("annotations", {})[READINESS_DEADLINE_ANNOTATION] = "45"
+    assert health._readiness_deadline(deployment, 180) == 45
 
 
 def test_terminating_pods_are_not_judged() -> None:

@@ -18,7 +18,10 @@ Waiting for a progress deadline (10 minutes by default) is slow for states that 
   (these need no restart count: they fail as soon as the grace period is over; the grace lets a registry blip
   or a Secret written a moment later by the External Secrets Operator heal);
 - waiting with ``CrashLoopBackOff`` after at least ``restart_threshold`` restarts;
-- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``).
+- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``);
+- running but not ready for longer than the readiness deadline (``NeverReady``: a readiness probe that never passes
+  fails within the deadline, not the 10-minute progress deadline): the Deployment's
+  ``synthetictrialstudio.io/readiness-deadline-seconds`` annotation, else the caller's default.
 
 Each failure says who it is on (``blame``), because only the image's failures quarantine its digest:
 
@@ -49,6 +52,7 @@ from controlplane.errors import InputValidationError
 from controlplane.kube.client import ApiClient, dynamic_client, list_objects
 from controlplane.kube.errors import translate_errors
 from controlplane.models.kube import Blame, HealthReport, ObjectRef, PodFailure, RolloutStatus
+from controlplane.platform import READINESS_DEADLINE_ANNOTATION
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -59,6 +63,7 @@ IMAGE_OR_CONFIG_REASONS = frozenset(
 )
 CRASH_LOOP = "CrashLoopBackOff"
 UNSCHEDULABLE = "Unschedulable"
+NEVER_READY = "NeverReady"
 # The kubelet's messages for a pod that refers to platform objects that are missing (kuberuntime_container.go,
 # kubelet_pods.go makeEnvironmentVariables) and a registry's own failures (containerd's "unexpected status ...").
 _MISSING_PLATFORM_OBJECT = re.compile(
@@ -195,9 +200,15 @@ def rollout_status(obj: Obj) -> RolloutStatus:
 
 
 def pod_failures(
-    pods: Iterable[Obj], *, now: datetime, grace_seconds: int = 60, restart_threshold: int = 3
+    pods: Iterable[Obj],
+    *,
+    now: datetime,
+    grace_seconds: int = 60,
+    restart_threshold: int = 3,
+    readiness_seconds: int | None = None,
 ) -> list[PodFailure]:
-    """Pods (of the new revision) in states that waiting will not heal, once they lasted over the grace period.
+    """Pods (of the new revision) in states that waiting will not heal, once they lasted over the grace period;
+    with ``readiness_seconds``, also pods whose running containers stayed unready longer than that.
 
     ``now`` should be timezone-aware; a naive value is taken as UTC.
     """
@@ -214,8 +225,29 @@ def pod_failures(
             continue
         since = _containers_unready_since(meta, status)
         if since is not None and now - since > grace:
-            failures += _failing_containers(meta, status, since=since, restart_threshold=restart_threshold)
+            found = _failing_containers(meta, status, since=since, restart_threshold=restart_threshold)
+            if not found and readiness_seconds is not None and now - since > timedelta(seconds=readiness_seconds):
+                found = _never_ready(meta, status, since=since, deadline=readiness_seconds)
+            failures += found
     return failures
+
+
+def _never_ready(meta: Obj, status: Obj, *, since: datetime, deadline: int) -> list[PodFailure]:
+    """The pod's running containers that are not ready, past the readiness deadline (blamed on the image)."""
+    return [
+        PodFailure(
+            namespace=str(meta.get("namespace", "")),
+            pod=str(meta.get("name", "")),
+            container=container.get("name"),
+            reason=NEVER_READY,
+            message=f"running but not ready for over {deadline} s (its readiness probe never passed)",
+            since=since,
+            restart_count=_int(container.get("restartCount")),
+            blame="image",
+        )
+        for container in status.get("containerStatuses") or []
+        if (container.get("state") or {}).get("running") is not None and not container.get("ready")
+    ]
 
 
 def _unschedulable(meta: Obj, scheduled: Obj, *, now: datetime, grace: timedelta) -> list[PodFailure]:
@@ -275,8 +307,10 @@ def check_workloads(
     now: datetime,
     grace_seconds: int = 60,
     restart_threshold: int = 3,
+    readiness_seconds: int | None = None,
 ) -> HealthReport:
-    """One look at ``workloads``: each one's rollout status and its new revision's failing pods.
+    """One look at ``workloads``: each one's rollout status and its new revision's failing pods (never-ready pods
+    past the workload's readiness deadline, or ``readiness_seconds``, when either is set).
 
     Requests: per namespace, one list per workload kind, one list of ReplicaSets (when there are Deployments)
     and one list of Pods; never one request per workload.
@@ -315,11 +349,26 @@ def check_workloads(
                 continue
             statuses.append(rollout_status(obj))
             new_pods = _new_revision_pods(obj, list(replicasets.values()), pod_list)
-            found = pod_failures(new_pods, now=now, grace_seconds=grace_seconds, restart_threshold=restart_threshold)
+            found = pod_failures(
+                new_pods,
+                now=now,
+                grace_seconds=grace_seconds,
+                restart_threshold=restart_threshold,
+                readiness_seconds=_readiness_deadline(obj, readiness_seconds),
+            )
             failures.extend(f.model_copy(update={"workload": ref}) for f in found)
 
     healthy = all(s.done and not s.failed for s in statuses) and not failures
     return HealthReport(checked_at=now, healthy=healthy, workloads=tuple(statuses), failures=tuple(failures))
+
+
+def _readiness_deadline(workload: Obj, default: int | None) -> int | None:
+    """The workload's readiness deadline annotation (seconds), else ``default``."""
+    value = ((workload.get("metadata") or {}).get("annotations") or {}).get(READINESS_DEADLINE_ANNOTATION)
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:

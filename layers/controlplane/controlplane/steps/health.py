@@ -32,6 +32,7 @@ def check_health(event: HealthInput) -> HealthOutput:
             now=event.now,
             grace_seconds=settings.deploy.failure_grace_seconds,
             restart_threshold=settings.deploy.restart_threshold,
+            readiness_seconds=settings.deploy.readiness_deadline_seconds,
         )
     finally:
         api.close()
