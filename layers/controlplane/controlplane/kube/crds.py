@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from controlplane import platform
 from controlplane.errors import KubernetesNotFoundError
-from controlplane.kube.client import KubeClient, dynamic_client, request_json
+from controlplane.kube.client import ApiClient, KubeClient, dynamic_client, request_json
 from controlplane.kube.errors import translate_errors
 from controlplane.observability import logger
 

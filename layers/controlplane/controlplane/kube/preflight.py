@@ -19,11 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kubernetes.client import ApiClient
-
 from controlplane.errors import PreflightForbiddenError
 from controlplane.kube.apply import PROTECTED_KINDS
-from controlplane.kube.client import KubeClient, Resource, dynamic_client, request_json
+from controlplane.kube.client import ApiClient, KubeClient, Resource, dynamic_client, request_json
 from controlplane.kube.errors import translate_errors
 from controlplane.models.kube import ObjectRef
 from controlplane.observability import logger
