@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from local.cluster.objects import (
@@ -33,7 +33,9 @@ from local.cluster.objects import (
 )
 from local.cluster.store import Obj
 
-BehaviourKind = Literal["ready", "crash_loop", "err_image_pull", "create_container_config_error", "never_ready"]
+BehaviourKind = Literal[
+    "ready", "crash_loop", "crashes_after", "err_image_pull", "create_container_config_error", "never_ready"
+]
 
 HEALTH_ANNOTATION = "emulator.synthetictrialstudio.local/health"
 HEALTHY_BODY = '{"status":"healthy"}'
@@ -51,6 +53,8 @@ class Behaviour:
     """``ready``: seconds from start until the container turns ready."""
     run_for: float = 3.0
     """``crash_loop``: seconds each attempt runs before it exits with ``exit_code``."""
+    crash_after: float = 0.0
+    """``crashes_after``: seconds the first run lasts (ready, healthy) before the container starts crash-looping."""
     exit_code: int = 1
     completes_after: float = 5.0
     """Run-to-completion pods (restartPolicy Never/OnFailure) with a ``ready`` image exit 0 after this long."""
@@ -66,6 +70,12 @@ class Behaviour:
     @classmethod
     def crash_loop(cls, exit_code: int = 1, *, run_for: float = 3.0) -> Behaviour:
         return cls(kind="crash_loop", exit_code=exit_code, run_for=run_for, health_status=503, health_body="")
+
+    @classmethod
+    def crashes_after(cls, seconds: float, *, exit_code: int = 1, ready_after: float = 2.0) -> Behaviour:
+        """Turns ready like ``ready``, then exits after ``seconds`` and crash-loops from then on (a leak, a bad
+        cache, a dependency that goes away): healthy at first, a regression later."""
+        return cls(kind="crashes_after", crash_after=seconds, exit_code=exit_code, ready_after=ready_after)
 
     @classmethod
     def err_image_pull(cls, message: str = "") -> Behaviour:
@@ -205,7 +215,14 @@ def _simulate_container(
         return _ContainerSim(state={"waiting": waiting}, outcome="waiting")
     if behaviour.kind == "never_ready":
         return _ContainerSim(state={"running": {"startedAt": fmt_time(start)}}, started=True)
-    if behaviour.kind == "ready":
+    if behaviour.kind == "crashes_after" and t >= behaviour.crash_after:
+        # a crash loop from the start whose runs last crash_after: the first ends there (ready until then, above);
+        # restarts back off as any crash loop does and are not ready again (stricter than a container that is)
+        first = replace(behaviour, kind="crash_loop", run_for=behaviour.crash_after)
+        return _simulate_container(
+            first, name=name, image=image, pod_name=pod_name, restart_policy=restart_policy, start=start, now=now
+        )
+    if behaviour.kind in ("ready", "crashes_after"):
         if restart_policy != "Always" and t >= behaviour.completes_after:
             terminated = {
                 "exitCode": 0,

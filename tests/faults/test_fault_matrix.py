@@ -4,6 +4,7 @@ the invariants of ``conftest.assert_invariants`` afterwards."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -368,3 +369,48 @@ def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends
     assert pointer is not None
     assert pointer.release_id == new
     assert_invariants(pipe, rerun, new_release=new)
+
+
+def test_a_release_that_regresses_during_its_bake_period_is_rolled_back_and_never_last_known_good(
+    pipe: Pipeline,
+) -> None:
+    """Bake time (issue 12): a release that passed its health check and smoke test but starts crash-looping before
+    its bake period is over fails like any rollout: rolled back, its digest quarantined, and it never became the
+    last known-good release (a release never proven healthy is never a rollback target)."""
+    first = pipe.first_release()
+    before = planned_release(pipe, first)
+
+    result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crashes_after(45), timeout=180)
+
+    assert result.status == "FAILED"
+    entered = result.states_entered()
+    assert "SmokeTest" in entered  # it was declared healthy first ...
+    assert "Bake" in entered  # ... and regressed while baking
+    assert "RecordSuccess" not in entered
+    assert entered[-1] == "DeployFailedRolledBack"
+    assert result.error == "RolloutFailedError"
+    assert "regressed during its bake period" in result.cause
+    new = planned_release(pipe, result)
+    pointer = pipe.ledger.last_known_good("staging")
+    assert pointer is not None
+    assert pointer.release_id == before
+    assert pipe.ledger.require_release(new).status.value == "rolled_back"
+    assert pipe.ledger.quarantined([pipe.digests["edc-service"]]) != {}
+    assert_invariants(pipe, result, new_release=new)
+
+
+def test_a_release_becomes_last_known_good_only_after_its_bake_period(pipe: Pipeline) -> None:
+    first = pipe.first_release()
+    entered = first.states_entered()
+    assert entered.index("SmokeTest") < entered.index("Bake") < entered.index("RecordSuccess")
+    looks = [e for e in pipe.cloud.history(first.arn) if e.type == "TaskStateExited" and e.state_name == "Bake"]
+    baked = (
+        json.loads(looks[-1].details["output"])
+        if isinstance(looks[-1].details["output"], str)
+        else looks[-1].details["output"]
+    )
+    healthy_at = datetime.fromisoformat(baked["health"]["checked_at"])
+    recorded_at = datetime.fromisoformat(baked["bake"]["checked_at"])
+    assert baked["bake"]["baked"] is True
+    assert (recorded_at - healthy_at).total_seconds() >= 120  # staging's default bake period, simulated time
+    assert len(looks) > 1  # looked again and again while it baked

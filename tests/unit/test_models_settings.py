@@ -21,7 +21,7 @@ BASE = {
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for key, value in BASE.items():
         monkeypatch.setenv(key, value)
-    for key in ("TAG_RULES", "DEPLOY_DEADLINE_SECONDS", "MANIFESTS_DIR", "NOTIFICATION_TOPIC_ARN"):
+    for key in ("TAG_RULES", "DEPLOY_DEADLINE_SECONDS", "MANIFESTS_DIR", "NOTIFICATION_TOPIC_ARN", "BAKE_SECONDS"):
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
 
@@ -45,12 +45,26 @@ def test_defaults_apply_when_optional_variables_are_absent(env: pytest.MonkeyPat
         ("TAG_RULES", "not json"),
         ("TAG_RULES", '[{"tag": "v*", "environment": "moon"}]'),
         ("TAG_RULES", "[]"),
+        ("BAKE_SECONDS", "-1"),
+        ("BAKE_SECONDS", "a while"),
     ],
 )
 def test_invalid_variable_is_named(env: pytest.MonkeyPatch, variable: str, value: str) -> None:
     env.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=variable):
         get_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "staging", "production"), [(None, 120, 600), ("", 120, 600), ("0", 0, 0), ("45", 45, 45)]
+)
+def test_the_bake_period_is_the_environments_default_unless_set(
+    env: pytest.MonkeyPatch, value: str | None, staging: int, production: int
+) -> None:
+    if value is not None:
+        env.setenv("BAKE_SECONDS", value)
+    deploy = get_settings().deploy
+    assert (deploy.bake_for("staging"), deploy.bake_for("production")) == (staging, production)
 
 
 def test_missing_variable_is_named(env: pytest.MonkeyPatch) -> None:

@@ -72,6 +72,10 @@ def _flag(value: Any) -> Any:
 DEFAULT_TAG_RULES = (TagRule(tag="*", environment="staging"),)
 
 
+DEFAULT_BAKE_SECONDS = {"staging": 120, "production": 600}
+"""The bake period per environment when ``BAKE_SECONDS`` is unset: a few minutes, longer where customers are."""
+
+
 class DeploySettings(_Section):
     """How a release is planned, applied and judged."""
 
@@ -86,9 +90,23 @@ class DeploySettings(_Section):
     # progress deadline); a service's environment values may set its own (readiness_deadline_seconds).
     readiness_deadline_seconds: int = Field(default=180, validation_alias="READINESS_DEADLINE_SECONDS", ge=10, le=3_600)
     prune_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
+    bake_seconds: int | None = Field(default=None, validation_alias="BAKE_SECONDS", ge=0, le=86_400)
+    """How long a release must stay healthy after its smoke test before it becomes last known-good; unset (or
+    empty): the environment's default (:data:`DEFAULT_BAKE_SECONDS`)."""
 
     parse_tag_rules = field_validator("tag_rules", mode="before")(_json)
     parse_prune_allow = field_validator("prune_allow", mode="before")(_comma_list)
+
+    @field_validator("bake_seconds", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def bake_for(self, environment: str) -> int:
+        """The bake period of ``environment`` in seconds."""
+        if self.bake_seconds is not None:
+            return self.bake_seconds
+        return DEFAULT_BAKE_SECONDS.get(environment, max(DEFAULT_BAKE_SECONDS.values()))
 
     def environment_for_tag(self, tag: str) -> str | None:
         """The environment of the first rule matching ``tag``; ``None`` when no rule does."""

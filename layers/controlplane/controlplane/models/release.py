@@ -318,6 +318,10 @@ class HealthInput(StrictModel):
     now: AwareDatetime = Field(description="$$.State.EnteredTime")
     started_at: AwareDatetime
     deadline_at: AwareDatetime
+    baking_since: AwareDatetime | None = Field(
+        default=None,
+        description="Bake: the release was healthy and smoke-tested since then; any regression now fails it.",
+    )
 
 
 class HealthOutput(StrictModel):
@@ -325,6 +329,8 @@ class HealthOutput(StrictModel):
     healthy: bool
     checked_at: AwareDatetime
     pending: list[str] = Field(default_factory=list, description="workloads still rolling out, with their reason")
+    baked: bool = Field(default=False, description="Bake: healthy for the whole bake period (now last known-good)")
+    bake_until: AwareDatetime | None = None
 
 
 class SmokeInput(StrictModel):

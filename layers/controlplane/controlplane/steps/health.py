@@ -6,6 +6,8 @@ Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the rele
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from controlplane.aws import lock
 from controlplane.cluster import connect
 from controlplane.errors import AddonNotReadyError, DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
@@ -39,6 +41,8 @@ def check_health(event: HealthInput) -> HealthOutput:
     if report.failed:
         raise _addons_failure(event, report) if event.subject == "addons" else _failure(event, report)
     pending = [f"{w.ref}: {w.message}" for w in report.workloads if not w.done]
+    if event.baking_since is not None:
+        return _bake(event, report.healthy, pending, settings.deploy.bake_for(event.lease.environment))
     if report.healthy:
         logger.info("add-ons are ready" if event.subject == "addons" else "release is healthy")
         return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now)
@@ -54,6 +58,21 @@ def check_health(event: HealthInput) -> HealthOutput:
         )
     logger.info("release still rolling out", extra={"pending": pending})
     return HealthOutput(release_id=event.release_id, healthy=False, checked_at=event.now, pending=pending)
+
+
+def _bake(event: HealthInput, healthy: bool, pending: list[str], bake_s: int) -> HealthOutput:
+    """One look during the bake period: still healthy (``baked`` once the period is over), or the release regressed
+    after it was declared healthy and fails like any rollout (rolled back, its digests quarantined)."""
+    assert event.baking_since is not None  # the caller checked
+    if not healthy:
+        raise RolloutFailedError(
+            f"release {event.release_id} regressed during its bake period (healthy since "
+            f"{event.baking_since.isoformat()}, {bake_s} s to go through): " + "; ".join(pending[:10])
+        )
+    until = event.baking_since + timedelta(seconds=bake_s)
+    baked = event.now >= until
+    logger.info("release baking", extra={"bake_until": until.isoformat(), "baked": baked})
+    return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now, baked=baked, bake_until=until)
 
 
 def _failure(event: HealthInput, report: HealthReport) -> RolloutFailedError | PlatformNotReadyError:
