@@ -159,6 +159,11 @@ class Follower:
         return f"applied {output['applied']} objects{pruned} ({output.get('release_id')})"
 
     def _health(self, output: dict[str, Any]) -> str:
+        if output.get("bake_until"):  # a look during the bake period
+            if output.get("baked"):
+                return "healthy through the bake period"
+            left = datetime.fromisoformat(output["bake_until"]) - datetime.fromisoformat(output["checked_at"])
+            return f"healthy, {int(left.total_seconds())} s of bake to go"
         pending = output.get("pending") or []
         total = self.workloads or len(pending)
         rolled = f"{total - len(pending)}/{total} workloads rolled out"
