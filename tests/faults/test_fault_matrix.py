@@ -414,3 +414,35 @@ def test_a_release_becomes_last_known_good_only_after_its_bake_period(pipe: Pipe
     assert baked["bake"]["baked"] is True
     assert (recorded_at - healthy_at).total_seconds() >= 120  # staging's default bake period, simulated time
     assert len(looks) > 1  # looked again and again while it baked
+
+
+def test_a_push_during_an_operator_rollback_queues_behind_it_and_is_deployed_after(pipe: Pipeline) -> None:
+    """A push that arrives while an operator rollback holds the lock is queued behind it (never applied alongside)
+    and deployed by the follow-up the rollback hands the lock to: no push lost."""
+    first = pipe.first_release()
+    older = planned_release(pipe, first)
+    pipe.push_and_deploy("edc-service", "main-2")
+    digest = pipe.push("analytics-service", "main-3")
+    event = pipe.push_event("clinical-trials/analytics-service", digest, "main-3")
+    delivered: list[str] = []
+
+    def push_while_rolling_back(_now: float) -> None:
+        if not delivered:
+            held = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION).read("staging")
+            if held is not None and held.purpose.value == "rollback":
+                delivered.extend(pipe.deliver(event))
+
+    pipe.cloud.clock.subscribe(push_while_rolling_back)
+    restored = pipe.rollback({"environment": "staging", "release_id": older}, timeout=120)
+
+    assert restored.status == "SUCCEEDED", (restored.error, restored.cause)
+    [arn] = delivered
+    queued = pipe.cloud.wait_execution(arn, timeout=60)
+    assert queued.output["lock"]["outcome"] == "QUEUED"
+    assert queued.output["lock"]["holder"] == restored.arn
+    follow_up = restored.output["lock_release"]["follow_up"]
+    assert follow_up is not None
+    deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=180)
+    assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
+    assert pipe.deployment_image("analytics-service").endswith(digest)
+    assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))
