@@ -81,7 +81,12 @@ Known deviations (simplifications of the real API server):
 - Faults apply to resource requests only (discovery is never faulted).
 - A new cluster has one node group, ``general`` (3 booted t3.medium nodes labelled ``workload-class: general`` like
   the eks stack's GeneralNodeGroup); the add-ons of ``manifests/addons`` are served by the built-in kinds and CRDs
-  above (no admission webhook, APIService or conversion webhook is needed by them, and none is served).
+  above (no admission webhook, APIService or conversion webhook is needed by them, and none is served). The
+  vendored add-ons' pods run like any image (``ImageBehaviours``: ready by default); their controllers are not
+  simulated (no Secret is written for an ExternalSecret, no node group is resized by the autoscaler). The eks
+  stack's EKS managed add-ons (``AWS::EKS::Addon``: vpc-cni, kube-proxy, CoreDNS, EBS CSI, Pod Identity agent,
+  metrics-server, CloudWatch observability) are recorded by local CloudFormation, not run here: no kube-system pods
+  for them, NetworkPolicies are stored but not enforced, no resource metrics (the HPA controller simulates its own).
 - What the controllers, the scheduler, the kubelet and the node groups do differently from kube-controller-manager,
   kube-scheduler, the kubelet and EKS managed node groups is listed in ``controllers/__init__.py``, ``kubelet.py``
   and ``nodes.py``.
