@@ -86,7 +86,7 @@ Known deviations (simplifications of the real API server):
   simulated (no Secret is written for an ExternalSecret, no node group is resized by the autoscaler). The eks
   stack's EKS managed add-ons (``AWS::EKS::Addon``: vpc-cni, kube-proxy, CoreDNS, EBS CSI, Pod Identity agent,
   metrics-server, CloudWatch observability) are recorded by local CloudFormation, not run here: no kube-system pods
-  for them, NetworkPolicies are stored but not enforced, no resource metrics (the HPA controller simulates its own).
+  for them, NetworkPolicies are stored but not enforced, no resource metrics (the HPA controller works without).
 - What the controllers, the scheduler, the kubelet and the node groups do differently from kube-controller-manager,
   kube-scheduler, the kubelet and EKS managed node groups is listed in ``controllers/__init__.py``, ``kubelet.py``
   and ``nodes.py``.
