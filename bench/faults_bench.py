@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controlplane.aws import eks
+
 from local.cluster import Behaviour, Cluster
 from local.pipeline import Pipeline, pipeline
 
@@ -59,6 +61,7 @@ def longest_outage_survived() -> int:
 
 
 def failed_rollback_to_degraded() -> tuple[float, float]:
+    eks.clear_cache()  # a new emulator (new port): no DescribeCluster answer cached from the outage run's
     with Cluster("sts-staging") as cluster, pipeline(cluster) as pipe:
         pipe.first_release()
         started = pipe.cloud.clock.now()
