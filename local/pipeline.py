@@ -208,11 +208,31 @@ class Pipeline:
     def ledger(self) -> Ledger:
         return Ledger(str(self.cloud.ref("LedgerTable")), region=REGION)
 
+    @property
+    def staging_ledger(self) -> Ledger:
+        """The staging control plane's ledger, by its fixed name (``<ProjectName>-staging-ledger``): this cloud's own
+        in staging; in production the table a staging control plane in the same account would have made (created
+        here on first use, as that stack would)."""
+        name = f"{self.cloud.parameters.get('ProjectName', 'synthetictrialstudio')}-staging-ledger"
+        dynamodb = self.cloud.client("dynamodb")
+        if name not in dynamodb.list_tables()["TableNames"]:
+            dynamodb.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        return Ledger(name, region=REGION)
+
     def healthy_in_staging(self, images: dict[str, str]) -> None:
         """What the staging control plane's ledger says after a healthy staging release of ``images`` (production's
         deploys require it)."""
         now = datetime.now(UTC)
-        self.ledger.put_planned(
+        ledger = self.staging_ledger
+        ledger.put_planned(
             ReleaseRecord(
                 release_id="rel-staging-1",
                 environment="staging",
@@ -224,8 +244,8 @@ class Pipeline:
                 started_at=now,
             )
         )
-        self.ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
-        self.ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
+        ledger.update_release("rel-staging-1", status=ReleaseStatus.SUCCEEDED, healthy_at=now)
+        ledger.promote("staging", "rel-staging-1", expected_previous=None, execution_arn="seed", now=now)
 
     def releases(self, environment: str) -> list[ReleaseRecord]:
         """Every release of ``environment`` in the ledger, oldest first (as ``trialstudio history`` reads them)."""

@@ -11,7 +11,8 @@ import pytest
 from controlplane import platform
 from controlplane.aws.approval import Approvals
 
-from local.pipeline import Pipeline, pipeline
+from local.aws.template import load_template
+from local.pipeline import TEMPLATE, Pipeline, pipeline
 from tests.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -128,6 +129,24 @@ def test_an_approval_nobody_gives_times_out_and_is_recorded(production: tuple[Pi
     assert status is not None
     assert status.status.value == "TIMED_OUT"
     assert changes(pipe) == []
+
+
+def test_production_reads_staging_health_from_staging_ledger_by_its_name_without_a_parameter(
+    production: tuple[Pipeline, dict[str, Any]],
+) -> None:
+    """The approved-release test above passes VerifyStagingHealth on exactly this: the staging control plane's ledger,
+    found by its fixed name; the template has no parameter to set for it."""
+    pipe, _ = production
+    function = pipe.cloud.client("lambda").get_function_configuration(
+        FunctionName=pipe.cloud.ref("VerifyStagingHealthFunction")
+    )
+    variables = function["Environment"]["Variables"]
+
+    assert variables["STAGING_LEDGER_TABLE_NAME"] == "synthetictrialstudio-staging-ledger"
+    assert pipe.ledger.table_name == "synthetictrialstudio-production-ledger"
+    assert pipe.staging_ledger.last_known_good("staging") is not None  # what the fixture's staging release left
+    assert pipe.ledger.last_known_good("staging") is None  # production's own ledger knows nothing of staging
+    assert not [p for p in load_template(TEMPLATE)["Parameters"] if "Staging" in p]
 
 
 def test_a_digest_never_healthy_in_staging_is_refused(production: tuple[Pipeline, dict[str, Any]]) -> None:

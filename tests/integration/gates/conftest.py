@@ -27,6 +27,7 @@ def gate_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
         "ACCOUNT_ID": ACCOUNT,
         "CLUSTER_NAME": "sts-staging",
         "LEDGER_TABLE_NAME": TABLE,
+        "STAGING_LEDGER_TABLE_NAME": TABLE,  # staging's ledger: one table plays both here
         "LOCK_TTL_SECONDS": "3600",
     }
     for key, value in env.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controlplane.aws.ledger import Ledger
+from controlplane.errors import ConfigurationError
 from controlplane.models.release import ReleaseStatus
 from controlplane.models.staging_health import StagingHealth, StagingHealthInput, require_healthy_in_staging
 from controlplane.settings import get_settings
@@ -12,7 +13,12 @@ def verify_staging_health(event: StagingHealthInput) -> StagingHealth:
     """VerifyStagingHealth (production): every digest must have been healthy in staging (its ledger says so)."""
     settings = get_settings()
     gates = settings.gates
-    table = gates.staging_ledger_table_name or settings.ledger_table_name
+    table = gates.staging_ledger_table_name
+    if not table:
+        raise ConfigurationError(
+            "STAGING_LEDGER_TABLE_NAME is not set: production reads staging's health from the staging control "
+            "plane's ledger (<ProjectName>-staging-ledger, set by template.yaml)"
+        )
     ledger = Ledger(table, region=settings.region)
     ids: list[str] = []
     if event.source_release_id:
