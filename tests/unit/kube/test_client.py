@@ -91,6 +91,7 @@ def test_every_request_gets_the_default_timeout_and_the_bearer_header() -> None:
 
 def test_an_error_answer_is_an_api_error_with_status_body_and_headers() -> None:
     api = build_api_client(access())
+    api.retry_after_budget_s = 0  # Retry-After 3 is then the state machine's to honour
     api.pool = Recorder(status=429, body=b'{"kind":"Status"}')  # type: ignore[assignment]
     with pytest.raises(ApiError) as info:
         api.call_api("/api/v1/namespaces/x/pods", "PATCH", body={"a": 1}, header_params={"Content-Type": "x"})
@@ -109,3 +110,49 @@ def test_the_handlers_packages_never_import_the_official_kubernetes_client() -> 
     env = {**os.environ, "PYTHONPATH": str(layer)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout.strip() == "[]"
+
+
+class Answers(Recorder):
+    """Answers each request with the next (status, Retry-After) of ``answers``."""
+
+    def __init__(self, *answers: tuple[int, str | None]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.calls.append({"method": method, "url": url, **kwargs})
+        status, retry_after = self.answers.pop(0)
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return SimpleNamespace(status=status, reason="Reason", data=b"{}", headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("answers", "slept", "status"),
+    [
+        ([(429, "2"), (200, None)], [2.0], 200),  # waited out, sent once more
+        ([(503, "1"), (503, "1")], [1.0], 503),  # once per call: the second answer is raised
+        ([(429, "30"), (200, None)], [], 429),  # beyond the budget: raised, the state machine's backoff waits
+        ([(429, None), (200, None)], [], 429),  # no Retry-After: raised at once
+        ([(500, "1"), (200, None)], [], 500),  # a 500 may have been processed: never re-sent here
+        ([(429, "Wed, 21 Oct 2026 07:28:00 GMT"), (200, None)], [], 429),  # an HTTP-date: not waited here
+    ],
+    ids=["waits-then-succeeds", "one-retry-only", "too-long", "no-header", "not-retryable", "http-date"],
+)
+def test_retry_after_is_honoured_within_the_budget_and_never_shortened(
+    answers: list[tuple[int, str | None]], slept: list[float], status: int
+) -> None:
+    api = build_api_client(access())
+    pool = Answers(*answers)
+    api.pool = pool  # type: ignore[assignment]
+    sleeps: list[float] = []
+    api.sleep = sleeps.append  # type: ignore[method-assign]
+
+    if status == 200:
+        assert api.call_api("/api/v1/namespaces/x/configmaps", "PATCH", body={}).status == 200
+    else:
+        with pytest.raises(ApiError) as info:
+            api.call_api("/api/v1/namespaces/x/configmaps", "PATCH", body={})
+        assert info.value.status == status
+
+    assert sleeps == slept
+    assert len(pool.calls) == 1 + len(slept)

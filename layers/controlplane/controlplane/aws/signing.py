@@ -26,6 +26,8 @@ from controlplane.models.release import OperatorRollbackRequest, validation_mess
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
+    from controlplane.settings import Settings
+
 MAC_ALGORITHM: Final = "HMAC_SHA_256"
 
 
@@ -144,23 +146,17 @@ def signed_by(
     return signature.principal
 
 
-def rollback_requester(
-    request: OperatorRollbackRequest,
-    *,
-    execution_arn: str,
-    environment: str,
-    key_id: str | None,
-    drift_mode: DriftMode,
-    region: str | None = None,
-) -> str | None:
+def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str | None:
     """Who asked for a rollback: the signed operator's principal, or ``None`` for the drift state machine's heal.
 
     A person's rollback or acknowledgement needs the operator API's signature in every environment. The drift heal
     (``trigger: drift``) cannot sign (only the operator API's role may), so it is honoured unsigned only where this
     environment heals drift (``DRIFT_MODE=heal``, never production) and, in ResolveRollbackTarget, only to re-apply
-    the last known-good release: the most a forged heal can do is what the heal itself would do.
+    the last known-good release: the most a forged heal can do is what the heal itself would do. AcquireLock and
+    ResolveRollbackTarget both ask, so an unsigned rollback never holds the lock.
     """
     raw = request.model_dump(mode="json", exclude_unset=True)
+    environment, drift_mode = settings.environment, settings.drift_mode
     if request.trigger == "drift" and "operator" not in raw:
         if drift_mode is not DriftMode.HEAL or environment == "production":
             raise OperatorNotAuthorizedError(
@@ -177,7 +173,7 @@ def rollback_requester(
         raw,
         OperatorAction.ROLLBACK,
         execution_arn=execution_arn,
-        key_id=key_id,
-        region=region,
+        key_id=settings.decision_key_id,
+        region=settings.region,
         how=UNSIGNED_ROLLBACK.format(environment=environment),
     )

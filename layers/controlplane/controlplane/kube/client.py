@@ -26,7 +26,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,21 @@ class ApiConfiguration:
     retries: bool = False
 
 
+RETRY_AFTER_BUDGET_S = 10.0
+"""The longest ``Retry-After`` one request waits out inside the call (then it is sent once more). A longer one is
+raised (``KubernetesTransientError``, the wait in its message) for the state machine's Retry, whose backoff reaches a
+minute: no request is re-sent sooner than the server asked, and no invocation sleeps near its timeout."""
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""Answers whose ``Retry-After`` means the request was not processed (API Priority and Fairness rejects with 429;
+an API server not ready yet answers 503): safe to send again, whatever the verb."""
+
+
 class ApiClient:
     """HTTPS requests to one API server with a bearer token (see the module docstring)."""
+
+    retry_after_budget_s: float = RETRY_AFTER_BUDGET_S
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def __init__(self, access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.configuration = ApiConfiguration(host=access.endpoint, ssl_ca_cert=str(_ca_file(access.ca_pem)))
@@ -125,18 +139,38 @@ class ApiClient:
         if body is not None:
             data = body if isinstance(body, bytes | str) else json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
-        response = self.pool.request(
-            method.upper(),
-            url,
-            body=data,
-            headers=headers,
-            timeout=_timeout(_request_timeout) or self.default_timeout,
-            preload_content=_preload_content,
-            redirect=False,
-        )
+        waited = False
+        while True:
+            response = self.pool.request(
+                method.upper(),
+                url,
+                body=data,
+                headers=headers,
+                timeout=_timeout(_request_timeout) or self.default_timeout,
+                preload_content=_preload_content,
+                redirect=False,
+            )
+            wait = None if waited else self._retry_after(response)
+            if wait is None:
+                break
+            self.sleep(wait)  # honour the server's Retry-After, then send the request once more
+            waited = True
         if not 200 <= response.status < 300:
             raise ApiError(response.status, response.reason or "", body=response.data, headers=dict(response.headers))
         return response
+
+    def _retry_after(self, response: Any) -> float | None:
+        """Seconds to wait before sending the request again, when the answer asks for it within the budget."""
+        if response.status not in RETRY_AFTER_STATUSES:
+            return None
+        value = (response.headers or {}).get("Retry-After")
+        try:
+            seconds = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None  # an HTTP-date: the state machine's backoff waits instead
+        if seconds is None or not 0 <= seconds <= self.retry_after_budget_s:
+            return None
+        return seconds
 
     def close(self) -> None:
         self.pool.clear()

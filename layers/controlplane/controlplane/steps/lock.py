@@ -73,14 +73,7 @@ def rollback_signed(raw: Any, *, execution_arn: str) -> str | None:
     settings = get_settings()
     request = parse(OperatorRollbackRequest, raw, what="rollback")
     settings.require_environment(request.environment)
-    return signing.rollback_requester(
-        request,
-        execution_arn=execution_arn,
-        environment=settings.environment,
-        key_id=settings.decision_key_id,
-        drift_mode=settings.drift_mode,
-        region=settings.region,
-    )
+    return signing.rollback_requester(request, execution_arn=execution_arn, settings=settings)
 
 
 def acquire_lock(event: AcquireLockInput) -> LockResult:

@@ -25,21 +25,7 @@ from controlplane.models.release import (
     RollbackTargetInput,
 )
 from controlplane.observability import correlate, logger
-from controlplane.settings import Settings, get_settings
-
-
-def rollback_requester(request: OperatorRollbackRequest, *, execution_arn: str, settings: Settings) -> str | None:
-    """Who asked for this rollback: the operator API's verified signature (every environment), or ``None`` for the
-    drift state machine's heal where this environment heals drift (:func:`controlplane.aws.signing.rollback_requester`;
-    AcquireLock refuses the same requests first, before the lock is written)."""
-    return signing.rollback_requester(
-        request,
-        execution_arn=execution_arn,
-        environment=settings.environment,
-        key_id=settings.decision_key_id,
-        drift_mode=settings.drift_mode,
-        region=settings.region,
-    )
+from controlplane.settings import get_settings
 
 
 def by(requester: str | None) -> str:
@@ -66,7 +52,7 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
         )
     request = event.request
     assert request is not None
-    requester = rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
+    requester = signing.rollback_requester(request, execution_arn=event.execution_arn, settings=settings)
     if requester is None:  # the drift heal: the last known-good release, nothing else
         if lkg is None or request.release_id not in (None, lkg.release_id):
             raise PlanError(
