@@ -95,6 +95,23 @@ class Invoker(Protocol):
     def __call__(self, function_name: str, function_arn: str, body: str | bytes | None) -> tuple[bytes, str | None]: ...
 
 
+_VALID_DEFINITIONS: set[str] = set()
+"""ASL definitions moto's parser accepted (a pure function of the text), so each is parsed once per process."""
+
+
+def _validated(validate: Callable[..., None]) -> Callable[..., None]:
+    """moto's ``_validate_definition`` (an ANTLR parse, ~0.3 s for our machines), remembered for accepted texts; a
+    refused definition is parsed again each time and refused the same way."""
+
+    def validate_once(definition: str) -> None:
+        if definition in _VALID_DEFINITIONS:
+            return
+        validate(definition=definition)
+        _VALID_DEFINITIONS.add(definition)
+
+    return validate_once
+
+
 def check_seams() -> None:
     """Raise :class:`SeamMovedError` if any seam the harness patches has moved."""
     import moto  # noqa: PLC0415 - imported lazily: the harness must not import moto at import time
@@ -158,6 +175,10 @@ def check_seams() -> None:
     expect("time.sleep(" in inspect.getsource(retrier_decl), "retrier_decl sleeps with time.sleep")
     expect(getattr(state, "datetime", None) is _dt, "state.datetime")
     expect(getattr(sfn_models, "datetime", None) is _dt, "parser.models.datetime")
+    expect(
+        isinstance(vars(sfn_models.StepFunctionsParserBackend).get("_validate_definition"), staticmethod),
+        "StepFunctionsParserBackend._validate_definition",
+    )
     expect(hasattr(event_manager.EventManager, "_get_current_timestamp"), "EventManager._get_current_timestamp")
     add_event_params = list(inspect.signature(event_manager.EventManager.add_event).parameters)
     expect(add_event_params[:3] == ["self", "context", "event_type"], "EventManager.add_event signature")
@@ -451,6 +472,10 @@ def patched_moto(
             mock.patch.object(execution_worker.ExecutionWorker, "_get_evaluation_environment", evaluation_environment)
         )
         stack.enter_context(mock.patch.object(sfn_models, "datetime", clock_datetime))
+        backend = sfn_models.StepFunctionsParserBackend
+        stack.enter_context(
+            mock.patch.object(backend, "_validate_definition", staticmethod(_validated(backend._validate_definition)))
+        )
         stack.enter_context(
             mock.patch.object(
                 event_manager.EventManager,

@@ -9,6 +9,8 @@ forms, ``Fn::GetAtt``, ``Fn::Join``, ``Fn::If`` with ``Conditions`` built from `
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ class TemplateError(ValueError):
     """The template uses a construct the harness cannot evaluate (names the construct)."""
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml's parser when built
     """SafeLoader that turns ``!Ref x`` into ``{"Ref": x}`` and ``!Sub``/``!GetAtt``/... into ``{"Fn::...": ...}``."""
 
 
@@ -49,9 +51,15 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """Parse a template file (YAML or JSON) with CloudFormation short-form tags."""
-    with path.open(encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with tag constructors only
+    """Parse a template file (YAML or JSON) with CloudFormation short-form tags (a fresh copy each call; the parse
+    is remembered per file content)."""
+    text = path.read_text(encoding="utf-8")
+    return copy.deepcopy(_parsed(str(path), text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, text: str) -> dict[str, Any]:
+    data = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with tag constructors only
     if not isinstance(data, dict) or "Resources" not in data:
         raise TemplateError(f"{path} is not a CloudFormation template (no Resources section)")
     return data
