@@ -38,7 +38,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         env.pop(key, None)
     log = (state / "up.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "local", "up", "--state-dir", str(state), "--first-release", "--acceleration", "5"],
+        [sys.executable, "-m", "local", "up", "--state-dir", str(state), "--first-release", "--acceleration", "30"],
         cwd=REPO,
         env=env,
         stdout=log,
