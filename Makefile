@@ -14,7 +14,9 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo up test soak lint typecheck checks security unit integration e2e bench clean
 
-setup: $(STAMP) $(SAMSTAMP) $(CHECKOVSTAMP)
+# The three venvs are independent: installed side by side (pip's cache is shared safely).
+setup:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target $(STAMP) $(SAMSTAMP) $(CHECKOVSTAMP)
 
 $(STAMP): requirements/dev.txt layers/controlplane/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,7 +61,9 @@ checks: setup
 security: setup
 	$(PY) -m pytest -q -p no:randomly tests/unit/test_checkov.py
 
-test: setup lint checks
+# lint and checks side by side (each is mostly one process), then the tests on both cores.
+test: setup
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint checks
 	$(PY) -m pytest -q -n 2 --dist worksteal --durations=25
 
 # Long property runs: the soak-marked tests with the "soak" hypothesis profile (hundreds of examples each).
