@@ -221,6 +221,9 @@ class LocalCloud:
             if self.time.mode == "realtime":
                 self.clock.run_realtime(self.time.acceleration)
                 stack.callback(self.clock.stop)
+            else:  # simulated: a handler's watch waiting for news lets simulated time pass, as a Wait state does
+                self.clock.drive_by_waiters()
+                stack.callback(self.clock.drive_by_waiters, on=False)
             self.cfn_faults = CfnFaults(self)
             stack.enter_context(self.cfn_faults.installed())
             if self.template_path is not None:

@@ -52,7 +52,14 @@ Known deviations (simplifications of the real API server):
   are not rejected; custom resources are not validated against their OpenAPI schema and are not pruned. Multi-version
   CRDs share one storage bucket without conversion (``apiVersion`` is rewritten on the way out).
 - Watches filter by the current state of each object (objects entering/leaving a selector become ADDED/DELETED as
-  the watch cache does); no periodic bookmarks; the event history is bounded (older resourceVersions get 410).
+  the watch cache does); the event history is bounded (older resourceVersions get a 410 ``Expired`` ERROR event).
+  ``timeoutSeconds`` counts simulated seconds (and, so a clock nobody moves cannot hang a client, at most as many
+  wall seconds); without it a watch lasts 1800 s (the API server randomises 30-60 min). With
+  ``allowWatchBookmarks`` a BOOKMARK comes every simulated minute and 2 s before the timeout (the watch cache's
+  ``bookmarkFrequency`` and deadline), never otherwise. When the clock is driven by its waiters (the AWS harness's
+  simulated time), a watch with nothing to report for 10 ms of wall time lets one simulated second pass
+  (``clock.py``): a client may see an event up to about a simulated second after it happened. Every answer's
+  ``Date`` header is the simulated time.
 - Discovery: ``/api`` and ``/apis`` answer aggregated ``apidiscovery.k8s.io/v2`` when asked (JSON only; no
   protobuf, no ``v2beta1``, no peer/aggregated-apiserver ``freshness`` other than ``Current``), else the legacy form;
   ``/openapi/v3`` serves the built-in types' schemas converted from

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from local.cluster import discovery, protowire, reviews, status
@@ -104,6 +105,8 @@ class ApiServer(SubresourceVerbs):
         except Exception as exc:
             logger.exception("internal error serving %s %s", req.method, req.path)
             resp = self.error(status.internal_error(str(exc)))
+        # The Date header follows the simulated clock (a client may take its time from the server, as on EKS).
+        resp.headers.setdefault("Date", formatdate(self.clock.now(), usegmt=True))
         self.requests.append(
             RequestRecord(
                 method=req.method,

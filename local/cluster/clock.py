@@ -2,6 +2,12 @@
 
 Tests advance it explicitly (:meth:`SimClock.advance`); the demo runs it in real time or accelerated
 (:meth:`SimClock.run_realtime`). Listeners are told after every advance so controllers can reconcile.
+
+A client waiting on the API server (a watch with nothing to report) waits for simulated time to pass. Who moves it:
+the clock's thread in real time; the test otherwise; and, once :meth:`SimClock.drive_by_waiters` is on (the AWS
+harness's ``simulated`` time mode, where nothing else runs while a Lambda waits), the waiter itself: each second of
+simulated time costs a waiter :data:`IDLE_PACE` of wall time with nothing to report, and a waiter moves the clock only
+if nobody moved it meanwhile (so several waiters do not make time pass several times as fast).
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from datetime import UTC, datetime
 
 Listener = Callable[[float], None]
 
+IDLE_PACE = 0.01
+"""Wall seconds a waiter waits for something to report before it lets one simulated second pass (driven mode)."""
+
 
 class SimClock:
     """A monotonic clock in seconds that only moves when told to (or in real time when started)."""
@@ -23,6 +32,8 @@ class SimClock:
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._driven = False
+        self._drive_lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
@@ -49,6 +60,25 @@ class SimClock:
             for listener in listeners:
                 listener(now)
             remaining -= delta
+
+    def drive_by_waiters(self, on: bool = True) -> None:
+        """Let waiters with nothing to report move the clock themselves (see the module docstring)."""
+        self._driven = on
+
+    @property
+    def driven_by_waiters(self) -> bool:
+        return self._driven and self._thread is None
+
+    def pass_idle(self, seen: float, target: float) -> bool:
+        """A waiter that saw the clock at ``seen`` and had nothing to report since: in driven mode, move the clock to
+        ``target`` unless someone moved it meanwhile. Whether the clock moved (by anyone) since ``seen``."""
+        if not self.driven_by_waiters:
+            return self.now() > seen
+        with self._drive_lock:
+            now = self.now()
+            if now == seen and target > now:
+                self.advance(target - now)
+        return self.now() > seen
 
     def run_realtime(self, factor: float = 1.0, tick: float = 0.05) -> None:
         """Advance in a background thread: ``factor`` simulated seconds per real second."""

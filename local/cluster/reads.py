@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from local.cluster import status
-from local.cluster.clock import SimClock
+from local.cluster.clock import IDLE_PACE, SimClock
 from local.cluster.resources import Registry, ResourceType
 from local.cluster.selectors import (
     FieldRequirement,
@@ -24,6 +24,29 @@ from local.cluster.store import Event, ResourceVersionTooOldError, Store
 from local.cluster.wire import Alive, Info, Obj, Request, Response, encode
 
 DEFAULT_WATCH_TIMEOUT = 1800.0
+BOOKMARK_INTERVAL = 60.0
+"""The watch cache's bookmark frequency (a minute), in simulated seconds."""
+BOOKMARK_BEFORE_TIMEOUT = 2.0
+"""The watch cache also sends a watcher with a deadline a bookmark this long before its timeout."""
+
+
+class _Bookmarks:
+    """When a watcher that asked for bookmarks (``allowWatchBookmarks``) gets one: every minute and just before its
+    timeout, on the simulated clock (k8s.io/apiserver's cacher: ``bookmarkFrequency``, the deadline minus 2 s)."""
+
+    def __init__(self, started: float, deadline: float) -> None:
+        self._deadline = deadline
+        self._next = self._after(started)
+
+    def _after(self, now: float) -> float:
+        before_timeout = self._deadline - BOOKMARK_BEFORE_TIMEOUT
+        return min(now + BOOKMARK_INTERVAL, before_timeout if before_timeout > now else float("inf"))
+
+    def due(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = self._after(now)
+        return True
 
 
 class ReadVerbs:
@@ -118,8 +141,16 @@ class ReadVerbs:
         def line(kind: str, obj: Obj) -> bytes:
             return encode({"type": kind, "object": self._out(rt, obj)})
 
+        def bookmark(rv: int) -> bytes:
+            mark = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(rv)}}
+            return encode({"type": "BOOKMARK", "object": mark})
+
         def stream(alive: Alive) -> Iterator[bytes]:
-            deadline = time.monotonic() + timeout
+            # timeoutSeconds is simulated time; a clock nobody moves still ends the watch after as much wall time.
+            clock = self.clock
+            deadline = clock.now() + timeout
+            wall_deadline = time.monotonic() + timeout
+            bookmarks = _Bookmarks(clock.now(), deadline) if req.flag("allowWatchBookmarks") else None
             items, current = self.store.peek_list(gr, namespace)
             known = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in items if wanted(o)}
             if start is None or send_initial:
@@ -128,23 +159,18 @@ class ReadVerbs:
                     if wanted(o):
                         yield line("ADDED", o)
                 if send_initial:
-                    mark = {
-                        "kind": rt.kind,
-                        "apiVersion": rt.api_version,
-                        "metadata": {
-                            "resourceVersion": str(current),
-                            "annotations": {"k8s.io/initial-events-end": "true"},
-                        },
-                    }
-                    yield encode({"type": "BOOKMARK", "object": mark})
+                    mark = json.loads(bookmark(current))
+                    mark["object"]["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+                    yield encode(mark)
             else:
                 position = start
+            quiet_since = time.monotonic()
             while not self.stopping.is_set() and alive():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                seen = clock.now()
+                if seen >= deadline or time.monotonic() >= wall_deadline:
                     return
                 try:
-                    events = self.store.events_since(position, min(remaining, 0.5))
+                    events = self.store.events_since(position, IDLE_PACE)
                 except ResourceVersionTooOldError:
                     oldest = self.store.resource_version
                     err = status.gone(f"too old resource version: {position} ({oldest})")
@@ -156,7 +182,13 @@ class ReadVerbs:
                         continue
                     out = self._translate(ev, wanted, known)
                     if out is not None:
+                        quiet_since = time.monotonic()
                         yield line(out, ev.object)
+                if bookmarks is not None and bookmarks.due(clock.now()):
+                    yield bookmark(position)
+                if time.monotonic() - quiet_since >= IDLE_PACE:
+                    # nothing to report for a while: in driven mode, this waiter lets a simulated second pass
+                    clock.pass_idle(seen, min(seen + 1.0, deadline))
 
         return Response(200, stream=stream)
 
