@@ -11,35 +11,21 @@ import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from controlplane import platform
 from controlplane.kube.client import ClusterAccess, build_api_client, dynamic_client, request_json
 
+from local.nodegroups import LOGICAL_IDS, eks_nodegroup_config
 from local.pipeline import CLUSTER_NAME, REGION, Pipeline, pipeline
 
 OFFHOURS_MACHINE = "OffHoursStateMachine"
 SCALE_DOWN_SCHEDULE = "OffHoursStateMachineScaleDownEvening"
 SCALE_UP_SCHEDULE = "OffHoursStateMachineScaleUpMorning"
 NS = platform.NAMESPACE
-GENERAL = "GeneralNodeGroup-4Kq1Zc8Hw2Pe"
-SPOT = "SpotNodeGroup-9Rt3Lm5Xb7Ya"
-COMPUTE = "ComputeIntensiveNodeGroup-2Vn8Jd4Qs6Uf"
-EKS_TEMPLATE = Path(__file__).resolve().parents[1] / "manifests" / "cloudformation" / "eks.yaml"
-
-
-def eks_nodegroup_config(logical: str) -> dict[str, Any]:
-    """The labels, taints and capacity type the ``eks`` stack gives node group ``logical`` (as NodegroupSpec fields,
-    taints in the EKS API's shape)."""
-    from local.aws.template import load_template  # noqa: PLC0415 - the harness imports moto: only when needed
-
-    props = load_template(EKS_TEMPLATE)["Resources"][logical]["Properties"]
-    return {
-        "labels": {str(k): str(v) for k, v in (props.get("Labels") or {}).items()},
-        "taints": tuple({k.lower(): str(v) for k, v in t.items()} for t in props.get("Taints") or []),
-        "capacity_type": str(props.get("CapacityType") or "ON_DEMAND"),
-    }
+GENERAL = LOGICAL_IDS["GeneralNodeGroup"][0]
+SPOT = LOGICAL_IDS["SpotNodeGroup"][0]
+COMPUTE = LOGICAL_IDS["ComputeIntensiveNodeGroup"][0]
 
 
 def nodegroups() -> dict[str, Any]:

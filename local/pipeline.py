@@ -24,6 +24,7 @@ from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 
+from local.nodegroups import add_tainted_groups
 from trialstudio.control import releases
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,6 +308,9 @@ def pipeline(cluster: Any, **overrides: Any) -> Iterator[Pipeline]:
 
     with LocalCloud(TEMPLATE, parameters=parameters(**overrides), cluster=cluster) as cloud:
         cloud.register_cluster(CLUSTER_NAME, cluster)
+        # The eks stack's tainted node groups of the environment (production's compute, memory and spot nodes) beside
+        # the emulator's general nodes: the services the environment places there have somewhere to run.
+        add_tainted_groups(cloud, CLUSTER_NAME, cluster, str(parameters(**overrides)["Environment"]))
         create_repositories(cloud)
         yield Pipeline(cloud, cluster)
 

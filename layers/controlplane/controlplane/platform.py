@@ -59,6 +59,37 @@ POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 
+# The eks stack's managed node groups (manifests/cloudformation/eks.yaml; a unit test keeps the two equal): each
+# group's nodes carry ``workload-class: <name>`` and, except the general group, a NoSchedule taint that only the
+# workloads meant for the group tolerate. A service's environment values choose its group (``node_group``); its pods
+# are rendered with that nodeSelector and the toleration of that taint.
+NODE_GROUP_LABEL: Final = "workload-class"
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """One of the eks stack's node groups: the label value its nodes carry and the taint keeping others off."""
+
+    name: str
+    taint_key: str | None = None
+    taint_value: str | None = None
+
+    def toleration(self) -> dict[str, str] | None:
+        if self.taint_key is None:
+            return None
+        return {"key": self.taint_key, "operator": "Equal", "value": self.taint_value or "", "effect": "NoSchedule"}
+
+
+NODE_GROUPS: Final[dict[str, NodeGroup]] = {
+    g.name: g
+    for g in (
+        NodeGroup("general"),
+        NodeGroup("compute-intensive", NODE_GROUP_LABEL, "compute-intensive"),
+        NodeGroup("memory-optimized", NODE_GROUP_LABEL, "memory-optimized"),
+        NodeGroup("spot", "capacity-type", "spot"),
+    )
+}
+
 # The API gateway is the only service behind the load balancer; the others are reached through it.
 EDGE_SERVICE: Final = "api-gateway"
 

@@ -140,6 +140,9 @@ class ServiceValues(_Strict):
     # How long the service's new pods may run without becoming ready (a Deployment annotation; unset: the
     # READINESS_DEADLINE_SECONDS setting of the health check).
     readiness_deadline_seconds: int | None = Field(default=None, ge=10, le=3_600)
+    # The eks stack's node group the service's pods run on (platform.NODE_GROUPS): rendered as the pod template's
+    # nodeSelector and the toleration of that group's taint.
+    node_group: Literal["general", "compute-intensive", "memory-optimized", "spot"] = "general"
 
     @model_validator(mode="after")
     def _replicas_within_bounds(self) -> ServiceValues:
@@ -529,9 +532,22 @@ def _render_deployment(obj: dict[str, Any], where: str, ctx: _Context) -> None:
         ctx.problems.append(f"{where}: spec.template.spec.containers: no container named after the service")
         return
     main[0]["resources"] = values.resources.model_dump()
+    _render_placement(_mapping(spec, "template")["spec"], values.node_group)
     if values.readiness_deadline_seconds is not None:
         annotations = _mapping(obj["metadata"], "annotations")
         annotations[platform.READINESS_DEADLINE_ANNOTATION] = str(values.readiness_deadline_seconds)
+
+
+def _render_placement(pod_spec: dict[str, Any], node_group: str) -> None:
+    """The pod runs on ``node_group`` only: its label as nodeSelector, its taint tolerated (the general group has
+    none); any placement the manifest wrote is replaced."""
+    group = platform.NODE_GROUPS[node_group]
+    pod_spec["nodeSelector"] = {platform.NODE_GROUP_LABEL: group.name}
+    toleration = group.toleration()
+    if toleration is None:
+        pod_spec.pop("tolerations", None)
+    else:
+        pod_spec["tolerations"] = [toleration]
 
 
 def _render_hpa(obj: dict[str, Any], where: str, ctx: _Context) -> None:
