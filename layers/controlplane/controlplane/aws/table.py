@@ -91,6 +91,11 @@ def objects_digest_key(release_id: str) -> Key:
     return Key(f"RELEASE#{release_id}", "OBJECTS_DIGEST")
 
 
+def objects_digest_shard_key(release_id: str, shard: int) -> Key:
+    """One shard of the release's object digests (:func:`objects_digest_key` names how many and their sha256)."""
+    return Key(f"RELEASE#{release_id}", f"OBJECTS_DIGEST#{shard:05d}")
+
+
 def applied_state_key(release_id: str, chunk: int) -> Key:
     """One batch of what the apply of the release reported per object (digest, resourceVersion, generation, uid)."""
     return Key(f"RELEASE#{release_id}", f"STATE#{chunk:05d}")
