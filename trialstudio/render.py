@@ -154,7 +154,7 @@ class Follower:
         return ""
 
     def _applied(self, output: dict[str, Any]) -> str:
-        self.workloads = len(output.get("workloads") or [])
+        self.workloads = int((output.get("rollout") or {}).get("workloads") or 0)
         pruned = f", pruned {output['pruned']}" if output.get("pruned") else ""
         return f"applied {output['applied']} objects{pruned} ({output.get('release_id')})"
 
@@ -165,11 +165,12 @@ class Follower:
             left = datetime.fromisoformat(output["bake_until"]) - datetime.fromisoformat(output["checked_at"])
             return f"healthy, {int(left.total_seconds())} s of bake to go"
         pending = output.get("pending") or []
-        total = self.workloads or len(pending)
-        rolled = f"{total - len(pending)}/{total} workloads rolled out"
+        count = int(output.get("pending_count") or len(pending))
+        total = self.workloads or count
+        rolled = f"{total - count}/{total} workloads rolled out"
         if output["healthy"]:
             return rolled
-        waiting = _workload_names(pending) if len(pending) <= 2 else f"{len(pending)} workloads"
+        waiting = _workload_names(pending) if count <= 2 else f"{count} workloads"
         return f"{rolled}, waiting for {waiting}"
 
     def _smoke(self, output: dict[str, Any]) -> str:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from controlplane import platform
 from controlplane.errors import InputValidationError
-from controlplane.models.kube import ObjectRef
 from controlplane.models.lease import Lease
 from controlplane.models.release import (
     ApplyOutput,
+    ApplyPurpose,
     ConsoleRequest,
     EcrPushEvent,
     HealthInput,
@@ -22,7 +22,8 @@ from controlplane.models.release import (
     ReleaseRef,
     RollbackTarget,
     RollbackTargetInput,
-    SmokeTarget,
+    RolloutRef,
+    SmokeInput,
     StepError,
     Trigger,
     TriggerKind,
@@ -123,10 +124,13 @@ def _apply(images: dict[str, str], release_id: str) -> ApplyOutput:
         release_id=release_id,
         applied=len(images) * 6,
         pruned=0,
-        workloads=[
-            ObjectRef(api_version="apps/v1", kind="Deployment", namespace="clinical-trials", name=s) for s in images
-        ],
-        smoke_targets=[SmokeTarget(namespace="clinical-trials", service=s, port="http") for s in images],
+        rollout=RolloutRef(
+            release_id=release_id,
+            purpose=ApplyPurpose.DEPLOY,
+            chunks=1,
+            workloads=len(images),
+            smoke_targets=len(images),
+        ),
         applied_at=NOW,
         source="render",
     )
@@ -140,7 +144,9 @@ def _apply(images: dict[str, str], release_id: str) -> ApplyOutput:
         lambda: HealthInput(
             release_id="rel-" + "1" * 20,
             execution_arn="arn",
-            workloads=[ObjectRef(api_version="apps/v1", kind="Deployment", namespace="ns", name="a")],
+            rollout=RolloutRef(
+                release_id="rel-" + "1" * 20, purpose=ApplyPurpose.ROLLBACK, chunks=1, workloads=1, smoke_targets=0
+            ),
             now=NOW,
             started_at=NOW,
             deadline_at=NOW,
@@ -209,3 +215,17 @@ def test_a_step_error_keeps_a_json_or_missing_cause_as_text() -> None:
     )
     assert StepError.model_validate({"Error": "ApprovalRejectedError", "Cause": None}).Cause == ""
     assert StepError.model_validate({"Error": "E", "Cause": "text"}).Cause == "text"
+
+
+def test_health_and_smoke_inputs_take_their_lists_by_reference_or_inline_never_both() -> None:
+    ref = {"release_id": "rel-x", "purpose": "deploy", "chunks": 1, "workloads": 1, "smoke_targets": 1}
+    common = {"release_id": "rel-x", "execution_arn": "arn"}
+    health = common | {"lease": LEASE.model_dump(), "now": NOW, "started_at": NOW, "deadline_at": NOW}
+    with pytest.raises(InputValidationError, match=r"exactly one of rollout .* or workloads"):
+        parse(HealthInput, health)
+    with pytest.raises(InputValidationError, match=r"exactly one of rollout .* or workloads"):
+        parse(HealthInput, health | {"rollout": ref, "workloads": []})
+    assert parse(HealthInput, health | {"rollout": ref}).rollout is not None
+    with pytest.raises(InputValidationError, match=r"exactly one of rollout .* or targets"):
+        parse(SmokeInput, common)
+    assert parse(SmokeInput, common | {"targets": []}).targets == []

@@ -94,7 +94,7 @@ def test_a_step_input_the_asl_got_wrong_fails_naming_the_field(pipe: Pipeline) -
     assert out.function_error == "Unhandled"
     error = out.json()
     assert error["errorType"] == "InputValidationError"
-    assert "workloads" in error["errorMessage"]
+    assert "lease" in error["errorMessage"]
     assert "deadline_at" in error["errorMessage"]
 
 

@@ -13,6 +13,7 @@ import pytest
 from controlplane import platform
 from controlplane.aws.ledger import (
     DIGEST_SHARD_BYTES,
+    ROLLOUT_CHUNK,
     STATE_CHUNK,
     Ledger,
     LedgerConflictError,
@@ -20,7 +21,17 @@ from controlplane.aws.ledger import (
     ReleaseNotFoundError,
 )
 from controlplane.models.kube import AppliedObject, ObjectRef, canonical_sha256
-from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
+from controlplane.models.release import (
+    ApplyPurpose,
+    ReleaseRecord,
+    ReleaseRef,
+    ReleaseStatus,
+    Rollout,
+    RolloutRef,
+    SmokeTarget,
+    Trigger,
+    TriggerKind,
+)
 from moto import mock_aws
 
 pytestmark = pytest.mark.integration
@@ -306,3 +317,38 @@ def test_quarantine_keeps_the_first_cause_and_is_found_by_digest(ledger: Ledger)
 def test_updating_an_unknown_release_says_so(ledger: Ledger) -> None:
     with pytest.raises(ReleaseNotFoundError, match="rel-nope"):
         ledger.update_release("rel-nope", status=ReleaseStatus.FAILED)
+
+
+def _rollout(services: int) -> Rollout:
+    names = [f"svc-{i:04d}" for i in range(services)]
+    return Rollout(
+        workloads=[
+            ObjectRef(api_version="apps/v1", kind="Deployment", namespace="clinical-trials", name=n) for n in names
+        ],
+        smoke_targets=[SmokeTarget(namespace="clinical-trials", service=n, port="http") for n in names],
+    )
+
+
+def test_a_thousand_service_rollout_is_stored_by_reference_and_read_back(ledger: Ledger) -> None:
+    rollout = _rollout(ROLLOUT_CHUNK + 5)
+    ref = ledger.record_rollout("rel-x", ApplyPurpose.DEPLOY, rollout)
+
+    assert ref == RolloutRef(
+        release_id="rel-x", purpose=ApplyPurpose.DEPLOY, chunks=2, workloads=1005, smoke_targets=1005
+    )
+    assert len(ref.model_dump_json()) < 200  # what the state carries, whatever the platform's size
+    assert ledger.rollout(ref) == rollout
+    assert max(len(json.dumps(i, default=str)) for i in items(ledger)) < 400_000
+    # An apply of another purpose (a rollback of the same release) keeps its own items.
+    other = ledger.record_rollout("rel-x", ApplyPurpose.ROLLBACK, _rollout(1))
+    assert ledger.rollout(ref) == rollout
+    assert ledger.rollout(other) == _rollout(1)
+
+
+def test_a_rollout_with_a_missing_item_is_refused(ledger: Ledger) -> None:
+    ref = ledger.record_rollout("rel-x", ApplyPurpose.DEPLOY, _rollout(ROLLOUT_CHUNK + 1))
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=TABLE, Key={"pk": {"S": "RELEASE#rel-x"}, "sk": {"S": "ROLLOUT#deploy#00001"}}
+    )
+    with pytest.raises(LedgerIntegrityError, match="deploy rollout items do not match"):
+        ledger.rollout(ref)

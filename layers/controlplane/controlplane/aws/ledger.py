@@ -17,6 +17,9 @@ Items (``pk`` / ``sk``):
 * ``RELEASE#<release id>`` / ``STATE#<n>`` — what the cluster answered when the release was last applied, object by
   object (the digest of the body sent, resourceVersion, generation, uid; zlib-compressed JSON, at most
   :data:`STATE_CHUNK` objects per item so a 1,000-service release stays far under DynamoDB's 400 KB item limit).
+* ``RELEASE#<release id>`` / ``ROLLOUT#<purpose>#<n>`` — the workloads and smoke targets an apply (deploy, rollback,
+  add-ons) hands to the health and smoke steps (zlib-compressed JSON, :data:`ROLLOUT_CHUNK` of each per item, all
+  items in one transaction): the state carries a :class:`RolloutRef`, never the lists.
 * ``ENV#<environment>`` / ``APPLIED`` — which release's state describes the cluster now (written after its
   ``STATE#`` items): the next apply sends only what differs from it or drifted, and prunes from it.
 * ``ENV#<environment>`` / ``LAST_KNOWN_GOOD`` — the environment's pointer (updated with a condition on its old value).
@@ -52,15 +55,25 @@ from controlplane.aws.table import (
     objects_digest_shard_key,
     quarantine_key,
     release_key,
+    rollout_key,
     unquarantined_key,
 )
 from controlplane.errors import PermanentError
 from controlplane.models.kube import AppliedObject, canonical_sha256
-from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord, ReleaseStatus
+from controlplane.models.release import (
+    ApplyPurpose,
+    Degraded,
+    LastKnownGood,
+    ReleaseRecord,
+    ReleaseStatus,
+    Rollout,
+    RolloutRef,
+)
 
 LAST_KNOWN_GOOD = "LAST_KNOWN_GOOD"
 APPLIED = "APPLIED"
 STATE_CHUNK = 1000
+ROLLOUT_CHUNK = 1000
 # Bytes of digest entries (sort key + digest) per shard: well under DynamoDB's 400 KB item limit whatever the names.
 DIGEST_SHARD_BYTES = 300_000
 DEGRADED = "DEGRADED"
@@ -278,6 +291,60 @@ class Ledger(Items):
             for e in found[k]
         ]
         return {o.ref.key: o for o in objects}
+
+    # ------------------------------------------------------------------------------------------------------ rollout
+    def record_rollout(self, release_id: str, purpose: ApplyPurpose, rollout: Rollout) -> RolloutRef:
+        """Store what the next states need of this apply (one transaction: fenced like every write); a rerun
+        overwrites. Returns the reference the state carries."""
+        workloads = [w.model_dump(mode="json") for w in rollout.workloads]
+        targets = [t.model_dump(mode="json") for t in rollout.smoke_targets]
+        chunks = max(1, -(-max(len(workloads), len(targets)) // ROLLOUT_CHUNK))
+        self.write(
+            *(
+                Put(
+                    rollout_key(release_id, purpose.value, n),
+                    {
+                        "kind": "rollout",
+                        "rollout": zlib.compress(
+                            json.dumps(
+                                {
+                                    "workloads": workloads[n * ROLLOUT_CHUNK : (n + 1) * ROLLOUT_CHUNK],
+                                    "smoke_targets": targets[n * ROLLOUT_CHUNK : (n + 1) * ROLLOUT_CHUNK],
+                                }
+                            ).encode()
+                        ),
+                    },
+                )
+                for n in range(chunks)
+            )
+        )
+        return RolloutRef(
+            release_id=release_id,
+            purpose=purpose,
+            chunks=chunks,
+            workloads=len(workloads),
+            smoke_targets=len(targets),
+        )
+
+    def rollout(self, ref: RolloutRef) -> Rollout:
+        """What ``ref`` points at; :class:`LedgerIntegrityError` when its items are not all there as recorded."""
+        prefix = rollout_key(ref.release_id, ref.purpose.value, 0).sk.rpartition("#")[0] + "#"
+        found = {
+            key.sk: json.loads(zlib.decompress(item["rollout"]))
+            for key, item in self.table.query(f"RELEASE#{ref.release_id}", sk_prefix=prefix)
+        }
+        parts = [found.get(rollout_key(ref.release_id, ref.purpose.value, n).sk) for n in range(ref.chunks)]
+        rollout = Rollout(
+            workloads=[w for part in parts for w in (part or {}).get("workloads", [])],
+            smoke_targets=[t for part in parts for t in (part or {}).get("smoke_targets", [])],
+        )
+        if None in parts or (len(rollout.workloads), len(rollout.smoke_targets)) != (ref.workloads, ref.smoke_targets):
+            raise LedgerIntegrityError(
+                f"release {ref.release_id}: the ledger's {ref.purpose.value} rollout items do not match the state's "
+                f"reference ({ref.chunks} item(s), {ref.workloads} workload(s), {ref.smoke_targets} smoke target(s); "
+                f"found {len(found)} item(s), {len(rollout.workloads)}, {len(rollout.smoke_targets)})"
+            )
+        return rollout
 
     # ------------------------------------------------------------------------------------------ last known good
     def last_known_good(self, environment: str) -> LastKnownGood | None:

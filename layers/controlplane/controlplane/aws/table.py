@@ -101,6 +101,11 @@ def applied_state_key(release_id: str, chunk: int) -> Key:
     return Key(f"RELEASE#{release_id}", f"STATE#{chunk:05d}")
 
 
+def rollout_key(release_id: str, purpose: str, chunk: int) -> Key:
+    """One batch of the workloads and smoke targets an apply of the release (``purpose``) handed to the next states."""
+    return Key(f"RELEASE#{release_id}", f"ROLLOUT#{purpose}#{chunk:05d}")
+
+
 def approval_key(release_id: str) -> Key:
     return Key(f"RELEASE#{release_id}", "APPROVAL")
 

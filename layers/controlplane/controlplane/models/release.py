@@ -294,12 +294,29 @@ class ApplyInput(StrictModel):
     lease: Lease = Field(description="$.lock.lease: every write is fenced by it")
 
 
+class RolloutRef(StrictModel):
+    """Where an apply left what the next states need (its workloads, its smoke targets): lists that grow with the
+    platform stay in the ledger (``RELEASE#<release id>`` / ``ROLLOUT#<purpose>#<n>``); the state carries this."""
+
+    release_id: str
+    purpose: ApplyPurpose
+    chunks: int = Field(ge=1, description="how many ledger items hold the lists")
+    workloads: int = Field(ge=0, description="how many workloads (the CLI's live view counts them)")
+    smoke_targets: int = Field(ge=0)
+
+
+class Rollout(StrictModel):
+    """What a :class:`RolloutRef` points at."""
+
+    workloads: list[ObjectRef]
+    smoke_targets: list[SmokeTarget]
+
+
 class ApplyOutput(StrictModel):
     release_id: str
     applied: int
     pruned: int
-    workloads: list[ObjectRef]
-    smoke_targets: list[SmokeTarget]
+    rollout: RolloutRef = Field(description="the workloads and smoke targets, in the ledger")
     applied_at: AwareDatetime
     source: Literal["render", "ledger"] = Field(
         description="rendered from the layer's bundle, or replayed from the ledger"
@@ -310,7 +327,8 @@ class HealthInput(StrictModel):
     release_id: str
     execution_arn: str
     lease: Lease = Field(description="$.lock.lease: renewed by every look (the rollout wait keeps the lock)")
-    workloads: list[ObjectRef]
+    rollout: RolloutRef | None = Field(default=None, description="the apply's workloads, in the ledger")
+    workloads: list[ObjectRef] | None = Field(default=None, description="the workloads, when not by reference")
     subject: Literal["release", "addons"] = Field(
         default="release",
         description="whose workloads: the release's, or its add-ons' (CheckAddons: a failure is the platform's)",
@@ -323,12 +341,39 @@ class HealthInput(StrictModel):
         description="Bake: the release was healthy and smoke-tested since then; any regression now fails it.",
     )
 
+    @model_validator(mode="after")
+    def _one_source(self) -> HealthInput:
+        _exactly_one(self.rollout, self.workloads, "workloads")
+        return self
+
+
+def _exactly_one(rollout: RolloutRef | None, inline: list[Any] | None, name: str) -> None:
+    if (rollout is None) == (inline is None):
+        raise ValueError(f"exactly one of rollout (the apply's output, by reference) or {name} is required")
+
+
+PENDING_SHOWN = 20
+"""Pending workloads a health output names (the state carries it: a list that grows with the platform is cut)."""
+
 
 class HealthOutput(StrictModel):
     release_id: str
     healthy: bool
     checked_at: AwareDatetime
-    pending: list[str] = Field(default_factory=list, description="workloads still rolling out, with their reason")
+    pending: list[str] = Field(
+        default_factory=list, description=f"the first {PENDING_SHOWN} workloads still rolling out, with their reason"
+    )
+    pending_count: int = Field(default=0, ge=0, description="how many workloads are still rolling out")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        """At most :data:`PENDING_SHOWN` named; ``pending_count`` counts them all."""
+        if isinstance(data, dict) and isinstance(data.get("pending"), list):
+            pending = data["pending"]
+            data = {**data, "pending": pending[:PENDING_SHOWN]}
+            data.setdefault("pending_count", len(pending))
+        return data
     baked: bool = Field(default=False, description="Bake: healthy for the whole bake period (now last known-good)")
     bake_until: AwareDatetime | None = None
 
@@ -336,7 +381,13 @@ class HealthOutput(StrictModel):
 class SmokeInput(StrictModel):
     release_id: str
     execution_arn: str
-    targets: list[SmokeTarget]
+    rollout: RolloutRef | None = Field(default=None, description="the apply's smoke targets, in the ledger")
+    targets: list[SmokeTarget] | None = Field(default=None, description="the targets, when not by reference")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SmokeInput:
+        _exactly_one(self.rollout, self.targets, "targets")
+        return self
 
 
 class SmokeOutput(StrictModel):

@@ -1,6 +1,10 @@
 """ApplyRelease (and InstallAddons): render the release, validate every object, server-side apply in order, prune,
 record.
 
+The output carries counts and a :class:`~controlplane.models.release.RolloutRef`: the workloads the health step
+watches and the smoke targets are lists that grow with the platform, so they stay in the ledger
+(:meth:`Ledger.record_rollout`) and the state stays far under Step Functions' 256 KiB at 1,000 services.
+
 The same path serves a deploy and a rollback. Objects come from the manifests layer when its bundle is the one the
 release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
 applied. Validation happens before the first write, so a ``ManifestValidationError`` means the cluster is untouched.
@@ -43,7 +47,7 @@ from controlplane.kube.offhours import keep_asleep_objects
 from controlplane.kube.preflight import check_permissions
 from controlplane.models.addons import AddonSpec
 from controlplane.models.kube import AppliedObject, ObjectRef
-from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, SmokeTarget
+from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, Rollout, SmokeTarget
 from controlplane.observability import correlate, logger, tracer
 from controlplane.render import (
     addon_objects,
@@ -158,7 +162,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     # Nothing recorded yet (a new environment, or one applied before the ledger kept this): {} sends everything.
     last_applied = ledger.applied_state(release.environment) or {}
     if event.purpose is ApplyPurpose.ADDONS:
-        return _install_addons(event, objects, source, mark_written, last_applied)
+        return _install_addons(event, objects, source, mark_written, last_applied=last_applied, ledger=ledger)
     to_apply, asleep = keep_asleep(
         objects, environment=release.environment, release_id=release.release_id, now=event.now
     )
@@ -209,12 +213,15 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
             "asleep": asleep,
         },
     )
+    rollout = Rollout(
+        workloads=workloads_of(objects),
+        smoke_targets=[] if asleep else smoke_targets_of(objects, sorted(release.images)),
+    )
     return ApplyOutput(
         release_id=release.release_id,
         applied=len(result.objects),
         pruned=len(pruned),
-        workloads=workloads_of(objects),
-        smoke_targets=[] if asleep else smoke_targets_of(objects, sorted(release.images)),
+        rollout=ledger.record_rollout(release.release_id, event.purpose, rollout),
         applied_at=event.now,
         source=source,
     )
@@ -225,7 +232,9 @@ def _install_addons(
     objects: list[dict[str, Any]],
     source: Literal["render", "ledger"],
     mark_written: Callable[[], None],
+    *,
     last_applied: Mapping[str, AppliedObject],
+    ledger: Ledger,
 ) -> ApplyOutput:
     """InstallAddons: the deploy's first cluster write. Ask the API server whether every request of the whole release
     will be allowed (the preflight), then apply the release's add-ons alone (nothing of the release yet; unchanged
@@ -247,12 +256,12 @@ def _install_addons(
         api.close()
     changed = [o.ref.key for o in result.objects if o.action != "unchanged"]
     logger.info("add-ons applied", extra={"objects": len(objects), "changed": changed})
+    rollout = Rollout(workloads=workloads_of(objects), smoke_targets=[])
     return ApplyOutput(
         release_id=release.release_id,
         applied=len(result.objects),
         pruned=0,
-        workloads=workloads_of(objects),
-        smoke_targets=[],
+        rollout=ledger.record_rollout(release.release_id, event.purpose, rollout),
         applied_at=event.now,
         source=source,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from controlplane.aws import lock
+from controlplane.aws.ledger import Ledger
 from controlplane.cluster import connect
 from controlplane.errors import AddonNotReadyError, DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.health import check_workloads
@@ -26,11 +27,14 @@ def check_health(event: HealthInput) -> HealthOutput:
     # The rollout wait renews the lease: a holder that lost it stops here (LockLostError).
     locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
     lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
+    workloads = event.workloads or []
+    if event.rollout is not None:  # the apply's workloads, by reference (a list that grows with the platform)
+        workloads = Ledger(settings.ledger_table_name, region=settings.region).rollout(event.rollout).workloads
     api = connect(settings)
     try:
         report = check_workloads(
             api,
-            event.workloads,
+            workloads,
             now=event.now,
             grace_seconds=settings.deploy.failure_grace_seconds,
             restart_threshold=settings.deploy.restart_threshold,

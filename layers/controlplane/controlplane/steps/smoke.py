@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controlplane.aws.ledger import Ledger
 from controlplane.cluster import connect
 from controlplane.errors import SmokeTestFailedError
 from controlplane.kube.smoke import smoke_test
@@ -15,11 +16,14 @@ def smoke_test_release(event: SmokeInput) -> SmokeOutput:
     """Call every target once; :class:`SmokeTestFailedError` naming each one that did not answer 2xx."""
     correlate(execution_arn=event.execution_arn, release_id=event.release_id)
     settings = get_settings()
+    targets = event.targets or []
+    if event.rollout is not None:  # the apply's smoke targets, by reference
+        targets = Ledger(settings.ledger_table_name, region=settings.region).rollout(event.rollout).smoke_targets
     api = connect(settings)
     failed: list[str] = []
     passed: list[str] = []
     try:
-        for target in event.targets:
+        for target in targets:
             result = smoke_test(api, namespace=target.namespace, service=target.service, port=target.port)
             where = f"{target.namespace}/{target.service}:{target.port}{result.path}"
             if result.ok:
