@@ -364,6 +364,8 @@ class HealthOutput(StrictModel):
         default_factory=list, description=f"the first {PENDING_SHOWN} workloads still rolling out, with their reason"
     )
     pending_count: int = Field(default=0, ge=0, description="how many workloads are still rolling out")
+    baked: bool = Field(default=False, description="Bake: healthy for the whole bake period (now last known-good)")
+    bake_until: AwareDatetime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -374,8 +376,6 @@ class HealthOutput(StrictModel):
             data = {**data, "pending": pending[:PENDING_SHOWN]}
             data.setdefault("pending_count", len(pending))
         return data
-    baked: bool = Field(default=False, description="Bake: healthy for the whole bake period (now last known-good)")
-    bake_until: AwareDatetime | None = None
 
 
 class SmokeInput(StrictModel):
