@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from controlplane.models.offhours import LockStepInput
+from controlplane.models.lock import LockStepInput
 from controlplane.models.release import parse
 from controlplane.observability import logger, metrics, tracer
 from controlplane.steps.offhours import acquire_lock, release_lock

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from controlplane import platform
+from controlplane.aws.lock import LockTable
+from controlplane.models.lock import LockRequest
 
 from local.pipeline import Pipeline, pipeline
 
@@ -338,3 +340,94 @@ def test_an_update_that_would_delete_a_data_stacks_bucket_is_refused_by_its_stac
         assert "[Update:Delete] for resource [LogicalResourceId/Documents]" in str(refused.cause)
         assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
         assert cfn.describe_stacks(StackName=STORAGE)["Stacks"][0]["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+
+
+# --- provisioning takes the deploy lock ---------------------------------------------------------------------------
+def _entered(result: Any, state: str) -> Any:
+    """When ``result`` first entered ``state`` (simulated time)."""
+    return next(e.timestamp for e in result.history if e.type.endswith("StateEntered") and e.state_name == state)
+
+
+def _exited(result: Any, state: str) -> Any:
+    """When ``result`` last left ``state``."""
+    return [e.timestamp for e in result.history if e.type.endswith("StateExited") and e.state_name == state][-1]
+
+
+def test_a_release_requested_while_provisioning_is_queued_and_applied_only_after_the_stacks(stacks: Pipeline) -> None:
+    locks = LockTable(str(stacks.cloud.ref("LedgerTable")), region="us-east-1")
+    started: list[str] = []
+    # CloudFormation throttles StartStacks until the release has been decided: the state machine's retries wait
+    # (simulated seconds pass) while provisioning holds the lock, and the release is requested then.
+    throttle = stacks.cloud.aws_faults.add(
+        "cloudformation", function=str(stacks.cloud.ref("StartStacksFunction")), times=None
+    )
+
+    def request_release_while_provisioning(_now: float) -> None:
+        held = locks.read("staging")
+        if not started and held is not None and held.purpose.value == "provision":
+            started.append(stacks.start_first_release())
+        elif started and throttle.times is None and stacks.cloud.describe_execution(started[0])["status"] != "RUNNING":
+            throttle.times = throttle.fired  # the release is decided: CloudFormation answers again
+
+    stacks.cloud.clock.subscribe(request_release_while_provisioning)
+    provisioned = stacks.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+
+    assert provisioned.status == "SUCCEEDED", (provisioned.error, provisioned.cause)
+    [arn] = started
+    queued = stacks.cloud.wait_execution(arn, timeout=60)
+    assert (queued.status, queued.output["lock"]["outcome"]) == ("SUCCEEDED", "QUEUED")
+    assert queued.output["lock"]["holder"] == provisioned.arn
+    assert "PlanRelease" not in queued.states_entered()
+    follow_up = provisioned.output["released"]["follow_up"]
+    assert follow_up is not None
+    deployed = stacks.cloud.wait_execution(follow_up["execution_arn"], timeout=180)
+    assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
+    assert _entered(deployed, "InstallAddons") >= _entered(provisioned, "ReleaseLock")  # stacks done first
+    assert locks.read("staging") is None
+
+
+def test_provisioning_waits_for_a_running_deploy_then_changes_the_stacks(stacks: Pipeline) -> None:
+    locks = LockTable(str(stacks.cloud.ref("LedgerTable")), region="us-east-1")
+    started: list[str] = []
+
+    def provision_while_deploying(_now: float) -> None:
+        held = locks.read("staging")
+        if not started and held is not None and held.purpose.value == "deploy":
+            started.append(stacks.cloud.start_execution("ProvisionStateMachine", {"environment": "staging"}))
+
+    stacks.cloud.clock.subscribe(provision_while_deploying)
+    release = stacks.cloud.wait_execution(stacks.start_first_release(), timeout=180)
+
+    assert release.status == "SUCCEEDED", (release.error, release.cause)
+    [arn] = started
+    provisioned = stacks.cloud.wait_execution(arn, timeout=180)
+    assert provisioned.status == "SUCCEEDED", (provisioned.error, provisioned.cause)
+    entered = provisioned.states_entered()
+    assert entered[:3] == ["AcquireLock", "LockAcquired", "WaitForLock"]
+    assert _entered(provisioned, "StartStacks") >= _exited(release, "ReleaseLock")
+    assert [s["phase"] for s in provisioned.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]  # the deploy's
+
+
+def test_provisioning_gives_up_behind_a_lock_held_past_its_wait_and_changes_nothing(
+    cluster: Any, tmp_path: Path
+) -> None:
+    with pipeline(
+        cluster, ProvisionStacks="true", StacksFile=str(write_catalog(tmp_path)), ProvisionLockWaitSeconds="120"
+    ) as pipe:
+        locks = LockTable(str(pipe.cloud.ref("LedgerTable")), region="us-east-1")
+        deploy = str(pipe.cloud.ref("DeployStateMachine")).replace(":stateMachine:", ":execution:") + ":stuck-deploy"
+        now = int(pipe.cluster.clock.utcnow().timestamp())
+        assert locks.try_acquire(LockRequest(environment="staging", owner=deploy), now=now, ttl_s=3600)
+
+        gave_up = pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"})
+
+        assert (gave_up.status, gave_up.error) == ("FAILED", "LockHeldError")
+        assert f"still locked by {deploy}" in str(gave_up.cause)
+        assert "StartStacks" not in gave_up.states_entered()
+        assert gave_up.states_entered()[-2:] == ["ReleaseLockAfterFailure", "ProvisioningFailed"]
+        names = [s["StackName"] for s in pipe.cloud.client("cloudformation").describe_stacks()["Stacks"]]
+        assert STORAGE not in names
+        assert EKS not in names
+        held = locks.read("staging")
+        assert held is not None
+        assert held.owner == deploy  # not ours to release

@@ -131,6 +131,12 @@ class GateSettings(_Section):
     )
     artifacts_bucket: str | None = Field(default=None, validation_alias="ARTIFACTS_BUCKET")
     provision_timeout_s: int = Field(default=3 * 3600, gt=0, validation_alias="PROVISION_TIMEOUT_SECONDS")
+    provision_lock_wait_s: int = Field(
+        default=2 * 3600,
+        gt=0,
+        validation_alias="PROVISION_LOCK_WAIT_SECONDS",
+        description="How long provisioning waits for a running deploy, rollback or scaling to release the lock.",
+    )
     approval_topic_arn: str | None = Field(default=None, validation_alias="APPROVAL_TOPIC_ARN")
     approval_bucket: str | None = Field(default=None, validation_alias="APPROVAL_BUCKET")
     freeze_calendar: Annotated[FreezeCalendar, NoDecode] = Field(

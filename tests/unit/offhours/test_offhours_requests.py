@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from controlplane.errors import InputValidationError
-from controlplane.models.offhours import LockStepInput, OffhoursRequest, StepContext, WakeSummary
+from controlplane.models.lock import LockStepInput
+from controlplane.models.offhours import OffhoursRequest, StepContext, WakeSummary
 from controlplane.models.release import parse
 
 pytestmark = pytest.mark.unit

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -52,7 +52,7 @@ from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.aws.table import Check, Condition, ConditionFailedError, Fence, Items, Key, environment_key
-from controlplane.errors import AwsThrottledError, LockLostError
+from controlplane.errors import AwsThrottledError, LockHeldError, LockLostError
 from controlplane.models.arn import execution_of, state_machine_of
 from controlplane.models.lease import Lease
 from controlplane.models.lock import (
@@ -64,6 +64,7 @@ from controlplane.models.lock import (
     LockResult,
     Push,
     ReleaseLockResult,
+    WaitedLock,
     coalesce,
     follow_up_name,
 )
@@ -553,6 +554,39 @@ def take(
         logger.warning("cleared an orphaned lock", extra={"orphan": result.cleared_orphan})
         metrics.add_metric(name="OrphanLocksCleared", unit="Count", value=1)
     return result
+
+
+def take_or_wait(
+    request: LockRequest,
+    *,
+    started_at: datetime,
+    wait_s: int,
+    table_name: str,
+    region: str,
+    now: datetime,
+    ttl_s: int,
+    grace_s: int,
+    who: str,
+) -> WaitedLock:
+    """:func:`take` for a machine that waits for the lock rather than queueing (off-hours scaling, provisioning):
+    held by someone else, the ASL waits and asks again until ``wait_s`` after the execution started; then
+    :class:`LockHeldError` naming the holder and ``who`` gave up."""
+    deadline = started_at + timedelta(seconds=wait_s)
+    result = take(request, table_name=table_name, region=region, now=now, ttl_s=ttl_s, grace_s=grace_s)
+    acquired = result.outcome is LockOutcome.ACQUIRED
+    if not acquired and now >= deadline:
+        raise LockHeldError(
+            f"{request.environment} is still locked by {result.holder} at {now.isoformat()} "
+            f"({wait_s} s after this execution started): {who} gave up"
+        )
+    logger.info("lock", extra={"outcome": result.outcome.value, "holder": result.holder})
+    return WaitedLock(
+        environment=request.environment,
+        acquired=acquired,
+        holder=result.holder,
+        deadline=deadline,
+        cleared_orphan=result.cleared_orphan,
+    )
 
 
 def give_back(

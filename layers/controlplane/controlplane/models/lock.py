@@ -44,6 +44,8 @@ class LockPurpose(StrEnum):
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
     SCALE = "scale"
+    PROVISION = "provision"
+    """The provisioning state machine changes the platform stacks: no release applies meanwhile."""
     DEGRADED = "degraded"
     """Held for nobody after a failed rollback: pushes queue until an operator rollback or acknowledgement."""
 
@@ -154,3 +156,27 @@ def follow_up_name(environment: str, previous_owner: str, pushes: Iterable[Push]
     """A deterministic execution name (so a retried hand-off starts the same execution once)."""
     body = json.dumps([previous_owner, [p.model_dump(mode="json") for p in pushes]], sort_keys=True)
     return f"{environment}-queued-{hashlib.sha256(body.encode()).hexdigest()[:24]}"
+
+
+class LockStepInput(StrictModel):
+    """AcquireLock / ReleaseLock of a machine that waits for the deploy's lock (off-hours scaling, purpose ``scale``;
+    provisioning, purpose ``provision``) instead of queueing behind it."""
+
+    environment: Environment
+    execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
+    started_at: datetime = Field(description="$$.Execution.StartTime")
+    now: datetime = Field(description="$$.State.EnteredTime")
+    outcome: str = Field(default="SUCCEEDED", description="ReleaseLock: how the execution ends.")
+    deploy_state_machine_arn: str | None = Field(
+        default=None, description="Where deploy pushes queued behind us are started (not this machine)."
+    )
+
+
+class WaitedLock(StrictModel):
+    """AcquireLock's answer: ``acquired``, or held by ``holder`` (the ASL waits and asks again until ``deadline``)."""
+
+    environment: Environment
+    acquired: bool
+    holder: str | None = None
+    deadline: datetime
+    cleared_orphan: str | None = None

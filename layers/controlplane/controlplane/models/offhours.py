@@ -335,29 +335,6 @@ class OffhoursRequest(StrictModel):
         return self
 
 
-class LockStepInput(StrictModel):
-    """AcquireLock / ReleaseLock of the off-hours machine (the deploy's lock, purpose ``scale``)."""
-
-    environment: Environment
-    execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
-    started_at: datetime = Field(description="$$.Execution.StartTime")
-    now: datetime = Field(description="$$.State.EnteredTime")
-    outcome: str = Field(default="SUCCEEDED", description="ReleaseLock: how the execution ends.")
-    deploy_state_machine_arn: str | None = Field(
-        default=None, description="Where deploy pushes queued behind us are started (not this machine)."
-    )
-
-
-class OffhoursLock(StrictModel):
-    """AcquireLock's answer: ``acquired``, or held by ``holder`` (the ASL waits and asks again until ``deadline``)."""
-
-    environment: Environment
-    acquired: bool
-    holder: str | None = None
-    deadline: datetime
-    cleared_orphan: str | None = None
-
-
 class StepContext(StrictModel):
     """What every task gets from the state machine: the request, the execution, and the time."""
 

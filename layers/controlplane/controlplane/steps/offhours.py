@@ -30,7 +30,6 @@ from controlplane.errors import (
     ConfigurationError,
     InputValidationError,
     KubernetesNotFoundError,
-    LockHeldError,
     OperatorNotAuthorizedError,
 )
 from controlplane.kube import offhours as kube_offhours
@@ -38,16 +37,14 @@ from controlplane.kube.client import ApiClient
 from controlplane.kube.health import check_workloads
 from controlplane.kube.offhours import SLEEP_REASON
 from controlplane.models.kube import ObjectRef, RolloutStatus
-from controlplane.models.lock import LockOutcome, LockPurpose, LockRequest, ReleaseLockResult
+from controlplane.models.lock import LockPurpose, LockRequest, LockStepInput, ReleaseLockResult, WaitedLock
 from controlplane.models.offhours import (
     Exclusion,
-    LockStepInput,
     NodegroupProgress,
     NodegroupSnapshot,
     NodesState,
     OffhoursBegun,
     OffhoursConfig,
-    OffhoursLock,
     Savings,
     SleepPlan,
     SleepReport,
@@ -191,7 +188,7 @@ def begin_execution(ctx: StepContext) -> OffhoursBegun:
 
 
 # ------------------------------------------------------------------------------------------------------------ lock
-def acquire_lock(event: LockStepInput) -> OffhoursLock:
+def acquire_lock(event: LockStepInput) -> WaitedLock:
     """AcquireLock: the environment's deploy lock (purpose ``scale``). Held by a deploy or rollback: the ASL waits
     and asks again, until ``lock_wait_s`` after the execution started; then :class:`LockHeldError`.
 
@@ -200,29 +197,17 @@ def acquire_lock(event: LockStepInput) -> OffhoursLock:
     """
     correlate(execution_arn=event.execution_arn, environment=event.environment)
     settings = get_settings()
-    config, gate = settings.offhours.rules, settings.gates
-    deadline = event.started_at + timedelta(seconds=config.lock_wait_s)
-    result = lock.take(
+    gate = settings.gates
+    return lock.take_or_wait(
         LockRequest(environment=event.environment, owner=event.execution_arn, purpose=LockPurpose.SCALE),
+        started_at=event.started_at,
+        wait_s=settings.offhours.rules.lock_wait_s,
         table_name=settings.ledger_table_name,
         region=settings.region,
         now=event.now,
         ttl_s=gate.lock_ttl_s,
         grace_s=gate.handoff_grace_s,
-    )
-    acquired = result.outcome is LockOutcome.ACQUIRED
-    if not acquired and event.now >= deadline:
-        raise LockHeldError(
-            f"{event.environment} is still locked by {result.holder} at {event.now.isoformat()} "
-            f"({config.lock_wait_s} s after this execution started): off-hours scaling gave up"
-        )
-    logger.info("lock", extra={"outcome": result.outcome.value, "holder": result.holder})
-    return OffhoursLock(
-        environment=event.environment,
-        acquired=acquired,
-        holder=result.holder,
-        deadline=deadline,
-        cleared_orphan=result.cleared_orphan,
+        who="off-hours scaling",
     )
 
 

@@ -1,13 +1,16 @@
-"""StartStacks / AdvanceStacks: the platform's CloudFormation stacks, one non-blocking step per call."""
+"""StartStacks / AdvanceStacks: the platform's CloudFormation stacks, one non-blocking step per call; and the
+provisioning state machine's AcquireLock / ReleaseLock (the deploy lock, purpose ``provision``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from controlplane.aws import provision
+from controlplane.aws import lock, provision
+from controlplane.errors import ConfigurationError
 from controlplane.models.base import at
+from controlplane.models.lock import LockPurpose, LockRequest, LockStepInput, ReleaseLockResult, WaitedLock
 from controlplane.models.provision import AdvanceStacksInput, ProvisionRequest, ProvisionState
-from controlplane.observability import logger
+from controlplane.observability import correlate, logger
 from controlplane.settings import get_settings
 
 
@@ -45,3 +48,44 @@ def advance_stacks(event: AdvanceStacksInput) -> ProvisionState:
         "stacks", extra={"status": state.status.value, "stacks": {s.suffix: s.phase.value for s in state.stacks}}
     )
     return state
+
+
+def acquire_lock(event: LockStepInput) -> WaitedLock:
+    """AcquireLock (provisioning): the environment's deploy lock, purpose ``provision``, so that no release applies
+    while the stacks change. A running deploy, rollback or scaling holds it: the ASL waits and asks again until
+    PROVISION_LOCK_WAIT_SECONDS after the execution started, then :class:`LockHeldError`. Deploy pushes arriving
+    while provisioning holds it are queued and deployed by the follow-up ReleaseLock starts."""
+    correlate(execution_arn=event.execution_arn, environment=event.environment)
+    settings = get_settings()
+    settings.require_environment(event.environment)
+    gates = settings.gates
+    return lock.take_or_wait(
+        LockRequest(environment=event.environment, owner=event.execution_arn, purpose=LockPurpose.PROVISION),
+        started_at=event.started_at,
+        wait_s=gates.provision_lock_wait_s,
+        table_name=settings.ledger_table_name,
+        region=settings.region,
+        now=event.now,
+        ttl_s=gates.lock_ttl_s,
+        grace_s=gates.handoff_grace_s,
+        who="provisioning",
+    )
+
+
+def release_lock(event: LockStepInput) -> ReleaseLockResult:
+    """ReleaseLock (provisioning, every exit path after AcquireLock): deploy pushes queued meanwhile start a
+    follow-up on the *deploy* state machine."""
+    correlate(execution_arn=event.execution_arn, environment=event.environment)
+    settings = get_settings()
+    if not event.deploy_state_machine_arn:
+        raise ConfigurationError("ReleaseLock needs deploy_state_machine_arn (DefinitionSubstitutions)")
+    return lock.give_back(
+        event.environment,
+        event.execution_arn,
+        outcome=event.outcome,
+        table_name=settings.ledger_table_name,
+        region=settings.region,
+        now=event.now,
+        ttl_s=settings.gates.lock_ttl_s,
+        state_machine_arn=event.deploy_state_machine_arn,
+    )
