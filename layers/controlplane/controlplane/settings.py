@@ -90,6 +90,10 @@ class DeploySettings(_Section):
     # progress deadline); a service's environment values may set its own (readiness_deadline_seconds).
     readiness_deadline_seconds: int = Field(default=180, validation_alias="READINESS_DEADLINE_SECONDS", ge=10, le=3_600)
     prune_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
+    drift_trust_seconds: int = Field(default=3_900, validation_alias="DRIFT_TRUST_SECONDS", ge=0, le=86_400)
+    """A deploy skips unchanged objects on the ledger's record alone (re-applying what the environment's latest drift
+    check found) when that check is at most this old (default: the hourly drift schedule and 5 minutes); otherwise,
+    or 0, it lists the live objects to find what changed since the last apply."""
     bake_seconds: int | None = Field(default=None, validation_alias="BAKE_SECONDS", ge=0, le=86_400)
     """How long a release must stay healthy after its smoke test before it becomes last known-good; unset (or
     empty): the environment's default (:data:`DEFAULT_BAKE_SECONDS`)."""

@@ -363,6 +363,30 @@ def test_an_object_changed_in_the_cluster_since_it_was_recorded_is_applied_again
     assert cm.get(name="edc-config", namespace=NS).data.VALUE == "1"
 
 
+def test_trusting_the_record_sends_what_changed_and_what_drift_found_reading_nothing_else(
+    api: ApiClient, cluster: Cluster
+) -> None:
+    first = apply_objects(api, release(), release_id="rel-1", last_applied={})
+    changed = release()
+    changed[1] = config_map("edc-config", value="2")
+    before = len(cluster.requests)
+    marked: list[int] = []
+    result = apply_objects(
+        api,
+        changed,
+        release_id="rel-2",
+        last_applied=state_of(first),
+        drifted=frozenset({ref(release()[2]).key}),  # a recent drift check found the Service changed
+        before_first_write=lambda: marked.append(len(cluster.requests) - before),
+    )
+    assert [o.action for o in result.objects] == ["unchanged", "configured", "unchanged", "unchanged"]
+    made = made_since(cluster, before)
+    # one read (the server answers before the first write is marked), then only the two objects sent
+    assert marked == [1]
+    assert made[0][0] == "GET"
+    assert made[1:] == [("PATCH", "configmaps"), ("PATCH", "services")]
+
+
 def test_prune_from_the_record_deletes_what_left_the_release_without_listing(api: ApiClient, cluster: Cluster) -> None:
     old = [namespace(), config_map("keep"), config_map("gone"), service("old-service")]
     first = apply_objects(api, old, release_id="r1", last_applied={})

@@ -1,6 +1,6 @@
 """Server-side apply of a release's objects, its dry-run diff, and pruning what left the release.
 
-Every object goes through one ``PATCH`` (``application/apply-patch+yaml``) with the one field manager of the
+Every object sent goes through one ``PATCH`` (``application/apply-patch+yaml``) with the one field manager of the
 control plane. To tell ``created`` / ``configured`` / ``unchanged`` apart without a ``GET`` per object, the objects
 we own of each type and namespace are listed once (label selector on :data:`OWNERSHIP_LABEL`) just before the
 first object of that type is applied; an object is ``unchanged`` when its resourceVersion did not move (or, for
@@ -20,7 +20,7 @@ handover keeps). This is the server-side apply ownership transfer of the Kuberne
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ def apply_objects(
     force: bool = True,
     before_first_write: Callable[[], None] | None = None,
     last_applied: Mapping[str, AppliedObject] | None = None,
+    drifted: Collection[str] | None = None,
 ) -> ApplyResult:
     """Server-side apply ``objects`` in the given order; ``release_id`` names the apply in logs and the result.
 
@@ -80,6 +81,11 @@ def apply_objects(
     is not sent again and is reported ``unchanged``; the others are classified from the server's answer (201
     created, the recorded resourceVersion unmoved unchanged, else configured) without listing anything. Without
     it (``None``) every object is sent, classified against the owned objects of its type listed first.
+
+    ``drifted`` (by ``ObjectRef.key``): instead of checking the live objects for changes (one list per type and
+    namespace), trust the record except for these keys, which are sent again. The caller passes what a recent drift
+    check found (``controlplane.steps.apply.trusted_drift``): a 1-service redeploy then sends one object and reads
+    nothing else.
 
     ``before_first_write`` is called once, after the API server first answered and before the first request that
     can change the cluster (so a caller can record that the cluster is about to change; an outage from the start
@@ -101,6 +107,7 @@ def apply_objects(
         force=force,
         before_first_write=before_first_write,
         last_applied=last_applied,
+        drifted=drifted,
     )
 
 
@@ -115,6 +122,7 @@ def apply_and_prune(
     force: bool = True,
     before_first_write: Callable[[], None] | None = None,
     last_applied: Mapping[str, AppliedObject] | None = None,
+    drifted: Collection[str] | None = None,
 ) -> tuple[ApplyResult, list[ObjectRef]]:
     """:func:`apply_objects`, then delete what left the release.
 
@@ -134,6 +142,7 @@ def apply_and_prune(
         force=force,
         before_first_write=before_first_write,
         last_applied=last_applied,
+        drifted=drifted,
     )
     keep = [ObjectRef.of(o) for o in objects]
     if not last_applied:
@@ -163,12 +172,16 @@ def _apply(
     force: bool,
     before_first_write: Callable[[], None] | None = None,
     last_applied: Mapping[str, AppliedObject] | None = None,
+    drifted: Collection[str] | None = None,
 ) -> ApplyResult:
     crd_kinds = _kinds_defined_by_crds(objects)
     dyn.resources.hint(_crd_resources(objects))
     bodies = [(ObjectRef.of(o), copy.deepcopy(dict(o))) for o in objects]
     recorded = {} if last_applied is None or dry_run else last_applied
-    skipped = _unchanged(dyn, live, bodies, recorded, crd_kinds)
+    if drifted is None:
+        skipped = _unchanged(dyn, live, bodies, recorded, crd_kinds)
+    else:
+        skipped = _unchanged_by_record(bodies, recorded, drifted)
     to_send = [(ref, body) for ref, body in bodies if ref.key not in skipped]
     if before_first_write is not None and not dry_run:
         _before_writing(dyn, live, to_send, recorded, crd_kinds, hook=before_first_write)
@@ -317,6 +330,19 @@ def _unchanged(
             continue
         skipped[ref.key] = last.model_copy(update={"action": "unchanged"})
     return skipped
+
+
+def _unchanged_by_record(
+    bodies: Sequence[tuple[ObjectRef, dict[str, Any]]], recorded: Mapping[str, AppliedObject], drifted: Collection[str]
+) -> dict[str, AppliedObject]:
+    """The objects that need no request, from the record alone: same digest as recorded and not ``drifted``."""
+    gone = set(drifted)
+    return {
+        ref.key: last.model_copy(update={"action": "unchanged"})
+        for ref, body in bodies
+        for last in [recorded.get(ref.key)]
+        if last is not None and ref.key not in gone and last.sha256 == canonical_sha256(body)
+    }
 
 
 def _drifted(body: Mapping[str, Any], current: Mapping[str, Any] | None, last: AppliedObject) -> bool:

@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from controlplane.aws import lock
+from controlplane.aws.drift import DriftReports
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.offhours import OffhoursLedger
 from controlplane.cluster import connect, kubernetes_version
@@ -132,6 +133,25 @@ def keep_asleep(
     return adjusted, True
 
 
+def trusted_drift(environment: str, now: datetime, settings: Settings) -> frozenset[str] | None:
+    """For a deploy: the objects the environment's latest drift check found changed or deleted (re-applied with what
+    the release changes), or ``None`` (check the live objects instead) when there is no complete check within
+    ``DRIFT_TRUST_SECONDS`` (drift checks skipped while the lock was held do not count).
+
+    A change made by hand after that check survives the deploy until the next check reports it (and heals it, in
+    heal mode): the price of not listing every kind on every deploy. A rollback always checks the live objects."""
+    max_age = settings.deploy.drift_trust_seconds
+    if max_age <= 0:
+        return None
+    report = DriftReports(settings.ledger_table_name, region=settings.region).latest(environment)
+    if report is None or report.skipped is not None or report.findings_total > len(report.findings):
+        return None
+    age = (now - report.checked_at).total_seconds()
+    if not 0 <= age <= max_age:
+        return None
+    return frozenset(f.ref.key for f in report.findings)
+
+
 @tracer.capture_method
 def apply_release(event: ApplyInput) -> ApplyOutput:
     """Apply ``event.release`` to the cluster (see the module docstring); safe to run twice."""
@@ -172,8 +192,11 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
             check_permissions(api, to_apply, prune=True, who=DEPLOY_IDENTITY)
         to_apply = without_foreign_crd_copies(api, to_apply)
         pruned: list[ObjectRef] = []
+        drifted = None
         if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
             reclaim(api, to_apply)
+        else:
+            drifted = trusted_drift(release.environment, event.now, settings)
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             # Without a record, prune lists the platform's own objects' kinds in its own namespaces: never an
             # add-on's namespace (kube-system is not ours to list).
@@ -187,6 +210,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 allow=settings.deploy.prune_allow,
                 before_first_write=mark_written,
                 last_applied=last_applied,
+                drifted=drifted,
             )
         else:
             result = apply_objects(
@@ -196,6 +220,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 force=True,
                 before_first_write=mark_written,
                 last_applied=last_applied,
+                drifted=drifted,
             )
     finally:
         api.close()
