@@ -24,6 +24,7 @@ persistentvolumeclaims, nodes, events; apps/v1 deployments, replicasets, statefu
 daemonsets, controllerrevisions; batch/v1 jobs, cronjobs; autoscaling/v2 horizontalpodautoscalers; policy/v1
 poddisruptionbudgets; networking.k8s.io/v1 ingresses, ingressclasses, networkpolicies; storage.k8s.io/v1
 storageclasses; rbac.authorization.k8s.io/v1 roles, rolebindings, clusterroles, clusterrolebindings;
+admissionregistration.k8s.io/v1 mutatingwebhookconfigurations, validatingwebhookconfigurations (stored only);
 apiextensions.k8s.io/v1 customresourcedefinitions and, once a CRD exists, its custom resources;
 authorization.k8s.io/v1 selfsubjectaccessreviews, selfsubjectrulesreviews and authentication.k8s.io/v1
 selfsubjectreviews (``kubectl auth can-i``/``whoami``).
@@ -35,6 +36,9 @@ policies, ownerReference garbage collection), deletecollection; ``dryRun=All`` o
 
 Known deviations (simplifications of the real API server):
 
+- Admission webhooks are never called: Mutating/ValidatingWebhookConfigurations are stored and served, but no
+  request is sent to their services (the AWS Load Balancer Controller's pod readiness-gate injection and Ingress
+  validation do not happen; a webhook that would fail a request with ``failurePolicy: Fail`` does not).
 - Deletion is immediate: no ``deletionTimestamp``/finalizers phase; ``Foreground`` deletes dependents at once like
   ``Background``; namespaces never show ``Terminating`` (their contents go with them).
 - Garbage collection is synchronous: when an owner is deleted, dependents whose owners are all gone are deleted

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pytest
 from controlplane import platform
 from controlplane.models.addons import ADDON_LABEL
-from kubernetes.client import AppsV1Api
+from kubernetes.client import AdmissionregistrationV1Api, AppsV1Api, CoreV1Api
 
 from local.cluster import Behaviour, api_client
 from local.pipeline import CLUSTER_NAME, Pipeline, pipeline
@@ -38,6 +39,18 @@ def test_the_first_release_installs_its_addons_before_anything_of_its_own_and_re
         f"--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/{CLUSTER_NAME}"
         in args
     )
+    # The load balancer controller: ready in CheckAddons, its webhooks trusting the certificate the control plane made.
+    alb = apps.read_namespaced_deployment("aws-load-balancer-controller", "kube-system")
+    assert (alb.metadata.labels[ADDON_LABEL], alb.status.ready_replicas) == ("aws-load-balancer-controller", 2)
+    assert f"--cluster-name={CLUSTER_NAME}" in alb.spec.template.spec.containers[0].args
+    tls = CoreV1Api(api_client(pipe.cluster)).read_namespaced_secret("aws-load-balancer-tls", "kube-system")
+    hooks = AdmissionregistrationV1Api(api_client(pipe.cluster))
+    for config in (
+        hooks.read_mutating_webhook_configuration("aws-load-balancer-webhook"),
+        hooks.read_validating_webhook_configuration("aws-load-balancer-webhook"),
+    ):
+        assert {base64.b64encode(w.client_config.ca_bundle).decode() if isinstance(w.client_config.ca_bundle, bytes)
+                else w.client_config.ca_bundle for w in config.webhooks} == {tls.data["ca.crt"]}  # fmt: skip
     # Recorded with the release: a rollback to it re-applies these add-on versions.
     lkg = pipe.ledger.last_known_good("staging")
     assert lkg is not None

@@ -76,6 +76,7 @@ def test_addon_objects_are_labelled_stamped_and_have_their_placeholders_filled(a
     role = service_account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     assert role == f"arn:aws:iam::{ACCOUNT}:role/clinical-trials-staging-external-secrets"
     assert f"k8s.io/cluster-autoscaler/{CLUSTER}" in text
+    assert f"--cluster-name={CLUSTER}" in text  # the load balancer controller's cluster
 
 
 def test_a_release_carries_its_addons_first_and_no_bootstrap_copy_of_a_crd_an_addon_provides(
@@ -83,7 +84,7 @@ def test_a_release_carries_its_addons_first_and_no_bootstrap_copy_of_a_crd_an_ad
 ) -> None:
     objects = render_release(bundle, "staging", DIGESTS, account_id=ACCOUNT, region=REGION, cluster_name=CLUSTER)
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
-    assert {c["metadata"]["name"] for c in crds} == set(CATALOG["external-secrets"]["provides"])
+    assert {c["metadata"]["name"] for c in crds} == {name for entry in CATALOG.values() for name in entry["provides"]}
     assert all(ADDON_LABEL in c["metadata"]["labels"] for c in crds)  # the operator's real CRDs, not the copies
     assert len(addon_objects(objects)) == len(
         render_addons(bundle, "staging", account_id=ACCOUNT, region=REGION, cluster_name=CLUSTER)

@@ -271,7 +271,7 @@ def test_rendering_leaves_the_bundle_untouched_and_is_repeatable(bundle: Manifes
 
 def test_bootstrap_crds_come_first_and_can_be_switched_off(copy_of_manifests: Path) -> None:
     # An environment without add-ons: the copies are its only ESO CRDs.
-    addons = "addons: [external-secrets, cluster-autoscaler]"
+    addons = "addons: [external-secrets, cluster-autoscaler, aws-load-balancer-controller]"
     _edit(copy_of_manifests, "environments/staging.yaml", addons, "addons: []")
     objects = _render(load_bundle(copy_of_manifests), "staging")
     assert [o["kind"] for o in objects[:3]] == ["CustomResourceDefinition", "CustomResourceDefinition", "Namespace"]

@@ -46,6 +46,9 @@ CLUSTER_SCOPED_KINDS: Final = frozenset(
         "ClusterRoleBinding",
         "PriorityClass",
         "PersistentVolume",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
     }
 )
 # Where each workload kind keeps its pod spec.

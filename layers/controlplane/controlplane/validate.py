@@ -111,6 +111,9 @@ ADDON_KINDS: Final = frozenset(
         "Deployment",
         "DaemonSet",
         "PodDisruptionBudget",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
     }
 )
 _BUILTIN_CLUSTER_ROLES: Final = frozenset({"cluster-admin", "admin", "edit", "view"})

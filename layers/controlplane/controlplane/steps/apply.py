@@ -26,7 +26,8 @@ Before the first write of a deploy (in InstallAddons) and of a rollback, the pre
 the deploy identity may make every request the release needs (``controlplane.kube.preflight``) and fails naming
 each one it may not, having written nothing. CustomResourceDefinitions that someone else installed (no
 bootstrap-copy annotation on the live object) are never replaced by the bundle's bootstrap copies
-(:func:`controlplane.kube.crds.without_foreign_crd_copies`).
+(:func:`controlplane.kube.crds.without_foreign_crd_copies`). An add-on's admission webhooks get their serving
+certificate's CA from the Secret the control plane keeps for them (:mod:`controlplane.kube.webhook_certs`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from controlplane.kube.crds import without_foreign_crd_copies
 from controlplane.kube.drift import reclaim
 from controlplane.kube.offhours import keep_asleep_objects
 from controlplane.kube.preflight import check_permissions
+from controlplane.kube.webhook_certs import with_webhook_certificates
 from controlplane.models.addons import AddonSpec
 from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, Rollout, SmokeTarget
@@ -191,6 +193,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         if event.purpose is ApplyPurpose.ROLLBACK:  # a deploy asked in InstallAddons, before its first write
             check_permissions(api, to_apply, prune=True, who=DEPLOY_IDENTITY)
         to_apply = without_foreign_crd_copies(api, to_apply)
+        to_apply = with_webhook_certificates(api, to_apply, now=event.now, before_first_write=mark_written)
         pruned: list[ObjectRef] = []
         drifted = None
         if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
@@ -268,7 +271,7 @@ def _install_addons(
     api = connect(get_settings())
     try:
         check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY)
-        objects = addon_objects(objects)
+        objects = with_webhook_certificates(api, addon_objects(objects), now=event.now, before_first_write=mark_written)
         result = apply_objects(
             api,
             objects,
