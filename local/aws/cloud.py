@@ -241,6 +241,17 @@ class LocalCloud:
             self._stack.close()
             self._stack = None
 
+    def deploy(self, template: str | Path, parameters: Mapping[str, Any] | None = None) -> None:
+        """``sam deploy`` into a started cloud that has no template yet (one made with ``template=None``): what the
+        runbook does after creating the network stack by hand, whose outputs become these parameters."""
+        if self._stack is None:
+            raise LocalCloudError("deploy() needs a started cloud (inside its with block)")
+        if self.template_path is not None:
+            raise LocalCloudError(f"this cloud already runs {self.template_path}: one control plane per cloud")
+        self.template_path = Path(template).resolve()
+        self.parameters = dict(parameters or {})
+        self._provision(self.template_path, self._stack)
+
     def _release(self) -> None:
         with LocalCloud._active_lock:
             LocalCloud._active = None
