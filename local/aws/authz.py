@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -37,6 +38,48 @@ from local.aws.limits import RequestRejected, check_request
 
 HARNESS_ACCESS_KEY = "testing"  # moto's documented fake credentials: the harness and the tests
 _HARNESS_ARN = "arn:aws:iam::{account}:user/moto"  # what moto's GetCallerIdentity answers for the harness key
+
+
+_loader_lock = threading.Lock()
+_shared_loader: Any = None
+
+
+def _loader() -> Any:
+    """The process's one botocore loader, searching where a ``boto3.Session``'s loader searches.
+
+    ``boto3.Session`` appends its own data path (resource models) to its loader's ``search_paths`` each time a session
+    is made: the shared loader has that path from the start and hands out a copy of its list, so the appends change
+    nothing and the paths never pile up.
+    """
+    import botocore.loaders  # noqa: PLC0415
+
+    class SharedLoader(botocore.loaders.Loader):
+        def __init__(self) -> None:
+            super().__init__()
+            self._paths = [*super().search_paths, str(Path(boto3.__file__).parent / "data")]
+
+        @property
+        def search_paths(self) -> list[str]:
+            return list(self._paths)
+
+    global _shared_loader  # noqa: PLW0603 - one loader per process, made on first use
+    with _loader_lock:
+        if _shared_loader is None:
+            _shared_loader = SharedLoader()
+        return _shared_loader
+
+
+def new_session(**kwargs: Any) -> boto3.Session:
+    """A boto3 session whose service models come from the process's one botocore loader.
+
+    Every role of every cloud has its own session (its own credentials), but the JSON service models are read once
+    per process instead of once per session: botocore caches what a loader read, and the models never change.
+    """
+    import botocore.session  # noqa: PLC0415
+
+    core = botocore.session.Session()
+    core.register_component("data_loader", _loader())
+    return boto3.Session(botocore_session=core, **kwargs)
 
 
 class UnmappedOperationError(RuntimeError):
@@ -407,6 +450,7 @@ class Authorizer:
         self._keys: dict[str, Principal] = {}
         self._issued: dict[tuple[str, str], Credentials] = {}
         self._sessions: dict[str, boto3.Session] = {}
+        self._integration_clients: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
         self._caller = threading.local()
         # The latest authorizations: (role ARN, action, resource, decision), for tests and audits.
@@ -416,7 +460,7 @@ class Authorizer:
     def admin(self) -> boto3.Session:
         """The harness's session (created on first use: after moto is imported, so its clients are mocked)."""
         if self._admin is None:
-            self._admin = boto3.Session(
+            self._admin = new_session(
                 aws_access_key_id=HARNESS_ACCESS_KEY,
                 aws_secret_access_key=HARNESS_ACCESS_KEY,
                 aws_session_token=HARNESS_ACCESS_KEY,
@@ -602,7 +646,7 @@ class Authorizer:
         with self._lock:
             session = self._sessions.get(creds.access_key_id)
             if session is None:
-                session = boto3.Session(
+                session = new_session(
                     aws_access_key_id=creds.access_key_id,
                     aws_secret_access_key=creds.secret_access_key,
                     aws_session_token=creds.session_token,
@@ -622,9 +666,16 @@ class Authorizer:
         """The client a state machine's service integration uses: signed with the execution role's credentials."""
         from botocore.config import Config  # noqa: PLC0415
 
-        creds = self.credentials(role_arn, "StepFunctions")
-        config = Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1})
-        return self.session(creds).client(service, region_name=region, config=config)  # type: ignore[call-overload]
+        key = (region, service, role_arn)
+        with self._lock:
+            client = self._integration_clients.get(key)
+        if client is None:  # one per role and service, as Step Functions keeps its own (a client is ~10 ms of CPU)
+            creds = self.credentials(role_arn, "StepFunctions")
+            config = Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1})
+            client = self.session(creds).client(service, region_name=region, config=config)  # type: ignore[call-overload]
+            with self._lock:
+                client = self._integration_clients.setdefault(key, client)
+        return client
 
     # the check -----------------------------------------------------------------------------------------------------
     def principal_for(self, access_key_id: str | None) -> Principal | None:

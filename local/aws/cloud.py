@@ -373,8 +373,9 @@ class LocalCloud:
 
     # -- lookups ----------------------------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        """A boto3 client for ``service`` in the cloud's region, as the account administrator (the harness)."""
-        return self.iam.admin.client(service, region_name=self.region)  # type: ignore[call-overload]
+        """A boto3 client for ``service`` in the cloud's region, as the account administrator (the harness): one per
+        service, shared with the authorizer's lookups (harness clients are never stubbed or given event hooks)."""
+        return self.iam.lookup.client(service)
 
     def resource(self, logical_id: str) -> Resource:
         try:

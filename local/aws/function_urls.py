@@ -137,7 +137,12 @@ class FunctionUrl:
         self._invoke = invoke
         self._authorize = authorize
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"function-url-{self.url_id}")
+        self._thread = threading.Thread(
+            # poll_interval: how long close() may wait for the loop to notice (the default 0.5 s, per cloud closed)
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"function-url-{self.url_id}",
+        )
         self._thread.daemon = True
         self._thread.start()
 

@@ -37,7 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import OperationModel, Shape
 
-from local.aws.authz import HARNESS_ACCESS_KEY, UnmappedOperationError
+from local.aws.authz import HARNESS_ACCESS_KEY, UnmappedOperationError, new_session
 from local.aws.function_urls import SignatureError, verify_sigv4
 from local.aws.seams import signing_identity
 
@@ -172,7 +172,7 @@ class Gateway:
         self.region = region
         self._sessions: dict[str, boto3.Session] = {}
         self._lock = threading.Lock()
-        self._session_for = session_for or boto3.Session
+        self._session_for = session_for or new_session
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-gateway", daemon=True)
         self._thread.start()
@@ -233,7 +233,7 @@ class Gateway:
         region, signing = _scope(headers)
         service = SIGNING_TO_SERVICE.get(signing, signing)
         try:
-            model = boto3.Session().client(service, region_name=region).meta.service_model  # type: ignore[call-overload]
+            model = new_session().client(service, region_name=region).meta.service_model  # type: ignore[call-overload]
         except Exception:  # noqa: BLE001 - an unknown service name: refused like AWS refuses an unknown endpoint
             raise GatewayError(400, "UnknownService", f"no such service {signing!r}") from None
         host = headers.get("host", "127.0.0.1")
