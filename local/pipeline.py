@@ -205,6 +205,16 @@ class Pipeline:
         )
 
     # -- what is where -----------------------------------------------------------------------------------------------
+    def planned_release(self, result: Any) -> str:
+        """The release id the execution's PlanRelease state planned (from its history, as ``trialstudio show``
+        reads it); AssertionError if the execution never left PlanRelease."""
+        for event in self.cloud.history(result.arn):
+            if event.type == "TaskStateExited" and event.state_name == "PlanRelease":
+                output = event.details["output"]
+                output = json.loads(output) if isinstance(output, str) else output
+                return str(output["plan"]["release"]["release_id"])
+        raise AssertionError(f"execution {result.arn} has no PlanRelease output")
+
     @property
     def ledger(self) -> Ledger:
         return Ledger(str(self.cloud.ref("LedgerTable")), region=REGION)

@@ -72,6 +72,16 @@ def local_cloud(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
+def pipe(cluster: Any) -> Iterator[Any]:
+    """The deploy pipeline (``local.pipeline.Pipeline``): the project's template in a LocalCloud, with the ``cluster``
+    fixture's emulator registered as the staging EKS cluster and the services' ECR repositories created."""
+    from local.pipeline import pipeline  # noqa: PLC0415
+
+    with pipeline(cluster) as p:
+        yield p
+
+
+@pytest.fixture
 def harness_cloud() -> Iterator[Any]:
     """LocalCloud built from the small fixture template in tests/fixtures/harness (stack name ``harness``)."""
     from local.aws import LocalCloud  # noqa: PLC0415
@@ -85,7 +95,8 @@ def harness_cloud() -> Iterator[Any]:
 
 @pytest.fixture
 def cluster() -> Iterator[Any]:
-    """A fresh emulated EKS cluster (``local.cluster.Cluster``) serving HTTPS on a free loopback port."""
+    """A fresh emulated EKS cluster (``local.cluster.Cluster``, named like the staging cluster: ``sts-staging``)
+    serving HTTPS on a free loopback port."""
     from local.cluster import Cluster  # noqa: PLC0415
 
     with Cluster() as emulator:

@@ -50,7 +50,7 @@ def test_a_fail_fast_pod_state_rolls_back_to_the_previous_release(pipe: Pipeline
     assert any(r in cause for r in reason.split("|")), cause
     assert f"rollback to {good.release_id} succeeded" in cause
     assert pipe.owned() == before
-    failed = pipe.ledger.require_release(_planned_release(pipe, result))
+    failed = pipe.ledger.require_release(pipe.planned_release(result))
     assert failed.status is ReleaseStatus.ROLLED_BACK
     assert failed.rolled_back_to == good.release_id
     bad_digest = pipe.digests["edc-service"]
@@ -74,15 +74,6 @@ def test_pods_unschedulable_past_the_grace_period_roll_back(pipe: Pipeline) -> N
     assert pipe.owned() == before
     digest = pipe.digests["edc-service"]
     assert pipe.ledger.quarantined([digest]) == {}
-
-
-def _planned_release(pipe: Pipeline, result: Any) -> str:
-    for event in pipe.cloud.history(result.arn):
-        if event.type == "TaskStateExited" and event.state_name == "PlanRelease":
-            output = event.details["output"]
-            output = json.loads(output) if isinstance(output, str) else output
-            return str(output["plan"]["release"]["release_id"])
-    raise AssertionError("no PlanRelease output")
 
 
 def test_a_quarantined_digest_is_refused_unless_forced(pipe: Pipeline) -> None:
@@ -126,7 +117,7 @@ def test_a_failing_rollback_ends_with_rollback_failed_error(pipe: Pipeline) -> N
     assert result.error == "RollbackFailedError"
     assert "ROLLBACK" in cause_of(result)
     assert "operators must act" in cause_of(result)
-    failed = pipe.ledger.require_release(_planned_release(pipe, result))
+    failed = pipe.ledger.require_release(pipe.planned_release(result))
     assert failed.status is ReleaseStatus.ROLLBACK_FAILED
     rollback_failures = [e for e in result.history if e.type == "FailStateEntered"]
     assert [e.state_name for e in rollback_failures] == ["RollbackFailed"]

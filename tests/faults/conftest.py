@@ -1,4 +1,4 @@
-"""Fixtures and invariants of the fault matrix: the pipeline on a fresh emulator, and what must hold after any fault.
+"""Invariants of the fault matrix: what must hold after any fault (the ``pipe`` fixture is tests/conftest.py's).
 
 Invariants (issue 12), checked after every scenario by :func:`assert_invariants`:
 
@@ -11,28 +11,13 @@ Invariants (issue 12), checked after every scenario by :func:`assert_invariants`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from controlplane import platform
 from controlplane.aws.lock import LockTable
 from controlplane.models.release import ReleaseStatus
 
-from local.cluster import Cluster
-from local.pipeline import REGION, Pipeline, pipeline
-
-
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    with Cluster("sts-staging") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def pipe(cluster: Any) -> Iterator[Pipeline]:
-    with pipeline(cluster) as p:
-        yield p
+from local.pipeline import REGION, Pipeline
 
 
 def function_name(pipe: Pipeline, logical_id: str) -> str:

@@ -20,15 +20,6 @@ from .conftest import assert_invariants, function_name
 pytestmark = pytest.mark.e2e
 
 
-def planned_release(pipe: Pipeline, result: Any) -> str:
-    for event in pipe.cloud.history(result.arn):
-        if event.type == "TaskStateExited" and event.state_name == "PlanRelease":
-            output = event.details["output"]
-            output = json.loads(output) if isinstance(output, str) else output
-            return str(output["plan"]["release"]["release_id"])
-    raise AssertionError("no PlanRelease output")
-
-
 def test_an_api_server_503_on_the_smoke_proxy_get_is_retried_never_blamed_on_the_image(pipe: Pipeline) -> None:
     """Scenario 4: the 503 is the API server's, not the service's /health answer: no rollback, no quarantine."""
     pipe.first_release()
@@ -40,7 +31,7 @@ def test_an_api_server_503_on_the_smoke_proxy_get_is_retried_never_blamed_on_the
     assert result.states_entered().count("SmokeTest") == 1  # one state, retried inside it
     digest = pipe.digests["edc-service"]
     assert pipe.ledger.quarantined([digest]) == {}
-    new = planned_release(pipe, result)
+    new = pipe.planned_release(result)
     lkg = pipe.ledger.last_known_good("staging")
     assert lkg is not None
     assert lkg.release_id == new
@@ -61,7 +52,7 @@ def test_a_lock_release_that_fails_through_its_retries_never_ends_deployed(pipe:
     assert "dynamodb" in result.cause
     assert "LockNotReleased" in result.states_entered()
     assert "Deployed" not in result.states_entered()
-    new = planned_release(pipe, result)
+    new = pipe.planned_release(result)
     lkg = pipe.ledger.last_known_good("staging")
     assert lkg is not None
     assert lkg.release_id == new  # the success itself was recorded
@@ -96,7 +87,7 @@ def test_a_lock_release_that_fails_through_its_retries_never_ends_deployed(pipe:
     assert [p.reference for p in handed.carried.values()] == [pipe.digests["edc-service"]]
     follow_up = pipe.cloud.wait_execution(handed.owner, timeout=120)
     assert follow_up.status == "SUCCEEDED", (follow_up.error, follow_up.cause)
-    assert planned_release(pipe, follow_up) == new
+    assert pipe.planned_release(follow_up) == new
     assert table.read("staging") is None
     assert_invariants(pipe, follow_up, new_release=new)
 
@@ -110,7 +101,7 @@ def test_sns_failing_after_the_success_is_recorded_does_not_fail_the_deploy(pipe
 
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert pipe.cloud.aws_faults.failed("sns")
-    assert_invariants(pipe, result, new_release=planned_release(pipe, result))
+    assert_invariants(pipe, result, new_release=pipe.planned_release(result))
 
 
 @pytest.mark.parametrize("service", ["dynamodb", "ecr", "sns"])
@@ -123,7 +114,7 @@ def test_throttling_on_every_first_call_of_a_service_is_retried_to_success(pipe:
 
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert len(pipe.cloud.aws_faults.failed(service)) == 3
-    assert_invariants(pipe, result, new_release=planned_release(pipe, result))
+    assert_invariants(pipe, result, new_release=pipe.planned_release(result))
 
 
 def test_a_five_minute_api_server_outage_at_apply_is_waited_out(pipe: Pipeline) -> None:
@@ -142,7 +133,7 @@ def test_a_five_minute_api_server_outage_at_apply_is_waited_out(pipe: Pipeline) 
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert fault.fired > 1
     assert pipe.cloud.clock.now() - started >= 300
-    assert_invariants(pipe, result, new_release=planned_release(pipe, result))
+    assert_invariants(pipe, result, new_release=pipe.planned_release(result))
 
 
 def test_an_outage_longer_than_the_patience_before_any_write_ends_failed_nothing_changed(pipe: Pipeline) -> None:
@@ -162,7 +153,7 @@ def test_an_outage_longer_than_the_patience_before_any_write_ends_failed_nothing
     assert "failed, nothing changed" in result.cause
     assert len(pipe.writes()) == writes
     assert pipe.resource_versions() == before
-    failed = pipe.ledger.require_release(planned_release(pipe, result))
+    failed = pipe.ledger.require_release(pipe.planned_release(result))
     assert failed.status.value == "failed"
     assert failed.cluster_untouched
     assert pipe.ledger.quarantined([pipe.digests["edc-service"]]) == {}
@@ -191,7 +182,7 @@ def test_after_a_failed_rollback_the_environment_is_degraded_and_pushes_queue_un
     assert failed.states_entered()[-1] == "RollbackFailed"
     degraded = pipe.ledger.degraded("staging")
     assert degraded is not None
-    assert degraded.release_id == planned_release(pipe, failed)
+    assert degraded.release_id == pipe.planned_release(failed)
     assert '"acknowledge": true' in failed.cause  # the notification and cause say what to do
 
     writes = len(pipe.writes())
@@ -210,7 +201,7 @@ def test_after_a_failed_rollback_the_environment_is_degraded_and_pushes_queue_un
     deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=120)
     assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
     assert pipe.deployment_image("analytics-service").endswith(pipe.digests["analytics-service"])
-    assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))
+    assert_invariants(pipe, deployed, new_release=pipe.planned_release(deployed))
 
 
 def test_an_acknowledgement_clears_the_degraded_mark_and_hands_the_queue_on(pipe: Pipeline) -> None:
@@ -242,7 +233,7 @@ def test_an_acknowledgement_clears_the_degraded_mark_and_hands_the_queue_on(pipe
     assert follow_up is not None
     deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=120)
     assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
-    assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))
+    assert_invariants(pipe, deployed, new_release=pipe.planned_release(deployed))
 
 
 def test_a_failed_redeploy_of_the_last_known_good_release_moves_the_pointer_to_what_the_cluster_runs(
@@ -250,9 +241,9 @@ def test_a_failed_redeploy_of_the_last_known_good_release_moves_the_pointer_to_w
 ) -> None:
     """Scenario 2: the pointer must name the release the cluster was rolled back to, not the one that failed."""
     first = pipe.first_release()
-    older = planned_release(pipe, first)
+    older = pipe.planned_release(first)
     second = pipe.push_and_deploy("edc-service", "main-2")
-    current = planned_release(pipe, second)
+    current = pipe.planned_release(second)
     lkg = pipe.ledger.last_known_good("staging")
     assert lkg is not None
     assert lkg.release_id == current
@@ -267,7 +258,7 @@ def test_a_failed_redeploy_of_the_last_known_good_release_moves_the_pointer_to_w
     redeploy = pipe.deploy({"environment": "staging", "services": dict(images), "reason": "redeploy"}, timeout=120)
 
     assert redeploy.status == "FAILED"
-    assert planned_release(pipe, redeploy) == current
+    assert pipe.planned_release(redeploy) == current
     assert f"rollback to {older} succeeded" in redeploy.cause
     pointer = pipe.ledger.last_known_good("staging")
     assert pointer is not None
@@ -301,7 +292,7 @@ def test_a_lambda_crash_mid_apply_rolls_back_and_a_rerun_deploys(pipe: Pipeline)
 
     assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
     assert pipe.deployment_image("edc-service").endswith(digest)
-    assert_invariants(pipe, rerun, new_release=planned_release(pipe, rerun))
+    assert_invariants(pipe, rerun, new_release=pipe.planned_release(rerun))
 
 
 def test_concurrent_console_deploys_both_end_deployed_one_after_the_other(pipe: Pipeline) -> None:
@@ -327,7 +318,7 @@ def test_concurrent_console_deploys_both_end_deployed_one_after_the_other(pipe: 
 
     assert pipe.deployment_image("edc-service").endswith(edc)
     assert pipe.deployment_image("analytics-service").endswith(analytics)
-    assert_invariants(pipe, last, new_release=planned_release(pipe, last))
+    assert_invariants(pipe, last, new_release=pipe.planned_release(last))
 
 
 def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends_deployed(pipe: Pipeline) -> None:
@@ -336,7 +327,7 @@ def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends
     release), the execution ends RecordingFailed naming the cause, never Deployed, and the lock is given back; a
     rerun of the push once DynamoDB answers records the release the cluster runs."""
     first = pipe.first_release()
-    before = planned_release(pipe, first)
+    before = pipe.planned_release(first)
     record = function_name(pipe, "RecordFunction")
     pipe.cloud.aws_faults.add(
         "dynamodb", "TransactWriteItems", code="InternalServerError", status=500, function=record, times=None
@@ -352,7 +343,7 @@ def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends
     assert "Deployed" not in failed.states_entered()
     assert failed.error == "AwsThrottledError"
     assert "TransactWriteItems" in failed.cause
-    new = planned_release(pipe, failed)
+    new = pipe.planned_release(failed)
     pointer = pipe.ledger.last_known_good("staging")
     assert pointer is not None
     assert pointer.release_id == before  # the pointer did not move ...
@@ -364,7 +355,7 @@ def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends
     rerun = pipe.cloud.wait_execution(again, timeout=120)
 
     assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
-    assert planned_release(pipe, rerun) == new
+    assert pipe.planned_release(rerun) == new
     pointer = pipe.ledger.last_known_good("staging")
     assert pointer is not None
     assert pointer.release_id == new
@@ -378,7 +369,7 @@ def test_a_release_that_regresses_during_its_bake_period_is_rolled_back_and_neve
     its bake period is over fails like any rollout: rolled back, its digest quarantined, and it never became the
     last known-good release (a release never proven healthy is never a rollback target)."""
     first = pipe.first_release()
-    before = planned_release(pipe, first)
+    before = pipe.planned_release(first)
 
     result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crashes_after(45), timeout=180)
 
@@ -390,7 +381,7 @@ def test_a_release_that_regresses_during_its_bake_period_is_rolled_back_and_neve
     assert entered[-1] == "DeployFailedRolledBack"
     assert result.error == "RolloutFailedError"
     assert "regressed during its bake period" in result.cause
-    new = planned_release(pipe, result)
+    new = pipe.planned_release(result)
     pointer = pipe.ledger.last_known_good("staging")
     assert pointer is not None
     assert pointer.release_id == before
@@ -420,7 +411,7 @@ def test_a_push_during_an_operator_rollback_queues_behind_it_and_is_deployed_aft
     """A push that arrives while an operator rollback holds the lock is queued behind it (never applied alongside)
     and deployed by the follow-up the rollback hands the lock to: no push lost."""
     first = pipe.first_release()
-    older = planned_release(pipe, first)
+    older = pipe.planned_release(first)
     pipe.push_and_deploy("edc-service", "main-2")
     digest = pipe.push("analytics-service", "main-3")
     event = pipe.push_event("clinical-trials/analytics-service", digest, "main-3")
@@ -445,4 +436,4 @@ def test_a_push_during_an_operator_rollback_queues_behind_it_and_is_deployed_aft
     deployed = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=180)
     assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
     assert pipe.deployment_image("analytics-service").endswith(digest)
-    assert_invariants(pipe, deployed, new_release=planned_release(pipe, deployed))
+    assert_invariants(pipe, deployed, new_release=pipe.planned_release(deployed))

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from controlplane.aws.lock import LockTable
 from controlplane.models.lock import LockPurpose, LockRequest
 
-from local.cluster import Cluster
-from local.pipeline import Pipeline, pipeline
+from local.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pipe() -> Iterator[Pipeline]:
-    with Cluster("sts-staging") as cluster, pipeline(cluster) as p:
-        yield p
 
 
 def _written(pipe: Pipeline) -> dict[str, str]:
