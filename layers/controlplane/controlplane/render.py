@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,6 +43,9 @@ from controlplane.errors import ManifestValidationError
 from controlplane.models.addons import ADDON_LABEL, ADDON_SPEC_ANNOTATION, PLACEHOLDERS, AddonCatalog, AddonSpec
 from controlplane.models.kube import ObjectRef
 from controlplane.models.release import validation_problems
+
+if TYPE_CHECKING:
+    from controlplane.settings import Settings
 
 ENVIRONMENTS_DIR: Final = "environments"
 CRDS_DIR: Final = "crds"
@@ -742,6 +745,21 @@ def render_release(
     """Everything a release applies: the environment's add-ons, then the platform (:func:`render`), in apply order."""
     addons = render_addons(bundle, environment, account_id=account_id, region=region, cluster_name=cluster_name)
     return apply_order([*addons, *render(bundle, environment, images, account_id=account_id, region=region)])
+
+
+def render_release_for(
+    settings: Settings, bundle: ManifestBundle, environment: str, images: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """:func:`render_release` for this control plane: the account, region and cluster name from its settings (what
+    PlanRelease, ApplyRelease and the approval diff render alike)."""
+    return render_release(
+        bundle,
+        environment,
+        images,
+        account_id=settings.account_id,
+        region=settings.region,
+        cluster_name=settings.cluster_name,
+    )
 
 
 def addon_objects(objects: Iterable[_Object]) -> list[_Object]:

@@ -56,7 +56,7 @@ from controlplane.render import (
     addon_objects,
     apply_order,
     load_bundle,
-    render_release,
+    render_release_for,
     without_addons,
     without_hpa_replicas,
 )
@@ -74,14 +74,7 @@ def release_objects(
     and the add-on catalog to check them against (``None`` for the ledger's: each carries its own entry)."""
     bundle = load_bundle(settings.deploy.manifests_dir)
     if bundle.hash == release.bundle_hash:
-        objects = render_release(
-            bundle,
-            release.environment,
-            release.images,
-            account_id=settings.account_id,
-            region=settings.region,
-            cluster_name=settings.cluster_name,
-        )
+        objects = render_release_for(settings, bundle, release.environment, release.images)
         return objects, "render", bundle.addons
     recorded = ledger.applied_objects(release.release_id)
     if not recorded:

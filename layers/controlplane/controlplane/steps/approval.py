@@ -23,7 +23,7 @@ from controlplane.models.approval import (
 from controlplane.models.base import at
 from controlplane.models.kube import ObjectDiff
 from controlplane.observability import correlate
-from controlplane.render import load_bundle, render_release
+from controlplane.render import load_bundle, render_release_for
 from controlplane.settings import get_settings
 
 DiffProvider = Callable[[ApprovalRequest], list[ObjectDiff]]
@@ -32,14 +32,8 @@ DiffProvider = Callable[[ApprovalRequest], list[ObjectDiff]]
 def cluster_diff(event: ApprovalRequest) -> list[ObjectDiff]:
     """What applying the release would change: the rendered release against the cluster (server-side dry run)."""
     settings = get_settings()
-    objects = render_release(
-        load_bundle(settings.deploy.manifests_dir),
-        event.environment,
-        {i.service: i.digest for i in event.images},
-        account_id=settings.account_id,
-        region=settings.region,
-        cluster_name=settings.cluster_name,
-    )
+    images = {i.service: i.digest for i in event.images}
+    objects = render_release_for(settings, load_bundle(settings.deploy.manifests_dir), event.environment, images)
     api = connect(settings)
     try:
         return diff_objects(api, objects)

@@ -31,7 +31,7 @@ from controlplane.models.release import (
     parse_request,
 )
 from controlplane.observability import correlate, logger, metrics
-from controlplane.render import load_bundle, render_release
+from controlplane.render import load_bundle, render_release_for
 from controlplane.settings import Settings, get_settings
 from controlplane.validate import validate_objects
 
@@ -126,14 +126,7 @@ def plan_release(event: PlanInput) -> PlanOutput:
     bundle = load_bundle(settings.deploy.manifests_dir)
     release = ReleaseRef.build(settings.environment, images, bundle.hash)
     correlate(release_id=release.release_id, environment=release.environment)
-    objects = render_release(
-        bundle,
-        release.environment,
-        release.images,
-        account_id=settings.account_id,
-        region=settings.region,
-        cluster_name=settings.cluster_name,
-    )
+    objects = render_release_for(settings, bundle, release.environment, release.images)
     validate_objects(
         objects,
         kubernetes_version=kubernetes_version(settings),
