@@ -4,8 +4,9 @@ the release needs (``SelfSubjectAccessReview``), and fail naming each missing pe
 What a release needs, per object: ``create`` and ``patch`` (server-side apply creates what is missing and patches
 the rest; kube-apiserver authorizes an apply that creates with ``create`` too, on the object's name), ``list`` of
 its type in its namespace (apply and prune find what the control plane owns by listing), and ``delete`` when the
-apply prunes (not for the kinds prune spares: namespaces, volume claims, CRDs). A namespaced permission is asked
-for the whole namespace first and, only if that is denied, for the object's name (RBAC may grant by
+apply prunes (not for the kinds prune spares: namespaces, volume claims, CRDs); and ``get``, ``create``, ``patch`` of
+the Secret holding an add-on's webhook certificate (``controlplane.kube.webhook_certs``). A namespaced permission is
+asked for the whole namespace first and, only if that is denied, for the object's name (RBAC may grant by
 ``resourceNames``, as the shipped RBAC does in kube-system); a cluster-scoped one is asked for the name. One review
 per distinct question.
 
@@ -23,6 +24,7 @@ from controlplane.errors import PreflightForbiddenError
 from controlplane.kube.apply import PROTECTED_KINDS
 from controlplane.kube.client import ApiClient, KubeClient, Resource, dynamic_client, request_json
 from controlplane.kube.errors import translate_errors
+from controlplane.kube.webhook_certs import certificate_secrets
 from controlplane.models.kube import ObjectRef
 from controlplane.observability import logger
 
@@ -115,6 +117,9 @@ def questions(dyn: KubeClient, objects: Sequence[Mapping[str, Any]], *, prune: b
             if verb == "delete" and ref.kind in PROTECTED_KINDS:
                 continue  # prune spares them (unless an operator allows it by name, then asked for at delete)
             needed[Permission(verb, resource.group, resource.name, namespace, ref.name)] = None
+    for namespace, secret in certificate_secrets(objects):  # an add-on's webhook certificate, kept by us
+        for verb in ("get", *APPLY_VERBS):
+            needed[Permission(verb, "", "secrets", namespace, secret)] = None
     return sorted(needed)
 
 
