@@ -564,8 +564,11 @@ class LocalCloud:
         *,
         nodegroups: Mapping[str, NodegroupSpec] | None = None,
         version: str = "1.31",
+        rbac: bool = True,
     ) -> None:
         """Make ``eks:DescribeCluster(name)`` return the emulator's endpoint and CA; node groups drive its NodePool.
+        The control plane's access entries are made as the eks stack makes them, and (unless ``rbac=False``: the
+        runbook's cluster admin applies it) the shipped RBAC of manifests/cluster-bootstrap.
 
         Creates the cluster in moto if it does not exist yet (e.g. when a CloudFormation stack already created it).
         ``eks:UpdateNodegroupConfig`` on any of the cluster's node groups calls ``cluster.nodes.set_group``.
@@ -582,7 +585,7 @@ class LocalCloud:
             )
         backend = eks_backends[self.account_id][self.region]
         record = backend.clusters[name]
-        self._grant_cluster_access(name, cluster)
+        self._grant_cluster_access(name, cluster, rbac=rbac)
         record.endpoint = cluster.endpoint
         record.certificate_authority = {"data": cluster.ca_data}
         self._clusters[name] = cluster
@@ -609,7 +612,7 @@ class LocalCloud:
                 capacity_type=spec.capacity_type,
             )
 
-    def _grant_cluster_access(self, name: str, cluster: ClusterLike) -> None:
+    def _grant_cluster_access(self, name: str, cluster: ClusterLike, *, rbac: bool = True) -> None:
         """The control plane's deploy role gets the eks stack's access entry and the shipped RBAC (as on AWS after
         bootstrap); who a request's access key is comes from STS when the cloud can say it (``caller_arn``),
         otherwise the harness's own key is taken for a session of the deploy role."""
@@ -632,6 +635,7 @@ class LocalCloud:
             cluster_name=name,
             harness_key=harness_key,
             drift_role_arn=self.arn(DRIFT_ROLE) if DRIFT_ROLE in self.resources else None,
+            rbac=rbac,
         )
 
     def _install_nodegroup_hook(self, backend: Any) -> None:

@@ -106,12 +106,15 @@ def grant_control_plane(
     cluster_name: str,
     harness_key: str | None,
     drift_role_arn: str | None = None,
+    rbac: bool = True,
 ) -> None:
-    """The deploy role's access entry (and the drift role's, when the template has one) plus the shipped RBAC;
+    """The deploy role's access entry (and the drift role's, when the template has one) plus the shipped RBAC
+    (``rbac=False``: the access entries only, what the eks stack makes; the cluster admin applies rbac.yaml);
     ``harness_key`` (when the cloud cannot say who a key is) is registered as a session of the deploy role."""
     cluster.access_entries.from_cloudformation(deploy_access_entry(deploy_role_arn, cluster_name=cluster_name))
     if drift_role_arn is not None:
         cluster.access_entries.from_cloudformation(drift_access_entry(drift_role_arn, cluster_name=cluster_name))
     if harness_key is not None:
         cluster.identities.register(harness_key, session_arn(deploy_role_arn))
-    cluster.bootstrap(bootstrap_documents())
+    if rbac:
+        cluster.bootstrap(bootstrap_documents())

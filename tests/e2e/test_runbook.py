@@ -22,6 +22,7 @@ from kubernetes.client import AppsV1Api
 
 from local.aws import LocalCloud
 from local.cluster import Cluster, api_client
+from local.cluster.rbac import CLUSTER_ROLE_BINDINGS, ROLE_BINDINGS
 from local.pipeline import CLUSTER_NAME, TEMPLATE, Pipeline, parameters
 
 pytestmark = pytest.mark.e2e
@@ -74,6 +75,16 @@ def _catalog(folder: Path) -> Path:
     return folder / "stacks.yaml"
 
 
+def _bindings_of(cluster: Any, group: str) -> list[str]:
+    """The RoleBindings and ClusterRoleBindings naming ``group``."""
+    bindings = [*cluster.store.list(CLUSTER_ROLE_BINDINGS), *cluster.store.list(ROLE_BINDINGS)]
+    return [
+        b["metadata"]["name"]
+        for b in bindings
+        if any(s.get("kind") == "Group" and s.get("name") == group for s in b.get("subjects") or [])
+    ]
+
+
 def _outputs(cfn: Any, stack: str) -> dict[str, str]:
     described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
     assert described["StackStatus"] == "CREATE_COMPLETE", described["StackStatus"]
@@ -112,10 +123,14 @@ def test_the_readme_runbook_takes_an_empty_account_to_the_first_healthy_release(
         assert phases == {"ecr": "DONE", "storage": "DONE", "eks": "DONE", "data": "DONE"}
         repositories = cloud.client("ecr").describe_repositories()["repositories"]
         assert {r["repositoryName"] for r in repositories} == {s.repository for s in platform.SERVICES}
-        cloud.register_cluster(CLUSTER_NAME, cluster)  # what EKS answers for the eks stack's cluster
+        # What EKS answers for the eks stack's cluster, with its access entries (groups only, no access policy).
+        cloud.register_cluster(CLUSTER_NAME, cluster, rbac=False)
+        deploy_group = "clinical-trials-platform"
+        assert not _bindings_of(cluster, deploy_group)  # no Kubernetes permission yet
 
         # 4. A cluster admin applies manifests/cluster-bootstrap/rbac.yaml once.
         cluster.bootstrap([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
+        assert _bindings_of(cluster, deploy_group)
 
         # 5. The first release (the operator API's deploy): add-ons first, then the platform, healthy.
         pipe = Pipeline(cloud, cluster)
