@@ -1,4 +1,4 @@
-"""CheckAddons / CheckHealth: one look at the add-ons' or the release's rollout; the state machine waits."""
+"""CheckAddons / CheckHealth / Bake: watch the add-ons' or the release's rollout until its verdict, within a budget."""
 
 from __future__ import annotations
 
@@ -13,5 +13,6 @@ from controlplane.steps.health import check_health
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001 - Powertools reads it
-    return check_health(parse(HealthInput, event)).model_dump(mode="json")
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    remaining_s = context.get_remaining_time_in_millis() / 1000
+    return check_health(parse(HealthInput, event), remaining_s=remaining_s).model_dump(mode="json")

@@ -88,7 +88,14 @@ class DeploySettings(_Section):
     failure_grace_seconds: int = Field(default=30, validation_alias="FAILURE_GRACE_SECONDS", ge=0, le=3_600)
     # Pods that run but never pass their readiness probe fail the release after this long (well under the 600 s
     # progress deadline); a service's environment values may set its own (readiness_deadline_seconds).
-    readiness_deadline_seconds: int = Field(default=180, validation_alias="READINESS_DEADLINE_SECONDS", ge=10, le=3_600)
+    readiness_deadline_seconds: int = Field(default=120, validation_alias="READINESS_DEADLINE_SECONDS", ge=10, le=3_600)
+    definitive_grace_seconds: int = Field(default=5, validation_alias="DEFINITIVE_GRACE_SECONDS", ge=0, le=3_600)
+    """How long an image that cannot be found or pulled (not a registry's 429/5xx), an invalid image name or a missing
+    Secret/ConfigMap may last before the release fails (a Secret the External Secrets Operator writes a moment
+    later still counts); a registry's own failures and unschedulable pods get ``failure_grace_seconds``."""
+    watch_budget_seconds: int = Field(default=90, validation_alias="WATCH_BUDGET_SECONDS", ge=0, le=840)
+    """How long one CheckHealth invocation watches the rollout for a verdict (capped by the invocation's remaining
+    time); 0: one look per invocation, the state machine's Wait (10 s) between looks."""
     prune_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
     drift_trust_seconds: int = Field(default=3_900, validation_alias="DRIFT_TRUST_SECONDS", ge=0, le=86_400)
     """A deploy skips unchanged objects on the ledger's record alone (re-applying what the environment's latest drift

@@ -196,8 +196,29 @@ def test_rollout_status_dispatches_by_kind_and_rejects_others() -> None:
 
 
 def test_healthy_and_young_failing_pods_are_not_failures() -> None:
-    pods = list(pods_by_name().values())
+    pods = [p for name, p in pods_by_name().items() if name != "q9wzr"]  # the crash loop needs no grace (below)
     assert pod_failures(pods, now=CREATED + timedelta(seconds=30)) == []
+
+
+def test_a_crash_loop_fails_at_the_restart_threshold_without_waiting_out_the_grace() -> None:
+    pod = pods_by_name()["q9wzr"]
+    [failure] = pod_failures([pod], now=CREATED + timedelta(seconds=5), grace_seconds=60, restart_threshold=1)
+    assert failure.reason == "CrashLoopBackOff"
+
+
+def test_definitive_image_and_config_errors_fail_after_the_short_grace_a_registry_blip_after_the_long_one() -> None:
+    pods = pods_by_name()
+    judged = {"grace_seconds": 60, "definitive_grace_seconds": 5}
+    assert pod_failures([pods["m4hvd"], pods["b8nts"]], now=CREATED + timedelta(seconds=5), **judged) == []
+    failures = pod_failures([pods["m4hvd"], pods["b8nts"]], now=CREATED + timedelta(seconds=6), **judged)
+    assert [f.reason for f in failures] == ["ImagePullBackOff", "CreateContainerConfigError"]
+    blip = json.loads(json.dumps(pods["m4hvd"]))
+    [state] = [c["state"] for c in blip["status"]["containerStatuses"]]
+    throttled = "unexpected status from GET request: 429 Too Many Requests"
+    state["waiting"] = {"reason": "ErrImagePull", "message": throttled}
+    assert pod_failures([blip], now=CREATED + timedelta(seconds=60), **judged) == []
+    [failure] = pod_failures([blip], now=CREATED + timedelta(seconds=61), **judged)
+    assert failure.blame == "platform"
 
 
 def test_image_pull_and_config_errors_fail_once_the_grace_period_is_over() -> None:

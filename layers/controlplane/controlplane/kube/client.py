@@ -16,19 +16,27 @@ documents (``/api`` and ``/apis`` as ``apidiscovery.k8s.io/v2``: every group in 
 them is asked for the group versions it is asked about only (``/apis/<group>/<version>``). A kind the cache does
 not know refreshes its own group version once per client (a CRD applied since, for example), never everything.
 Kinds whose CustomResourceDefinition the caller holds can be :meth:`Discovery.hint`-ed: no discovery at all.
+
+:func:`list_with_time` and :func:`watch_objects` are Kubernetes' "efficient detection of changes": list once, then
+watch from the list's resourceVersion with a bounded ``timeoutSeconds``; a watch whose resourceVersion was compacted
+meanwhile ends with :class:`WatchExpiredError` (410 ``Expired``), after which the caller lists again. Both tell the
+caller the API server's time (its ``Date`` header), the clock the watch's ``timeoutSeconds`` counts on.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -352,6 +360,136 @@ def list_objects(
         item.setdefault("apiVersion", resource.group_version)
         item.setdefault("kind", resource.kind)
     return list(items)
+
+
+class WatchExpiredError(Exception):
+    """The watch's resourceVersion is older than the server keeps (410 ``Expired``/``Gone``): list again."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One list answer: the items (with apiVersion and kind), the list's resourceVersion, the server's time."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    served_at: datetime | None
+
+
+def served_at(headers: Mapping[str, str] | None) -> datetime | None:
+    """The API server's time from an answer's ``Date`` header (whole seconds: a lower bound of when it answered)."""
+    value = (headers or {}).get("Date") or (headers or {}).get("date")
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def list_with_time(
+    dyn: KubeClient, resource: Resource, namespace: str | None, *, label_selector: str | None = None
+) -> Listing:
+    """One list request: its items, its resourceVersion (where a watch starts) and the server's time."""
+    response = dyn.request("GET", resource.path(namespace=namespace), label_selector=label_selector)
+    body = json.loads(response.data or b"{}")
+    items = body.get("items") or []
+    for item in items:
+        item.setdefault("apiVersion", resource.group_version)
+        item.setdefault("kind", resource.kind)
+    version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    return Listing(list(items), version, served_at(response.headers))
+
+
+def server_time(dyn: KubeClient) -> datetime | None:
+    """The API server's time now: the ``Date`` of a ``GET /version`` (readable by anyone authenticated)."""
+    response = dyn.request("GET", "/version")
+    return served_at(response.headers)
+
+
+class WatchStream:
+    """One watch request's events (``(type, object)``; BOOKMARKs included), read as they arrive.
+
+    ``opened_at`` is the server's time when it answered; the request asked it to end after ``timeout_s`` seconds.
+    :meth:`close` may be called from another thread to end the stream early (the reader then sees it end).
+    """
+
+    def __init__(self, response: Any, resource: Resource, timeout_s: int) -> None:
+        self._response = response
+        self._resource = resource
+        self.timeout_s = timeout_s
+        self.opened_at = served_at(response.headers)
+        self.closed = False
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        buffer = b""
+        try:
+            for chunk in self._response.stream(64 * 1024, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield self._event(json.loads(line))
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            if not self.closed:
+                raise
+        finally:
+            self._response.release_conn()
+
+    def _event(self, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        kind, obj = str(event.get("type")), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") in (410,) or obj.get("reason") in ("Expired", "Gone"):
+                raise WatchExpiredError(str(obj.get("message") or "resource version expired"))
+            raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or ""), body=json.dumps(obj).encode())
+        obj.setdefault("apiVersion", self._resource.group_version)
+        obj.setdefault("kind", self._resource.kind)
+        return kind, obj
+
+    def close(self) -> None:
+        """End the stream now (from any thread)."""
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+
+
+WATCH_READ_SLACK_S = 10.0
+"""How much longer than its ``timeoutSeconds`` a watch's reads may wait for the server before it is a timeout."""
+
+
+def watch_objects(
+    dyn: KubeClient,
+    resource: Resource,
+    namespace: str | None,
+    *,
+    resource_version: str,
+    timeout_s: int,
+    label_selector: str | None = None,
+) -> WatchStream:
+    """A watch of ``resource`` in ``namespace`` from ``resource_version`` that the server ends after ``timeout_s``
+    seconds (bookmarks asked for, so a quiet watch still learns how far it got)."""
+    query = [
+        ("watch", "true"),
+        ("resourceVersion", resource_version),
+        ("timeoutSeconds", str(timeout_s)),
+        ("allowWatchBookmarks", "true"),
+    ]
+    if label_selector is not None:
+        query.append(("labelSelector", label_selector))
+    try:
+        response = dyn.client.call_api(
+            resource.path(namespace=namespace),
+            "GET",
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            _preload_content=False,
+            _request_timeout=(DEFAULT_TIMEOUT, timeout_s + WATCH_READ_SLACK_S),
+        )
+    except ApiError as e:
+        if e.status == 410:  # answered as a status rather than an ERROR event: the same thing
+            raise WatchExpiredError(f"resource version {resource_version} expired") from e
+        raise
+    return WatchStream(response, resource, timeout_s)
 
 
 def _ca_file(pem: bytes) -> Path:

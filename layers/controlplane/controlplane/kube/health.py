@@ -12,16 +12,22 @@ The rollout verdicts follow ``kubectl/pkg/polymorphichelpers/rollout_status.go``
   ``desiredNumberScheduled``.
 
 Waiting for a progress deadline (10 minutes by default) is slow for states that will not heal, so
-:func:`pod_failures` fails fast on pods of the *new* revision that have been, for longer than a grace period:
+:func:`pod_failures` fails fast on pods of the *new* revision:
 
 - waiting with ``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName`` or ``CreateContainerConfigError``
-  (these need no restart count: they fail as soon as the grace period is over; the grace lets a registry blip
-  or a Secret written a moment later by the External Secrets Operator heal);
-- waiting with ``CrashLoopBackOff`` after at least ``restart_threshold`` restarts;
-- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``);
+  for longer than the short definitive grace (``definitive_grace_seconds``, a few seconds: a Secret the External
+  Secrets Operator writes a moment later still heals); a registry's own failure (429/5xx, timeouts) for longer than
+  the grace period (``grace_seconds``: a throttling registry may recover);
+- waiting with ``CrashLoopBackOff`` after at least ``restart_threshold`` restarts (no grace: the restarts are the
+  evidence; 1 is the kubelet's first back-off);
+- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``) for longer than the grace period;
 - running but not ready for longer than the readiness deadline (``NeverReady``: a readiness probe that never passes
   fails within the deadline, not the 10-minute progress deadline): the Deployment's
   ``synthetictrialstudio.io/readiness-deadline-seconds`` annotation, else the caller's default.
+
+:func:`assess` judges a snapshot (what the API server last reported) at a given time, and :func:`next_judgement`
+says when that judgement could next change without any news (a grace period or a deadline running out): the watch
+of :mod:`controlplane.kube.watch` wakes up then.
 
 Each failure says who it is on (``blame``), because only the image's failures quarantine its digest:
 
@@ -206,14 +212,19 @@ def pod_failures(
     grace_seconds: int = 60,
     restart_threshold: int = 3,
     readiness_seconds: int | None = None,
+    definitive_grace_seconds: int | None = None,
 ) -> list[PodFailure]:
-    """Pods (of the new revision) in states that waiting will not heal, once they lasted over the grace period;
-    with ``readiness_seconds``, also pods whose running containers stayed unready longer than that.
+    """Pods (of the new revision) in states that waiting will not heal; with ``readiness_seconds``, also pods whose
+    running containers stayed unready longer than that.
 
+    How long a state must last first: a crash loop none (the restart threshold is its evidence); a registry's own
+    failure (429/5xx) and an unschedulable pod ``grace_seconds``; every other image or config error (not found, an
+    invalid name, a missing Secret) ``definitive_grace_seconds`` (``grace_seconds`` when unset).
     ``now`` should be timezone-aware; a naive value is taken as UTC.
     """
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     grace = timedelta(seconds=grace_seconds)
+    definitive = grace if definitive_grace_seconds is None else timedelta(seconds=definitive_grace_seconds)
     failures: list[PodFailure] = []
     for pod in pods:
         meta, _, status = _parts(pod)
@@ -224,12 +235,26 @@ def pod_failures(
             failures += _unschedulable(meta, scheduled, now=now, grace=grace)
             continue
         since = _containers_unready_since(meta, status)
-        if since is not None and now - since > grace:
-            found = _failing_containers(meta, status, since=since, restart_threshold=restart_threshold)
-            if not found and readiness_seconds is not None and now - since > timedelta(seconds=readiness_seconds):
-                found = _never_ready(meta, status, since=since, deadline=readiness_seconds)
-            failures += found
+        if since is None:
+            continue
+        waited = now - since
+        found = [
+            f
+            for f in _failing_containers(meta, status, since=since, restart_threshold=restart_threshold)
+            if waited > _lasts_before_failing(f, grace, definitive)
+        ]
+        if not found and readiness_seconds is not None and waited > timedelta(seconds=readiness_seconds):
+            found = _never_ready(meta, status, since=since, deadline=readiness_seconds)
+        failures += found
     return failures
+
+
+def _lasts_before_failing(failure: PodFailure, grace: timedelta, definitive: timedelta) -> timedelta:
+    if failure.reason == CRASH_LOOP:
+        return timedelta(0)
+    if failure.blame == "platform" and failure.reason != "CreateContainerConfigError":
+        return grace  # a registry that throttles or fails may recover
+    return definitive
 
 
 def _never_ready(meta: Obj, status: Obj, *, since: datetime, deadline: int) -> list[PodFailure]:
@@ -300,6 +325,32 @@ def blame_of(reason: str, message: str) -> Blame:
     return "image"
 
 
+Snapshot = dict[str, dict[tuple[str, str], dict[str, Any]]]
+"""namespace -> (kind, name) -> object: the workloads, their ReplicaSets and Pods as the API server last reported."""
+
+
+def validated_refs(workloads: Iterable[ObjectRef]) -> list[ObjectRef]:
+    """``workloads`` without duplicates; :class:`InputValidationError` for one without a rollout status or namespace."""
+    refs = list(dict.fromkeys(workloads))
+    for ref in refs:
+        if ref.kind not in STATUS_VIEWERS:
+            raise InputValidationError(f"{ref.key}: not a workload with a rollout status ({', '.join(STATUS_VIEWERS)})")
+        if not ref.namespace:
+            raise InputValidationError(f"{ref.key}: a workload needs a namespace")
+    return refs
+
+
+def watched_kinds(refs: Sequence[ObjectRef]) -> dict[str, set[tuple[str, str]]]:
+    """namespace -> the (apiVersion, kind)s to read there: the workloads' kinds, ReplicaSets (for Deployments), Pods."""
+    kinds: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for ref in refs:
+        namespace = str(ref.namespace)
+        kinds[namespace] |= {(ref.api_version, ref.kind), ("v1", "Pod")}
+        if ref.kind == "Deployment":
+            kinds[namespace].add(("apps/v1", "ReplicaSet"))
+    return kinds
+
+
 def check_workloads(
     api: ApiClient,
     workloads: Iterable[ObjectRef],
@@ -308,6 +359,7 @@ def check_workloads(
     grace_seconds: int = 60,
     restart_threshold: int = 3,
     readiness_seconds: int | None = None,
+    definitive_grace_seconds: int | None = None,
 ) -> HealthReport:
     """One look at ``workloads``: each one's rollout status and its new revision's failing pods (never-ready pods
     past the workload's readiness deadline, or ``readiness_seconds``, when either is set).
@@ -315,51 +367,109 @@ def check_workloads(
     Requests: per namespace, one list per workload kind, one list of ReplicaSets (when there are Deployments)
     and one list of Pods; never one request per workload.
     """
-    refs = list(dict.fromkeys(workloads))
-    for ref in refs:
-        if ref.kind not in STATUS_VIEWERS:
-            raise InputValidationError(f"{ref.key}: not a workload with a rollout status ({', '.join(STATUS_VIEWERS)})")
-        if not ref.namespace:
-            raise InputValidationError(f"{ref.key}: a workload needs a namespace")
+    refs = validated_refs(workloads)
     dyn = dynamic_client(api)
-    by_namespace: dict[str, list[ObjectRef]] = defaultdict(list)
-    for ref in refs:
-        by_namespace[str(ref.namespace)].append(ref)
+    snapshot: Snapshot = {}
+    for namespace, kinds in watched_kinds(refs).items():
+        with translate_errors(f"workloads in namespace {namespace}"):
+            snapshot[namespace] = _list_kinds(dyn, namespace, kinds)
+    return assess(
+        refs,
+        snapshot,
+        now=now,
+        grace_seconds=grace_seconds,
+        restart_threshold=restart_threshold,
+        readiness_seconds=readiness_seconds,
+        definitive_grace_seconds=definitive_grace_seconds,
+    )
 
+
+def assess(
+    refs: Sequence[ObjectRef],
+    snapshot: Snapshot,
+    *,
+    now: datetime,
+    grace_seconds: int = 60,
+    restart_threshold: int = 3,
+    readiness_seconds: int | None = None,
+    definitive_grace_seconds: int | None = None,
+) -> HealthReport:
+    """The verdict on ``refs`` from what the API server reported (``snapshot``), judged at ``now``."""
     statuses: list[RolloutStatus] = []
     failures: list[PodFailure] = []
-    for namespace, members in by_namespace.items():
-        with translate_errors(f"workloads in namespace {namespace}"):
-            live = _list_kinds(dyn, namespace, {(r.api_version, r.kind) for r in members})
-            replicasets = (
-                _list_kinds(dyn, namespace, {("apps/v1", "ReplicaSet")})
-                if any(r.kind == "Deployment" for r in members)
-                else {}
+    for ref in refs:
+        objects = snapshot.get(str(ref.namespace), {})
+        obj = objects.get((ref.kind, ref.name))
+        if obj is None:
+            statuses.append(
+                RolloutStatus(ref=ref, done=False, failed=True, reason="NotFound", message=f"{ref.key} does not exist")
             )
-            pods = _list_kinds(dyn, namespace, {("v1", "Pod")})
-        pod_list = list(pods.values())
-        for ref in members:
-            obj = live.get((ref.kind, ref.name))
-            if obj is None:
-                statuses.append(
-                    RolloutStatus(
-                        ref=ref, done=False, failed=True, reason="NotFound", message=f"{ref.key} does not exist"
-                    )
-                )
-                continue
-            statuses.append(rollout_status(obj))
-            new_pods = _new_revision_pods(obj, list(replicasets.values()), pod_list)
-            found = pod_failures(
-                new_pods,
-                now=now,
-                grace_seconds=grace_seconds,
-                restart_threshold=restart_threshold,
-                readiness_seconds=_readiness_deadline(obj, readiness_seconds),
-            )
-            failures.extend(f.model_copy(update={"workload": ref}) for f in found)
-
+            continue
+        statuses.append(rollout_status(obj))
+        found = pod_failures(
+            new_revision_pods(obj, objects),
+            now=now,
+            grace_seconds=grace_seconds,
+            restart_threshold=restart_threshold,
+            readiness_seconds=_readiness_deadline(obj, readiness_seconds),
+            definitive_grace_seconds=definitive_grace_seconds,
+        )
+        failures.extend(f.model_copy(update={"workload": ref}) for f in found)
     healthy = all(s.done and not s.failed for s in statuses) and not failures
     return HealthReport(checked_at=now, healthy=healthy, workloads=tuple(statuses), failures=tuple(failures))
+
+
+def next_judgement(
+    refs: Sequence[ObjectRef],
+    snapshot: Snapshot,
+    *,
+    now: datetime,
+    grace_seconds: int = 60,
+    readiness_seconds: int | None = None,
+    definitive_grace_seconds: int | None = None,
+) -> datetime | None:
+    """The earliest moment after ``now`` when :func:`assess` could fail a pending pod with no further change reported
+    (a grace period or a readiness deadline running out); ``None`` when no pod is waiting on one."""
+    moments: list[datetime] = []
+    for ref in refs:
+        objects = snapshot.get(str(ref.namespace), {})
+        obj = objects.get((ref.kind, ref.name))
+        if obj is None:
+            continue
+        deadline = _readiness_deadline(obj, readiness_seconds)
+        for pod in new_revision_pods(obj, objects):
+            moments += _pod_moments(pod, grace_seconds, deadline, definitive_grace_seconds)
+    later = [m for m in moments if m > now]
+    return min(later) if later else None
+
+
+def _pod_moments(
+    pod: Obj, grace_seconds: int, readiness_seconds: int | None, definitive_grace_seconds: int | None
+) -> list[datetime]:
+    """When this pod's grace period and readiness deadline run out (the moments :func:`pod_failures` compares)."""
+    meta, _, status = _parts(pod)
+    if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+        return []
+    scheduled = _condition(status, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False":
+        since = _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
+        return [since + timedelta(seconds=grace_seconds, microseconds=1)] if since else []
+    ready = _condition(status, "Ready")
+    since = _containers_unready_since(meta, status)
+    if (ready and ready.get("status") == "True") or since is None:
+        return []
+    waits: set[int] = set()
+    if _image_or_config_waiting(status):
+        waits |= {grace_seconds, definitive_grace_seconds if definitive_grace_seconds is not None else grace_seconds}
+    if readiness_seconds is not None:
+        waits.add(readiness_seconds)
+    return [since + timedelta(seconds=w, microseconds=1) for w in waits]
+
+
+def _image_or_config_waiting(status: Obj) -> bool:
+    containers = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    reasons = {((c.get("state") or {}).get("waiting") or {}).get("reason") for c in containers}
+    return bool(reasons & IMAGE_OR_CONFIG_REASONS)
 
 
 def _readiness_deadline(workload: Obj, default: int | None) -> int | None:
@@ -405,10 +515,12 @@ def current_replicaset(deployment: Obj, replicasets: Iterable[Obj]) -> Obj | Non
     return None
 
 
-def _new_revision_pods(workload: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+def new_revision_pods(workload: Obj, objects: Mapping[tuple[str, str], Obj]) -> list[Obj]:
+    """The pods of ``workload``'s new revision among ``objects`` (its namespace's ReplicaSets and Pods)."""
+    pods = [o for (kind, _), o in objects.items() if kind == "Pod"]
     if workload.get("kind") != "Deployment":
         return _controlled_pods(workload, pods)
-    rs = current_replicaset(workload, replicasets)
+    rs = current_replicaset(workload, [o for (kind, _), o in objects.items() if kind == "ReplicaSet"])
     if rs is None:
         return []
     rs_selector = (rs.get("spec") or {}).get("selector")

@@ -366,6 +366,11 @@ class HealthOutput(StrictModel):
     pending_count: int = Field(default=0, ge=0, description="how many workloads are still rolling out")
     baked: bool = Field(default=False, description="Bake: healthy for the whole bake period (now last known-good)")
     bake_until: AwareDatetime | None = None
+    wait_seconds: int = Field(
+        default=0,
+        description="how long the state machine waits before the next look: 0 after a watch (it looked until its "
+        "budget ran out), the poll interval after one look",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,7 +1,13 @@
-"""CheckHealth: one look at the release's workloads; the state machine's Wait state does the waiting.
+"""CheckHealth: watch the release's workloads until the verdict is known, for a bounded budget per invocation.
+
+One invocation lists the workloads, ReplicaSets and Pods, then watches them (:mod:`controlplane.kube.watch`) for up
+to ``WATCH_BUDGET_SECONDS`` (90 s), never past the invocation's remaining time less :data:`LAMBDA_MARGIN_S` nor past
+the release's deadline, and returns as soon as the release is healthy or fails; the state machine loops only when
+the budget ends without a verdict (``wait_seconds`` 0). With a budget of 0 it is one look, and the state machine
+waits :data:`POLL_INTERVAL_S` before the next. The bake period is one look per invocation (its Wait is 30 s).
 
 Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the release's deadline computed from
-``$$.Execution.StartTime``), never from this function's clock, so it agrees with Step Functions.
+``$$.Execution.StartTime``) and, while watching, from the API server's answers; never from this function's clock.
 """
 
 from __future__ import annotations
@@ -12,16 +18,25 @@ from controlplane.aws import lock
 from controlplane.aws.ledger import Ledger
 from controlplane.cluster import connect
 from controlplane.errors import AddonNotReadyError, DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
+from controlplane.kube.client import ApiClient
 from controlplane.kube.health import check_workloads
-from controlplane.models.kube import HealthReport
+from controlplane.kube.watch import Judge, watch_workloads
+from controlplane.models.kube import HealthReport, ObjectRef
 from controlplane.models.release import HealthInput, HealthOutput
 from controlplane.observability import correlate, logger, metrics, tracer
-from controlplane.settings import get_settings
+from controlplane.settings import Settings, get_settings
+
+POLL_INTERVAL_S = 10
+"""The state machine's wait between two looks when the health step does not watch (budget 0)."""
+LAMBDA_MARGIN_S = 20.0
+"""Time an invocation keeps after its watch for the verdict, the lease and the answer (Lambda's timeout is 150 s)."""
 
 
 @tracer.capture_method
-def check_health(event: HealthInput) -> HealthOutput:
-    """``healthy=True`` when every workload rolled out; raises when waiting cannot help or the deadline passed."""
+def check_health(event: HealthInput, *, remaining_s: float | None = None) -> HealthOutput:
+    """``healthy=True`` when every workload rolled out; raises when waiting cannot help or the deadline passed.
+
+    ``remaining_s``: the invocation's remaining time (Lambda's context), which bounds the watch."""
     correlate(execution_arn=event.execution_arn, release_id=event.release_id)
     settings = get_settings()
     # The rollout wait renews the lease: a holder that lost it stops here (LockLostError).
@@ -30,18 +45,15 @@ def check_health(event: HealthInput) -> HealthOutput:
     workloads = event.workloads or []
     if event.rollout is not None:  # the apply's workloads, by reference (a list that grows with the platform)
         workloads = Ledger(settings.ledger_table_name, region=settings.region).rollout(event.rollout).workloads
+    budget = _budget(event, settings, remaining_s)
     api = connect(settings)
     try:
-        report = check_workloads(
-            api,
-            workloads,
-            now=event.now,
-            grace_seconds=settings.deploy.failure_grace_seconds,
-            restart_threshold=settings.deploy.restart_threshold,
-            readiness_seconds=settings.deploy.readiness_deadline_seconds,
-        )
+        report = _look(api, event, workloads, settings, budget)
     finally:
         api.close()
+    now = max(event.now, report.checked_at)
+    event = event.model_copy(update={"now": now})
+    wait_s = 0 if budget > 0 else POLL_INTERVAL_S
     if report.failed:
         raise _addons_failure(event, report) if event.subject == "addons" else _failure(event, report)
     pending = [f"{w.ref}: {w.message}" for w in report.workloads if not w.done]
@@ -49,7 +61,7 @@ def check_health(event: HealthInput) -> HealthOutput:
         return _bake(event, report.healthy, pending, settings.deploy.bake_for(event.lease.environment))
     if report.healthy:
         logger.info("add-ons are ready" if event.subject == "addons" else "release is healthy")
-        return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now)
+        return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now, wait_seconds=wait_s)
     if event.now >= event.deadline_at and event.subject == "addons":
         raise AddonNotReadyError(
             f"release {event.release_id} waits for add-ons not ready by its deadline {event.deadline_at.isoformat()}"
@@ -61,7 +73,44 @@ def check_health(event: HealthInput) -> HealthOutput:
             + "; ".join(pending[:10])
         )
     logger.info("release still rolling out", extra={"pending": pending})
-    return HealthOutput(release_id=event.release_id, healthy=False, checked_at=event.now, pending=pending)
+    return HealthOutput(
+        release_id=event.release_id, healthy=False, checked_at=event.now, pending=pending, wait_seconds=wait_s
+    )
+
+
+def _budget(event: HealthInput, settings: Settings, remaining_s: float | None) -> float:
+    """Seconds to watch for a verdict: 0 (one look) during the bake period or past the deadline."""
+    if event.baking_since is not None:
+        return 0.0
+    budget = float(settings.deploy.watch_budget_seconds)
+    if remaining_s is not None:
+        budget = min(budget, remaining_s - LAMBDA_MARGIN_S)
+    budget = min(budget, (event.deadline_at - event.now).total_seconds())
+    return max(0.0, budget)
+
+
+def _look(
+    api: ApiClient, event: HealthInput, workloads: list[ObjectRef], settings: Settings, budget: float
+) -> HealthReport:
+    deploy = settings.deploy
+    judge = Judge(
+        grace_seconds=deploy.failure_grace_seconds,
+        restart_threshold=deploy.restart_threshold,
+        readiness_seconds=deploy.readiness_deadline_seconds,
+        definitive_grace_seconds=deploy.definitive_grace_seconds,
+    )
+    if budget <= 0:
+        return check_workloads(
+            api,
+            workloads,
+            now=event.now,
+            grace_seconds=judge.grace_seconds,
+            restart_threshold=judge.restart_threshold,
+            readiness_seconds=judge.readiness_seconds,
+            definitive_grace_seconds=judge.definitive_grace_seconds,
+        )
+    until = event.now + timedelta(seconds=budget)
+    return watch_workloads(api, workloads, now=event.now, until=until, judge=judge)
 
 
 def _bake(event: HealthInput, healthy: bool, pending: list[str], bake_s: int) -> HealthOutput:
