@@ -91,8 +91,20 @@ def test_a_quarantined_digest_is_refused_unless_forced(pipe: Pipeline) -> None:
     assert len(pipe.writes()) == writes
 
 
-def test_a_release_that_never_becomes_ready_fails_at_its_deadline_and_rolls_back(cluster: Any) -> None:
-    with pipeline(cluster, DeployDeadlineSeconds=120) as pipe:
+def test_a_release_that_never_becomes_ready_fails_at_its_readiness_deadline_and_rolls_back(cluster: Any) -> None:
+    with pipeline(cluster, DeployDeadlineSeconds=600) as pipe:
+        pipe.first_release()
+        before = pipe.owned()
+        result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.never_ready())
+        assert result.status == "FAILED"
+        assert result.error == "RolloutFailedError"
+        assert "NeverReady: running but not ready for over 120 s" in cause_of(result)  # not the 600 s deadline
+        assert "succeeded" in cause_of(result)
+        assert pipe.owned() == before
+
+
+def test_a_release_not_healthy_by_its_deadline_fails_and_rolls_back(cluster: Any) -> None:
+    with pipeline(cluster, DeployDeadlineSeconds=60) as pipe:  # shorter than the 120 s readiness deadline
         pipe.first_release()
         before = pipe.owned()
         result = pipe.push_and_deploy("edc-service", "main-2", Behaviour.never_ready())
