@@ -57,7 +57,7 @@ class ClusterAccess(BaseModel):
     ``certificateAuthority.data``. The token is a ``SecretStr``: reprs, logs and dumps show ``**********``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     endpoint: str
     ca_data: str

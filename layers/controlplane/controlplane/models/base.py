@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 class StrictModel(BaseModel):
     """A payload we own: unknown fields are errors, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def utcnow() -> datetime:

@@ -42,7 +42,7 @@ class WeeklyFreeze(StrictModel):
     ``UTC`` when not given; may wrap the week). Local time follows daylight saving: "FRI 18:00" in
     ``Europe/Berlin`` is 17:00 UTC in winter and 16:00 UTC in summer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     from_: str = Field(alias="from", pattern=_WEEKLY_POINT.pattern)
     to: str = Field(pattern=_WEEKLY_POINT.pattern)

@@ -106,7 +106,7 @@ class OperatorAction(StrEnum):
 class OperatorSignature(BaseModel):
     """``operator`` in an execution's input: who asked, signed over the request and the execution's name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     principal: str = Field(pattern=PRINCIPAL_PATTERN)
     action: OperatorAction
@@ -140,7 +140,7 @@ class DecisionStatus(StrEnum):
 class DecisionRecord(BaseModel):
     """The signed answer to one approval request: what was approved, for which execution, by whom."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     release_id: str = Field(pattern=r"^rel-[0-9a-f]{20}$")
     environment: Environment
@@ -158,7 +158,7 @@ class DecisionRecord(BaseModel):
 
 
 class SignedDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     record: DecisionRecord
     mac: str
@@ -172,7 +172,7 @@ class SignedDecision(BaseModel):
 class IamAuthorizer(BaseModel):
     """``requestContext.authorizer.iam`` of a function URL request with ``AuthType: AWS_IAM`` (set by AWS)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
     access_key: str = Field(alias="accessKey", default="")
     account_id: str = Field(alias="accountId", pattern=r"^\d{12}$")
@@ -184,7 +184,7 @@ class IamAuthorizer(BaseModel):
 class OperatorCaller(BaseModel):
     """The authenticated caller and the request, as AWS delivered them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     principal: str
     request_id: str
@@ -192,7 +192,7 @@ class OperatorCaller(BaseModel):
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class DecideBody(_Body):
@@ -260,7 +260,7 @@ OperatorBody = Annotated[
 class OperatorResponse(BaseModel):
     """What the operator API answers (the HTTP body); ``error`` names the refusal's type, ``message`` the field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     ok: bool
     action: str | None = None

@@ -20,7 +20,7 @@ from controlplane.models.release import Environment
 class StackSpec(StrictModel):
     """One platform stack of ``manifests/stacks.yaml``."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     suffix: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     template: str = Field(min_length=1)
@@ -64,7 +64,7 @@ class StackSpec(StrictModel):
 class StackCatalog(StrictModel):
     """``manifests/stacks.yaml``: the platform's stacks in dependency order, and how they are named and wired."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     version: int = 1
     template_dir: str = "cloudformation"

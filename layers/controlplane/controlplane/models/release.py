@@ -59,7 +59,7 @@ ServiceName = Annotated[str, AfterValidator(_known_service)]
 class AwsModel(BaseModel):
     """A payload AWS owns: unknown fields are ignored, the ones we read are validated."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -403,7 +403,7 @@ class SmokeOutput(StrictModel):
 class StepError(BaseModel):
     """What a Catch puts at ResultPath: ``{"Error": <error class name>, "Cause": <Lambda error JSON or text>}``."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     Error: str
     Cause: str = ""

@@ -7,7 +7,8 @@ watches and the smoke targets are lists that grow with the platform, so they sta
 
 The same path serves a deploy and a rollback. Objects come from the manifests layer when its bundle is the one the
 release was planned with; otherwise (the layer moved on since) from the ledger, which holds every object a release
-applied. Validation happens before the first write, so a ``ManifestValidationError`` means the cluster is untouched.
+applied. Validation happens before the first write (in PlanRelease for a deploy's own render, here otherwise:
+:func:`validate_unless_planned`), so a ``ManifestValidationError`` means the cluster is untouched.
 
 While the environment sleeps (off-hours), the release is applied at the sleeping size (:func:`keep_asleep`: the
 snapshot now refers to this release, so the next scale-up brings it up), no smoke targets are returned (nothing
@@ -44,7 +45,6 @@ from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
 from controlplane.kube.crds import without_foreign_crd_copies
-from controlplane.kube.drift import reclaim
 from controlplane.kube.offhours import keep_asleep_objects
 from controlplane.kube.preflight import check_permissions
 from controlplane.kube.webhook_certs import with_webhook_certificates
@@ -61,7 +61,6 @@ from controlplane.render import (
     without_hpa_replicas,
 )
 from controlplane.settings import Settings, get_settings
-from controlplane.validate import validate_objects
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 DEPLOY_IDENTITY = "the control plane's deploy identity"
@@ -147,6 +146,31 @@ def trusted_drift(environment: str, now: datetime, settings: Settings) -> frozen
     return frozenset(f.ref.key for f in report.findings)
 
 
+def validate_unless_planned(
+    event: ApplyInput,
+    objects: Sequence[Mapping[str, Any]],
+    source: Literal["render", "ledger"],
+    catalog: Mapping[str, AddonSpec] | None,
+    settings: Settings,
+) -> None:
+    """Validate every object before the first write, unless PlanRelease validated exactly these: a deploy's (or its
+    add-ons') objects rendered from the release's own bundle (same bundle hash, digests and settings render the same
+    objects). A rollback's objects (another release's, or the ledger's) are always validated here.
+
+    The JSON-schema validator (jsonschema, ~50 ms of a cold start) is imported only when it is used."""
+    if source == "render" and event.purpose in {ApplyPurpose.DEPLOY, ApplyPurpose.ADDONS}:
+        return
+    from controlplane.validate import validate_objects  # noqa: PLC0415 - off the deploy's import path
+
+    validate_objects(
+        objects,
+        kubernetes_version=kubernetes_version(settings),
+        account_id=settings.account_id,
+        region=settings.region,
+        addons=catalog,
+    )
+
+
 @tracer.capture_method
 def apply_release(event: ApplyInput) -> ApplyOutput:
     """Apply ``event.release`` to the cluster (see the module docstring); safe to run twice."""
@@ -159,13 +183,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     lock.renew(locks, event.lease, now=event.now, ttl_s=settings.gates.lock_ttl_s)
     ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     objects, source, catalog = release_objects(release, settings, ledger)
-    validate_objects(
-        objects,
-        kubernetes_version=kubernetes_version(settings),
-        account_id=settings.account_id,
-        region=settings.region,
-        addons=catalog,
-    )
+    validate_unless_planned(event, objects, source, catalog, settings)
 
     def mark_written() -> None:
         """Just before the first change to the cluster: the lease still holds; a deploy's failure now needs a
@@ -190,6 +208,8 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         pruned: list[ObjectRef] = []
         drifted = None
         if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
+            from controlplane.kube.drift import reclaim  # noqa: PLC0415 - rollbacks only: off the deploy's imports
+
             reclaim(api, to_apply)
         else:
             drifted = trusted_drift(release.environment, event.now, settings)
