@@ -98,11 +98,20 @@ def test_dynamodb_refuses_an_item_over_400_kb() -> None:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         )
-        with pytest.raises(ClientError) as refused:
-            ddb.put_item(TableName="t", Item={"pk": {"S": "a"}, "blob": {"S": "x" * 410_000}})
+        big = {"pk": {"S": "a"}, "blob": {"B": b"x" * 410_000}}
+        refusals = []
+        # every path the ledger adapter writes by: PutItem, BatchWriteItem (put_many), TransactWriteItems (fenced)
+        for write in (
+            lambda: ddb.put_item(TableName="t", Item=big),
+            lambda: ddb.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": big}}]}),
+            lambda: ddb.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": big}}]),
+        ):
+            with pytest.raises(ClientError) as refused:
+                write()
+            refusals.append(refused.value.response["Error"])
 
-    assert refused.value.response["Error"]["Code"] == "ValidationException"
-    assert "Item size has exceeded the maximum allowed size" in refused.value.response["Error"]["Message"]
+    assert [e["Code"] for e in refusals] == ["ValidationException"] * 3
+    assert all("Item size has exceeded the maximum allowed size" in e["Message"] for e in refusals)
 
 
 _PARAMETERS = {
