@@ -45,6 +45,11 @@ _FAKE_ENV = {
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+_MOTO_ENV = {
+    # moto fills each account's EC2 backend with thousands of public AMIs (and a snapshot and volume each) when it is
+    # first touched (an EKS node group touches it): ~0.5 s of CPU per cloud. Nothing here looks an AMI up.
+    "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+}
 WAIT_TIMEOUT_S = 180.0
 """Wall seconds a wait gives an execution by default: a deploy takes seconds on an idle machine and can take a minute
 on a loaded 2-core one; only a hung execution waits this long."""
@@ -210,7 +215,10 @@ class LocalCloud:
             from local.aws.cfn import CfnFaults  # noqa: PLC0415
 
             stack.enter_context(
-                mock.patch.dict(os.environ, {**_FAKE_ENV, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region})
+                mock.patch.dict(
+                    os.environ,
+                    {**_FAKE_ENV, **_MOTO_ENV, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region},
+                )
             )
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
             stack.enter_context(
