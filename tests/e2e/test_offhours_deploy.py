@@ -42,7 +42,7 @@ def test_a_deploy_while_asleep_applies_the_release_asleep_and_the_next_wake_brin
     deploy = env.pipe.deploy({"environment": "staging", "services": {"edc-service": digest}, "reason": "night fix"})
 
     assert deploy.status == "SUCCEEDED", (deploy.error, deploy.cause)
-    assert deploy.output["apply"]["smoke_targets"] == []  # asleep: nothing to smoke-test
+    assert deploy.output["apply"]["rollout"]["smoke_targets"] == 0  # asleep: nothing to smoke-test
     assert set(env.workloads().values()) == {0}  # still asleep
     assert env.pipe.deployment_image("edc-service").endswith(digest)
     release_id = deploy.output["plan"]["release"]["release_id"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects, diff_objects
 from controlplane.kube.client import ClusterAccess, build_api_client
 from controlplane.kube.webhook_certs import CERTIFICATE_ANNOTATION, certificate_secrets, with_webhook_certificates
 from cryptography import x509
@@ -80,3 +81,26 @@ def test_the_certificate_is_made_once_set_as_every_ca_bundle_and_renewed_before_
     new_secret = _secret(cluster)
     assert new_secret.data["ca.crt"] != secret.data["ca.crt"]
     assert {w["clientConfig"]["caBundle"] for obj in renewed for w in obj["webhooks"]} == {new_secret.data["ca.crt"]}
+
+
+def test_a_diff_of_the_rendered_webhooks_leaves_out_the_ca_bundle_the_apply_fills_in(cluster: Any) -> None:
+    """The release's render has no caBundle (the apply sets it from the Secret): a dry-run diff (approval, drift,
+    `trialstudio diff`) must not read that as "remove the CA", and still shows a real change to a webhook."""
+    api = build_api_client(ClusterAccess(endpoint=cluster.endpoint, ca_data=cluster.ca_data, token=cluster.token()))
+    rendered = yaml.safe_load(yaml.safe_dump(WEBHOOKS))
+    for obj in rendered:
+        obj["metadata"].setdefault("labels", {})[OWNERSHIP_LABEL] = OWNERSHIP_VALUE
+    apply_objects(api, with_webhook_certificates(api, rendered, now=NOW), release_id="rel-webhooks")
+
+    assert {(d.ref.kind, d.action) for d in diff_objects(api, rendered)} == {
+        ("MutatingWebhookConfiguration", "unchanged"),
+        ("ValidatingWebhookConfiguration", "unchanged"),
+    }
+
+    changed = yaml.safe_load(yaml.safe_dump(rendered))
+    changed[0]["webhooks"][0]["failurePolicy"] = "Ignore"
+    diffs = {d.ref.kind: d for d in diff_objects(api, changed)}
+    first = diffs[changed[0]["kind"]]
+    assert first.action == "configured"
+    assert [c.path for c in first.changes] == [f"webhooks[name={changed[0]['webhooks'][0]['name']}].failurePolicy"]
+    assert diffs[changed[1]["kind"]].action == "unchanged"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from controlplane import platform
 from controlplane.errors import KubernetesNotFoundError, KubernetesTransientError, ManifestValidationError
@@ -41,6 +41,10 @@ from controlplane.observability import logger
 
 FIELD_MANAGER = "synthetictrialstudio-controlplane"
 HANDOVER_FIELD_MANAGER = f"{FIELD_MANAGER}-handover-to-hpa"
+CERTIFICATE_ANNOTATION: Final = "synthetictrialstudio.io/webhook-certificate"
+"""On a webhook configuration: ``<namespace>/<secret>`` holding its serving certificate, which the control plane
+keeps and whose CA it sets as every webhook's ``caBundle`` when applying (:mod:`controlplane.kube.webhook_certs`)."""
+WEBHOOK_KINDS: Final = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
 REPLICA_KINDS = frozenset({"Deployment", "StatefulSet"})
 OWNERSHIP_LABEL = platform.LABEL_MANAGED_BY
 OWNERSHIP_VALUE = platform.MANAGED_BY
@@ -418,6 +422,7 @@ def _dry_run(
     kept = _replicas_to_hand_over(body, before)
     if kept is not None:
         body["spec"]["replicas"] = kept
+    _keep_ca_bundles(body, before)
     try:
         status, after = _server_side_apply(dyn, resource, ref, body, dry_run=True, force=True)
     except ApiError as e:
@@ -427,6 +432,26 @@ def _dry_run(
     if before is None and status != 201:  # exists, but not (yet) ours: read it to compare
         _, before = request_json(dyn, "GET", resource.path(name=ref.name, namespace=ref.namespace))
     return status, before, after
+
+
+def _keep_ca_bundles(body: dict[str, Any], live: Mapping[str, Any] | None) -> None:
+    """A webhook configuration whose certificate the control plane keeps gets its ``caBundle`` only when applied:
+    the dry run carries the live webhooks' bundles over, so a diff shows what the release changes, not the field
+    the apply fills in from its Secret (an absent one would read as "remove the CA")."""
+    if live is None or body.get("kind") not in WEBHOOK_KINDS:
+        return
+    if CERTIFICATE_ANNOTATION not in ((body.get("metadata") or {}).get("annotations") or {}):
+        return
+    bundles = {
+        w.get("name"): ((w.get("clientConfig") or {}).get("caBundle"))
+        for w in live.get("webhooks") or []
+        if isinstance(w, Mapping)
+    }
+    for webhook in body.get("webhooks") or []:
+        bundle = bundles.get(webhook.get("name"))
+        client = webhook.setdefault("clientConfig", {})
+        if bundle and "caBundle" not in client:
+            client["caBundle"] = bundle
 
 
 def live_owned_objects(

@@ -23,13 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from controlplane.errors import ManifestValidationError
-from controlplane.kube.apply import FIELD_MANAGER
+from controlplane.kube.apply import CERTIFICATE_ANNOTATION, FIELD_MANAGER, WEBHOOK_KINDS
 from controlplane.kube.client import ApiClient, KubeClient, dynamic_client, request_json
 from controlplane.kube.errors import ApiError, translate_errors
 from controlplane.models.kube import ObjectRef
 
-CERTIFICATE_ANNOTATION: Final = "synthetictrialstudio.io/webhook-certificate"
-WEBHOOK_KINDS: Final = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
 VALIDITY: Final = dt.timedelta(days=3650)
 RENEW_BEFORE: Final = dt.timedelta(days=30)
 _KEY_SIZE: Final = 2048
