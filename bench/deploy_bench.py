@@ -1,10 +1,10 @@
 """Numbers of the deploy pipeline on the local cloud (``make bench`` / ``python -m bench deploy``).
 
 * state transitions of a 1-service and a 7-service deploy (targets <= 40 and <= 60);
-* simulated time from a failing pod (CrashLoopBackOff, ImagePullBackOff) to the rollback starting (target <= 90 s);
 * wall time of a 7-service deploy with instant rollouts.
 
-Kubernetes requests per deploy: ``bench/kube_bench.py``; handler cold imports: ``bench/startup_bench.py``.
+Kubernetes requests per deploy: ``bench/kube_bench.py``; handler cold imports: ``bench/startup_bench.py``; verdict
+lag, failure detection per kind and the health step's cost, watch vs poll: ``bench/health_bench.py``.
 
 Not timed tests: numbers to read, with the targets next to them.
 """
@@ -63,32 +63,8 @@ def transitions_and_wall_time() -> None:
         print(f"wall time, 1-service deploy (warm): {time.perf_counter() - started:.2f} s ({again.status})")
 
 
-def time_to_detect() -> None:
-    from local.cluster import Behaviour  # noqa: PLC0415
-
-    for name, behaviour in (
-        ("CrashLoopBackOff", Behaviour.crash_loop()),
-        ("ImagePullBackOff", Behaviour.err_image_pull()),
-    ):
-        with _pipeline() as pipe:
-            pipe.first_release()
-            result = pipe.push_and_deploy("edc-service", "main-2", behaviour)
-            history = result.history
-            applied = next(e for e in history if e.type == "TaskStateExited" and e.state_name == "ApplyRelease")
-            rollback = next(
-                e for e in history if e.type.endswith("StateEntered") and e.state_name == "ResolveRollbackTarget"
-            )
-            seconds = (_at(rollback) - _at(applied)).total_seconds()
-            verdict = "OK" if seconds <= 90 else "OVER"
-            print(
-                f"simulated time, pods created with {name} -> rollback starts: {seconds:.0f} s (<= 90) {verdict}; "
-                f"execution {result.status} {result.error}"
-            )
-
-
 def main() -> None:
     transitions_and_wall_time()
-    time_to_detect()
     print(f"(services in the platform: {len(platform.SERVICE_NAMES)})")
 
 

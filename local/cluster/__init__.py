@@ -61,7 +61,7 @@ Known deviations (simplifications of the real API server):
   wall seconds); without it a watch lasts 1800 s (the API server randomises 30-60 min). With
   ``allowWatchBookmarks`` a BOOKMARK comes every simulated minute and 2 s before the timeout (the watch cache's
   ``bookmarkFrequency`` and deadline), never otherwise. When the clock is driven by its waiters (the AWS harness's
-  simulated time), a watch with nothing to report for 10 ms of wall time lets one simulated second pass
+  simulated time), a watch with nothing to report for 20 ms of wall time lets one simulated second pass
   (``clock.py``): a client may see an event up to about a simulated second after it happened. Every answer's
   ``Date`` header is the simulated time.
 - Discovery: ``/api`` and ``/apis`` answer aggregated ``apidiscovery.k8s.io/v2`` when asked (JSON only; no

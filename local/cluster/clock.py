@@ -7,7 +7,8 @@ A client waiting on the API server (a watch with nothing to report) waits for si
 the clock's thread in real time; the test otherwise; and, once :meth:`SimClock.drive_by_waiters` is on (the AWS
 harness's ``simulated`` time mode, where nothing else runs while a Lambda waits), the waiter itself: each second of
 simulated time costs a waiter :data:`IDLE_PACE` of wall time with nothing to report, and a waiter moves the clock only
-if nobody moved it meanwhile (so several waiters do not make time pass several times as fast).
+if nobody moved it meanwhile and no waiter moved it within the last :data:`IDLE_PACE` (so several waiters do not make
+time pass several times as fast, and a client has that long to read what the last second brought).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 
 Listener = Callable[[float], None]
 
-IDLE_PACE = 0.01
+IDLE_PACE = 0.02
 """Wall seconds a waiter waits for something to report before it lets one simulated second pass (driven mode)."""
 
 
@@ -34,6 +35,7 @@ class SimClock:
         self._thread: threading.Thread | None = None
         self._driven = False
         self._drive_lock = threading.Lock()
+        self._last_idle_pass = 0.0
 
     def now(self) -> float:
         with self._lock:
@@ -76,8 +78,10 @@ class SimClock:
             return self.now() > seen
         with self._drive_lock:
             now = self.now()
-            if now == seen and target > now:
+            paced = time.monotonic() - self._last_idle_pass >= IDLE_PACE
+            if now == seen and target > now and paced:
                 self.advance(target - now)
+                self._last_idle_pass = time.monotonic()
         return self.now() > seen
 
     def run_realtime(self, factor: float = 1.0, tick: float = 0.05) -> None:

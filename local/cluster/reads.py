@@ -186,7 +186,7 @@ class ReadVerbs:
                         yield line(out, ev.object)
                 if bookmarks is not None and bookmarks.due(clock.now()):
                     yield bookmark(position)
-                if time.monotonic() - quiet_since >= IDLE_PACE:
+                if time.monotonic() - quiet_since >= IDLE_PACE and alive():
                     # nothing to report for a while: in driven mode, this waiter lets a simulated second pass
                     clock.pass_idle(seen, min(seen + 1.0, deadline))
 
