@@ -6,13 +6,22 @@ import base64
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import controlplane
 import pytest
-from controlplane.kube.client import ClusterAccess, build_api_client
+from controlplane.kube.client import (
+    WATCH_READ_SLACK_S,
+    ClusterAccess,
+    Resource,
+    WatchExpiredError,
+    build_api_client,
+    dynamic_client,
+    watch_objects,
+)
 from controlplane.kube.errors import ApiError
 from pydantic import ValidationError
 
@@ -156,3 +165,65 @@ def test_retry_after_is_honoured_within_the_budget_and_never_shortened(
 
     assert sleeps == slept
     assert len(pool.calls) == 1 + len(slept)
+
+
+class StreamingPool:
+    """Stands in for the urllib3 pool of a watch: answers ``status`` with the given chunks of an event stream."""
+
+    def __init__(self, chunks: list[bytes], status: int = 200) -> None:
+        self.chunks, self.status = chunks, status
+        self.calls: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.calls.append({"method": method, "url": url, **kwargs})
+        chunks = self.chunks
+        return SimpleNamespace(
+            status=self.status,
+            reason="Gone" if self.status == 410 else "OK",
+            data=b"".join(chunks),
+            headers={"Date": "Tue, 01 Dec 2026 21:00:05 GMT"},
+            stream=lambda amt, decode_content: iter(chunks),
+            release_conn=lambda: None,
+            shutdown=lambda: None,
+        )
+
+
+PODS = Resource("", "v1", "Pod", "pods", namespaced=True)
+
+
+def test_a_watch_asks_for_bookmarks_and_a_timeout_and_reads_events_split_across_chunks() -> None:
+    api = build_api_client(access(), timeout=3.0)
+    lines = [
+        b'{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"7"}}}\n',
+        b'{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"9"}}}\n',
+    ]
+    joined = b"".join(lines)
+    pool = StreamingPool([joined[:30], joined[30:95], joined[95:]])
+    api.pool = pool  # type: ignore[assignment]
+    stream = watch_objects(dynamic_client(api), PODS, "ns", resource_version="5", timeout_s=60)
+    events = list(stream)
+    assert [(kind, obj["metadata"]["resourceVersion"]) for kind, obj in events] == [("ADDED", "7"), ("BOOKMARK", "9")]
+    assert (events[0][1]["apiVersion"], events[0][1]["kind"]) == ("v1", "Pod")  # list items omit them on the wire
+    assert stream.opened_at == datetime(2026, 12, 1, 21, 0, 5, tzinfo=UTC)
+    [call] = pool.calls
+    assert call["url"].endswith(
+        "/api/v1/namespaces/ns/pods?watch=true&resourceVersion=5&timeoutSeconds=60&allowWatchBookmarks=true"
+    )
+    assert call["timeout"].read_timeout == 60 + WATCH_READ_SLACK_S  # the server ends it; reads wait a little longer
+    assert call["preload_content"] is False
+
+
+def test_an_expired_resource_version_is_watch_expired_as_an_error_event_or_a_410_answer() -> None:
+    api = build_api_client(access())
+    gone = b'{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}\n'
+    api.pool = StreamingPool([gone])  # type: ignore[assignment]
+    with pytest.raises(WatchExpiredError, match="too old"):
+        list(watch_objects(dynamic_client(api), PODS, "ns", resource_version="1", timeout_s=5))
+    api.pool = StreamingPool([b'{"kind":"Status","code":410}'], status=410)  # type: ignore[assignment]
+    with pytest.raises(WatchExpiredError, match="resource version 1 expired"):
+        watch_objects(dynamic_client(api), PODS, "ns", resource_version="1", timeout_s=5)
+    failed = b'{"type":"ERROR","object":{"kind":"Status","code":500,"reason":"InternalError","message":"boom"}}\n'
+    api.pool = StreamingPool([failed])  # type: ignore[assignment]
+    with pytest.raises(ApiError) as other:
+        list(watch_objects(dynamic_client(api), PODS, "ns", resource_version="1", timeout_s=5))
+    assert other.value.status == 500
