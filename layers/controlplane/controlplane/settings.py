@@ -1,4 +1,4 @@
-"""Configuration: the environment variables ``template.yaml`` sets, read into one pydantic model.
+"""Configuration: the environment variables ``template.yaml`` sets, read by one pydantic-settings model.
 
 :class:`Settings` has a section per concern: ``deploy`` (tag rules, deadlines, rollout rules, pruning), ``gates``
 (lock, scan, freeze calendar, stacks, approval) and ``offhours`` (``OFFHOURS_CONFIG``). Each section reads its own
@@ -7,10 +7,6 @@ never at import time. :func:`get_settings` caches the result per distinct set of
 Lambda, and once per function in local runs, where several functions share one process, each with its own
 environment. :func:`reset_settings` forgets them (tests). A missing or malformed variable raises
 :class:`~controlplane.errors.ConfigurationError` naming it.
-
-The variables are read by :meth:`_Section.from_environ` (each field's ``validation_alias`` is its variable; values
-are the strings as set, JSON ones parsed by the field's own validator), not by pydantic-settings: importing that
-package costs every handler's cold start ~60 ms of CPU (asyncio, argparse, dotenv, YAML) for nothing it needs.
 """
 
 from __future__ import annotations
@@ -20,9 +16,10 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from controlplane.errors import ConfigurationError, InputValidationError, PlanError
 from controlplane.models.drift import DriftMode
@@ -44,24 +41,10 @@ class TagRule(BaseModel):
         return fnmatch.fnmatchcase(tag, self.tag)
 
 
-class _Section(BaseModel):
+class _Section(BaseSettings):
     """A group of variables: names as ``template.yaml`` spells them, empty means unset, unknown ones ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
-
-    @classmethod
-    def from_environ(cls) -> Self:
-        """The section from ``os.environ``: each field's variable (its ``validation_alias``) when set and not empty,
-        each nested section read the same way; a ``ValidationError`` names the variables."""
-        values: dict[str, Any] = {}
-        for name, field in cls.model_fields.items():
-            alias = field.validation_alias
-            if isinstance(alias, str):
-                if os.environ.get(alias):
-                    values[alias] = os.environ[alias]
-            elif isinstance(field.annotation, type) and issubclass(field.annotation, _Section):
-                values[name] = field.annotation.from_environ()
-        return cls.model_validate(values)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True, env_ignore_empty=True)
 
 
 def _json(value: Any) -> Any:
@@ -96,7 +79,9 @@ DEFAULT_BAKE_SECONDS = {"staging": 120, "production": 600}
 class DeploySettings(_Section):
     """How a release is planned, applied and judged."""
 
-    tag_rules: tuple[TagRule, ...] = Field(default=DEFAULT_TAG_RULES, validation_alias="TAG_RULES", min_length=1)
+    tag_rules: Annotated[tuple[TagRule, ...], NoDecode] = Field(
+        default=DEFAULT_TAG_RULES, validation_alias="TAG_RULES", min_length=1
+    )
     manifests_dir: Path = Field(default=Path("/opt/kubernetes"), validation_alias="MANIFESTS_DIR")
     deadline_seconds: int = Field(default=900, validation_alias="DEPLOY_DEADLINE_SECONDS", ge=60, le=86_400)
     restart_threshold: int = Field(default=2, validation_alias="RESTART_THRESHOLD", ge=0, le=100)
@@ -111,7 +96,7 @@ class DeploySettings(_Section):
     watch_budget_seconds: int = Field(default=90, validation_alias="WATCH_BUDGET_SECONDS", ge=0, le=840)
     """How long one CheckHealth invocation watches the rollout for a verdict (capped by the invocation's remaining
     time); 0: one look per invocation, the state machine's Wait (10 s) between looks."""
-    prune_allow: tuple[str, ...] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
+    prune_allow: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="PRUNE_ALLOW_KINDS")
     drift_trust_seconds: int = Field(default=3_900, validation_alias="DRIFT_TRUST_SECONDS", ge=0, le=86_400)
     """A deploy skips unchanged objects on the ledger's record alone (re-applying what the environment's latest drift
     check found) when that check is at most this old (default: the hourly drift schedule and 5 minutes); otherwise,
@@ -146,7 +131,9 @@ class GateSettings(_Section):
     lock_ttl_s: int = Field(default=4 * 3600, gt=0, validation_alias="LOCK_TTL_SECONDS")
     handoff_grace_s: int = Field(default=300, gt=0, validation_alias="HANDOFF_GRACE_SECONDS")
     scan_block_at: Severity = Field(default=Severity.CRITICAL, validation_alias="SCAN_BLOCK_SEVERITY")
-    scan_allowlist: frozenset[str] = Field(default=frozenset(), validation_alias="SCAN_CVE_ALLOWLIST")
+    scan_allowlist: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias="SCAN_CVE_ALLOWLIST"
+    )
     scan_timeout_s: int = Field(default=1800, gt=0, validation_alias="SCAN_TIMEOUT_SECONDS")
     stacks_file: str = Field(
         default="manifests/stacks.yaml",
@@ -163,13 +150,15 @@ class GateSettings(_Section):
     )
     approval_topic_arn: str | None = Field(default=None, validation_alias="APPROVAL_TOPIC_ARN")
     approval_bucket: str | None = Field(default=None, validation_alias="APPROVAL_BUCKET")
-    freeze_calendar: FreezeCalendar = Field(default=FreezeCalendar(), validation_alias="FREEZE_CALENDAR")
+    freeze_calendar: Annotated[FreezeCalendar, NoDecode] = Field(
+        default=FreezeCalendar(), validation_alias="FREEZE_CALENDAR"
+    )
     staging_ledger_table_name: str | None = Field(
         default=None,
         validation_alias="STAGING_LEDGER_TABLE_NAME",
         description="Production: the staging control plane's ledger (where staging health is recorded).",
     )
-    stack_inputs: dict[str, str] = Field(
+    stack_inputs: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias="STACK_INPUTS", description="JSON {Parameter: value}."
     )
     stack_role_arn: str | None = Field(
@@ -212,9 +201,9 @@ class OffhoursSettings(_Section):
     ``OFFHOURS_SCHEDULED`` (whether this environment's schedules run: only then is a schedule's unsigned request
     honoured)."""
 
-    config: OffhoursConfig = Field(default=OffhoursConfig(), validation_alias="OFFHOURS_CONFIG")
-    wake_on_deploy: bool | None = Field(default=None, validation_alias="OFFHOURS_WAKE_ON_DEPLOY")
-    scheduled: bool = Field(default=False, validation_alias="OFFHOURS_SCHEDULED")
+    config: Annotated[OffhoursConfig, NoDecode] = Field(default=OffhoursConfig(), validation_alias="OFFHOURS_CONFIG")
+    wake_on_deploy: Annotated[bool | None, NoDecode] = Field(default=None, validation_alias="OFFHOURS_WAKE_ON_DEPLOY")
+    scheduled: Annotated[bool, NoDecode] = Field(default=False, validation_alias="OFFHOURS_SCHEDULED")
 
     @field_validator("config", mode="before")
     @classmethod
@@ -244,7 +233,7 @@ class Settings(_Section):
     ledger_table_name: str = Field(validation_alias="LEDGER_TABLE_NAME", min_length=1)
     notification_topic_arn: str | None = Field(default=None, validation_alias="NOTIFICATION_TOPIC_ARN")
     # The operator path (controlplane.models.operator): who may approve, and the KMS keys that sign and hide.
-    approvers: tuple[str, ...] = Field(default=(), validation_alias="APPROVERS")
+    approvers: Annotated[tuple[str, ...], NoDecode] = Field(default=(), validation_alias="APPROVERS")
     decision_key_id: str | None = Field(default=None, validation_alias="DECISION_KEY_ID")
     approval_token_key_id: str | None = Field(default=None, validation_alias="APPROVAL_TOKEN_KEY_ID")
     deploy_state_machine_arn: str | None = Field(default=None, validation_alias="DEPLOY_STATE_MACHINE_ARN")
@@ -297,7 +286,7 @@ class Settings(_Section):
         return self.notification_topic_arn
 
 
-def _variables(model: type[_Section]) -> list[str]:
+def _variables(model: type[BaseSettings]) -> list[str]:
     """Every variable ``model`` reads, its sections' included."""
     names: list[str] = []
     for field in model.model_fields.values():
@@ -327,6 +316,6 @@ def _load(values: tuple[tuple[str, str], ...]) -> Settings:
     """``values`` is the cache key only: the sections read the same variables from the environment."""
     del values
     try:
-        return Settings.from_environ()
+        return Settings()
     except ValidationError as exc:
         raise ConfigurationError(f"invalid configuration: {validation_message(exc)}") from None
