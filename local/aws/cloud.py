@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,8 +27,16 @@ from local.aws.eks_access import (
     grant_control_plane,
     session_arn,
 )
-from local.aws.eventbridge import envelope, target_input
-from local.aws.faults import AwsFaults
+from local.aws.eventbridge import (
+    EVENTBRIDGE_PRINCIPAL,
+    TargetFailure,
+    dead_letter_attributes,
+    envelope,
+    queue_policy_allows_eventbridge,
+    target_input,
+    with_retries,
+)
+from local.aws.faults import AwsFaults, acting_as
 from local.aws.lambdas import FunctionSpec, InvocationResult, LambdaRuntime, environ
 from local.aws.provision import EventSource, Provisioner, Resource
 from local.aws.seams import patched_moto, pattern_matches
@@ -124,6 +133,9 @@ class Delivery:
     input: str
     execution_arn: str | None = None
     invocation: InvocationResult | None = None
+    failure: TargetFailure | None = None
+    """Not delivered (EventBridge's retries exhausted or the error not retried); ``dead_lettered`` says whether the
+    event went to the target's dead-letter queue or was dropped."""
 
 
 @dataclass(frozen=True)
@@ -508,26 +520,69 @@ class LocalCloud:
             targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
             for target in targets:
                 payload = target_input(target, event, rule_name=rule["Name"], rule_arn=rule["Arn"])
-                deliveries.append(self._deliver(rule["Name"], target["Arn"], payload, target.get("RoleArn")))
+                deliveries.append(
+                    self._deliver(rule["Name"], target["Arn"], payload, target.get("RoleArn"), rule=(rule, target))
+                )
         return deliveries
 
-    def _deliver(self, source: str, target_arn: str, payload: str, role_arn: str | None = None) -> Delivery:
-        """Deliver to one target as EventBridge/Scheduler does: a state machine is started with the target's role."""
+    def _deliver(
+        self,
+        source: str,
+        target_arn: str,
+        payload: str,
+        role_arn: str | None = None,
+        *,
+        rule: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+    ) -> Delivery:
+        """Deliver to one target as EventBridge/Scheduler does: a state machine is started with the target's role.
+        For a rule's target (``rule``: the rule and the target), EventBridge's retries and dead-letter queue
+        (:func:`local.aws.eventbridge.with_retries`): the call is EventBridge's own (faults for
+        ``events.amazonaws.com`` fire on it)."""
         service = target_arn.split(":")[2]
         if service == "states":
             if not role_arn:
                 raise LocalCloudError(f"{source}: a Step Functions target needs a RoleArn to start the execution")
             creds = self.iam.credentials(role_arn, source)
-            response = (
-                self.iam.session(creds)
-                .client("stepfunctions", region_name=self.region)
-                .start_execution(stateMachineArn=target_arn, name=str(uuid.uuid4()), input=payload)
-            )
-            return Delivery(source, target_arn, payload, execution_arn=str(response["executionArn"]))
+            sfn = self.iam.session(creds).client("stepfunctions", region_name=self.region)
+            name = str(uuid.uuid4())  # one name for every retry: a retried start never starts two executions
+
+            def start() -> str:
+                with acting_as(EVENTBRIDGE_PRINCIPAL):
+                    return str(
+                        sfn.start_execution(stateMachineArn=target_arn, name=name, input=payload)["executionArn"]
+                    )
+
+            if rule is None:
+                return Delivery(source, target_arn, payload, execution_arn=start())
+            answer = with_retries(start, rule[1], now=self.clock.now, sleep=self.time.sleep)
+            if isinstance(answer, TargetFailure):
+                return Delivery(source, target_arn, payload, failure=self._dead_letter(rule, payload, answer))
+            return Delivery(source, target_arn, payload, execution_arn=answer)
         if service == "lambda":
             return Delivery(source, target_arn, payload, invocation=self.runtime.invoke(target_arn, payload))
         # SQS, logs and event-bus targets are delivered by moto itself; other targets are not emulated.
         return Delivery(source, target_arn, payload)
+
+    def _dead_letter(
+        self, rule: tuple[Mapping[str, Any], Mapping[str, Any]], payload: str, failure: TargetFailure
+    ) -> TargetFailure:
+        """Send the undelivered event to the target's dead-letter queue, as EventBridge does: only when the queue
+        exists and its policy lets EventBridge send this rule's events (else it is dropped, as in AWS)."""
+        rule_arn, target = str(rule[0]["Arn"]), rule[1]
+        queue_arn = str((target.get("DeadLetterConfig") or {}).get("Arn") or "")
+        if not queue_arn:
+            return failure
+        sqs = self.client("sqs")
+        try:
+            url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+            policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"].get("Policy")
+        except sqs.exceptions.QueueDoesNotExist:
+            return failure
+        if not queue_policy_allows_eventbridge(policy, queue_arn=queue_arn, rule_arn=rule_arn):
+            return failure
+        attributes = dead_letter_attributes(failure, rule_arn=rule_arn, target_arn=str(target["Arn"]))
+        sqs.send_message(QueueUrl=url, MessageBody=payload, MessageAttributes=attributes)
+        return dataclasses.replace(failure, dead_lettered=True)
 
     def fire_schedule(self, name_or_logical_id: str) -> Delivery:
         """Fire a schedule now: a Scheduler schedule or a ``Schedule`` rule, by name or (generated) logical id."""

@@ -1,4 +1,7 @@
-"""EventBridge target input: the event envelope, ``Input``, ``InputPath`` and ``InputTransformer``, as EventBridge does.
+"""EventBridge target input: the event envelope, ``Input``, ``InputPath`` and ``InputTransformer``, as EventBridge does;
+and delivery as EventBridge does it: a target call that fails with a retryable error (throttling, the target
+unavailable) is retried within the target's ``RetryPolicy``, and an event that still was not delivered goes to the
+target's dead-letter queue (``DeadLetterConfig``), with EventBridge's message attributes, or is dropped.
 
 Pattern matching is not here: the harness asks moto's own matcher (``events:TestEventPattern``).
 """
@@ -8,9 +11,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.\-]+)>")
 
@@ -113,3 +121,103 @@ def transform(transformer: Mapping[str, Any], event: Mapping[str, Any], *, rule_
         out.append(char)
         i += 1
     return "".join(out)
+
+
+# ------------------------------------------------------------------------------------------------ delivery retries
+EVENTBRIDGE_PRINCIPAL = "events.amazonaws.com"
+"""Who calls a rule's target (``cloud.aws_faults.add(..., function=EVENTBRIDGE_PRINCIPAL)`` throttles it)."""
+RETRYABLE_ERRORS = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceException",
+    }
+)
+"""Target errors EventBridge retries (throttling, the target unavailable); any other (access denied, no such
+resource, a bad request) is not retried: the event goes to the dead-letter queue at once, or is dropped."""
+DEFAULT_RETRY_POLICY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86_400}
+_MAX_BACKOFF_S = 300
+
+
+@dataclass(frozen=True)
+class TargetFailure:
+    """Why an event never reached its target: the last error, the retries made, the limit that ended them
+    (``MaximumRetryAttempts`` / ``MaximumEventAgeInSeconds``; empty when the error is not retried)."""
+
+    code: str
+    message: str
+    retries: int
+    exhausted: str
+    dead_lettered: bool = False
+
+
+def with_retries(
+    call: Callable[[], T],
+    target: Mapping[str, Any],
+    *,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> T | TargetFailure:
+    """Call a rule's target as EventBridge does: a retryable error is retried with exponential back-off (1 s, 2 s,
+    ... at most 5 min; no jitter, so runs are repeatable) within the target's ``RetryPolicy`` (default: 185
+    retries, 24 hours); the call's answer, or the failure once the policy is exhausted or the error not retryable."""
+    policy = DEFAULT_RETRY_POLICY | dict(target.get("RetryPolicy") or {})
+    started = now()
+    retries = 0
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        if code not in RETRYABLE_ERRORS:
+            return TargetFailure(code, message, retries, "")
+        if retries >= int(policy["MaximumRetryAttempts"]):
+            return TargetFailure(code, message, retries, "MaximumRetryAttempts")
+        delay = float(min(2**retries, _MAX_BACKOFF_S))
+        if now() + delay - started > int(policy["MaximumEventAgeInSeconds"]):
+            return TargetFailure(code, message, retries, "MaximumEventAgeInSeconds")
+        sleep(delay)
+        retries += 1
+
+
+def dead_letter_attributes(failure: TargetFailure, *, rule_arn: str, target_arn: str) -> dict[str, Any]:
+    """The message attributes EventBridge puts on an event it sends to a target's dead-letter queue."""
+    values = {
+        "ERROR_CODE": failure.code,
+        "ERROR_MESSAGE": failure.message,
+        "EXHAUSTED_RETRY_CONDITION": failure.exhausted or "NotRetryable",
+        "RETRY_ATTEMPTS": str(failure.retries),
+        "RULE_ARN": rule_arn,
+        "TARGET_ARN": target_arn,
+    }
+    return {k: {"DataType": "String", "StringValue": v} for k, v in values.items()}
+
+
+def queue_policy_allows_eventbridge(policy: str | None, *, queue_arn: str, rule_arn: str) -> bool:
+    """Whether the dead-letter queue's policy lets EventBridge send this rule's events (else AWS drops them)."""
+    for statement in (json.loads(policy) if policy else {}).get("Statement", []):
+        principal = statement.get("Principal") or {}
+        services = principal.get("Service") if isinstance(principal, dict) else None
+        services = [services] if isinstance(services, str) else services or []
+        actions = statement.get("Action")
+        actions = [actions] if isinstance(actions, str) else actions or []
+        resources = statement.get("Resource")
+        resources = [resources] if isinstance(resources, str) else resources or ["*"]
+        source = (statement.get("Condition") or {}).get("ArnEquals", {}).get("aws:SourceArn")
+        if (
+            statement.get("Effect") == "Allow"
+            and EVENTBRIDGE_PRINCIPAL in services
+            and ({"sqs:SendMessage", "sqs:*"} & set(actions))
+            and (queue_arn in resources or "*" in resources)
+            and source in (None, rule_arn)
+        ):
+            return True
+    return False

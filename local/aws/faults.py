@@ -5,10 +5,11 @@ by a handler with ``ThrottlingException`` (HTTP 400), in the service's own wire 
 retries them exactly as against AWS (its retry handler sleeps real seconds between attempts: keep ``times`` small
 or expect the handler to give up with ``AwsThrottledError``). ``function=`` limits a fault to one function
 (the in-process invocation running on the calling thread); by default faults only fire inside handlers, so the
-harness's own calls (starting executions, reading the ledger in a test) are never hit. ``code``/``status`` choose
-another error (``ProvisionedThroughputExceededException``, ``InternalServerError`` 500, ``ServiceUnavailable`` 503,
-SNS's ``Throttling``). ``cloud.aws_faults.calls`` records every call a handler made as ``(function, service,
-operation, failed)``.
+harness's own calls (starting executions, reading the ledger in a test) are never hit. ``containing=`` limits it
+to requests whose body holds that text (one kind of item in a DynamoDB write, one state machine's ARN).
+``code``/``status`` choose another error (``ProvisionedThroughputExceededException``, ``InternalServerError`` 500,
+``ServiceUnavailable`` 503, SNS's ``Throttling``). ``cloud.aws_faults.calls`` records every call a handler made as
+``(function, service, operation, failed)``.
 
 Seam: moto answers every mocked request in ``moto.core.botocore_stubber.BotocoreStubber.__call__``; the harness
 wraps it (``local/aws/seams.py``) and asks :meth:`AwsFaults.answer` first.
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from local.aws.lambdas import current_function
@@ -26,6 +29,21 @@ from local.aws.lambdas import current_function
 _JSON_SERVICES = frozenset(
     {"dynamodb", "ecr", "events", "sfn", "lambda", "eks", "scheduler", "logs", "cloudwatch-logs"}
 )
+
+
+_service = threading.local()
+
+
+@contextmanager
+def acting_as(principal: str) -> Iterator[None]:
+    """Calls made on this thread meanwhile are an AWS service's own (EventBridge starting a rule's target, as
+    ``events.amazonaws.com``): a fault added with ``function=principal`` fires for them, as for a handler's."""
+    before = getattr(_service, "principal", None)
+    _service.principal = principal
+    try:
+        yield
+    finally:
+        _service.principal = before
 
 
 @dataclass
@@ -37,12 +55,15 @@ class AwsFault:
     message: str = "Rate exceeded"
     times: int | None = 1
     function: str | None = None
+    containing: bytes | None = None
     fired: int = 0
 
-    def matches(self, service: str, operation: str, function: str | None) -> bool:
+    def matches(self, service: str, operation: str, function: str | None, body: bytes) -> bool:
         if self.times is not None and self.fired >= self.times:
             return False
         if self.service != service or (self.operation is not None and self.operation != operation):
+            return False
+        if self.containing is not None and self.containing not in body:
             return False
         return self.function is None or self.function == function
 
@@ -73,10 +94,12 @@ class AwsFaults:
         message: str = "Rate exceeded",
         times: int | None = 1,
         function: str | None = None,
+        containing: str | None = None,
     ) -> AwsFault:
         if not 400 <= status <= 599:
             raise ValueError(f"status {status}: an AWS error is a 4xx or 5xx")
-        fault = AwsFault(service, operation, code, status, message, times, function)
+        needle = containing.encode() if containing is not None else None
+        fault = AwsFault(service, operation, code, status, message, times, function, needle)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -85,14 +108,15 @@ class AwsFaults:
         with self._lock:
             self._faults.clear()
 
-    def answer(self, event_name: str) -> tuple[int, dict[str, str], bytes] | None:
-        """The error response for ``before-send.<service>.<Operation>``, or ``None`` to let moto answer."""
-        function = current_function()
+    def answer(self, event_name: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes] | None:
+        """The error response for ``before-send.<service>.<Operation>`` whose request body is ``body``, or ``None``
+        to let moto answer."""
+        function = getattr(_service, "principal", None) or current_function()
         if function is None:
             return None  # the harness's own call, not a handler's
         _, service, operation = ([*event_name.split(".", 2), "", ""])[:3]
         with self._lock:
-            fault = next((f for f in self._faults if f.matches(service, operation, function)), None)
+            fault = next((f for f in self._faults if f.matches(service, operation, function, body)), None)
             if fault is not None:
                 fault.fired += 1
             self.calls.append(AwsCall(function, service, operation, failed=fault is not None))

@@ -158,7 +158,7 @@ _CREATORS: dict[str, str] = {
     "AWS::IAM::Policy": "_recorded",
     "AWS::Lambda::Permission": "_recorded",
     "AWS::SNS::TopicPolicy": "_recorded",
-    "AWS::SQS::QueuePolicy": "_recorded",
+    "AWS::SQS::QueuePolicy": "_queue_policy",
 }
 """Resource type → Provisioner method. The ``_recorded`` types are accepted and recorded; nothing is created."""
 
@@ -508,13 +508,25 @@ class Provisioner:
         name = self._name(logical_id, props.get("QueueName"), limit=80)
         attributes = {
             key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "FifoQueue", "DelaySeconds")
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "FifoQueue", "DelaySeconds", "SqsManagedSseEnabled")
             if key in props
         }
         sqs = self._client("sqs")
         url = str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return Resource(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    def _queue_policy(self, logical_id: str, props: dict[str, Any]) -> Resource:
+        """The policy becomes each queue's ``Policy`` attribute (what SQS, and EventBridge's dead-letter delivery,
+        evaluate)."""
+        sqs = self._client("sqs")
+        document = props["PolicyDocument"]
+        for url in props["Queues"]:
+            sqs.set_queue_attributes(
+                QueueUrl=str(url),
+                Attributes={"Policy": document if isinstance(document, str) else json.dumps(document)},
+            )
+        return Resource(logical_id, "AWS::SQS::QueuePolicy", logical_id)
 
     def _alarm(self, logical_id: str, props: dict[str, Any]) -> Resource:
         name = self._name(logical_id, props.get("AlarmName"), limit=255)

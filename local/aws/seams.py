@@ -448,7 +448,8 @@ def patched_moto(
     original_stubber_call = botocore_stubber.BotocoreStubber.__call__
 
     def stubber_call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        answer = aws_faults.answer(event_name) if aws_faults is not None and self.enabled else None
+        body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+        answer = aws_faults.answer(event_name, body) if aws_faults is not None and self.enabled else None
         if answer is not None:
             status, fields, body = answer
             headers = HTTPHeaders()

@@ -12,12 +12,37 @@ from controlplane.aws.lock import LockTable
 from controlplane.models.release import Degraded
 from kubernetes.client import CoreV1Api
 
+from local.aws.eventbridge import EVENTBRIDGE_PRINCIPAL
 from local.cluster import Behaviour, api_client
 from local.pipeline import REGION, OperatorRefusedError, Pipeline
 
 from .conftest import assert_invariants, function_name
 
 pytestmark = pytest.mark.e2e
+
+
+def state_output(pipe: Pipeline, result: Any, state: str) -> dict[str, Any]:
+    """What ``state`` of execution ``result`` passed on (its first exit)."""
+    for event in pipe.cloud.history(result.arn):
+        if event.type == "TaskStateExited" and event.state_name == state:
+            output = event.details["output"]
+            return dict(json.loads(output) if isinstance(output, str) else output)
+    raise AssertionError(f"no {state} output")
+
+
+def status_change(pipe: Pipeline, arn: str, status: str) -> dict[str, Any]:
+    """The "Step Functions Execution Status Change" event of execution ``arn`` ending ``status``."""
+    return {
+        "version": "0",
+        "id": f"status-{arn.rsplit(':', 1)[-1]}",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "time": "2026-12-01T00:00:00Z",
+        "region": REGION,
+        "resources": [arn],
+        "detail": {"executionArn": arn, "stateMachineArn": str(pipe.cloud.arn("DeployStateMachine")), "status": status},
+    }
 
 
 def test_an_api_server_503_on_the_smoke_proxy_get_is_retried_never_blamed_on_the_image(pipe: Pipeline) -> None:
@@ -274,7 +299,15 @@ def test_a_lambda_crash_mid_apply_rolls_back_and_a_rerun_deploys(pipe: Pipeline)
     release is rolled back (the cluster was touched), nothing is quarantined, and rerunning the push deploys it."""
     pipe.first_release()
     apply_fn = function_name(pipe, "ApplyFunction")
-    pipe.cloud.aws_faults.add("dynamodb", "BatchWriteItem", code="ValidationException", function=apply_fn, times=1)
+    # the first batch of applied objects (a fenced transaction) is refused: the handler dies after its cluster writes
+    pipe.cloud.aws_faults.add(
+        "dynamodb",
+        "TransactWriteItems",
+        code="ValidationException",
+        function=apply_fn,
+        containing='"applied_object"',
+        times=1,
+    )
     digest = pipe.push("edc-service", "main-2")
     event = pipe.push_event("clinical-trials/edc-service", digest, "main-2")
 
@@ -322,22 +355,43 @@ def test_concurrent_console_deploys_both_end_deployed_one_after_the_other(pipe: 
     assert_invariants(pipe, last, new_release=pipe.planned_release(last))
 
 
+def heal_once_handed_off(pipe: Pipeline, fault: Any) -> None:
+    """End ``fault`` (DynamoDB answers again) as soon as a failed execution's ReleaseLock handed its pushes on."""
+    table = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION)
+
+    def heal(_now: float) -> None:
+        if fault.times is None:
+            held = table.read("staging")
+            if held is not None and held.handed_off_by is not None:
+                fault.times = fault.fired
+
+    pipe.cloud.clock.subscribe(heal)
+
+
+def record_writes(pipe: Pipeline, function: str) -> list[str]:
+    """The DynamoDB writes ``function`` made that DynamoDB answered, in order."""
+    writes = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+    return [
+        c.operation
+        for c in pipe.cloud.aws_faults.calls
+        if c.function == function and c.service == "dynamodb" and c.operation in writes and not c.failed
+    ]
+
+
 def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends_deployed(pipe: Pipeline) -> None:
     """One truth (issue 12): the release's status and the last-known-good pointer move in one transaction behind the
     lease. When that transaction fails through every retry, neither moved (the ledger does not half-claim the new
-    release), the execution ends RecordingFailed naming the cause, never Deployed, and the lock is given back; a
-    rerun of the push once DynamoDB answers records the release the cluster runs."""
+    release), the execution ends RecordingFailed naming the cause, never Deployed, and its push is handed to a
+    follow-up (never dropped): once DynamoDB answers, the follow-up records the release the cluster runs."""
     first = pipe.first_release()
     before = pipe.planned_release(first)
     record = function_name(pipe, "RecordFunction")
-    pipe.cloud.aws_faults.add(
+    fault = pipe.cloud.aws_faults.add(
         "dynamodb", "TransactWriteItems", code="InternalServerError", status=500, function=record, times=None
     )
-    digest = pipe.push("edc-service", "main-2")
-    event = pipe.push_event("clinical-trials/edc-service", digest, "main-2")
+    heal_once_handed_off(pipe, fault)
 
-    [arn] = pipe.deliver(event)
-    failed = pipe.cloud.wait_execution(arn, timeout=180)
+    failed = pipe.push_and_deploy("edc-service", "main-2", timeout=180)
 
     assert failed.status == "FAILED"
     assert failed.states_entered()[-1] == "RecordingFailed"
@@ -350,17 +404,70 @@ def test_a_recording_that_fails_through_its_retries_moves_nothing_and_never_ends
     assert pointer.release_id == before  # the pointer did not move ...
     assert pipe.ledger.require_release(new).status.value == "planned"  # ... and neither did the status
     assert LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION).read("staging") is None
+    new = pipe.planned_release(failed)
+    follow_up = state_output(pipe, failed, "ReleaseLock")["lock_release"]["follow_up"]
+    assert follow_up is not None, "the push whose outcome was not recorded is handed on, not dropped"
+    assert [p["reference"] for p in follow_up["pushes"]] == [pipe.digests["edc-service"]]
 
-    pipe.cloud.aws_faults.clear()
-    [again] = pipe.deliver({**event, "id": event["id"] + "-rerun"})
-    rerun = pipe.cloud.wait_execution(again, timeout=120)
+    rerun = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=180)
 
     assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
     assert pipe.planned_release(rerun) == new
     pointer = pipe.ledger.last_known_good("staging")
     assert pointer is not None
-    assert pointer.release_id == new
+    assert (pointer.release_id, pointer.previous_release_id) == (new, before)
     assert_invariants(pipe, rerun, new_release=new)
+
+
+def test_a_failure_record_is_one_transaction_and_a_failed_one_moves_nothing_until_the_follow_up_records_it(
+    pipe: Pipeline,
+) -> None:
+    """One truth on the failure path (issue 12): the failed release's status, the quarantine of its new digests (none
+    here: it is a redeploy) and the last-known-good pointer moved back to the release the cluster was rolled back to
+    are written by ONE TransactWriteItems (there is no "between" for a fault to land in). When it fails through
+    every retry none of them moved; the push is handed to a follow-up that, once DynamoDB answers, fails the same
+    way and records it all at once: the pointer names the release the cluster runs."""
+    first = pipe.first_release()
+    older = pipe.planned_release(first)
+    current = pipe.planned_release(pipe.push_and_deploy("edc-service", "main-2"))
+    # The last known-good image now crash-loops: its redeploy fails and is rolled back to the release before it.
+    digest = pipe.digests["edc-service"]
+    pipe.cluster.images.set(digest, Behaviour.crash_loop())
+    core = CoreV1Api(api_client(pipe.cluster))
+    for pod in core.list_namespaced_pod("clinical-trials", label_selector="app.kubernetes.io/name=edc-service").items:
+        core.delete_namespaced_pod(pod.metadata.name, "clinical-trials")
+    images = dict(pipe.ledger.require_release(current).images)
+    record = function_name(pipe, "RecordFunction")
+    writes_before = len(record_writes(pipe, record))
+    fault = pipe.cloud.aws_faults.add(
+        "dynamodb", "TransactWriteItems", code="InternalServerError", status=500, function=record, times=None
+    )
+    heal_once_handed_off(pipe, fault)
+
+    failed = pipe.deploy({"environment": "staging", "services": images, "reason": "redeploy"}, timeout=180)
+
+    assert failed.status == "FAILED"
+    assert failed.states_entered()[-1] == "RecordingFailed"
+    assert "RecordRolledBack" in failed.states_entered()
+    assert pipe.planned_release(failed) == current
+    # Nothing of the failure record was written: neither the status nor the pointer.
+    assert pipe.ledger.require_release(current).status.value == "succeeded"
+    assert pipe.ledger.last_known_good("staging").release_id == current  # type: ignore[union-attr]
+    assert record_writes(pipe, record)[writes_before:] == []
+    follow_up = state_output(pipe, failed, "ReleaseLock")["lock_release"]["follow_up"]
+    assert follow_up is not None
+
+    rerun = pipe.cloud.wait_execution(follow_up["execution_arn"], timeout=180)
+
+    assert rerun.status == "FAILED"
+    assert rerun.states_entered()[-1] == "DeployFailedRolledBack"
+    assert record_writes(pipe, record)[writes_before:] == ["TransactWriteItems"]  # all of it, in one write
+    pointer = pipe.ledger.last_known_good("staging")
+    assert pointer is not None
+    assert pointer.release_id == older  # what the cluster runs
+    assert pipe.ledger.require_release(current).status.value == "rolled_back"
+    assert pipe.deployment_image("edc-service").endswith(pipe.ledger.require_release(older).images["edc-service"])
+    assert_invariants(pipe, rerun)
 
 
 def test_a_release_that_regresses_during_its_bake_period_is_rolled_back_and_never_last_known_good(
@@ -438,3 +545,102 @@ def test_a_push_during_an_operator_rollback_queues_behind_it_and_is_deployed_aft
     assert deployed.status == "SUCCEEDED", (deployed.error, deployed.cause)
     assert pipe.deployment_image("analytics-service").endswith(digest)
     assert_invariants(pipe, deployed, new_release=pipe.planned_release(deployed))
+    assert_invariants(pipe, deployed, new_release=pipe.planned_release(deployed))
+
+
+def test_a_push_whose_start_execution_is_throttled_is_retried_by_eventbridge_and_deployed(pipe: Pipeline) -> None:
+    """Step Functions answers the ECR rule's StartExecution with ThrottlingException (its wire shape, HTTP 400) for
+    a while: EventBridge retries within the rule's RetryPolicy (back-off on the simulated clock) and the push starts
+    its deploy; nothing dropped."""
+    pipe.first_release()
+    fault = pipe.cloud.aws_faults.add("sfn", "StartExecution", function=EVENTBRIDGE_PRINCIPAL, times=12)
+    digest = pipe.push("edc-service", "main-2")
+    started = pipe.cloud.clock.now()
+
+    [delivery] = pipe.cloud.deliver_event(pipe.push_event("clinical-trials/edc-service", digest, "main-2"))
+
+    assert fault.fired == 12
+    assert delivery.failure is None
+    assert delivery.execution_arn is not None
+    assert pipe.cloud.clock.now() - started >= 1  # backed off before trying again
+    result = pipe.cloud.wait_execution(delivery.execution_arn, timeout=120)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert pipe.deployment_image("edc-service").endswith(digest)
+    assert_invariants(pipe, result, new_release=pipe.planned_release(result))
+
+
+def test_a_push_that_cannot_start_a_deploy_through_a_day_of_retries_waits_in_the_dead_letter_queue(
+    pipe: Pipeline,
+) -> None:
+    """Step Functions throttles the rule's StartExecution for good: after the RetryPolicy's 185 retries EventBridge
+    sends the push event to the rule's dead-letter queue, with its error attributes (the PushesUndeliveredAlarm
+    fires on it); the cluster and the ledger are unchanged, and sending the event again deploys it."""
+    first = pipe.first_release()
+    fault = pipe.cloud.aws_faults.add("sfn", "StartExecution", function=EVENTBRIDGE_PRINCIPAL, times=None)
+    digest = pipe.push("edc-service", "main-2")
+    event = pipe.push_event("clinical-trials/edc-service", digest, "main-2")
+
+    [delivery] = pipe.cloud.deliver_event(event)
+
+    assert delivery.execution_arn is None
+    assert delivery.failure is not None
+    assert (delivery.failure.code, delivery.failure.exhausted) == ("ThrottlingException", "MaximumRetryAttempts")
+    assert delivery.failure.retries == 185
+    assert delivery.failure.dead_lettered
+    sqs = pipe.cloud.client("sqs")
+    url = str(pipe.cloud.ref("PushDeadLetterQueue"))
+    [message] = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(message["Body"])["detail"]["image-digest"] == digest
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "ThrottlingException"
+    assert attributes["RULE_ARN"].endswith("EcrPush")
+    assert_invariants(pipe, first)  # nothing changed
+
+    fault.times = fault.fired  # Step Functions answers again: the operator sends the event again
+    [arn] = pipe.deliver(json.loads(message["Body"]))
+    result = pipe.cloud.wait_execution(arn, timeout=120)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert pipe.deployment_image("edc-service").endswith(digest)
+    assert_invariants(pipe, result, new_release=pipe.planned_release(result))
+
+
+def test_a_hand_off_whose_start_execution_is_throttled_keeps_the_push_until_the_follow_up_starts(
+    pipe: Pipeline,
+) -> None:
+    """ReleaseLock hands a queued push to a follow-up and starts it; StartExecution is throttled through every
+    retry. The push is not dropped: the lock already names the follow-up with the push it carries, the execution
+    ends LockNotReleased (never Deployed), and the execution-status rule starts the follow-up, which deploys it."""
+    pipe.first_release()
+    table = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION)
+    digest = pipe.push("analytics-service", "main-3")
+    queued: list[str] = []
+
+    def push_while_deploying(_now: float) -> None:
+        held = table.read("staging")
+        if not queued and held is not None and held.purpose.value == "deploy":
+            queued.extend(pipe.deliver(pipe.push_event("clinical-trials/analytics-service", digest, "main-3")))
+
+    pipe.cloud.clock.subscribe(push_while_deploying)
+    release_lock = function_name(pipe, "ReleaseLockFunction")
+    pipe.cloud.aws_faults.add("sfn", "StartExecution", function=release_lock, times=None)
+
+    holder = pipe.push_and_deploy("edc-service", "main-2", timeout=180)
+
+    assert holder.status == "FAILED"
+    assert holder.states_entered()[-1] == "LockNotReleased"
+    assert holder.error == "AwsThrottledError"
+    assert "Deployed" not in holder.states_entered()
+    [arn] = queued
+    assert pipe.cloud.wait_execution(arn, timeout=60).output["lock"]["outcome"] == "QUEUED"
+    handed = table.read("staging")
+    assert handed is not None
+    assert handed.handed_off_by == holder.arn
+    assert [p.reference for p in handed.carried.values()] == [digest]
+
+    pipe.cloud.aws_faults.clear()
+    pipe.cloud.deliver_event(status_change(pipe, holder.arn, "FAILED"))
+    follow_up = pipe.cloud.wait_execution(handed.owner, timeout=180)
+
+    assert follow_up.status == "SUCCEEDED", (follow_up.error, follow_up.cause)
+    assert pipe.deployment_image("analytics-service").endswith(digest)
+    assert_invariants(pipe, follow_up, new_release=pipe.planned_release(follow_up))

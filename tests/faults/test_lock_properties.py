@@ -5,10 +5,16 @@ of time, and checks after every step:
 
 * no push is lost: the newest push of every service is deployed or recorded, or queued (pending or carried);
 * the lock is free, held by a RUNNING execution, or parked while (and only while) the environment is degraded;
-* nothing is applied while the environment is degraded.
+* nothing is applied while the environment is degraded;
+* leases: a RUNNING owner's lease token never changes, however much time passes (takeover attempts while it runs
+  queue or are refused); a fenced write (the ledger's, through :func:`controlplane.aws.lock.fence`) or a renewal
+  succeeds exactly when its lease is the lock's current one: a holder that lost its lease writes nothing;
+* bake: the last-known-good pointer only ever names a release that baked (a regression during bake is recorded
+  rolled back, the pointer unchanged), so a rollback target is always a release proven healthy.
 
-Real code against moto's DynamoDB: :mod:`controlplane.aws.lock` (acquire, sequence_for, release with hand-off) and
-the ledger's degraded mark. Step Functions is modelled: an execution is a status in a dict, a step that raised
+Real code against moto's DynamoDB: :mod:`controlplane.aws.lock` (acquire, sequence_for, release with hand-off,
+renew, fence) and the ledger (put_planned, promote, record_failure, the degraded mark, all fenced by the lease).
+Step Functions is modelled: an execution is a status in a dict, a step that raised
 ``AwsThrottledError`` is retried as the state machine's Retry would.
 
 Time passes beyond the lock's TTL too: a RUNNING execution's lock is never taken (DescribeExecution is the proof of
@@ -27,9 +33,10 @@ import pytest
 from botocore.exceptions import ClientError
 from controlplane.aws import lock
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import AwsThrottledError
+from controlplane.errors import AwsThrottledError, LockLostError
+from controlplane.models.lease import Lease
 from controlplane.models.lock import FollowUp, LockOutcome, LockPurpose, LockRequest, Push
-from controlplane.models.release import Degraded
+from controlplane.models.release import Degraded, ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -100,6 +107,9 @@ class Environment(RuleBasedStateMachine):
         self.newest: dict[str, Push] = {}
         self.handled: dict[str, int] = {}  # service -> newest sequence deployed or recorded as failed
         self.applied_while_degraded: list[str] = []
+        self.leases: dict[str, Lease] = {}  # owner -> the lease AcquireLock granted it
+        self.running_tokens: dict[str, int] = {}  # a RUNNING owner -> the token it held when first seen
+        self.baked: set[str] = set()  # releases that stayed healthy through their bake period
 
     def teardown(self) -> None:
         self.mock.stop()
@@ -130,7 +140,30 @@ class Environment(RuleBasedStateMachine):
         )
         if result.outcome is LockOutcome.ACQUIRED and request.purpose is LockPurpose.DEPLOY and degraded:
             self.applied_while_degraded.append(request.owner)
+        if result.outcome is LockOutcome.ACQUIRED:
+            assert result.lease is not None
+            self.leases[request.owner] = result.lease
         return result
+
+    def _fenced(self, lease: Lease) -> Ledger:
+        """The ledger as the lease's holder writes it (behind the fence), over the throttling client."""
+        return Ledger(TABLE, client=self.client, fence=lock.fence(lease))  # type: ignore[arg-type]
+
+    def _holds(self, lease: Lease) -> bool:
+        record = retried(lambda: self.table.read(ENV))
+        return record is not None and (record.owner, record.lease) == (lease.owner, lease.token)
+
+    def _planned(self, release_id: str, owner: str) -> ReleaseRecord:
+        return ReleaseRecord(
+            release_id=release_id,
+            environment=ENV,
+            images={"edc-service": f"sha256:{next(self.ids):064x}"},
+            bundle_hash="bundle",
+            status=ReleaseStatus.PLANNED,
+            trigger=Trigger(kind=TriggerKind.ECR_PUSH, reason="push"),
+            execution_arn=owner,
+            started_at=self.now,
+        )
 
     def _release(self, owner: str, *, requeue_carried: bool = False) -> None:
         retried(
@@ -190,17 +223,70 @@ class Environment(RuleBasedStateMachine):
         if result.outcome is not LockOutcome.ACQUIRED:
             self.status[record.owner] = "SUCCEEDED"
 
-    @rule(healthy=st.booleans())
-    def deploy_ends(self, healthy: bool) -> None:
-        """The owner deploys what it carries, healthy or rolled back (recorded either way), then ReleaseLock."""
+    @rule(outcome=st.sampled_from(["baked", "regressed_during_bake", "failed"]))
+    def deploy_ends(self, outcome: str) -> None:
+        """The owner plans and deploys what it carries, through the ledger fenced by its lease: it stays healthy
+        through its bake period (last known-good), regresses while baking, or fails its rollout (both rolled back to
+        the last known-good: recorded in one transaction, the pointer unchanged); then ReleaseLock."""
         owner = self._running_owner()
-        if owner is None:
-            return
+        if owner is None or owner not in self.leases:
+            return  # a follow-up runs its AcquireLock (and gets its lease) first
         record = retried(lambda: self.table.read(ENV))
         assert record is not None
+        ledger = self._fenced(self.leases[owner])
+        release_id = f"rel-{next(self.ids)}"
+        retried(lambda: ledger.put_planned(self._planned(release_id, owner)))
+        lkg = retried(lambda: self.ledger.last_known_good(ENV))
+        current = lkg.release_id if lkg else None
+        if outcome == "baked":
+            retried(
+                lambda: ledger.promote(
+                    ENV,
+                    release_id,
+                    expected_previous=current,
+                    execution_arn=owner,
+                    now=self.now,
+                    release_fields={"status": ReleaseStatus.SUCCEEDED},
+                )
+            )
+            self.baked.add(release_id)
+        else:
+            retried(
+                lambda: ledger.record_failure(
+                    ENV,
+                    release_id,
+                    release_fields={"status": ReleaseStatus.ROLLED_BACK if current else ReleaseStatus.FAILED},
+                    quarantine={"edc-service": f"sha256:{next(self.ids):064x}"},
+                    cause=f"RolloutFailedError: {outcome}",
+                    rolled_back_to=current,
+                    degraded=None,
+                    execution_arn=owner,
+                    now=self.now,
+                )
+            )
         self._handled(record.carried)
         self._release(owner)
-        self.status[owner] = "SUCCEEDED" if healthy else "FAILED"
+        self.status[owner] = "SUCCEEDED" if outcome == "baked" else "FAILED"
+
+    @rule(pick=st.integers(min_value=0, max_value=10**6), renew=st.booleans())
+    def a_holder_writes(self, pick: int, renew: bool) -> None:
+        """Any execution that was ever granted a lease (the current holder, or one whose lock ended, was taken over
+        or handed on) renews it or writes behind it: it succeeds exactly when the lease is still the lock's."""
+        if not self.leases:
+            return
+        lease = self.leases[sorted(self.leases)[pick % len(self.leases)]]
+        holds = self._holds(lease)
+        release_id = f"rel-w-{next(self.ids)}"
+        try:
+            if renew:
+                retried(lambda: lock.renew(self.table, lease, now=self.now, ttl_s=TTL_S))
+            else:
+                retried(lambda: self._fenced(lease).put_planned(self._planned(release_id, lease.owner)))
+        except LockLostError:
+            assert not holds, f"{lease.owner} holds the lock, yet its fenced write was refused"
+            assert self.ledger.get_release(release_id) is None, "a holder that lost its lease wrote"
+            return
+        assert holds, f"{lease.owner} no longer holds the lock (lease {lease.token}), yet its write went through"
 
     @rule()
     def rollback_fails(self) -> None:
@@ -271,9 +357,23 @@ class Environment(RuleBasedStateMachine):
     def nothing_is_applied_while_degraded(self) -> None:
         assert self.applied_while_degraded == []
 
+    @invariant()
+    def a_running_owners_lease_never_changes(self) -> None:
+        """Time passes beyond the TTL and others try to take the lock: a RUNNING owner keeps its token."""
+        record = retried(lambda: self.table.read(ENV))
+        if record is None or self.status.get(record.owner) != "RUNNING":
+            return
+        first = self.running_tokens.setdefault(record.owner, record.lease)
+        assert record.lease == first, f"{record.owner} is RUNNING but its lease moved {first} -> {record.lease}"
 
+    @invariant()
+    def last_known_good_is_always_a_baked_release(self) -> None:
+        lkg = retried(lambda: self.ledger.last_known_good(ENV))
+        assert lkg is None or lkg.release_id in self.baked, f"{lkg} never baked, yet it is last known-good"
+
+
+# Examples: the loaded hypothesis profile's (``ci``: 8; ``HYPOTHESIS_PROFILE=soak``: 300); each a fresh moto world.
 Environment.TestCase.settings = settings(
-    max_examples=50,
     stateful_step_count=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -162,7 +162,12 @@ def _apply(images: dict[str, str], release_id: str) -> ApplyOutput:
             rollback=RollbackTarget(found=False, reason="first release", started_at=NOW, deadline_at=NOW),
         ),
         lambda: RollbackTargetInput.model_validate(
-            {"now": NOW.isoformat(), "execution_arn": "arn", "request": {"environment": "staging"}}
+            {
+                "now": NOW.isoformat(),
+                "execution_arn": "arn",
+                "lease": LEASE.model_dump(),
+                "request": {"environment": "staging"},
+            }
         ),
     ],
     ids=["plan", "apply", "health", "record", "rollback-target"],
@@ -175,7 +180,7 @@ def test_state_payloads_survive_a_json_round_trip(model: Any) -> None:
 
 def test_rollback_target_input_needs_exactly_one_of_request_or_automatic() -> None:
     with pytest.raises(InputValidationError, match="exactly one"):
-        parse(RollbackTargetInput, {"now": NOW.isoformat(), "execution_arn": "arn"})
+        parse(RollbackTargetInput, {"now": NOW.isoformat(), "execution_arn": "arn", "lease": LEASE.model_dump()})
 
 
 def test_step_error_message_extracts_lambda_error_message() -> None:

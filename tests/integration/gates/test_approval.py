@@ -13,7 +13,9 @@ from botocore.exceptions import ClientError
 from controlplane.aws import approval as approvals
 from controlplane.aws.decision import decision_key
 from controlplane.aws.ledger import Ledger
-from controlplane.errors import ApprovalNotVerifiedError, ApprovalStateError, NotHealthyInStagingError
+from controlplane.aws.lock import LockTable, lock_key
+from controlplane.aws.table import Condition
+from controlplane.errors import ApprovalNotVerifiedError, ApprovalStateError, LockLostError, NotHealthyInStagingError
 from controlplane.models.approval import (
     ApprovalRequest,
     ApprovalStatus,
@@ -23,6 +25,7 @@ from controlplane.models.approval import (
 )
 from controlplane.models.images import ImageRef
 from controlplane.models.kube import ObjectDiff
+from controlplane.models.lease import Lease
 from controlplane.models.release import ReleaseRecord, ReleaseRef, ReleaseStatus, Trigger, TriggerKind
 from controlplane.models.staging_health import StagingHealthInput
 from controlplane.steps.approval import record_approval_timeout, request_approval
@@ -141,8 +144,16 @@ def call(principal: str | None, body: Any) -> tuple[int, dict[str, Any]]:
     return int(response["statusCode"]), json.loads(response["body"])
 
 
-def verify(execution_arn: str = EXECUTION, requested_by: str | None = REQUESTER) -> Any:
-    return verify_approval(VerifyApprovalInput(release=RELEASE, execution_arn=execution_arn, requested_by=requested_by))
+def verify(execution_arn: str = EXECUTION, requested_by: str | None = REQUESTER, lease: Lease | None = None) -> Any:
+    return verify_approval(
+        VerifyApprovalInput(
+            release=RELEASE,
+            execution_arn=execution_arn,
+            requested_by=requested_by,
+            lease=lease or hold_lock("production", EXECUTION),
+            now=NOW,
+        )
+    )
 
 
 def test_the_request_stores_the_diff_outside_the_state_and_the_token_only_encrypted(production: dict[str, Any]) -> None:
@@ -290,6 +301,21 @@ def test_a_decision_verifies_only_for_its_own_execution_and_untampered(productio
     dynamodb.put_item(TableName=TABLE, Item=item)
     with pytest.raises(ApprovalNotVerifiedError, match="signature does not verify"):
         verify()
+
+
+def test_an_approved_release_whose_lock_was_taken_during_the_wait_goes_no_further(production: dict[str, Any]) -> None:
+    """VerifyApproval renews the lease first: a holder whose lock changed hands while it waited ends LockLostError,
+    however good its decision (the lock's new owner is the only one that may write)."""
+    lease = hold_lock("production", EXECUTION)
+    ask()
+    call(APPROVER, {"action": "approve", "release_id": REL})
+    assert verify(lease=lease).status.value == "APPROVED"
+    LockTable(TABLE, region=REGION).table.update(
+        lock_key("production"), Condition("SET #lease = :next", {"#lease": "lease"}, {":next": lease.token + 1})
+    )  # taken over: the token moved on
+
+    with pytest.raises(LockLostError, match="no longer holds"):
+        verify(lease=lease)
 
 
 def test_without_any_decision_the_callback_is_not_enough(production: dict[str, Any]) -> None:

@@ -336,3 +336,20 @@ def test_a_push_for_another_environment_takes_no_lock(deploy_machine: str, monke
 
     assert result.outcome is LockOutcome.SKIPPED
     assert table().read("staging") is None
+
+
+def test_a_deploy_whose_outcome_was_not_recorded_hands_what_it_carried_to_a_follow_up(deploy_machine: str) -> None:
+    """RecordOutcome failed through its retries: the ledger may not name what the cluster runs, so the pushes the
+    execution carried go to a follow-up (which deploys and records them again) instead of being released."""
+    holder = start(deploy_machine, "holder")
+    acquire(holder, ecr_push("edc-service", D[0], time="2025-11-26T10:00:00Z"))
+    error = {"Error": "AwsThrottledError", "Cause": "dynamodb:TransactWriteItems: InternalServerError (transient)"}
+
+    result = release_lock(ReleaseLockInput(environment="staging", owner=holder, now=T0, record_error=error))
+
+    assert result.released
+    assert result.follow_up is not None
+    assert [(p.service, p.reference) for p in result.follow_up.pushes] == [("edc-service", D[0])]
+    record = table().read("staging")
+    assert record is not None
+    assert (record.owner, record.handed_off_by) == (result.follow_up.execution_arn, holder)

@@ -17,10 +17,14 @@ from typing import Any
 import boto3
 import pytest
 from controlplane import platform
-from controlplane.aws import eks, signing
+from controlplane.aws import eks, lock, signing
+from controlplane.aws.lock import LockTable, lock_key
 from controlplane.aws.offhours import OffhoursLedger
+from controlplane.aws.table import Fence
 from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
 from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client, dynamic_client, request_json
+from controlplane.models.lease import Lease
+from controlplane.models.lock import LockPurpose, LockRequest
 from controlplane.models.offhours import NodesState, OffhoursRequest, SleepPlan, StepContext, WakeState, WakeSummary
 from controlplane.models.operator import OperatorAction, OperatorSignature
 from controlplane.settings import reset_settings
@@ -144,7 +148,24 @@ class World:
             )
             mac = signing.sign(decision_key(), unsigned.material(execution_name=name, request=raw))
             request = request.model_copy(update={"operator": unsigned.model_copy(update={"mac": mac})})
-        return StepContext(request=request, execution_arn=arn, now=self.now)
+        return StepContext(request=request, execution_arn=arn, now=self.now, lease=self.hold_lock(arn))
+
+    def fence(self) -> Fence:
+        """The fence of a deploy that holds the lock now (ApplyRelease writes a sleeping snapshot behind it)."""
+        self.execution += 1
+        return lock.fence(
+            self.hold_lock(f"arn:aws:states:us-east-1:123456789012:execution:deploy:run-{self.execution}")
+        )
+
+    def hold_lock(self, arn: str) -> Lease:
+        """AcquireLock, as the state machine runs it before every step after Begin: this execution's lease (the
+        World's executions run one after the other: the previous one's lock is let go first)."""
+        table = LockTable(TABLE, region="us-east-1")
+        table.table.delete(lock_key("staging"))
+        request = LockRequest(environment="staging", owner=arn, purpose=LockPurpose.SCALE)
+        token = table.try_acquire(request, now=int(self.now.timestamp()), ttl_s=10**9)
+        assert token is not None
+        return Lease(environment="staging", owner=arn, token=token)
 
     def at_now(self, ctx: StepContext) -> StepContext:
         return ctx.model_copy(update={"now": self.now})

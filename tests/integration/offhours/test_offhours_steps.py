@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from controlplane.errors import LockLostError
 from controlplane.kube.apply import FIELD_MANAGER
 from controlplane.kube.client import dynamic_client, request_json
 from controlplane.kube.offhours import ASLEEP_ANNOTATION, EXCLUDE_ANNOTATION, OFFHOURS_FIELD_MANAGER
@@ -240,7 +241,9 @@ def test_a_deploy_while_asleep_keeps_it_asleep_and_the_next_wake_brings_up_the_n
         bumped = replicas + 1 if name == "edc-service" else replicas
         new_release += [workload(name, bumped), hpa(name, low, high + (1 if name == "edc-service" else 0))]
 
-    objects, asleep = keep_asleep(new_release, environment="staging", release_id="r2", now=world.now)
+    objects, asleep = keep_asleep(
+        new_release, environment="staging", release_id="r2", now=world.now, fence=world.fence()
+    )
     world.apply(objects, release_id="r2")
 
     assert asleep
@@ -294,7 +297,9 @@ def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world
     assert world.replicas("api-gateway") == 2  # created at the default 1, brought to minReplicas by the HPA
     hpa_scales(world, "api-gateway", 3)
 
-    awake, asleep = keep_asleep(hpa_release(), environment="staging", release_id="r2", now=world.now)
+    awake, asleep = keep_asleep(
+        hpa_release(), environment="staging", release_id="r2", now=world.now, fence=world.fence()
+    )
     world.apply(awake, release_id="r2")
     assert not asleep
     assert world.replicas("api-gateway") == 3  # the deploy no longer resets it
@@ -306,7 +311,9 @@ def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world
     active = next(c for c in gateway_hpa["status"]["conditions"] if c["type"] == "ScalingActive")
     assert (active["status"], active["reason"]) == ("False", "ScalingDisabled")  # the HPA leaves it at 0
 
-    objects, asleep = keep_asleep(hpa_release(), environment="staging", release_id="r3", now=world.now)
+    objects, asleep = keep_asleep(
+        hpa_release(), environment="staging", release_id="r3", now=world.now, fence=world.fence()
+    )
     world.apply(objects, release_id="r3")
     assert asleep
     assert world.replicas("api-gateway") == 0
@@ -319,9 +326,41 @@ def test_an_hpa_scaled_workload_keeps_its_count_across_deploys_and_a_night(world
     assert world.replicas("api-gateway") == 3
     assert world.replicas("edc-service") == 1
 
-    awake, asleep = keep_asleep(hpa_release(), environment="staging", release_id="r4", now=world.now)
+    awake, asleep = keep_asleep(
+        hpa_release(), environment="staging", release_id="r4", now=world.now, fence=world.fence()
+    )
     world.apply(awake, release_id="r4")
     world.cluster.advance(30)
     assert not asleep
     assert world.replicas("api-gateway") == 3
     assert FIELD_MANAGER not in replicas_owner(world.workload_object("api-gateway"))
+
+
+def test_an_off_hours_execution_that_lost_the_lock_writes_nothing_further(world: World) -> None:
+    """Fencing (issue 12): every step after AcquireLock renews the lease first; once another execution holds the
+    lock, each ends LockLostError before touching the ledger, the cluster or the node groups."""
+    world.apply(staging_release())
+    world.cluster.advance(30)
+    before = world.state()
+    down = world.ctx("down")
+    offhours.begin(down)
+    world.hold_lock("arn:aws:states:us-east-1:123456789012:execution:deploy:someone-else")
+
+    for step in (offhours.snapshot_environment, offhours.sleep_workloads, offhours.sleep_nodegroups):
+        with pytest.raises(LockLostError, match="no longer holds the lock of staging"):
+            step(down)
+    assert world.ledger.read("staging") is None
+    assert world.state() == before
+
+    world.scale_down()  # asleep, by an execution that holds the lock
+    asleep = world.state()
+    record = world.ledger.read("staging")
+    up = world.ctx("up")
+    world.hold_lock("arn:aws:states:us-east-1:123456789012:execution:deploy:someone-else")
+
+    with pytest.raises(LockLostError):
+        offhours.wake_nodegroups(up)
+    with pytest.raises(LockLostError):
+        offhours.restore_wave(up, None, None)
+    assert world.state() == asleep
+    assert world.ledger.read("staging") == record

@@ -168,3 +168,32 @@ def test_a_release_that_can_be_neither_rendered_nor_replayed_is_refused_before_a
     assert out.json()["errorType"] == "PlanError"
     assert "holds no applied objects" in out.json()["errorMessage"]
     assert len(pipe.writes()) == writes
+
+
+def test_a_holder_that_lost_its_lease_plans_and_verifies_nothing(pipe: Pipeline) -> None:
+    """Fencing (issue 12): PlanRelease writes the planned release behind the lease and VerifyApproval renews it first;
+    with a lease the lock no longer names (the execution ended and released it) both end LockLostError and the
+    ledger gains nothing."""
+    result = pipe.first_release()  # ended: its lock is released
+    stale = result.output["lock"]["lease"]
+    digest = pipe.push("edc-service", "main-2")
+    items = _ledger_items(pipe)
+    plan = {
+        "input": pipe.push_event("clinical-trials/edc-service", digest, "main-2"),
+        "execution_arn": result.arn,
+        "started_at": result.output["plan"]["started_at"],
+        "lease": stale,
+    }
+    verify = {
+        "release": result.output["plan"]["release"],
+        "execution_arn": result.arn,
+        "requested_by": None,
+        "lease": stale,
+        "now": result.output["plan"]["started_at"],
+    }
+
+    for function, payload in (("PlanFunction", plan), ("VerifyApprovalFunction", verify)):
+        out = pipe.cloud.invoke(function, payload)
+        assert out.json()["errorType"] == "LockLostError", (function, out.json())
+        assert "no longer holds the lock of staging" in out.json()["errorMessage"]
+    assert _ledger_items(pipe) == items

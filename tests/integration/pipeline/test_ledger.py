@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from controlplane import platform
+from controlplane.aws import lock
 from controlplane.aws.ledger import (
     DIGEST_SHARD_BYTES,
     ROLLOUT_CHUNK,
@@ -20,9 +21,12 @@ from controlplane.aws.ledger import (
     LedgerIntegrityError,
     ReleaseNotFoundError,
 )
+from controlplane.errors import LockLostError
 from controlplane.models.kube import AppliedObject, ObjectRef, canonical_sha256
+from controlplane.models.lease import Lease
 from controlplane.models.release import (
     ApplyPurpose,
+    Degraded,
     ReleaseRecord,
     ReleaseRef,
     ReleaseStatus,
@@ -352,3 +356,220 @@ def test_a_rollout_with_a_missing_item_is_refused(ledger: Ledger) -> None:
     )
     with pytest.raises(LedgerIntegrityError, match="deploy rollout items do not match"):
         ledger.rollout(ref)
+
+
+def _lock(holder: str = "arn:exec:holder", token: int = 1) -> Lease:
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=TABLE,
+        Item={
+            "pk": {"S": "ENV#staging"},
+            "sk": {"S": "LOCK"},
+            "owner": {"S": holder},
+            "lease": {"N": str(token)},
+        },
+    )
+    return Lease(environment="staging", owner=holder, token=token)
+
+
+def _failed_redeploy(ledger: Ledger) -> tuple[str, str]:
+    """older, then current (last known-good), whose redeploy fails: the cluster is rolled back to older."""
+    older, current = release(1), release(2)
+    ledger.put_planned(record(older))
+    ledger.put_planned(record(current).model_copy(update={"previous_release_id": older.release_id}))
+    ledger.promote("staging", older.release_id, expected_previous=None, execution_arn="e1", now=NOW)
+    ledger.promote("staging", current.release_id, expected_previous=older.release_id, execution_arn="e2", now=NOW)
+    return older.release_id, current.release_id
+
+
+def test_a_failure_is_recorded_in_one_transaction_status_quarantine_pointer_and_mark_together(ledger: Ledger) -> None:
+    older, current = _failed_redeploy(ledger)
+    lease = _lock()
+    fenced = Ledger(TABLE, region="us-east-1", fence=lock.fence(lease))
+    bad = "sha256:" + "b" * 64
+    mark = Degraded(environment="staging", since=NOW, release_id=current, cause="x", execution_arn="e3")
+    before = len(items(ledger))
+
+    moved = fenced.record_failure(
+        "staging",
+        current,
+        release_fields={"status": ReleaseStatus.ROLLED_BACK, "cause": "RolloutFailedError: crash"},
+        quarantine={"edc-service": bad, "api-gateway": bad},  # one digest, two services: one item
+        cause="RolloutFailedError: crash",
+        rolled_back_to=older,
+        degraded=mark,
+        execution_arn="e3",
+        now=NOW,
+    )
+
+    assert moved is not None
+    assert (moved.replaced, moved.pointer.release_id) == (current, older)
+    pointer = ledger.last_known_good("staging")
+    assert pointer is not None
+    assert (pointer.release_id, pointer.previous_release_id) == (older, None)
+    assert ledger.require_release(current).status is ReleaseStatus.ROLLED_BACK
+    assert list(ledger.quarantined([bad])) == [bad]
+    assert ledger.degraded("staging") is not None
+    assert len(items(ledger)) == before + 2  # the quarantine and the mark; the rest updated in place
+
+
+def test_a_failure_record_whose_lease_is_lost_writes_nothing_at_all(ledger: Ledger) -> None:
+    older, current = _failed_redeploy(ledger)
+    _lock(holder="arn:exec:someone-else", token=2)
+    stale = Ledger(TABLE, region="us-east-1", fence=lock.fence(Lease(environment="staging", owner="arn:e", token=1)))
+    snapshot = sorted(json.dumps(i, sort_keys=True) for i in items(ledger))
+
+    with pytest.raises(LockLostError):
+        stale.record_failure(
+            "staging",
+            current,
+            release_fields={"status": ReleaseStatus.ROLLBACK_FAILED},
+            quarantine={"edc-service": "sha256:" + "c" * 64},
+            cause="RolloutFailedError",
+            rolled_back_to=older,
+            degraded=Degraded(environment="staging", since=NOW, cause="x", execution_arn="e"),
+            execution_arn="e",
+            now=NOW,
+        )
+    assert sorted(json.dumps(i, sort_keys=True) for i in items(ledger)) == snapshot
+
+
+def test_a_failure_record_keeps_the_first_quarantine_and_mark_and_leaves_a_pointer_it_does_not_name(
+    ledger: Ledger,
+) -> None:
+    older, current = _failed_redeploy(ledger)
+    bad = "sha256:" + "d" * 64
+    first = Degraded(environment="staging", since=NOW, release_id=older, cause="first", execution_arn="e0")
+    ledger.quarantine({"edc-service": bad}, release_id=older, cause="first failure", now=NOW)
+    ledger.mark_degraded(first)
+    third = release(3)
+    ledger.put_planned(record(third))
+
+    moved = ledger.record_failure(
+        "staging",
+        third.release_id,
+        release_fields={"status": ReleaseStatus.ROLLED_BACK},
+        quarantine={"edc-service": bad},
+        cause="second failure",
+        rolled_back_to=current,
+        degraded=Degraded(environment="staging", since=NOW, release_id=third.release_id, cause="2", execution_arn="e"),
+        execution_arn="e",
+        now=NOW,
+    )
+
+    assert moved is None  # the pointer names the release the cluster was rolled back to already
+    pointer = ledger.last_known_good("staging")
+    assert pointer is not None
+    assert pointer.release_id == current
+    assert "first failure" in ledger.quarantined([bad])[bad]
+    assert ledger.degraded("staging") == first
+
+
+def test_a_failure_record_of_an_unknown_release_says_so_and_writes_nothing(ledger: Ledger) -> None:
+    with pytest.raises(ReleaseNotFoundError, match="rel-nope"):
+        ledger.record_failure(
+            "staging",
+            "rel-nope",
+            release_fields={"status": ReleaseStatus.FAILED},
+            quarantine={"edc-service": "sha256:" + "e" * 64},
+            cause="x",
+            rolled_back_to=None,
+            degraded=None,
+            execution_arn="e",
+            now=NOW,
+        )
+    assert items(ledger) == []
+
+
+def test_a_failure_record_beyond_the_transaction_limit_quarantines_the_rest_first(ledger: Ledger) -> None:
+    """DynamoDB takes at most 100 items per transaction: 150 new digests go in fenced batches before the last one."""
+    ref = release(1)
+    ledger.put_planned(record(ref))
+    lease = _lock()
+    fenced = Ledger(TABLE, region="us-east-1", fence=lock.fence(lease))
+    digests = {f"svc-{n:03d}": f"sha256:{n:064x}" for n in range(150)}
+
+    fenced.record_failure(
+        "staging",
+        ref.release_id,
+        release_fields={"status": ReleaseStatus.FAILED},
+        quarantine=digests,
+        cause="x",
+        rolled_back_to=None,
+        degraded=None,
+        execution_arn="e",
+        now=NOW,
+    )
+
+    assert len(ledger.quarantined(digests.values())) == 150
+    assert ledger.require_release(ref.release_id).status is ReleaseStatus.FAILED
+
+
+class _TakenAfter:
+    """A DynamoDB client on which the lock changes hands after the first ``n`` transactions went through."""
+
+    def __init__(self, n: int) -> None:
+        self._client = boto3.client("dynamodb", region_name="us-east-1")
+        self._left = n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        answer = self._client.transact_write_items(**kwargs)
+        self._left -= 1
+        if self._left == 0:
+            _lock(holder="arn:exec:next", token=2)  # taken over: the token moved on
+        return answer
+
+
+def test_applied_object_batches_are_each_fenced_a_holder_that_lost_its_lease_writes_no_further_batch(
+    ledger: Ledger,
+) -> None:
+    """250 applied objects go in three fenced transactions; the lock is taken after the first one: the second is
+    refused (LockLostError), so neither the rest of the objects nor their digests (which make them replayable) are
+    written."""
+    lease = _lock()
+    fenced = Ledger(TABLE, client=_TakenAfter(1), fence=lock.fence(lease))  # type: ignore[arg-type]
+    objects = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{n:03d}", "namespace": "clinical-trials"}}
+        for n in range(250)
+    ]
+
+    with pytest.raises(LockLostError):
+        fenced.record_applied("rel-x", objects)
+
+    stored = [i for i in items(ledger) if i["pk"]["S"] == "RELEASE#rel-x"]
+    assert len(stored) == 99  # the first batch (99 and the fence's check); nothing after it
+    with pytest.raises(LedgerIntegrityError, match="no digests"):  # never replayed: the digests were not written
+        ledger.applied_objects("rel-x")
+
+
+def test_applied_state_and_its_pointer_are_fenced(ledger: Ledger) -> None:
+    stale = Ledger(TABLE, region="us-east-1", fence=lock.fence(Lease(environment="staging", owner="arn:e", token=1)))
+    _lock(holder="arn:exec:next", token=2)
+    ref = ObjectRef(api_version="v1", kind="ConfigMap", namespace="clinical-trials", name="cm")
+    applied = [AppliedObject(ref=ref, action="created", sha256="sha256:" + "a" * 64, resource_version="1")]
+
+    with pytest.raises(LockLostError):
+        stale.record_applied_state("staging", "rel-x", applied)
+
+    assert ledger.applied_state("staging") is None
+    assert [i for i in items(ledger) if i["pk"]["S"] != "ENV#staging"] == []
+
+
+def test_an_acknowledgement_by_a_holder_that_lost_its_lease_leaves_the_degraded_mark(ledger: Ledger) -> None:
+    """ResolveRollbackTarget's acknowledgement removes the mark through a ledger fenced by its lease."""
+    mark = Degraded(environment="staging", since=NOW, cause="RollbackFailedError: x", execution_arn="e0")
+    ledger.mark_degraded(mark)
+    _lock(holder="arn:exec:next", token=2)
+    stale = Ledger(TABLE, region="us-east-1", fence=lock.fence(Lease(environment="staging", owner="arn:e", token=1)))
+
+    with pytest.raises(LockLostError):
+        stale.clear_degraded("staging")
+
+    assert ledger.degraded("staging") == mark
+    holder = Ledger(
+        TABLE, region="us-east-1", fence=lock.fence(Lease(environment="staging", owner="arn:exec:next", token=2))
+    )
+    assert holder.clear_degraded("staging") == mark
+    assert ledger.degraded("staging") is None

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ from controlplane.aws.table import (
     Items,
     Key,
     Put,
+    TransactItem,
     Update,
     applied_object_key,
     applied_state_key,
@@ -77,10 +79,21 @@ ROLLOUT_CHUNK = 1000
 # Bytes of digest entries (sort key + digest) per shard: well under DynamoDB's 400 KB item limit whatever the names.
 DIGEST_SHARD_BYTES = 300_000
 DEGRADED = "DEGRADED"
+MAX_TRANSACTION_ITEMS = 100
+"""DynamoDB's TransactWriteItems limit (items per transaction, the fence's check included)."""
 
 
 def _degraded(data: Mapping[str, Any]) -> Degraded:
     return Degraded.model_validate({k: v for k, v in data.items() if k != "kind"})
+
+
+@dataclass(frozen=True)
+class Repointed:
+    """The last-known-good pointer moved back from ``replaced`` (a failed redeploy of it) to ``pointer``."""
+
+    pointer: LastKnownGood
+    replaced: str
+    put: Put
 
 
 class LedgerConflictError(PermanentError):
@@ -212,7 +225,8 @@ class Ledger(Items):
         would make one item of ~960 KB, over DynamoDB's 400 KB); the head item, written last, names the shards and
         the sha256 of each, so a replay trusts a shard only as the head recorded it."""
         keys = [applied_object_key(release_id, order, obj) for order, obj in enumerate(objects)]
-        written = self.table.put_many(
+        # Fenced: every batch is a transaction behind the lease (a holder that lost it writes no further batch).
+        written = self.put_all(
             [
                 (key, {"kind": "applied_object", "manifest": zlib.compress(json.dumps(obj, sort_keys=True).encode())})
                 for key, obj in zip(keys, objects, strict=True)
@@ -220,14 +234,14 @@ class Ledger(Items):
         )
         digests = sorted((key.sk, canonical_sha256(obj)) for key, obj in zip(keys, objects, strict=True))
         shards = _shards(digests)
-        self.table.put_many(
+        self.put_all(
             [
                 (objects_digest_shard_key(release_id, n), {"kind": "applied_objects_digest_shard", "digests": shard})
                 for n, shard in enumerate(shards)
             ]
         )
-        # Same actions as the objects (the apply role needs nothing more), strictly after them.
-        # Fenced (a holder that lost its lease leaves the objects unreplayable): the head item makes them count.
+        # Strictly after the objects and shards, fenced (a holder that lost its lease leaves the objects
+        # unreplayable): the head item makes them count.
         head = {
             "kind": "applied_objects_digest",
             "objects": len(digests),
@@ -261,7 +275,7 @@ class Ledger(Items):
         """What the apply of ``release_id`` reported, then the environment's pointer to it (a rerun overwrites)."""
         entries = [o.model_dump(mode="json", exclude={"action"}) for o in objects]
         chunks = [entries[i : i + STATE_CHUNK] for i in range(0, len(entries), STATE_CHUNK)] or [[]]
-        self.table.put_many(
+        self.put_all(
             [
                 (
                     applied_state_key(release_id, n),
@@ -271,7 +285,7 @@ class Ledger(Items):
             ]
         )
         pointer = {"kind": "applied_state_pointer", "release_id": release_id, "chunks": len(chunks)}
-        self.table.put(environment_key(environment, APPLIED), pointer | {"objects": len(objects)})
+        self.write(Put(environment_key(environment, APPLIED), pointer | {"objects": len(objects)}))
 
     def applied_state(self, environment: str) -> dict[str, AppliedObject] | None:
         """By ``ObjectRef.key``: what the last apply to ``environment`` reported; ``None`` when none was recorded."""
@@ -360,15 +374,17 @@ class Ledger(Items):
         execution_arn: str,
         now: datetime,
         release_fields: dict[str, Any] | None = None,
+        also: Sequence[TransactItem] = (),
     ) -> LastKnownGood:
         """Make ``release_id`` the last known-good release, if the pointer still is ``expected_previous``;
-        ``release_fields`` are set on the release in the same transaction (its status and the pointer move together
-        or not at all).
+        ``release_fields`` are set on the release and ``also`` written in the same transaction (its status, the
+        pointer and the rest move together or not at all).
 
-        Idempotent: when the pointer already names ``release_id`` only the release's fields are written.
+        Idempotent: when the pointer already names ``release_id`` only the release's fields and ``also`` are
+        written.
         """
         release_update = _release_update(release_id, release_fields or {})
-        also = [release_update] if release_update is not None else []
+        also = [*([release_update] if release_update is not None else []), *also]
         current = self.last_known_good(environment)
         if current is not None and current.release_id == release_id:
             if also:
@@ -402,42 +418,83 @@ class Ledger(Items):
             ) from None
         return pointer
 
-    def repoint(
+    def record_failure(
         self,
         environment: str,
         release_id: str,
         *,
-        previous_release_id: str | None,
-        expected_current: str,
+        release_fields: Mapping[str, Any],
+        quarantine: Mapping[str, str],
+        cause: str,
+        rolled_back_to: str | None,
+        degraded: Degraded | None,
         execution_arn: str,
         now: datetime,
-    ) -> LastKnownGood:
-        """Move the pointer back to ``release_id`` (with its own predecessor) when it still names
-        ``expected_current``: the release that failed on redeploy is no longer last known-good. Idempotent."""
+    ) -> Repointed | None:
+        """Record a failed release as ONE transaction (behind the fence when fenced): its ``release_fields`` (status,
+        cause, ...), the quarantine of each ``service -> digest`` (the first failure that quarantined a digest is
+        kept), the last-known-good pointer moved back to ``rolled_back_to`` when it still names the failed release
+        (a redeploy of the last known-good itself failed: the pointer must name what the cluster runs), and the
+        ``degraded`` mark (an earlier mark is kept). All of it or none: a failed write leaves the ledger as it was
+        and a retry writes it all. Returns the pointer move, if any.
+
+        More than :data:`MAX_TRANSACTION_ITEMS` items (a release changing ~100 services at once): the quarantines
+        beyond the transaction go first, each batch its own fenced transaction (idempotent; a retry redoes them)."""
+        update = _release_update(release_id, release_fields)
+        if update is None:
+            raise ValueError("record_failure: release_fields must set the release's status")
+        by_digest: dict[str, str] = {}
+        for service, digest in sorted(quarantine.items()):
+            by_digest.setdefault(digest, service)  # one item per digest (a transaction names each item once)
+        quarantines = [
+            _quarantine_item(digest, service=service, release_id=release_id, cause=cause, now=now)
+            for digest, service in by_digest.items()
+        ]
+        marks = [_degraded_item(degraded)] if degraded is not None else []
+        for _ in range(2):
+            move = self._repoint_move(
+                environment, failed=release_id, target=rolled_back_to, execution_arn=execution_arn, now=now
+            )
+            items: list[TransactItem] = [update, *([move.put] if move else []), *marks]
+            room = MAX_TRANSACTION_ITEMS - len(items) - (1 if self.fence is not None else 0)
+            early, last = quarantines[: max(0, len(quarantines) - room)], quarantines[max(0, len(quarantines) - room) :]
+            for start in range(0, len(early), room):
+                self.write(*early[start : start + room])
+            try:
+                self.write(*items, *last)
+            except ConditionFailedError as exc:
+                if exc.reasons[:1] == ("ConditionalCheckFailed",):
+                    raise ReleaseNotFoundError(f"release {release_id!r} is not in the ledger") from None
+                continue  # the pointer moved between our read and the write: read it again
+            return move
+        raise LedgerConflictError(
+            f"last known-good release of {environment} kept moving while release {release_id}'s failure was recorded"
+        )
+
+    def _repoint_move(
+        self, environment: str, *, failed: str, target: str | None, execution_arn: str, now: datetime
+    ) -> Repointed | None:
+        """The pointer's move back to ``target`` (with ``target``'s own predecessor) when it names ``failed``;
+        conditional on it still naming ``failed``. ``None`` when there is nothing to move."""
+        if target is None:
+            return None
+        current = self.last_known_good(environment)
+        if current is None or current.release_id != failed:
+            return None
+        restored = self.require_release(target)
         pointer = LastKnownGood(
             environment=environment,  # type: ignore[arg-type]
-            release_id=release_id,
-            previous_release_id=previous_release_id,
+            release_id=target,
+            previous_release_id=restored.previous_release_id,
             updated_at=now,
             execution_arn=execution_arn,
         )
-        try:
-            self.write(
-                Put(
-                    environment_key(environment, LAST_KNOWN_GOOD),
-                    pointer.model_dump(mode="json"),
-                    Condition("release_id = :expected", values={":expected": expected_current}),
-                )
-            )
-        except ConditionFailedError:
-            again = self.last_known_good(environment)
-            if again is not None and again.release_id == release_id:
-                return again
-            raise LedgerConflictError(
-                f"last known-good release of {environment} is {again.release_id if again else None!r}, "
-                f"expected {expected_current!r}: another release was recorded concurrently"
-            ) from None
-        return pointer
+        put = Put(
+            environment_key(environment, LAST_KNOWN_GOOD),
+            pointer.model_dump(mode="json"),
+            Condition("release_id = :expected", values={":expected": failed}),
+        )
+        return Repointed(pointer=pointer, replaced=failed, put=put)
 
     # ----------------------------------------------------------------------------------------------------- degraded
     def degraded(self, environment: str) -> Degraded | None:
@@ -446,18 +503,15 @@ class Ledger(Items):
 
     def mark_degraded(self, mark: Degraded) -> None:
         """Mark the environment degraded; a mark already there (an earlier failure) is kept, with its ``since``."""
-        self._put_if_absent(
-            Put(environment_key(mark.environment, DEGRADED), {"kind": "degraded", **mark.model_dump(mode="json")})
-        )
+        self.write(_degraded_item(mark))
 
     def clear_degraded(self, environment: str) -> Degraded | None:
         """Remove the mark; returns what it said (``None`` if there was none)."""
-        key = environment_key(environment, DEGRADED)
-        old = self.table.get(key)
+        old = self.degraded(environment)
         if old is None:
             return None
-        self.write(Delete(key))
-        return _degraded(old)
+        self.write(degraded_cleared(environment))
+        return old
 
     # --------------------------------------------------------------------------------------------------- quarantine
     def quarantined(self, digests: Iterable[str]) -> dict[str, str]:
@@ -468,27 +522,7 @@ class Ledger(Items):
     def quarantine(self, digests: Mapping[str, str], *, release_id: str, cause: str, now: datetime) -> None:
         """Quarantine each ``service -> digest``; the first failure that quarantined a digest is kept."""
         for service, digest in sorted(digests.items()):
-            self._put_if_absent(
-                Put(
-                    quarantine_key(digest),
-                    {
-                        "kind": "quarantine",
-                        "digest": digest,
-                        "service": service,
-                        "release_id": release_id,
-                        "cause": cause[:1000],
-                        "quarantined_at": now.isoformat(),
-                    },
-                )
-            )
-
-    def _put_if_absent(self, put: Put) -> bool:
-        """Write the item unless one exists; ``False`` when it did (the first write stays)."""
-        try:
-            self.write(Put(put.key, put.data, NOT_EXISTS))
-        except ConditionFailedError:
-            return False
-        return True
+            self.write(_quarantine_item(digest, service=service, release_id=release_id, cause=cause, now=now))
 
     def unquarantine(
         self, digest: str, *, service: str, principal: str, reason: str, now: datetime
@@ -520,6 +554,43 @@ class Ledger(Items):
         except ConditionFailedError:
             return None  # released by someone else meanwhile
         return record
+
+
+def _first_write(key: Key, data: Mapping[str, Any]) -> Update:
+    """Create the item with ``data``; an item already there keeps every attribute it has (``if_not_exists``), so the
+    first write stays and the update never fails (it can ride in a transaction with others)."""
+    plain = {k: v for k, v in data.items() if v is not None}
+    update = Condition(
+        "SET " + ", ".join(f"#{k} = if_not_exists(#{k}, :{k})" for k in plain),
+        {f"#{k}": k for k in plain},
+        {f":{k}": v for k, v in plain.items()},
+    )
+    return Update(key, update)
+
+
+def _quarantine_item(digest: str, *, service: str, release_id: str, cause: str, now: datetime) -> Update:
+    return _first_write(
+        quarantine_key(digest),
+        {
+            "kind": "quarantine",
+            "digest": digest,
+            "service": service,
+            "release_id": release_id,
+            "cause": cause[:1000],
+            "quarantined_at": now.isoformat(),
+        },
+    )
+
+
+def degraded_cleared(environment: str) -> Delete:
+    """The removal of ``environment``'s degraded mark (a write to put in a transaction; nothing if absent)."""
+    return Delete(environment_key(environment, DEGRADED))
+
+
+def _degraded_item(mark: Degraded) -> Update:
+    return _first_write(
+        environment_key(mark.environment, DEGRADED), {"kind": "degraded", **mark.model_dump(mode="json")}
+    )
 
 
 def _release_update(release_id: str, fields: Mapping[str, Any]) -> Update | None:

@@ -586,6 +586,7 @@ def take_or_wait(
         holder=result.holder,
         deadline=deadline,
         cleared_orphan=result.cleared_orphan,
+        lease=result.lease,
     )
 
 

@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from controlplane.aws.table import Condition, ConditionFailedError, Items, Key, environment_key
+from controlplane.aws.table import Condition, ConditionFailedError, Items, Key, Put, Update, environment_key
 from controlplane.errors import PermanentError
 from controlplane.models.arn import last_segment
 from controlplane.models.offhours import SleepRecord, SleepStatus, Snapshot, StayAwake
@@ -89,7 +89,7 @@ class OffhoursLedger(Items):
                 {":version": existing.version, ":awake": SleepStatus.AWAKE.value},
             )
         try:
-            self.table.put(self._key(environment), item, condition=condition)
+            self.write(Put(self._key(environment), item, condition))
         except ConditionFailedError:
             again = self.read(environment)
             if again is not None and again.asleep:
@@ -115,7 +115,7 @@ class OffhoursLedger(Items):
             {":status": status.value, ":one": 1} | ({":now": now.isoformat()} if woke else {}),
         )
         try:
-            self.table.update(self._key(environment), update, condition=_unchanged(record.version))
+            self.write(Update(self._key(environment), update, _unchanged(record.version)))
         except ConditionFailedError:
             raise OffhoursStateConflictError(f"off-hours state of {environment} changed concurrently") from None
         return self.read(environment)
@@ -128,14 +128,14 @@ class OffhoursLedger(Items):
             {":snapshot": snapshot.model_dump_json(), ":one": 1},
         )
         try:
-            self.table.update(self._key(record.environment), update, condition=_unchanged(record.version))
+            self.write(Update(self._key(record.environment), update, _unchanged(record.version)))
         except ConditionFailedError:
             raise OffhoursStateConflictError(f"off-hours state of {record.environment} changed concurrently") from None
 
     # ------------------------------------------------------------------------------------------------- stay awake
     def put_stay_awake(self, override: StayAwake) -> None:
         data = {k: v for k, v in override.model_dump(mode="json").items() if v not in (None, "")}
-        self.table.put(self._key(override.environment, STAY_AWAKE), data | {"kind": "stay_awake"})
+        self.write(Put(self._key(override.environment, STAY_AWAKE), data | {"kind": "stay_awake"}))
 
     def stay_awake(self, environment: str) -> StayAwake | None:
         data = self.table.get(self._key(environment, STAY_AWAKE))
@@ -150,15 +150,17 @@ class OffhoursLedger(Items):
     ) -> None:
         """One audit item per request and outcome (same keys on a retry: overwritten, not duplicated)."""
         name = last_segment(execution_arn)
-        self.table.put(
-            self._key(environment, f"{EVENT_PREFIX}{at.isoformat()}#{name}#{action}"),
-            {
-                "kind": "offhours_event",
-                "action": action,
-                "outcome": outcome,
-                "execution_arn": execution_arn,
-                "detail": json.dumps(detail, sort_keys=True, default=str),
-            },
+        self.write(
+            Put(
+                self._key(environment, f"{EVENT_PREFIX}{at.isoformat()}#{name}#{action}"),
+                {
+                    "kind": "offhours_event",
+                    "action": action,
+                    "outcome": outcome,
+                    "execution_arn": execution_arn,
+                    "detail": json.dumps(detail, sort_keys=True, default=str),
+                },
+            )
         )
 
     def events(self, environment: str) -> list[dict[str, Any]]:

@@ -60,6 +60,8 @@ class VerifyApprovalInput(StrictModel):
     release: ReleaseRef
     execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
     requested_by: str | None = Field(default=None, description="$.plan.trigger.requested_by (authenticated)")
+    lease: Lease = Field(description="$.lock.lease: renewed first; a holder that lost it goes no further")
+    now: datetime = Field(description="$$.State.EnteredTime (the clock the Wait states follow)")
 
 
 class ApprovalTimeoutRequest(StrictModel):

@@ -124,6 +124,10 @@ class ReleaseLockInput(StrictModel):
     owner: str = Field(min_length=1, description="The execution releasing the lock ($$.Execution.Id).")
     outcome: str = Field(default="SUCCEEDED", description="Why: SUCCEEDED, FAILED, ABORTED, TIMED_OUT, ...")
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
+    record_error: dict[str, Any] | None = Field(
+        default=None,
+        description="The deploy's RecordOutcome error, if recording failed: what it carried was never recorded.",
+    )
 
 
 class ReleaseLockResult(StrictModel):
@@ -180,3 +184,4 @@ class WaitedLock(StrictModel):
     holder: str | None = None
     deadline: datetime
     cleared_orphan: str | None = None
+    lease: Lease | None = Field(default=None, description="When acquired: what every later step is fenced by.")

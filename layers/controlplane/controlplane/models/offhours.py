@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from controlplane import platform
 from controlplane.models.base import StrictModel
 from controlplane.models.kube import ObjectRef
+from controlplane.models.lease import Lease
 from controlplane.models.operator import OperatorSignature, Printable
 from controlplane.models.release import Environment
 
@@ -341,6 +342,10 @@ class StepContext(StrictModel):
     request: OffhoursRequest
     execution_arn: str = Field(min_length=1, description="$$.Execution.Id")
     now: datetime = Field(description="$$.State.EnteredTime")
+    lease: Lease | None = Field(
+        default=None,
+        description="$.lock.lease: required by every step after AcquireLock (each renews it and writes behind it).",
+    )
 
 
 class SleepPlan(StrictModel):

@@ -248,11 +248,13 @@ class LastKnownGood(StrictModel):
 
 
 class PlanInput(StrictModel):
-    """PlanRelease: the raw execution input plus the context object's execution ARN and start time."""
+    """PlanRelease: the raw execution input plus the context object's execution ARN and start time, and the lock's
+    lease (the planned release is written behind it)."""
 
     input: dict[str, Any]
     execution_arn: str
     started_at: AwareDatetime
+    lease: Lease
 
 
 class PlanOutput(StrictModel):
@@ -470,6 +472,7 @@ class RollbackTargetInput(StrictModel):
 
     now: AwareDatetime
     execution_arn: str
+    lease: Lease = Field(description="$.lock.lease: an acknowledgement's write is fenced by it")
     request: OperatorRollbackRequest | None = None
     automatic: AutomaticRollback | None = None
 

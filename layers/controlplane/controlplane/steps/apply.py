@@ -41,6 +41,7 @@ from controlplane.aws import lock
 from controlplane.aws.drift import DriftReports
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.offhours import OffhoursLedger
+from controlplane.aws.table import Fence
 from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
@@ -112,12 +113,13 @@ def smoke_targets_of(objects: Sequence[Mapping[str, Any]], services: Sequence[st
 
 
 def keep_asleep(
-    objects: Sequence[Mapping[str, Any]], *, environment: str, release_id: str, now: datetime
+    objects: Sequence[Mapping[str, Any]], *, environment: str, release_id: str, now: datetime, fence: Fence
 ) -> tuple[list[dict[str, Any]], bool]:
-    """For the deploy's apply step: ``(objects to apply, asleep)``. Awake (or ``wake_on_deploy``): unchanged."""
+    """For the deploy's apply step: ``(objects to apply, asleep)``. Awake (or ``wake_on_deploy``): unchanged. The
+    snapshot's move to the new release is written behind ``fence`` (the apply's lease)."""
     settings = get_settings()
     config = settings.offhours.rules
-    ledger = OffhoursLedger(settings.ledger_table_name, region=settings.region)
+    ledger = OffhoursLedger(settings.ledger_table_name, region=settings.region, fence=fence)
     record = ledger.read(environment)
     if record is None or not record.asleep or record.snapshot is None or config.wake_on_deploy:
         return [dict(o) for o in objects], False
@@ -197,7 +199,11 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     if event.purpose is ApplyPurpose.ADDONS:
         return _install_addons(event, objects, source, mark_written, last_applied=last_applied, ledger=ledger)
     to_apply, asleep = keep_asleep(
-        objects, environment=release.environment, release_id=release.release_id, now=event.now
+        objects,
+        environment=release.environment,
+        release_id=release.release_id,
+        now=event.now,
+        fence=lock.fence(event.lease),
     )
     api = connect(settings)
     try:

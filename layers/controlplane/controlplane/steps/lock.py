@@ -135,8 +135,9 @@ def release_lock(event: ReleaseLockInput) -> ReleaseLockResult:
         ttl_s=gates.lock_ttl_s,
         state_machine_arn=gates.deploy_state_machine_arn,
         # from the execution-status rule: the execution ended without its own ReleaseLock (aborted, timed out,
-        # crashed), so what it carried was never deployed or recorded
-        requeue_carried=event.outcome in ("ABORTED", "TIMED_OUT", "FAILED"),
+        # crashed), so what it carried was never deployed or recorded; or its outcome could not be recorded (the
+        # ledger may not name what the cluster runs): a follow-up deploys and records it again
+        requeue_carried=event.outcome in ("ABORTED", "TIMED_OUT", "FAILED") or event.record_error is not None,
     )
 
 

@@ -68,6 +68,16 @@ def _ledger(settings: Settings) -> OffhoursLedger:
     return OffhoursLedger(settings.ledger_table_name, region=settings.region)
 
 
+def _holding(ctx: StepContext, settings: Settings) -> OffhoursLedger:
+    """Every step after AcquireLock: the lease renewed (``LockLostError`` when another execution holds the lock now:
+    nothing is written, to the ledger, the cluster or the node groups) and the ledger fenced by it."""
+    if ctx.lease is None:
+        raise InputValidationError("lease: required after AcquireLock (every off-hours write is fenced by the lock)")
+    locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
+    lock.renew(locks, ctx.lease, now=ctx.now, ttl_s=settings.gates.lock_ttl_s)
+    return OffhoursLedger(settings.ledger_table_name, region=settings.region, fence=lock.fence(ctx.lease))
+
+
 def _check_environment(ctx: StepContext, settings: Settings) -> None:
     correlate(execution_arn=ctx.execution_arn, environment=ctx.request.environment)
     settings.require_environment(ctx.request.environment)
@@ -273,7 +283,7 @@ def snapshot_environment(ctx: StepContext) -> SleepPlan:
     settings = get_settings()
     config = settings.offhours.rules
     _check_environment(ctx, settings)
-    ledger = _ledger(settings)
+    ledger = _holding(ctx, settings)
     existing = ledger.read(ctx.request.environment)
     if existing is not None and existing.asleep:
         record, created = existing, False
@@ -356,6 +366,7 @@ def sleep_workloads(ctx: StepContext) -> SleepReport:
     """SleepWorkloads: every snapshot workload to its off-hours size, HPAs pinned or marked."""
     settings = get_settings()
     _check_environment(ctx, settings)
+    _holding(ctx, settings)
     snapshot = _asleep_snapshot(settings, ctx.request.environment)
     if snapshot is None:
         return SleepReport(environment=ctx.request.environment)
@@ -368,6 +379,7 @@ def sleep_nodegroups(ctx: StepContext) -> SleepReport:
     """SleepNodegroups: each snapshot group to its off-hours size (``minSize`` lowered with it, ``maxSize`` kept)."""
     settings = get_settings()
     _check_environment(ctx, settings)
+    ledger = _holding(ctx, settings)
     snapshot = _asleep_snapshot(settings, ctx.request.environment)
     if snapshot is None:
         return SleepReport(environment=ctx.request.environment)
@@ -383,7 +395,6 @@ def sleep_nodegroups(ctx: StepContext) -> SleepReport:
             region=settings.region,
         )
         (changed if resized else unchanged).append(f"Nodegroup/{g.name}")
-    ledger = _ledger(settings)
     ledger.record_event(
         snapshot.environment,
         at=ctx.now,
@@ -420,7 +431,8 @@ def wake_nodegroups(ctx: StepContext) -> NodesState:
     _check_environment(ctx, settings)
     environment = ctx.request.environment
     deadline = ctx.now + timedelta(seconds=config.nodes_timeout_s)
-    record = _ledger(settings).set_status(environment, SleepStatus.WAKING, expected=(SleepStatus.ASLEEP,), now=ctx.now)
+    ledger = _holding(ctx, settings)
+    record = ledger.set_status(environment, SleepStatus.WAKING, expected=(SleepStatus.ASLEEP,), now=ctx.now)
     if record is None or record.snapshot is None:
         logger.info("nothing to wake: the environment is awake")
         return NodesState(environment=environment, deadline=deadline, ready=True, nothing_to_wake=True)
@@ -442,6 +454,7 @@ def check_nodes(ctx: StepContext, state: NodesState) -> NodesState:
     the workloads' health gate then reports what cannot run)."""
     settings = get_settings()
     _check_environment(ctx, settings)
+    _holding(ctx, settings)  # the lease outlasts the wait for nodes
     snapshot = _asleep_snapshot(settings, state.environment)
     if snapshot is None:
         return state.model_copy(update={"ready": True, "nothing_to_wake": True})
@@ -491,6 +504,7 @@ def restore_wave(ctx: StepContext, state: WakeState | None, nodes: NodesState | 
     settings = get_settings()
     config = settings.offhours.rules
     _check_environment(ctx, settings)
+    _holding(ctx, settings)
     environment = ctx.request.environment
     snapshot = _asleep_snapshot(settings, environment)
     if snapshot is None:
@@ -593,6 +607,7 @@ def check_wave(ctx: StepContext, state: WakeState) -> WakeState:
     """CheckWave: healthy, failed (reported; the others go on) or pending (the ASL waits and looks again)."""
     settings = get_settings()
     _check_environment(ctx, settings)
+    _holding(ctx, settings)
     snapshot = _asleep_snapshot(settings, state.environment)
     if snapshot is None or state.done:
         return state.model_copy(update={"done": True})
@@ -632,7 +647,7 @@ def finish_wake(ctx: StepContext, state: WakeState) -> WakeSummary:
     settings = get_settings()
     config = settings.offhours.rules
     _check_environment(ctx, settings)
-    ledger = _ledger(settings)
+    ledger = _holding(ctx, settings)
     environment = state.environment
     record = ledger.read(environment)
     if record is None or not record.asleep or record.snapshot is None:

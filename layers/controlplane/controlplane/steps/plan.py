@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from controlplane import platform
-from controlplane.aws import ecr, signing
+from controlplane.aws import ecr, lock, signing
 from controlplane.aws.ledger import Ledger
 from controlplane.cluster import kubernetes_version
 from controlplane.errors import PlanError
@@ -109,7 +109,8 @@ def plan_release(event: PlanInput) -> PlanOutput:
         logger.info("nothing to deploy", extra={"reason": reason})
         return PlanOutput(action="skip", reason=reason, **common)
 
-    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    # Fenced: the planned release is written behind the lease (a holder that lost it plans nothing: LockLostError).
+    ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     requested = requested_images(request, settings)
     lkg = ledger.last_known_good(settings.environment)
     good = ledger.require_release(lkg.release_id) if lkg else None

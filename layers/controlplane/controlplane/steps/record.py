@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.aws import lock
-from controlplane.aws.ledger import Ledger
+from controlplane.aws.ledger import Ledger, degraded_cleared
 from controlplane.aws.notify import notify_outcome
 from controlplane.errors import InputValidationError
 from controlplane.models.release import (
@@ -96,27 +96,41 @@ def _record_success(event: RecordInput, plan: PlanOutput, ledger: Ledger, fields
 def _record_failure(
     event: RecordInput, plan: PlanOutput, ledger: Ledger, fields: dict[str, Any], target: str | None
 ) -> str:
-    """The release failed: record why, quarantine the new digests when they are to blame, say what happened next."""
+    """The release failed: record why, quarantine the new digests when they are to blame, point last-known-good at
+    what the cluster runs, mark a failed rollback degraded: one transaction (all of it or none), then say what
+    happened next."""
     release = plan.release
     assert release is not None  # the caller checked
     cause = _describe(event.error)
-    ledger.update_release(release.release_id, cause=cause[:2000], rolled_back_to=target, **fields)
     suspects = plan.changed if event.error and event.error.Error in IMAGE_FAILURES else {}
-    if suspects:
-        ledger.quarantine(suspects, release_id=release.release_id, cause=cause[:500], now=event.now)
+    failed_rollback = event.outcome is Outcome.ROLLBACK_FAILED
+    moved = ledger.record_failure(
+        release.environment,
+        release.release_id,
+        release_fields={"cause": cause[:2000], "rolled_back_to": target, **fields},
+        quarantine=suspects,
+        cause=cause[:500],
+        rolled_back_to=target if event.outcome is Outcome.ROLLED_BACK else None,
+        degraded=_degraded(event, release.environment, release.release_id, cause) if failed_rollback else None,
+        execution_arn=event.execution_arn,
+        now=event.now,
+    )
     metrics.add_metric(name="DeploysFailed", unit="Count", value=1)
     quarantined = ", ".join(f"{s}@{d[:19]}" for s, d in sorted(suspects.items())) or "none"
+    if moved is not None:
+        logger.warning(
+            "last known-good moved back to the release the cluster runs",
+            extra={"from": moved.replaced, "to": moved.pointer.release_id},
+        )
     if event.outcome is Outcome.ROLLED_BACK:
         metrics.add_metric(name="DeploysRolledBack", unit="Count", value=1)
-        if target is not None:
-            _point_at_what_runs(ledger, event, release.environment, failed=release.release_id, target=target)
         return (
             f"release {release.release_id} failed ({cause}); rollback to {target} succeeded: "
             f"{release.environment} is healthy on its last known-good release; quarantined: {quarantined}"
         )
-    if event.outcome is Outcome.ROLLBACK_FAILED:
+    if failed_rollback:
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
-        _mark_degraded(ledger, event, release.environment, release.release_id, cause)
+        _degraded_metric(release.environment, release.release_id)
         return (
             f"release {release.release_id} failed ({cause}); ROLLBACK to {target} FAILED "
             f"({_describe(event.rollback_error)}): operators must act; quarantined: {quarantined}. "
@@ -148,16 +162,19 @@ def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> 
         raise InputValidationError("rollback.release: required to record a restored release")
     release = rollback.release
     correlate(release_id=release.release_id)
+    was_degraded = ledger.degraded(release.environment)
+    # One transaction: the pointer moves to the restored release and the degraded mark goes with it.
     ledger.promote(
         release.environment,
         release.release_id,
         expected_previous=rollback.replaces_release_id,
         execution_arn=event.execution_arn,
         now=event.now,
+        also=[degraded_cleared(release.environment)] if was_degraded is not None else [],
     )
     metrics.add_metric(name="RollbacksSucceeded", unit="Count", value=1)
     message = f"{release.environment} rolled back to release {release.release_id} ({rollback.reason}); healthy"
-    if ledger.clear_degraded(release.environment) is not None:
+    if was_degraded is not None:
         message += "; no longer degraded: the pushes queued meanwhile are deployed next"
     _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
     return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message)
@@ -167,32 +184,14 @@ def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> 
     target = event.rollback.release.release_id if event.rollback and event.rollback.release else None
     metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
     ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
-    _mark_degraded(ledger, event, settings.environment, target, _describe(event.rollback_error))
+    ledger.mark_degraded(_degraded(event, settings.environment, target, _describe(event.rollback_error)))
+    _degraded_metric(settings.environment, target)
     message = (
         f"rollback of {settings.environment} to {target} FAILED ({_describe(event.rollback_error)}): operators must "
         f"act. {what_to_do(settings.environment, target)}"
     )
     _notify(settings, event.outcome, target, message, event.execution_arn)
     return RecordOutput(release_id=target, outcome=event.outcome, message=message)
-
-
-def _point_at_what_runs(ledger: Ledger, event: RecordInput, environment: str, *, failed: str, target: str) -> None:
-    """A redeploy of the last known-good release itself failed and the cluster was rolled back to the release
-    before it: the pointer must name what the cluster runs now, not the release that just failed (else the next
-    push is planned from it and its rollback target is the broken release)."""
-    lkg = ledger.last_known_good(environment)
-    if lkg is None or lkg.release_id != failed:
-        return
-    restored = ledger.require_release(target)
-    ledger.repoint(
-        environment,
-        target,
-        previous_release_id=restored.previous_release_id,
-        expected_current=failed,
-        execution_arn=event.execution_arn,
-        now=event.now,
-    )
-    logger.warning("last known-good moved back to the release the cluster runs", extra={"from": failed, "to": target})
 
 
 def what_to_do(environment: str, target: str | None) -> str:
@@ -206,16 +205,17 @@ def what_to_do(environment: str, target: str | None) -> str:
     )
 
 
-def _mark_degraded(ledger: Ledger, event: RecordInput, environment: str, release_id: str | None, cause: str) -> None:
-    ledger.mark_degraded(
-        Degraded(
-            environment=environment,  # type: ignore[arg-type]
-            since=event.now,
-            release_id=release_id,
-            cause=cause[:2000],
-            execution_arn=event.execution_arn,
-        )
+def _degraded(event: RecordInput, environment: str, release_id: str | None, cause: str) -> Degraded:
+    return Degraded(
+        environment=environment,  # type: ignore[arg-type]
+        since=event.now,
+        release_id=release_id,
+        cause=cause[:2000],
+        execution_arn=event.execution_arn,
     )
+
+
+def _degraded_metric(environment: str, release_id: str | None) -> None:
     metrics.add_metric(name="EnvironmentsDegraded", unit="Count", value=1)
     logger.error("environment marked degraded", extra={"environment": environment, "release_id": release_id})
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from controlplane.aws import signing
+from controlplane.aws import lock, signing
 from controlplane.aws.ledger import Ledger
 from controlplane.errors import PlanError
 from controlplane.models.release import (
@@ -38,7 +38,8 @@ def resolve_rollback_target(event: RollbackTargetInput) -> RollbackTarget:
     correlate(execution_arn=event.execution_arn, environment=environment)
     settings = get_settings()
     settings.require_environment(environment)
-    ledger = Ledger(settings.ledger_table_name, region=settings.region)
+    # Fenced: the acknowledgement's write (the degraded mark's removal) is conditional on the lease.
+    ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     timing: dict[str, Any] = {
         "started_at": event.now,
         "deadline_at": event.now + timedelta(seconds=settings.deploy.deadline_seconds),

@@ -4,12 +4,13 @@ Anyone who can read the execution history holds the task token, and ``SendTaskSu
 callback's payload is discarded (``ResultPath: null``) and this state re-reads the decision the operator API signed
 (:mod:`controlplane.aws.decision`): it must verify, say APPROVED, and name this release, this execution, these
 digests and this bundle hash, decided by an approver who is not the requester. Anything else ends the execution with
-:class:`~controlplane.errors.ApprovalNotVerifiedError` before any change.
+:class:`~controlplane.errors.ApprovalNotVerifiedError` before any change. The lock's lease is renewed first: an
+execution whose lock was taken while it waited ends ``LockLostError`` before anything else.
 """
 
 from __future__ import annotations
 
-from controlplane.aws import signing
+from controlplane.aws import lock, signing
 from controlplane.aws.decision import Decisions
 from controlplane.errors import ApprovalNotVerifiedError
 from controlplane.models.approval import ApprovalOutcome, ApprovalStatus, VerifyApprovalInput
@@ -47,6 +48,13 @@ def verify_approval(event: VerifyApprovalInput) -> ApprovalOutcome:
     release = event.release
     correlate(execution_arn=event.execution_arn, release_id=release.release_id, environment=release.environment)
     settings = get_settings()
+    # The approval wait may have been long: the lease is renewed first, and a holder that lost it goes no further.
+    lock.renew(
+        lock.LockTable(settings.ledger_table_name, region=settings.region),
+        event.lease,
+        now=event.now,
+        ttl_s=settings.gates.lock_ttl_s,
+    )
     signed = Decisions(settings.ledger_table_name, region=settings.region).get(release.release_id)
     if signed is None:
         problem: str | None = "no decision was recorded by the operator API (the callback alone proves nothing)"
