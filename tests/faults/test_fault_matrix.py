@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from controlplane.aws.lock import LockTable
 from controlplane.models.release import Degraded
-from kubernetes.client import CoreV1Api
+from kubernetes.client import AppsV1Api, CoreV1Api
 
 from local.aws.eventbridge import EVENTBRIDGE_PRINCIPAL
 from local.cluster import Behaviour, api_client
@@ -644,3 +644,34 @@ def test_a_hand_off_whose_start_execution_is_throttled_keeps_the_push_until_the_
     assert follow_up.status == "SUCCEEDED", (follow_up.error, follow_up.cause)
     assert pipe.deployment_image("analytics-service").endswith(digest)
     assert_invariants(pipe, follow_up, new_release=pipe.planned_release(follow_up))
+
+
+def test_a_field_added_by_hand_survives_a_deploy_only_reported_in_its_outcome(pipe: Pipeline) -> None:
+    """Drift (issue 12): someone ran `kubectl set env` on a workload; the next deploy's server-side apply keeps the
+    variable (it is not the control plane's field to remove), so the deploy says so in its outcome, which is the SNS
+    notification's message (DRIFT KEPT, the object, the path, the manager), instead of keeping it silently."""
+    pipe.first_release()
+    api = api_client(pipe.cluster)  # the official client, as a person would
+    try:
+        apps = AppsV1Api(api)
+        edc = api.sanitize_for_serialization(apps.read_namespaced_deployment("edc-service", "clinical-trials"))
+        edc["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append({"name": "DEBUG", "value": "1"})
+        apps.replace_namespaced_deployment("edc-service", "clinical-trials", edc, field_manager="kubectl-set")
+    finally:
+        api.close()
+    pipe.cluster.advance(30)
+
+    result = pipe.push_and_deploy("analytics-service", "main-2", timeout=180)
+
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    message = result.output["outcome"]["message"]
+    assert "DRIFT KEPT: 1 change(s)" in message
+    assert "Deployment/clinical-trials/edc-service" in message
+    assert "env[name=DEBUG] (by kubectl-set)" in message
+    api = api_client(pipe.cluster)
+    try:
+        live = AppsV1Api(api).read_namespaced_deployment("edc-service", "clinical-trials")
+    finally:
+        api.close()
+    assert "DEBUG" in [e.name for e in live.spec.template.spec.containers[0].env or []]  # kept, and said so
+    assert_invariants(pipe, result, new_release=pipe.planned_release(result))

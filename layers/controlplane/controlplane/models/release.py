@@ -323,6 +323,11 @@ class ApplyOutput(StrictModel):
     source: Literal["render", "ledger"] = Field(
         description="rendered from the layer's bundle, or replayed from the ledger"
     )
+    kept_changes: list[str] = Field(
+        default_factory=list,
+        description="A deploy's apply: fields other managers added or changed that it kept (object, path, manager); "
+        "at most 50, then how many more.",
+    )
 
 
 class HealthInput(StrictModel):

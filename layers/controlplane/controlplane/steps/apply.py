@@ -45,14 +45,16 @@ from controlplane.aws.table import Fence
 from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
 from controlplane.kube.apply import apply_and_prune, apply_objects
+from controlplane.kube.client import ApiClient
 from controlplane.kube.crds import without_foreign_crd_copies
 from controlplane.kube.offhours import keep_asleep_objects
 from controlplane.kube.preflight import check_permissions
 from controlplane.kube.webhook_certs import with_webhook_certificates
 from controlplane.models.addons import AddonSpec
+from controlplane.models.drift import DriftKind, DriftReport
 from controlplane.models.kube import AppliedObject, ObjectRef
 from controlplane.models.release import ApplyInput, ApplyOutput, ApplyPurpose, ReleaseRef, Rollout, SmokeTarget
-from controlplane.observability import correlate, logger, tracer
+from controlplane.observability import correlate, logger, metrics, tracer
 from controlplane.render import (
     addon_objects,
     apply_order,
@@ -129,10 +131,10 @@ def keep_asleep(
     return adjusted, True
 
 
-def trusted_drift(environment: str, now: datetime, settings: Settings) -> frozenset[str] | None:
-    """For a deploy: the objects the environment's latest drift check found changed or deleted (re-applied with what
-    the release changes), or ``None`` (check the live objects instead) when there is no complete check within
-    ``DRIFT_TRUST_SECONDS`` (drift checks skipped while the lock was held do not count).
+def trusted_drift_report(environment: str, now: datetime, settings: Settings) -> DriftReport | None:
+    """For a deploy: the environment's latest drift check, whose findings (the objects changed or deleted) are
+    re-applied with what the release changes, or ``None`` (check the live objects instead) when there is no complete
+    check within ``DRIFT_TRUST_SECONDS`` (drift checks skipped while the lock was held do not count).
 
     A change made by hand after that check survives the deploy until the next check reports it (and heals it, in
     heal mode): the price of not listing every kind on every deploy. A rollback always checks the live objects."""
@@ -145,7 +147,13 @@ def trusted_drift(environment: str, now: datetime, settings: Settings) -> frozen
     age = (now - report.checked_at).total_seconds()
     if not 0 <= age <= max_age:
         return None
-    return frozenset(f.ref.key for f in report.findings)
+    return report
+
+
+def trusted_drift(environment: str, now: datetime, settings: Settings) -> frozenset[str] | None:
+    """The objects the trusted drift check (:func:`trusted_drift_report`) found changed or deleted, by key."""
+    report = trusted_drift_report(environment, now, settings)
+    return frozenset(f.ref.key for f in report.findings) if report is not None else None
 
 
 def validate_unless_planned(
@@ -212,13 +220,14 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         to_apply = without_foreign_crd_copies(api, to_apply)
         to_apply = with_webhook_certificates(api, to_apply, now=event.now, before_first_write=mark_written)
         pruned: list[ObjectRef] = []
-        drifted = None
+        report = None
         if event.purpose is ApplyPurpose.ROLLBACK:  # restore exactly: fields others added go (kube.drift.reclaim)
             from controlplane.kube.drift import reclaim  # noqa: PLC0415 - rollbacks only: off the deploy's imports
 
             reclaim(api, to_apply)
         else:
-            drifted = trusted_drift(release.environment, event.now, settings)
+            report = trusted_drift_report(release.environment, event.now, settings)
+        drifted = frozenset(f.ref.key for f in report.findings) if report is not None else None
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             # Without a record, prune lists the platform's own objects' kinds in its own namespaces: never an
             # add-on's namespace (kube-system is not ours to list).
@@ -244,6 +253,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 last_applied=last_applied,
                 drifted=drifted,
             )
+        kept = kept_changes(api, objects, report) if event.purpose is ApplyPurpose.DEPLOY else []
     finally:
         api.close()
     if source == "render":
@@ -271,7 +281,29 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         rollout=ledger.record_rollout(release.release_id, event.purpose, rollout),
         applied_at=event.now,
         source=source,
+        kept_changes=kept,
     )
+
+
+def kept_changes(
+    api: ApiClient, objects: Sequence[Mapping[str, Any]], report: DriftReport | None, *, limit: int = 50
+) -> list[str]:
+    """What the deploy kept of changes made outside the release (fields other managers added, which a server-side
+    apply never removes), as ``<object> <path> (by <manager>)`` lines, logged and counted (``DriftKeptByDeploy``):
+    from the trusted drift check's findings when the deploy trusted one (no request more), else from the live
+    workloads of the release (one list per workload kind; add-ons are upstream's)."""
+    if report is not None:
+        ours = {ObjectRef.of(o).key for o in without_addons(objects)}
+        found = [f for f in report.findings if f.kind is DriftKind.ADDED and f.path and f.ref.key in ours]
+    else:
+        from controlplane.kube.drift import kept_foreign_fields  # noqa: PLC0415 - off the deploy's import path
+
+        found = kept_foreign_fields(api, [o for o in without_addons(objects) if o.get("kind") in WORKLOAD_KINDS])
+    lines = [f"{f.ref.key} {f.path} (by {f.manager})" for f in found]
+    if lines:
+        logger.warning("the deploy kept changes made outside the release", extra={"changes": lines[:limit]})
+        metrics.add_metric(name="DriftKeptByDeploy", unit="Count", value=len(lines))
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
 def _install_addons(

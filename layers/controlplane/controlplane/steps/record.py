@@ -90,7 +90,15 @@ def _record_success(event: RecordInput, plan: PlanOutput, ledger: Ledger, fields
     )
     metrics.add_metric(name="DeploysSucceeded", unit="Count", value=1)
     metrics.add_metric(name="TimeToHealthy", unit="Seconds", value=(healthy_at - plan.started_at).total_seconds())
-    return f"release {release.release_id} is healthy on {release.environment} and is its last known-good"
+    message = f"release {release.release_id} is healthy on {release.environment} and is its last known-good"
+    kept = event.apply.kept_changes if event.apply else []
+    if kept:
+        message += (
+            f"; DRIFT KEPT: {len(kept)} change(s) made outside the release survived the deploy (a deploy never removes"
+            " another manager's fields; put them in the release, or roll back to the release to remove them): "
+            + "; ".join(kept)
+        )
+    return message
 
 
 def _record_failure(
