@@ -508,7 +508,13 @@ class Provisioner:
         name = self._name(logical_id, props.get("QueueName"), limit=80)
         attributes = {
             key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "FifoQueue", "DelaySeconds", "SqsManagedSseEnabled")
+            for key in (
+                "VisibilityTimeout",
+                "MessageRetentionPeriod",
+                "FifoQueue",
+                "DelaySeconds",
+                "SqsManagedSseEnabled",
+            )
             if key in props
         }
         sqs = self._client("sqs")
