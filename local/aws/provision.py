@@ -360,9 +360,13 @@ class Provisioner:
             if kind in {"EventBridgeRule", "CloudWatchEvent", "Schedule"}:
                 if target_arn.split(":")[2] != "lambda":
                     target["RoleArn"] = self._service_role(generated, "events.amazonaws.com")
-                for key in ("Input", "InputPath", "InputTransformer"):
+                for key in ("Input", "InputPath", "InputTransformer", "RetryPolicy"):
                     if key in props:
                         target[key] = props[key]
+                if kind != "Schedule" and (props.get("DeadLetterConfig") or {}).get("Arn"):
+                    target["DeadLetterConfig"] = {"Arn": props["DeadLetterConfig"]["Arn"]}
+                elif props.get("DeadLetterConfig"):
+                    raise UnsupportedResourceError(f"{owner}.Events.{event_id}", "DeadLetterConfig without an Arn")
                 rule: dict[str, Any] = {"Name": props.get("RuleName") or props.get("Name") or self._name(generated)}
                 if kind == "Schedule":
                     rule["ScheduleExpression"] = props["Schedule"]
@@ -374,7 +378,10 @@ class Provisioner:
                 if props.get("EventBusName"):
                     rule["EventBusName"] = props["EventBusName"]
                 rule["Targets"] = [target]
-                self._put_rule(generated, rule)
+                made = self._put_rule(generated, rule)
+                # As SAM names it: Fn::GetAtt <Owner><EventId>.Arn (a dead-letter queue's policy names the rule)
+                self.resolver.refs[generated] = made.ref
+                self.resolver.attrs[generated] = made.attrs
             elif kind == "ScheduleV2":
                 schedule = {
                     "Name": props.get("Name") or generated,

@@ -294,10 +294,17 @@ def creation_order(resources: Mapping[str, Any], globals_: Mapping[str, Any] | N
     References in the SAM ``Globals`` section a resource type merges (e.g. ``Globals.Function.Layers``) count as the
     resource's own.
     """
+    # A SAM event source's generated resources (<Owner><EventId>: the rule) are made with their owner.
+    generated = {
+        f"{logical}{event_id}": logical
+        for logical, body in resources.items()
+        for event_id in ((body.get("Properties") or {}).get("Events") or {})
+    }
     deps: dict[str, set[str]] = {}
     for logical, body in resources.items():
         section = (globals_ or {}).get(GLOBALS_SECTION.get(str(body.get("Type")), "")) or {}
-        refs = (references(body.get("Properties", {})) | references(section)) & set(resources)
+        found = references(body.get("Properties", {})) | references(section)
+        refs = {generated.get(r, r) for r in found} & set(resources)
         depends = body.get("DependsOn", [])
         refs |= {depends} if isinstance(depends, str) else set(depends)
         deps[logical] = refs - {logical}
