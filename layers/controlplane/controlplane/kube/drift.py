@@ -211,14 +211,19 @@ def detect(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[DriftFi
     return findings
 
 
-def kept_foreign_fields(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[DriftFinding]:
-    """After a deploy's apply: the fields other managers added to (or changed on) ``objects`` that the apply kept (a
-    server-side apply never removes another manager's field, e.g. ``kubectl set env``'s variable). The deploy
-    reports them with its outcome rather than keep them silently. One list per type and namespace."""
+def kept_foreign_fields(
+    api: ApiClient, objects: Sequence[Mapping[str, Any]], *, kinds: frozenset[str] | None = None
+) -> list[DriftFinding]:
+    """After a deploy's apply: the fields other managers added to (or changed on) ``objects`` (those of ``kinds``,
+    default all) that the apply kept (a server-side apply never removes another manager's field, e.g.
+    ``kubectl set env``'s variable). The deploy reports them with its outcome rather than keep them silently. One
+    list per type and namespace; an HPA of the release still owns its target's replicas (not drift)."""
     cluster = _Cluster(dynamic_client(api))
     hpa = hpa_targets(objects)
     found: list[DriftFinding] = []
     for obj in objects:
+        if kinds is not None and obj.get("kind") not in kinds:
+            continue
         live = cluster.get(ObjectRef.of(obj))
         if live is not None:
             found += [f for _, f in foreign_fields(live, obj, hpa)]

@@ -298,7 +298,7 @@ def kept_changes(
     else:
         from controlplane.kube.drift import kept_foreign_fields  # noqa: PLC0415 - off the deploy's import path
 
-        found = kept_foreign_fields(api, [o for o in without_addons(objects) if o.get("kind") in WORKLOAD_KINDS])
+        found = kept_foreign_fields(api, without_addons(objects), kinds=WORKLOAD_KINDS)
     lines = [f"{f.ref.key} {f.path} (by {f.manager})" for f in found]
     if lines:
         logger.warning("the deploy kept changes made outside the release", extra={"changes": lines[:limit]})
