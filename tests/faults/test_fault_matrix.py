@@ -666,10 +666,8 @@ def test_a_field_added_by_hand_survives_a_deploy_only_reported_in_its_outcome(pi
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     message = result.output["outcome"]["message"]
     kept = message.split("DRIFT KEPT: ", 1)[1].split(": ", 1)[1].split("; ")
-    assert kept == [
-        "Deployment.apps/clinical-trials/edc-service spec.template.spec.containers[name=edc-service].env[name=DEBUG] "
-        "(by kubectl-set)"
-    ], message
+    env = "spec.template.spec.containers[name=edc-service].env[name=DEBUG]"
+    assert kept == [f"Deployment.apps/clinical-trials/edc-service {env} (by kubectl-set)"], message
     api = api_client(pipe.cluster)
     try:
         live = AppsV1Api(api).read_namespaced_deployment("edc-service", "clinical-trials")
