@@ -52,7 +52,7 @@ from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.aws.table import Check, Condition, ConditionFailedError, Fence, Items, Key, environment_key
-from controlplane.errors import AwsThrottledError, LockHeldError, LockLostError
+from controlplane.errors import AwsThrottledError, ConfigurationError, LockHeldError, LockLostError
 from controlplane.models.arn import execution_of, state_machine_of
 from controlplane.models.lease import Lease
 from controlplane.models.lock import (
@@ -62,6 +62,7 @@ from controlplane.models.lock import (
     LockRecord,
     LockRequest,
     LockResult,
+    LockStepInput,
     Push,
     ReleaseLockResult,
     WaitedLock,
@@ -72,6 +73,8 @@ from controlplane.observability import logger, metrics
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
+
+    from controlplane.settings import Settings
 
 _ATTEMPTS = 8
 _PARKED_TTL_S = 10 * 365 * 24 * 3600  # a parked lock does not expire: the degraded mark decides
@@ -619,3 +622,21 @@ def give_back(
         extra={"outcome": outcome, "follow_up": follow_up.execution_name if follow_up else None},
     )
     return ReleaseLockResult(environment=environment, released=released, follow_up=follow_up)  # type: ignore[arg-type]
+
+
+def give_back_to_deploys(event: LockStepInput, settings: Settings) -> ReleaseLockResult:
+    """ReleaseLock of a state machine that is not the deploy's (provisioning, off-hours), on every exit path after
+    its AcquireLock: deploy pushes queued meanwhile start a follow-up on the *deploy* state machine
+    (``deploy_state_machine_arn``), never on the caller's."""
+    if not event.deploy_state_machine_arn:
+        raise ConfigurationError("ReleaseLock needs deploy_state_machine_arn (DefinitionSubstitutions)")
+    return give_back(
+        event.environment,
+        event.execution_arn,
+        outcome=event.outcome,
+        table_name=settings.ledger_table_name,
+        region=settings.region,
+        now=event.now,
+        ttl_s=settings.gates.lock_ttl_s,
+        state_machine_arn=event.deploy_state_machine_arn,
+    )

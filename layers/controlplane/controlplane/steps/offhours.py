@@ -27,7 +27,6 @@ from controlplane.aws.notify import notify_outcome
 from controlplane.aws.offhours import OffhoursLedger
 from controlplane.cluster import connect
 from controlplane.errors import (
-    ConfigurationError,
     InputValidationError,
     KubernetesNotFoundError,
     OperatorNotAuthorizedError,
@@ -225,20 +224,7 @@ def release_lock(event: LockStepInput) -> ReleaseLockResult:
     """ReleaseLock (every exit path after AcquireLock). Deploy pushes queued meanwhile start a follow-up on the
     *deploy* state machine (``deploy_state_machine_arn``), never on this one."""
     correlate(execution_arn=event.execution_arn, environment=event.environment)
-    settings = get_settings()
-    gate = settings.gates
-    if not event.deploy_state_machine_arn:
-        raise ConfigurationError("ReleaseLock needs deploy_state_machine_arn (DefinitionSubstitutions)")
-    return lock.give_back(
-        event.environment,
-        event.execution_arn,
-        outcome=event.outcome,
-        table_name=settings.ledger_table_name,
-        region=settings.region,
-        now=event.now,
-        ttl_s=gate.lock_ttl_s,
-        state_machine_arn=event.deploy_state_machine_arn,
-    )
+    return lock.give_back_to_deploys(event, get_settings())
 
 
 # ------------------------------------------------------------------------------------------------------ scale down

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlplane.aws import lock, provision
-from controlplane.errors import ConfigurationError
 from controlplane.models.base import at
 from controlplane.models.lock import LockPurpose, LockRequest, LockStepInput, ReleaseLockResult, WaitedLock
 from controlplane.models.provision import AdvanceStacksInput, ProvisionRequest, ProvisionState
@@ -76,16 +75,4 @@ def release_lock(event: LockStepInput) -> ReleaseLockResult:
     """ReleaseLock (provisioning, every exit path after AcquireLock): deploy pushes queued meanwhile start a
     follow-up on the *deploy* state machine."""
     correlate(execution_arn=event.execution_arn, environment=event.environment)
-    settings = get_settings()
-    if not event.deploy_state_machine_arn:
-        raise ConfigurationError("ReleaseLock needs deploy_state_machine_arn (DefinitionSubstitutions)")
-    return lock.give_back(
-        event.environment,
-        event.execution_arn,
-        outcome=event.outcome,
-        table_name=settings.ledger_table_name,
-        region=settings.region,
-        now=event.now,
-        ttl_s=settings.gates.lock_ttl_s,
-        state_machine_arn=event.deploy_state_machine_arn,
-    )
+    return lock.give_back_to_deploys(event, get_settings())
