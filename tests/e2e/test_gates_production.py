@@ -14,6 +14,7 @@ from controlplane.aws.approval import Approvals
 from local.aws.template import load_template
 from local.pipeline import TEMPLATE, Pipeline, pipeline
 from tests.eventually import eventually
+from tests.stack_templates import ALARMS_TOPIC
 
 pytestmark = pytest.mark.e2e
 
@@ -162,17 +163,6 @@ def test_a_digest_never_healthy_in_staging_is_refused(production: tuple[Pipeline
 
 # ---- platform stacks -----------------------------------------------------------------------------------------------
 
-BASE = """AWSTemplateFormatVersion: "2010-09-09"
-Parameters:
-  Environment: {Type: String}
-  ProjectName: {Type: String}
-Resources:
-  Topic:
-    Type: AWS::SNS::Topic
-    Properties: {TopicName: !Sub "${ProjectName}-${Environment}-alarms"}
-Outputs:
-  TopicArn: {Value: !Ref Topic}
-"""
 CLUSTER = """AWSTemplateFormatVersion: "2010-09-09"
 Parameters:
   Environment: {Type: String}
@@ -196,7 +186,7 @@ Outputs:
 @pytest.fixture
 def catalog(tmp_path: Path) -> Path:
     (tmp_path / "cloudformation").mkdir()
-    (tmp_path / "cloudformation" / "base.yaml").write_text(BASE)
+    (tmp_path / "cloudformation" / "base.yaml").write_text(ALARMS_TOPIC)
     (tmp_path / "cloudformation" / "eks.yaml").write_text(CLUSTER)
     (tmp_path / "stacks.yaml").write_text(
         "template_dir: cloudformation\nstacks:\n"
@@ -241,7 +231,7 @@ def test_a_stack_create_failure_ends_the_deploy_before_any_cluster_write(stacks:
 def test_a_stack_update_rolled_back_ends_the_deploy_before_any_cluster_write(stacks: Pipeline, catalog: Path) -> None:
     stacks.first_release()
     writes = len(stacks.writes())
-    (catalog.parent / "cloudformation" / "base.yaml").write_text(BASE.replace("-alarms", "-alerts"))
+    (catalog.parent / "cloudformation" / "base.yaml").write_text(ALARMS_TOPIC.replace("-alarms", "-alerts"))
     stacks.cloud.cfn_faults.fail_next(
         "synthetictrialstudio-staging-base", "UPDATE_ROLLBACK_COMPLETE", reason="Topic name in use"
     )

@@ -21,23 +21,13 @@ from controlplane.aws.lock import LockTable
 from controlplane.models.lock import LockRequest
 
 from local.pipeline import Pipeline, pipeline
+from tests.stack_templates import ALARMS_TOPIC
 
 pytestmark = pytest.mark.e2e
 
 STORAGE = "synthetictrialstudio-staging-storage"
 EKS = "synthetictrialstudio-staging-eks"
 
-DATA = """AWSTemplateFormatVersion: "2010-09-09"
-Parameters:
-  Environment: {Type: String}
-  ProjectName: {Type: String}
-Resources:
-  Topic:
-    Type: AWS::SNS::Topic
-    Properties: {TopicName: !Sub "${ProjectName}-${Environment}-alarms"}
-Outputs:
-  TopicArn: {Value: !Ref Topic}
-"""
 CLUSTER = """AWSTemplateFormatVersion: "2010-09-09"
 Parameters:
   Environment: {Type: String}
@@ -54,7 +44,7 @@ Outputs:
 
 def write_catalog(folder: Path, *, storage_holds_data: bool = True) -> Path:
     (folder / "cloudformation").mkdir(exist_ok=True)
-    (folder / "cloudformation" / "storage.yaml").write_text(DATA)
+    (folder / "cloudformation" / "storage.yaml").write_text(ALARMS_TOPIC)
     (folder / "cloudformation" / "eks.yaml").write_text(CLUSTER)
     flag = ", holds_data: true" if storage_holds_data else ""
     (folder / "stacks.yaml").write_text(
@@ -323,7 +313,7 @@ def test_an_update_that_would_delete_a_data_stacks_bucket_is_refused_by_its_stac
 ) -> None:
     catalog = write_catalog(tmp_path)
     storage = tmp_path / "cloudformation" / "storage.yaml"
-    with_bucket = DATA.replace("Outputs:", "  Documents:\n    Type: AWS::S3::Bucket\nOutputs:")
+    with_bucket = ALARMS_TOPIC.replace("Outputs:", "  Documents:\n    Type: AWS::S3::Bucket\nOutputs:")
     storage.write_text(with_bucket)
     with pipeline(cluster, ProvisionStacks="true", StacksFile=str(catalog)) as pipe:
         assert pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"}).status == "SUCCEEDED"
@@ -331,7 +321,7 @@ def test_an_update_that_would_delete_a_data_stacks_bucket_is_refused_by_its_stac
         bucket = cfn.describe_stack_resource(StackName=STORAGE, LogicalResourceId="Documents")
         name = bucket["StackResourceDetail"]["PhysicalResourceId"]
 
-        storage.write_text(DATA)  # the bucket removed from the template (a compromised or mistaken change)
+        storage.write_text(ALARMS_TOPIC)  # the bucket removed from the template (a compromised or mistaken change)
         refused = pipe.cloud.run("ProvisionStateMachine", {"environment": "staging"})
 
         assert (refused.status, refused.error) == ("FAILED", "StackFailedError")
