@@ -32,7 +32,7 @@ from controlplane.kube.apply import (
     prune,
 )
 from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client, dynamic_client, request_json
-from controlplane.kube.health import check_workloads
+from controlplane.kube.health import Judge, check_workloads
 from controlplane.kube.smoke import smoke_test
 from controlplane.models.kube import ObjectRef
 from controlplane.render import load_bundle, render_release
@@ -585,9 +585,9 @@ def test_health_check_fails_fast_on_pull_and_config_errors_after_the_grace(
     apply_objects(api, objects, release_id="rel-1")
     workload = ref(objects[3])
     cluster.advance(30)
-    assert not check_workloads(api, [workload], now=cluster.clock.utcnow(), grace_seconds=60).failed
+    assert not check_workloads(api, [workload], now=cluster.clock.utcnow(), judge=Judge(grace_seconds=60)).failed
     cluster.advance(40)
-    report = check_workloads(api, [workload], now=cluster.clock.utcnow(), grace_seconds=60)
+    report = check_workloads(api, [workload], now=cluster.clock.utcnow(), judge=Judge(grace_seconds=60))
     assert report.failed
     assert {f.reason for f in report.failures} <= reason
     assert len(report.failures) == 2  # both replicas of the new revision

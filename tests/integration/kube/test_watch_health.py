@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
 from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
-from controlplane.kube.watch import Judge, WatchStats, watch_workloads
+from controlplane.kube.health import Judge
+from controlplane.kube.watch import WatchStats, watch_workloads
 from controlplane.models.kube import HealthReport, ObjectRef
 from kubernetes import client as k8s
 

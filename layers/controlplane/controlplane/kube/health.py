@@ -51,8 +51,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from controlplane.errors import InputValidationError
 from controlplane.kube.client import ApiClient, dynamic_client, list_objects
@@ -82,6 +83,20 @@ _REGISTRY_FAILURE = re.compile(
 )
 
 Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """How pods are judged: the arguments :func:`pod_failures` takes besides the pods (``readiness_seconds`` is the
+    default a workload's own readiness-deadline annotation overrides)."""
+
+    grace_seconds: int = 60
+    restart_threshold: int = 3
+    readiness_seconds: int | None = None
+    definitive_grace_seconds: int | None = None
+
+
+DEFAULT_JUDGE: Final = Judge()
 
 
 def deployment_status(obj: Obj) -> RolloutStatus:
@@ -356,10 +371,7 @@ def check_workloads(
     workloads: Iterable[ObjectRef],
     *,
     now: datetime,
-    grace_seconds: int = 60,
-    restart_threshold: int = 3,
-    readiness_seconds: int | None = None,
-    definitive_grace_seconds: int | None = None,
+    judge: Judge = DEFAULT_JUDGE,
 ) -> HealthReport:
     """One look at ``workloads``: each one's rollout status and its new revision's failing pods (never-ready pods
     past the workload's readiness deadline, or ``readiness_seconds``, when either is set).
@@ -373,15 +385,7 @@ def check_workloads(
     for namespace, kinds in watched_kinds(refs).items():
         with translate_errors(f"workloads in namespace {namespace}"):
             snapshot[namespace] = _list_kinds(dyn, namespace, kinds)
-    return assess(
-        refs,
-        snapshot,
-        now=now,
-        grace_seconds=grace_seconds,
-        restart_threshold=restart_threshold,
-        readiness_seconds=readiness_seconds,
-        definitive_grace_seconds=definitive_grace_seconds,
-    )
+    return assess(refs, snapshot, now=now, judge=judge)
 
 
 def assess(
@@ -389,10 +393,7 @@ def assess(
     snapshot: Snapshot,
     *,
     now: datetime,
-    grace_seconds: int = 60,
-    restart_threshold: int = 3,
-    readiness_seconds: int | None = None,
-    definitive_grace_seconds: int | None = None,
+    judge: Judge = DEFAULT_JUDGE,
 ) -> HealthReport:
     """The verdict on ``refs`` from what the API server reported (``snapshot``), judged at ``now``."""
     statuses: list[RolloutStatus] = []
@@ -409,10 +410,10 @@ def assess(
         found = pod_failures(
             new_revision_pods(obj, objects),
             now=now,
-            grace_seconds=grace_seconds,
-            restart_threshold=restart_threshold,
-            readiness_seconds=_readiness_deadline(obj, readiness_seconds),
-            definitive_grace_seconds=definitive_grace_seconds,
+            grace_seconds=judge.grace_seconds,
+            restart_threshold=judge.restart_threshold,
+            readiness_seconds=_readiness_deadline(obj, judge.readiness_seconds),
+            definitive_grace_seconds=judge.definitive_grace_seconds,
         )
         failures.extend(f.model_copy(update={"workload": ref}) for f in found)
     healthy = all(s.done and not s.failed for s in statuses) and not failures
@@ -424,9 +425,7 @@ def next_judgement(
     snapshot: Snapshot,
     *,
     now: datetime,
-    grace_seconds: int = 60,
-    readiness_seconds: int | None = None,
-    definitive_grace_seconds: int | None = None,
+    judge: Judge = DEFAULT_JUDGE,
 ) -> datetime | None:
     """The earliest moment after ``now`` when :func:`assess` could fail a pending pod with no further change reported
     (a grace period or a readiness deadline running out); ``None`` when no pod is waiting on one."""
@@ -436,9 +435,9 @@ def next_judgement(
         obj = objects.get((ref.kind, ref.name))
         if obj is None:
             continue
-        deadline = _readiness_deadline(obj, readiness_seconds)
+        deadline = _readiness_deadline(obj, judge.readiness_seconds)
         for pod in new_revision_pods(obj, objects):
-            moments += _pod_moments(pod, grace_seconds, deadline, definitive_grace_seconds)
+            moments += _pod_moments(pod, judge.grace_seconds, deadline, judge.definitive_grace_seconds)
     later = [m for m in moments if m > now]
     return min(later) if later else None
 

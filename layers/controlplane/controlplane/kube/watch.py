@@ -37,42 +37,11 @@ from controlplane.kube.client import (
     watch_objects,
 )
 from controlplane.kube.errors import translate_errors
-from controlplane.kube.health import Snapshot, assess, next_judgement, validated_refs, watched_kinds
+from controlplane.kube.health import Judge, Snapshot, assess, next_judgement, validated_refs, watched_kinds
 from controlplane.models.kube import HealthReport, ObjectRef
 
 ROUND_SLACK_S = 30.0
 """How much longer than a round's ``timeoutSeconds`` this process waits for the server to end the watches."""
-
-
-@dataclass
-class Judge:
-    """How pods are judged (see :func:`controlplane.kube.health.pod_failures`)."""
-
-    grace_seconds: int = 60
-    restart_threshold: int = 3
-    readiness_seconds: int | None = None
-    definitive_grace_seconds: int | None = None
-
-    def report(self, refs: list[ObjectRef], snapshot: Snapshot, now: datetime) -> HealthReport:
-        return assess(
-            refs,
-            snapshot,
-            now=now,
-            grace_seconds=self.grace_seconds,
-            restart_threshold=self.restart_threshold,
-            readiness_seconds=self.readiness_seconds,
-            definitive_grace_seconds=self.definitive_grace_seconds,
-        )
-
-    def next_moment(self, refs: list[ObjectRef], snapshot: Snapshot, now: datetime) -> datetime | None:
-        return next_judgement(
-            refs,
-            snapshot,
-            now=now,
-            grace_seconds=self.grace_seconds,
-            readiness_seconds=self.readiness_seconds,
-            definitive_grace_seconds=self.definitive_grace_seconds,
-        )
 
 
 @dataclass
@@ -148,7 +117,7 @@ class _Watching:
             objects[key] = obj
 
     def round_end(self) -> datetime:
-        moment = self.judge.next_moment(self.refs, self.snapshot, self.clock.known)
+        moment = next_judgement(self.refs, self.snapshot, now=self.clock.known, judge=self.judge)
         return min(moment, self.until) if moment is not None else self.until
 
 
@@ -213,7 +182,7 @@ def watch_workloads(
         ]
     while True:
         watching.relist()
-        report = judge.report(refs, watching.snapshot, watching.clock.known)
+        report = assess(refs, watching.snapshot, now=watching.clock.known, judge=judge)
         if report.healthy or report.failed or watching.clock.known >= until:
             break
         _round(watching)
@@ -226,10 +195,10 @@ def watch_workloads(
 def _decided(watching: _Watching, round_end: datetime) -> bool:
     """After an event: is the verdict known, or could a judgement change before this round ends?"""
     now = watching.clock.known
-    report = watching.judge.report(watching.refs, watching.snapshot, now)
+    report = assess(watching.refs, watching.snapshot, now=now, judge=watching.judge)
     if report.healthy or report.failed:
         return True
-    moment = watching.judge.next_moment(watching.refs, watching.snapshot, now)
+    moment = next_judgement(watching.refs, watching.snapshot, now=now, judge=watching.judge)
     return moment is not None and moment < round_end - timedelta(seconds=1)
 
 

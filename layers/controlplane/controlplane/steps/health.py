@@ -19,8 +19,8 @@ from controlplane.aws.ledger import Ledger
 from controlplane.cluster import connect
 from controlplane.errors import AddonNotReadyError, DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.client import ApiClient
-from controlplane.kube.health import check_workloads
-from controlplane.kube.watch import Judge, watch_workloads
+from controlplane.kube.health import Judge, check_workloads
+from controlplane.kube.watch import watch_workloads
 from controlplane.models.kube import HealthReport, ObjectRef
 from controlplane.models.release import HealthInput, HealthOutput
 from controlplane.observability import correlate, logger, metrics, tracer
@@ -100,15 +100,7 @@ def _look(
         definitive_grace_seconds=deploy.definitive_grace_seconds,
     )
     if budget <= 0:
-        return check_workloads(
-            api,
-            workloads,
-            now=event.now,
-            grace_seconds=judge.grace_seconds,
-            restart_threshold=judge.restart_threshold,
-            readiness_seconds=judge.readiness_seconds,
-            definitive_grace_seconds=judge.definitive_grace_seconds,
-        )
+        return check_workloads(api, workloads, now=event.now, judge=judge)
     until = event.now + timedelta(seconds=budget)
     return watch_workloads(api, workloads, now=event.now, until=until, judge=judge)
 

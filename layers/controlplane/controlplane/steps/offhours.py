@@ -33,7 +33,7 @@ from controlplane.errors import (
 )
 from controlplane.kube import offhours as kube_offhours
 from controlplane.kube.client import ApiClient
-from controlplane.kube.health import check_workloads
+from controlplane.kube.health import Judge, check_workloads
 from controlplane.kube.offhours import SLEEP_REASON
 from controlplane.models.kube import ObjectRef, RolloutStatus
 from controlplane.models.lock import LockPurpose, LockRequest, LockStepInput, ReleaseLockResult, WaitedLock
@@ -548,13 +548,10 @@ def judge_wave(api: ApiClient, state: WakeState, snapshot: Snapshot, *, now: dat
     outcomes = list(state.outcomes)
     pending: list[str] = []
     if refs:
-        report = check_workloads(
-            api,
-            refs,
-            now=now,
-            grace_seconds=settings.deploy.failure_grace_seconds,
-            restart_threshold=settings.deploy.restart_threshold,
+        judge = Judge(
+            grace_seconds=settings.deploy.failure_grace_seconds, restart_threshold=settings.deploy.restart_threshold
         )
+        report = check_workloads(api, refs, now=now, judge=judge)
         failures: dict[str, list[str]] = {}
         for f in report.failures:
             if f.workload is not None:
