@@ -56,16 +56,11 @@ def eks_nodegroups(environment: str) -> dict[str, Any]:
     return out
 
 
-def add_tainted_groups(cloud: Any, cluster_name: str, cluster: Any, environment: str) -> dict[str, Any]:
-    """Register the eks stack's tainted node groups of ``environment`` that have nodes (beside the emulator's own
-    general nodes), their nodes already booted as after provisioning; the groups added."""
-    groups = {
-        name: spec
-        for name, spec in eks_nodegroups(environment).items()
-        if name != LOGICAL_IDS["GeneralNodeGroup"][0] and spec.desired > 0
-    }
+def boot_groups(nodes: Any, groups: dict[str, Any]) -> None:
+    """Give the emulator's node pool (``cluster.nodes``) each of ``groups`` (name -> NodegroupSpec) at its desired
+    size, its nodes already booted, with the group's instance type, labels, taints and capacity type."""
     for name, spec in groups.items():
-        cluster.nodes.set_group(
+        nodes.set_group(
             name,
             spec.desired,
             spec.instance_type,
@@ -74,6 +69,17 @@ def add_tainted_groups(cloud: Any, cluster_name: str, cluster: Any, environment:
             taints=spec.taints,
             capacity_type=spec.capacity_type,
         )
+
+
+def add_tainted_groups(cloud: Any, cluster_name: str, cluster: Any, environment: str) -> dict[str, Any]:
+    """Register the eks stack's tainted node groups of ``environment`` that have nodes (beside the emulator's own
+    general nodes), their nodes already booted as after provisioning; the groups added."""
+    groups = {
+        name: spec
+        for name, spec in eks_nodegroups(environment).items()
+        if name != LOGICAL_IDS["GeneralNodeGroup"][0] and spec.desired > 0
+    }
+    boot_groups(cluster.nodes, groups)
     if groups:
         cloud.register_cluster(cluster_name, cluster, nodegroups=groups)
     return groups

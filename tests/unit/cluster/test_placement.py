@@ -15,7 +15,7 @@ from controlplane.render import load_bundle, render
 from local.aws.template import load_template
 from local.cluster.objects import DEPLOYMENTS, EVENTS, NODES, get_condition
 from local.cluster.store import Obj
-from local.nodegroups import EKS_TEMPLATE, LOGICAL_IDS, eks_nodegroups
+from local.nodegroups import EKS_TEMPLATE, LOGICAL_IDS, boot_groups, eks_nodegroups
 from local.pipeline import MANIFESTS
 
 from .conftest import Sim
@@ -49,16 +49,7 @@ def _deployments(bundle: Any, environment: str) -> list[Obj]:
 def _cluster_of(environment: str) -> Sim:
     """The emulator with exactly the eks stack's node groups for ``environment``, at their desired sizes, booted."""
     sim = Sim(nodes=0)
-    for name, spec in eks_nodegroups(environment).items():
-        sim.nodes.set_group(
-            name,
-            spec.desired,
-            spec.instance_type,
-            boot_seconds=0,
-            labels=spec.labels,
-            taints=spec.taints,
-            capacity_type=spec.capacity_type,
-        )
+    boot_groups(sim.nodes, eks_nodegroups(environment))
     return sim
 
 
