@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects
+from controlplane.kube.apply import apply_objects
 from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
 from controlplane.kube.health import Judge
 from controlplane.kube.watch import WatchStats, watch_workloads
@@ -21,27 +21,12 @@ from controlplane.models.kube import HealthReport, ObjectRef
 from kubernetes import client as k8s
 
 from local.cluster import Behaviour, Cluster, api_client
+from tests.integration.kube.test_kube_adapter import NS, OWNED, deployment
 
 pytestmark = pytest.mark.integration
 
-NS = "trial-apps"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/clinical-trials/edc-service@sha256:"
-OWNED = {OWNERSHIP_LABEL: OWNERSHIP_VALUE}
 JUDGE = Judge(grace_seconds=30, restart_threshold=1, readiness_seconds=60, definitive_grace_seconds=5)
-
-
-def deployment(name: str, image: str, replicas: int = 2) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "labels": {**labels, **OWNED}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": image}]}},
-        },
-    }
 
 
 @pytest.fixture
