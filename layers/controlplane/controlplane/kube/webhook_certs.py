@@ -17,11 +17,6 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
 from controlplane.errors import ManifestValidationError
 from controlplane.kube.apply import CERTIFICATE_ANNOTATION, FIELD_MANAGER, WEBHOOK_KINDS
 from controlplane.kube.client import ApiClient, KubeClient, dynamic_client, request_json
@@ -125,6 +120,11 @@ def _read(dyn: KubeClient, path: str) -> dict[str, Any] | None:
 def _usable_ca(secret: Mapping[str, Any] | None, dns_names: Sequence[str], now: dt.datetime) -> bytes | None:
     """The Secret's CA (PEM) when its certificate and key are all there, the serving certificate covers
     ``dns_names`` and neither expires within :data:`RENEW_BEFORE`; else ``None`` (make a new one)."""
+    # cryptography (~20 ms to import) loads only where a webhook certificate is read or made: off every
+    # handler's import path (ApplyRelease and the preflight import this module).
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     data = (secret or {}).get("data") or {}
     try:
         ca_pem = base64.b64decode(data["ca.crt"])
@@ -145,6 +145,11 @@ def _usable_ca(secret: Mapping[str, Any] | None, dns_names: Sequence[str], now: 
 
 def _new_secret(namespace: str, name: str, dns_names: Sequence[str], now: dt.datetime) -> tuple[bytes, dict[str, Any]]:
     """A new CA and serving certificate (genCA + genSignedCert) as the Secret to apply; returns the CA's PEM too."""
+    from cryptography import x509  # noqa: PLC0415 - see _usable_ca
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     start, end = now - dt.timedelta(minutes=5), now + VALIDITY
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_SIZE)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}-ca")])
