@@ -19,7 +19,8 @@ def connect(settings: Settings) -> ApiClient:
 
 def connect_to(cluster_name: str, *, region: str, session: boto3.Session | None = None) -> ApiClient:
     """An API client for ``cluster_name``, authenticated as ``session``'s identity (the function's role by default):
-    the same EKS token path for the functions and an operator's CLI."""
+    the same EKS token path for the functions and an operator's CLI. The client signs a new token when this one
+    ages out (an EKS token lasts 15 minutes) or is refused."""
     info = eks.describe_cluster(cluster_name, region=region, session=session)
     token = eks.get_token(cluster_name, region=region, session=session)
     try:
@@ -28,7 +29,7 @@ def connect_to(cluster_name: str, *, region: str, session: boto3.Session | None 
         raise ConfigurationError(
             f"eks:DescribeCluster({cluster_name}) gave unusable access: {validation_message(exc)}"
         ) from None
-    return build_api_client(access)
+    return build_api_client(access, token_source=lambda: eks.get_token(cluster_name, region=region, session=session))
 
 
 def kubernetes_version(settings: Settings) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import controlplane
 import pytest
 from controlplane.kube.client import (
+    TOKEN_REFRESH_S,
     WATCH_READ_SLACK_S,
     ClusterAccess,
     Resource,
@@ -23,7 +24,7 @@ from controlplane.kube.client import (
     watch_objects,
 )
 from controlplane.kube.errors import ApiError
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 pytestmark = pytest.mark.unit
 
@@ -227,3 +228,70 @@ def test_an_expired_resource_version_is_watch_expired_as_an_error_event_or_a_410
     with pytest.raises(ApiError) as other:
         list(watch_objects(dynamic_client(api), PODS, "ns", resource_version="1", timeout_s=5))
     assert other.value.status == 500
+
+
+class Tokens:
+    """A token source: ``token-1``, ``token-2``... one per call."""
+
+    def __init__(self) -> None:
+        self.signed = 0
+
+    def __call__(self) -> SecretStr:
+        self.signed += 1
+        return SecretStr(f"token-{self.signed}")
+
+
+def test_a_401_signs_a_new_token_once_and_sends_the_request_again() -> None:
+    tokens = Tokens()
+    api = build_api_client(access(), token_source=tokens)
+    pool = Answers((401, None), (200, None))
+    api.pool = pool  # type: ignore[assignment]
+
+    assert api.call_api("/api/v1/namespaces/x/configmaps", "PATCH", body={}).status == 200
+
+    assert [c["headers"]["Authorization"] for c in pool.calls] == [f"Bearer {TOKEN}", "Bearer token-1"]
+    assert api.token_refreshes == 1
+
+
+def test_a_second_401_is_raised_without_the_token() -> None:
+    api = build_api_client(access(), token_source=Tokens())
+    api.pool = Answers((401, None), (401, None), (200, None))  # type: ignore[assignment]
+    with pytest.raises(ApiError) as info:
+        api.call_api("/api/v1/namespaces/x/configmaps", "GET")
+    assert info.value.status == 401
+    assert "token-1" not in str(info.value)
+    assert "token-1" not in repr(api)
+
+
+def test_without_a_token_source_a_401_is_raised_at_once() -> None:
+    api = build_api_client(access())
+    pool = Answers((401, None), (200, None))
+    api.pool = pool  # type: ignore[assignment]
+    with pytest.raises(ApiError):
+        api.call_api("/api/v1/namespaces/x/configmaps", "GET")
+    assert len(pool.calls) == 1
+
+
+def test_a_token_older_than_the_refresh_age_is_renewed_before_the_request() -> None:
+    """EKS accepts a token for 15 minutes after signing: a client older than TOKEN_REFRESH_S signs anew first."""
+    tokens = Tokens()
+    clock = [1000.0]
+    api = build_api_client(access(), token_source=tokens)
+    api.monotonic = lambda: clock[0]  # type: ignore[method-assign]
+    api._signed_at = 1000.0
+    pool = Recorder()
+    api.pool = pool  # type: ignore[assignment]
+
+    api.call_api("/version", "GET")
+    clock[0] += TOKEN_REFRESH_S - 1
+    api.call_api("/version", "GET")
+    clock[0] += 1
+    api.call_api("/version", "GET")
+    api.call_api("/version", "GET")
+
+    assert [c["headers"]["Authorization"] for c in pool.calls] == [
+        f"Bearer {TOKEN}",
+        f"Bearer {TOKEN}",
+        "Bearer token-1",
+        "Bearer token-1",
+    ]

@@ -101,20 +101,42 @@ RETRY_AFTER_BUDGET_S = 10.0
 raised (``KubernetesTransientError``, the wait in its message) for the state machine's Retry, whose backoff reaches a
 minute: no request is re-sent sooner than the server asked, and no invocation sleeps near its timeout."""
 
+TOKEN_REFRESH_S = 600.0
+"""Age (wall seconds) at which a client with a token source signs a new token before its next request. An EKS
+token is accepted for 15 minutes after it was signed (aws-iam-authenticator checks ``X-Amz-Date``); ten minutes
+leaves room for a long request and a clock that drifts."""
+
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 """Answers whose ``Retry-After`` means the request was not processed (API Priority and Fairness rejects with 429;
 an API server not ready yet answers 503): safe to send again, whatever the verb."""
 
 
+TokenSource = Callable[[], SecretStr]
+"""Signs a fresh bearer token (``controlplane.aws.eks.get_token`` for the client's identity)."""
+
+
 class ApiClient:
-    """HTTPS requests to one API server with a bearer token (see the module docstring)."""
+    """HTTPS requests to one API server with a bearer token (see the module docstring).
+
+    With a ``token_source`` the token is renewed before it ages out (older than :data:`TOKEN_REFRESH_S`, on the
+    wall clock: an EKS token expires 15 minutes after it was signed, which a long invocation or a 1,000-service
+    apply outlasts) and once when the server answers 401 Unauthorized (the request is then sent once more with the
+    new token). Without one, a 401 is raised as it came. The token never leaves this object (not in reprs, errors
+    or logs).
+    """
 
     retry_after_budget_s: float = RETRY_AFTER_BUDGET_S
     sleep: Callable[[float], None] = staticmethod(time.sleep)
+    monotonic: Callable[[], float] = staticmethod(time.monotonic)
 
-    def __init__(self, access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT, token_source: TokenSource | None = None
+    ) -> None:
         self.configuration = ApiConfiguration(host=access.endpoint, ssl_ca_cert=str(_ca_file(access.ca_pem)))
+        self._token_source = token_source
         self._authorization = f"Bearer {access.token.get_secret_value()}"
+        self._signed_at = self.monotonic()
+        self.token_refreshes = 0
         self.default_timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self.pool = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=self.configuration.ssl_ca_cert, retries=False, maxsize=4
@@ -142,30 +164,44 @@ class ApiClient:
         query = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query_params or ()]
         if query:
             url += "?" + urlencode(query)
-        headers = {"Accept": "application/json", **(header_params or {}), "Authorization": self._authorization}
+        headers = {"Accept": "application/json", **(header_params or {})}
         data = None
         if body is not None:
             data = body if isinstance(body, bytes | str) else json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
-        waited = False
+        if self._token_source is not None and self.monotonic() - self._signed_at >= TOKEN_REFRESH_S:
+            self._renew_token()
+        waited = renewed = False
         while True:
             response = self.pool.request(
                 method.upper(),
                 url,
                 body=data,
-                headers=headers,
+                headers={**headers, "Authorization": self._authorization},
                 timeout=_timeout(_request_timeout) or self.default_timeout,
                 preload_content=_preload_content,
                 redirect=False,
             )
+            if response.status == 401 and self._token_source is not None and not renewed:
+                _release(response)
+                self._renew_token()  # the token aged out (or the clock drifted): sign a new one, send once more
+                renewed = True
+                continue
             wait = None if waited else self._retry_after(response)
             if wait is None:
                 break
+            _release(response)
             self.sleep(wait)  # honour the server's Retry-After, then send the request once more
             waited = True
         if not 200 <= response.status < 300:
             raise ApiError(response.status, response.reason or "", body=response.data, headers=dict(response.headers))
         return response
+
+    def _renew_token(self) -> None:
+        assert self._token_source is not None  # the callers checked
+        self._authorization = f"Bearer {self._token_source().get_secret_value()}"
+        self._signed_at = self.monotonic()
+        self.token_refreshes += 1
 
     def _retry_after(self, response: Any) -> float | None:
         """Seconds to wait before sending the request again, when the answer asks for it within the budget."""
@@ -184,6 +220,14 @@ class ApiClient:
         self.pool.clear()
 
 
+def _release(response: Any) -> None:
+    """Let a streamed answer we will not read go back to the pool (a no-op for a preloaded one)."""
+    with contextlib.suppress(Exception):
+        response.drain_conn()
+    with contextlib.suppress(Exception):
+        response.release_conn()
+
+
 def _timeout(value: float | tuple[float, float] | None) -> urllib3.Timeout | None:
     if value is None:
         return None
@@ -191,12 +235,15 @@ def _timeout(value: float | tuple[float, float] | None) -> urllib3.Timeout | Non
     return urllib3.Timeout(connect=connect, read=read)
 
 
-def build_api_client(access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT) -> ApiClient:
+def build_api_client(
+    access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT, token_source: TokenSource | None = None
+) -> ApiClient:
     """An :class:`ApiClient` for ``access``: verified TLS against the cluster's CA, bearer token, no retries.
 
-    ``timeout`` bounds connecting and each read of every request (seconds).
+    ``timeout`` bounds connecting and each read of every request (seconds); ``token_source`` signs a new token
+    when the one in ``access`` ages out or is refused (see :class:`ApiClient`).
     """
-    return ApiClient(access, timeout=timeout)
+    return ApiClient(access, timeout=timeout, token_source=token_source)
 
 
 @dataclass(frozen=True)

@@ -366,6 +366,16 @@ def watched_kinds(refs: Sequence[ObjectRef]) -> dict[str, set[tuple[str, str]]]:
     return kinds
 
 
+EVENTS: Final = ("v1", "Event")
+"""The pods' Events (core/v1): the cluster autoscaler's TriggeredScaleUp / NotTriggerScaleUp on a pending pod."""
+
+
+def health_reads(refs: Sequence[ObjectRef]) -> dict[str, set[tuple[str, str]]]:
+    """namespace -> every (apiVersion, kind) the health and bake steps may list and watch there: :func:`watched_kinds`
+    and, for pods no node can run yet, their Events."""
+    return {namespace: kinds | {EVENTS} for namespace, kinds in watched_kinds(refs).items()}
+
+
 def check_workloads(
     api: ApiClient,
     workloads: Iterable[ObjectRef],

@@ -5,7 +5,11 @@ What a release needs, per object: ``create`` and ``patch`` (server-side apply cr
 the rest; kube-apiserver authorizes an apply that creates with ``create`` too, on the object's name), ``list`` of
 its type in its namespace (apply and prune find what the control plane owns by listing), and ``delete`` when the
 apply prunes (not for the kinds prune spares: namespaces, volume claims, CRDs); and ``get``, ``create``, ``patch`` of
-the Secret holding an add-on's webhook certificate (``controlplane.kube.webhook_certs``). A namespaced permission is
+the Secret holding an add-on's webhook certificate (``controlplane.kube.webhook_certs``); and ``list`` and ``watch``
+of what the health and bake steps read in each namespace with a workload (:data:`HEALTH_READS`: the workloads'
+kinds, their ReplicaSets and Pods, and the Events the verdict reads for pods waiting on the cluster autoscaler), so a
+missing watch is named before anything is written, not when CheckHealth opens its first watch. A namespaced
+permission is
 asked for the whole namespace first and, only if that is denied, for the object's name (RBAC may grant by
 ``resourceNames``, as the shipped RBAC does in kube-system); a cluster-scoped one is asked for the name. One review
 per distinct question.
@@ -24,12 +28,14 @@ from controlplane.errors import PreflightForbiddenError
 from controlplane.kube.apply import PROTECTED_KINDS
 from controlplane.kube.client import ApiClient, KubeClient, Resource, dynamic_client, request_json
 from controlplane.kube.errors import translate_errors
+from controlplane.kube.health import STATUS_VIEWERS, health_reads
 from controlplane.kube.webhook_certs import certificate_secrets
 from controlplane.models.kube import ObjectRef
 from controlplane.observability import logger
 
 SSAR_PATH: Final = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 APPLY_VERBS: Final = ("create", "patch")
+HEALTH_VERBS: Final = ("list", "watch")
 
 
 @dataclass(frozen=True, order=True)
@@ -70,12 +76,12 @@ def _crd_resources(objects: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str]
     return found
 
 
-def _resource(dyn: KubeClient, ref: ObjectRef, crds: Mapping[tuple[str, str], Resource]) -> Resource:
-    defined = crds.get((ref.group, ref.kind))
+def _resource(dyn: KubeClient, api_version: str, kind: str, crds: Mapping[tuple[str, str], Resource]) -> Resource:
+    defined = crds.get((api_version.rpartition("/")[0], kind))
     if defined is not None:
         return defined
-    with translate_errors(f"{ref.kind} ({ref.api_version})"):
-        return dyn.resources.get(api_version=ref.api_version, kind=ref.kind)
+    with translate_errors(f"{kind} ({api_version})"):
+        return dyn.resources.get(api_version=api_version, kind=kind)
 
 
 def _allowed(dyn: KubeClient, permission: Permission) -> bool:
@@ -110,7 +116,7 @@ def questions(dyn: KubeClient, objects: Sequence[Mapping[str, Any]], *, prune: b
     needed: dict[Permission, None] = {}
     for obj in objects:
         ref = ObjectRef.of(obj)
-        resource = _resource(dyn, ref, crds)
+        resource = _resource(dyn, ref.api_version, ref.kind, crds)
         namespace = (ref.namespace or "") if resource.namespaced else ""
         needed[Permission("list", resource.group, resource.name, namespace)] = None
         for verb in verbs:
@@ -120,6 +126,12 @@ def questions(dyn: KubeClient, objects: Sequence[Mapping[str, Any]], *, prune: b
     for namespace, secret in certificate_secrets(objects):  # an add-on's webhook certificate, kept by us
         for verb in ("get", *APPLY_VERBS):
             needed[Permission(verb, "", "secrets", namespace, secret)] = None
+    workloads = [ObjectRef.of(o) for o in objects if o.get("kind") in STATUS_VIEWERS]
+    for namespace, kinds in health_reads(workloads).items():  # what CheckHealth and Bake list and watch
+        for api_version, kind in sorted(kinds):
+            resource = _resource(dyn, api_version, kind, crds)
+            for verb in HEALTH_VERBS:
+                needed[Permission(verb, resource.group, resource.name, namespace)] = None
     return sorted(needed)
 
 
