@@ -132,6 +132,35 @@ def test_an_approval_nobody_gives_times_out_and_is_recorded(production: tuple[Pi
     assert changes(pipe) == []
 
 
+@pytest.mark.parametrize("approval_timeout_s", [6])
+def test_an_approval_timeout_after_the_lock_was_taken_writes_nothing_and_ends_lock_lost(
+    production: tuple[Pipeline, dict[str, Any]],
+) -> None:
+    """RecordApprovalTimeout is fenced by the lease like every other write of the holder: an execution whose lease
+    moved on while it waited for a decision leaves the approval PENDING and ends LockLost."""
+    pipe, request = production
+    arn = request_through_the_operator_api(pipe, request)
+    release_id = pending_approval(pipe, arn)
+    pipe.cloud.client("dynamodb").update_item(
+        TableName=str(pipe.cloud.ref("LedgerTable")),
+        Key={"pk": {"S": "ENV#production"}, "sk": {"S": "LOCK"}},
+        UpdateExpression="ADD #lease :one",
+        ExpressionAttributeNames={"#lease": "lease"},
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )  # the lease moved on while the execution waited (ApprovalTimeoutSeconds=6, real seconds: moto's callbacks)
+
+    result = pipe.cloud.wait_execution(arn)
+
+    status = Approvals(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").outcome(release_id)
+    entered = result.states_entered()
+    assert (result.status, result.error) == ("FAILED", "LockLostError"), result.cause
+    assert "RecordApprovalTimeout" in entered
+    assert "RecordRefused" not in entered
+    assert status is not None
+    assert status.status.value == "PENDING"
+    assert changes(pipe) == []
+
+
 def test_production_reads_staging_health_from_staging_ledger_by_its_name_without_a_parameter(
     production: tuple[Pipeline, dict[str, Any]],
 ) -> None:

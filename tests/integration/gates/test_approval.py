@@ -268,13 +268,30 @@ def test_a_second_decision_is_refused_and_the_first_stands(production: dict[str,
 def test_a_timeout_is_recorded_and_a_late_decision_is_refused(production: dict[str, Any]) -> None:
     ask()
 
-    outcome = record_approval_timeout(ApprovalTimeoutRequest(release_id=REL, now=NOW))
+    outcome = record_approval_timeout(
+        ApprovalTimeoutRequest(release_id=REL, now=NOW, lease=hold_lock("production", EXECUTION))
+    )
 
     assert outcome.status is ApprovalStatus.TIMED_OUT
     status, answer = call(APPROVER, {"action": "approve", "release_id": REL})
     assert status == 409
     assert "TIMED_OUT" in answer["message"]
     assert production["sent"] == []
+
+
+def test_a_timeout_whose_lock_was_taken_during_the_wait_writes_nothing(production: dict[str, Any]) -> None:
+    """RecordApprovalTimeout writes TIMED_OUT behind the lease: a holder that lost it ends LockLostError and the
+    approval stays as it was."""
+    lease = hold_lock("production", EXECUTION)
+    ask()
+    LockTable(TABLE, region=REGION).table.update(
+        lock_key("production"), Condition("SET #lease = :next", {"#lease": "lease"}, {":next": lease.token + 1})
+    )  # taken over: the token moved on
+
+    with pytest.raises(LockLostError, match="no longer holds"):
+        record_approval_timeout(ApprovalTimeoutRequest(release_id=REL, now=NOW, lease=lease))
+
+    assert approvals.Approvals(TABLE, region=REGION).outcome(REL).status is ApprovalStatus.PENDING  # type: ignore[union-attr]
 
 
 def test_asking_again_after_a_decision_is_refused(production: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
-from controlplane.aws.table import Condition, ConditionFailedError, Items, approval_key
+from controlplane.aws.table import Condition, ConditionFailedError, Items, Update, approval_key
 from controlplane.errors import ApprovalStateError
 from controlplane.models.approval import ApprovalOutcome, ApprovalStatus, Decision
 
@@ -115,26 +115,21 @@ class Approvals(Items):
 
     def settle(
         self, release_id: str, status: ApprovalStatus, *, approver: str | None, comment: str, now: datetime
-    ) -> str:
-        """Move PENDING -> ``status`` (the timeout's path; decisions go through :mod:`controlplane.aws.decision`)."""
+    ) -> None:
+        """Move PENDING -> ``status`` (the timeout's path; decisions go through :mod:`controlplane.aws.decision`),
+        behind the adapter's fence when it has one (``LockLostError``: nothing written)."""
         update = Condition(
             "SET #status = :status, #approver = :approver, #comment = :comment, #at = :at",
             {"#status": "status", "#approver": "approver", "#comment": "comment", "#at": "decided_at"},
             {":status": status.value, ":approver": approver or "", ":comment": comment[:1000], ":at": now.isoformat()},
         )
+        pending = Condition("#status = :pending", {"#status": "status"}, {":pending": ApprovalStatus.PENDING.value})
         try:
-            written = self.table.update(
-                approval_key(release_id),
-                update,
-                condition=Condition("#status = :pending", values={":pending": ApprovalStatus.PENDING.value}),
-                return_new=True,
-            )
+            self.write(Update(approval_key(release_id), update, pending))
         except ConditionFailedError:
             current = self.get(release_id)
             state = current["status"] if current else "unknown"
             raise ApprovalStateError(f"release {release_id} is not awaiting approval (status: {state})") from None
-        assert written is not None  # return_new
-        return str(written.get("task_token_ciphertext", ""))
 
 
 def publish_request(

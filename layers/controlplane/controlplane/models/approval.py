@@ -67,3 +67,4 @@ class VerifyApprovalInput(StrictModel):
 class ApprovalTimeoutRequest(StrictModel):
     release_id: str
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
+    lease: Lease = Field(description="$.lock.lease: TIMED_OUT is written behind it (lost: nothing is written)")

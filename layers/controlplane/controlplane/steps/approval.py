@@ -109,9 +109,12 @@ def request_approval(event: ApprovalRequest, *, diff: DiffProvider) -> ApprovalN
 
 
 def record_approval_timeout(event: ApprovalTimeoutRequest) -> ApprovalOutcome:
-    """ApprovalTimedOut: mark the approval TIMED_OUT (a decision that won the race is kept and returned)."""
+    """ApprovalTimedOut: mark the approval TIMED_OUT (a decision that won the race is kept and returned).
+
+    The write is fenced by the execution's lease: a holder whose lock was taken while it waited writes nothing and
+    ends ``LockLostError`` (the approval stays as it was)."""
     settings = get_settings()
-    table = approvals.Approvals(settings.ledger_table_name, region=settings.region)
+    table = approvals.Approvals(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     current = table.outcome(event.release_id)
     if current is None:
         return ApprovalOutcome(release_id=event.release_id, status=ApprovalStatus.TIMED_OUT)
