@@ -68,6 +68,8 @@ def boot_groups(nodes: Any, groups: dict[str, Any]) -> None:
             labels=spec.labels,
             taints=spec.taints,
             capacity_type=spec.capacity_type,
+            min_size=min(spec.min_size, spec.desired),
+            max_size=max(spec.max_size, spec.desired),
         )
 
 

@@ -436,7 +436,14 @@ class CfnFaults:
         emulator = self._bound.get(cluster_name) or cloud.cluster
         if emulator is not None:
             emulator.nodes.set_group(
-                group, desired, instance_type, labels=labels, taints=taints, capacity_type=capacity_type
+                group,
+                desired,
+                instance_type,
+                labels=labels,
+                taints=taints,
+                capacity_type=capacity_type,
+                min_size=min(desired, int(scaling.get("MinSize", 1))),
+                max_size=max(desired, int(scaling.get("MaxSize", max(desired, 1)))),
             )
 
     def _create_access_entries(self, resources: dict[str, Any], resolver: Resolver) -> None:

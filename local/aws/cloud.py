@@ -76,6 +76,8 @@ class NodePoolLike(Protocol):
         labels: Mapping[str, str] | None = None,
         taints: Sequence[Mapping[str, str]] | None = None,
         capacity_type: str | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
     ) -> Any: ...
 
 
@@ -673,6 +675,8 @@ class LocalCloud:
                 labels=spec.labels,
                 taints=spec.taints,
                 capacity_type=spec.capacity_type,
+                min_size=min(spec.min_size, spec.desired),
+                max_size=max(spec.max_size, spec.desired),
             )
 
     def _grant_cluster_access(self, name: str, cluster: ClusterLike, *, rbac: bool = True) -> None:
@@ -712,13 +716,16 @@ class LocalCloud:
             if emulator is not None:
                 group = backend.clusters[cluster_name].nodegroups[nodegroup_name]
                 instance_type = (group.instance_types or ["m6i.large"])[0]
+                scaling = group.scaling_config
                 emulator.nodes.set_group(
                     nodegroup_name,
-                    int(group.scaling_config["desiredSize"]),
+                    int(scaling["desiredSize"]),
                     instance_type,
                     labels=group.labels,
                     taints=group.taints,
                     capacity_type=group.capacity_type,
+                    min_size=min(int(scaling.get("minSize", 0)), int(scaling["desiredSize"])),
+                    max_size=max(int(scaling.get("maxSize", 0)), int(scaling["desiredSize"])),
                 )
             return result
 

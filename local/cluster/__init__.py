@@ -93,8 +93,10 @@ Known deviations (simplifications of the real API server):
 - A new cluster has one node group, ``general`` (3 booted t3.medium nodes labelled ``workload-class: general`` like
   the eks stack's GeneralNodeGroup); the add-ons of ``manifests/addons`` are served by the built-in kinds and CRDs
   above (no admission webhook, APIService or conversion webhook is needed by them, and none is served). The
-  vendored add-ons' pods run like any image (``ImageBehaviours``: ready by default); their controllers are not
-  simulated (no Secret is written for an ExternalSecret, no node group is resized by the autoscaler). The eks
+  vendored add-ons' pods run like any image (``ImageBehaviours``: ready by default); of their controllers only the
+  Cluster Autoscaler is simulated (``controllers/autoscaler.py``, scale-up only, while its pod runs and discovers
+  this cluster: node groups carry ``min_size``/``max_size``, ``NodePool.set_group``), the others are not (no Secret
+  is written for an ExternalSecret, no load balancer for an Ingress). The eks
   stack's EKS managed add-ons (``AWS::EKS::Addon``: vpc-cni, kube-proxy, CoreDNS, EBS CSI, Pod Identity agent,
   metrics-server, CloudWatch observability) are recorded by local CloudFormation, not run here: no kube-system pods
   for them, NetworkPolicies are stored but not enforced, no resource metrics (the HPA controller works without).
@@ -197,7 +199,7 @@ class Cluster:
         if default_nodes:
             self.nodes.add_default_group()
         self.controllers = ControllerManager(
-            self.store, self.clock, self.images, self.nodes, root_ca=self.ca_pem.decode()
+            self.store, self.clock, self.images, self.nodes, root_ca=self.ca_pem.decode(), cluster_name=name
         )
         self.api = ApiServer(
             store=self.store,

@@ -4,7 +4,9 @@ Node capacity and allocatable follow the EKS AMI for the instance type (vCPU, me
 kube-reserved); labels are those EKS puts on managed node group nodes plus the group's own ``labels``, taints the
 group's ``taints`` (EKS's ``NO_SCHEDULE``/``NO_EXECUTE``/``PREFER_NO_SCHEDULE`` as Kubernetes effects), and
 ``eks.amazonaws.com/capacityType`` its capacity type. New nodes report ``Ready=False`` (KubeletNotReady) and carry
-the ``node.kubernetes.io/not-ready:NoSchedule`` taint until their boot time has passed on the simulated clock.
+the ``node.kubernetes.io/not-ready:NoSchedule`` taint until their boot time has passed on the simulated clock. A
+group's ``min_size``/``max_size`` (its scaling config) bound what the Cluster Autoscaler may resize it to;
+:meth:`NodePool.template` is the node a scale-up would add.
 
 Known deviations: label keys EKS reserves are not refused; ``eks.amazonaws.com/nodegroup-image`` and the launch
 template labels are not set; a group's label or taint update applies to its nodes at once (EKS rolls it out); scale
@@ -185,6 +187,10 @@ class NodeGroupState:
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: tuple[Obj, ...] = ()
     capacity_type: str = "ON_DEMAND"
+    min_size: int = 0
+    max_size: int = 0
+    booting: tuple[str, ...] = ()
+    """The group's nodes not Ready yet (launched, still booting)."""
 
 
 @dataclass
@@ -203,6 +209,8 @@ class _Group:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
     capacity_type: str = "ON_DEMAND"
+    min_size: int = 0
+    max_size: int = 0
 
 
 class NodePool:
@@ -262,15 +270,23 @@ class NodePool:
         labels: Mapping[str, Any] | None = None,
         taints: Sequence[Mapping[str, Any]] | None = None,
         capacity_type: str | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
     ) -> None:
         """Create, resize or (``desired=0``) empty a node group; new nodes boot for ``boot_seconds``.
 
         ``labels``, ``taints`` (EKS's shape, effect ``NO_SCHEDULE``...) and ``capacity_type`` are the node group's
         configuration as EKS applies it to every node of the group, existing ones included; ``None`` keeps what the
-        group has (nothing, ``ON_DEMAND`` for a new group). Everything is validated before anything changes.
+        group has (nothing, ``ON_DEMAND`` for a new group). ``min_size``/``max_size`` are its scaling bounds (what
+        the cluster autoscaler may resize it within); ``None`` keeps the group's, widened to take ``desired`` (a new
+        group's are ``desired``). Everything is validated before anything changes.
         """
         if desired < 0:
             raise ValueError("desired size must be >= 0")
+        if min_size is not None and max_size is not None and not 0 <= min_size <= desired <= max_size:
+            raise InvalidNodegroupConfigError(
+                f"scalingConfig: minSize {min_size} <= desiredSize {desired} <= maxSize {max_size} does not hold"
+            )
         node_resources(instance_type)  # validates the type before changing anything
         new_labels = None if labels is None else eks_labels(labels)
         new_taints = None if taints is None else eks_taints(taints)
@@ -281,8 +297,12 @@ class NodePool:
         boot = self._boot_seconds if boot_seconds is None else boot_seconds
         now = self._clock.now()
         with self._lock:
-            group = self._groups.setdefault(name, _Group(desired, instance_type, zone))
+            group = self._groups.setdefault(
+                name, _Group(desired, instance_type, zone, min_size=desired, max_size=desired)
+            )
             group.desired, group.instance_type, group.zone = desired, instance_type, zone
+            group.min_size = min(desired, group.min_size) if min_size is None else min_size
+            group.max_size = max(desired, group.max_size) if max_size is None else max_size
             old_labels = dict(group.labels)
             reconfigured = self._configure(group, new_labels, new_taints, capacity_type)
             while len(group.nodes) > desired:
@@ -359,9 +379,21 @@ class NodePool:
                     labels=dict(g.labels),
                     taints=tuple(copy.deepcopy(g.taints)),
                     capacity_type=g.capacity_type,
+                    min_size=g.min_size,
+                    max_size=g.max_size,
+                    booting=tuple(n.name for n in g.nodes if n.ready_at > now),
                 )
                 for name, g in self._groups.items()
             }
+
+    def template(self, name: str) -> Obj:
+        """A Ready node of group ``name`` as it would boot (labels, taints, capacity; not stored): what the cluster
+        autoscaler simulates a scale-up with (for a managed node group it reads them from DescribeNodegroup)."""
+        with self._lock:
+            group = self._groups[name]
+            return self._node_object(
+                name, group, f"template-node-for-{name}", zone=self._zones()[0], now=self._clock.now(), ready=True
+            )
 
     def tick(self, now: float) -> bool:
         """Mark booted nodes Ready; ``True`` when a node changed."""
@@ -400,9 +432,16 @@ class NodePool:
         ip = f"10.0.{subnet * 32 + (n // 250) % 32}.{n % 250 + 4}"
         domain = "ec2.internal" if self._region == "us-east-1" else f"{self._region}.compute.internal"
         name = f"ip-{ip.replace('.', '-')}.{domain}"
+        ready = boot <= 0
+        node = self._node_object(group_name, group, name, zone=zone, now=now, ready=ready, ip=ip)
+        self._store.put(NODES, node)
+        return _Node(name=name, ready_at=now + boot, marked_ready=ready)
+
+    def _node_object(
+        self, group_name: str, group: _Group, name: str, *, zone: str, now: float, ready: bool, ip: str = "10.0.0.4"
+    ) -> Obj:
         capacity, allocatable = node_resources(group.instance_type)
         arch = instance_arch(group.instance_type)
-        ready = boot <= 0
         taints = [*_stamped(group.taints, [], now), *([] if ready else [dict(NOT_READY_TAINT)])]
         node: Obj = {
             "apiVersion": "v1",
@@ -459,8 +498,7 @@ class NodePool:
                 },
             },
         }
-        self._store.put(NODES, node)
-        return _Node(name=name, ready_at=now + boot, marked_ready=ready)
+        return node
 
 
 def _stamped(taints: list[Obj], current: list[Obj], now: float) -> list[Obj]:

@@ -269,7 +269,12 @@ class FieldRequirement:
         return (actual == self.value) if self.op == "=" else (actual != self.value)
 
 
+FIELD_PATHS = {"source": "source.component"}
+"""Field labels that name another path than their own: core/v1 Events select ``source`` by ``source.component``."""
+
+
 def field_value(obj: Mapping[str, Any], path: str) -> str:
+    path = FIELD_PATHS.get(path, path)
     cur: Any = obj
     for part in path.split("."):
         if not isinstance(cur, Mapping):

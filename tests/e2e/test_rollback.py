@@ -58,24 +58,6 @@ def test_a_fail_fast_pod_state_rolls_back_to_the_previous_release(pipe: Pipeline
     assert pipe.ledger.last_known_good("staging") == good
 
 
-def test_pods_unschedulable_past_the_grace_period_roll_back(pipe: Pipeline) -> None:
-    pipe.first_release()
-    before = pipe.owned()
-    core = CoreV1Api(api_client(pipe.cluster))
-    for node in core.list_node().items:  # cordon every node: running pods stay, new ones cannot be placed
-        core.patch_node(node.metadata.name, {"spec": {"unschedulable": True}})
-
-    result = pipe.push_and_deploy("edc-service", "main-2")
-
-    assert result.status == "FAILED"
-    assert result.error == "PlatformNotReadyError"  # no node can run it: the platform's fault, not the image's
-    assert "Unschedulable" in cause_of(result)
-    assert "succeeded" in cause_of(result)
-    assert pipe.owned() == before
-    digest = pipe.digests["edc-service"]
-    assert pipe.ledger.quarantined([digest]) == {}
-
-
 def test_a_quarantined_digest_is_refused_unless_forced(pipe: Pipeline) -> None:
     pipe.first_release()
     failed = pipe.push_and_deploy("edc-service", "main-2", Behaviour.crash_loop())

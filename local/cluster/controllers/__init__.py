@@ -4,10 +4,10 @@
 and, on :meth:`ControllerManager.reconcile`, runs them in passes until a pass writes nothing: the garbage collector
 (``garbage.py``), taint eviction (``eviction.py``), the HorizontalPodAutoscaler (``hpa.py``), Deployment
 (``deployment.py``), ReplicaSet (``replicaset.py``), StatefulSet (``statefulset.py``), DaemonSet (``daemonset.py``) and
-Job (``job.py``) controllers, the scheduler (``scheduler.py``, with the placement rules in ``placement.py``) and the pod
-status the kubelets report (``podstatus.py``), the disruption controller (``disruption.py``) and the root CA
-publisher (``rootca.py``). ``base.py`` holds what they share (the writes, events, pod creation,
-controller revisions).
+Job (``job.py``) controllers, the scheduler (``scheduler.py``, with the placement rules in ``placement.py``), the
+Cluster Autoscaler while its add-on runs (``autoscaler.py``), the pod status the kubelets report
+(``podstatus.py``), the disruption controller (``disruption.py``) and the root CA publisher (``rootca.py``).
+``base.py`` holds what they share (the writes, events, pod creation, controller revisions).
 
 Known deviations:
 - Deleted pods vanish at once (no graceful termination, no ``Terminating`` phase); a pod the API marks with a
@@ -48,8 +48,16 @@ Known deviations:
 - The root CA publisher writes ``kube-root-ca.crt`` (``ca.crt`` = the emulator's own CA) in every namespace, the
   seeded ones included, when the cluster is built.
 - Events are recorded for a few transitions only (ScalingReplicaSet, SuccessfulCreate/Delete, Scheduled,
-  FailedScheduling, TaintManagerEviction, and the kubelet's Failed/BackOff warnings), never aggregated (``count`` stays
-  1), and expire after an hour of simulated time.
+  FailedScheduling, TaintManagerEviction, the kubelet's Failed/BackOff warnings and the Cluster Autoscaler's
+  TriggeredScaleUp/NotTriggerScaleUp), never aggregated (``count`` stays 1), and expire after an hour of simulated
+  time.
+- The Cluster Autoscaler (``autoscaler.py``) scales up only: no scale-down of idle nodes, one node group per loop,
+  no ``--balance-similar-node-groups``; its estimator does not count the DaemonSet pods a new node would run; the
+  IAM permissions of its pod (Pod Identity, ``autoscaling:SetDesiredCapacity``) are not checked and the node group's
+  new size reaches the node pool only (moto's ``DescribeNodegroup`` keeps its desiredSize, as EKS's does until it
+  reconciles with the Auto Scaling group); a new node exists as a ``NotReady`` Node at once (a real instance
+  registers some seconds after launch) and is Ready after 60 s; ``NotTriggerScaleUp`` is recorded when its message
+  changes rather than every 10 s loop, with its reasons sorted (CA's order is a Go map's).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from local.cluster.clock import SimClock
+from local.cluster.controllers.autoscaler import ClusterAutoscaler
 from local.cluster.controllers.base import Context
 from local.cluster.controllers.cache import Informer
 from local.cluster.controllers.daemonset import DaemonSetController
@@ -44,13 +45,21 @@ class ControllerManager:
     """Every controller the emulator runs, reconciled together. Thread-safe; reconciles are serialised.
 
     With ``root_ca`` (the cluster CA's PEM) it also publishes the ``kube-root-ca.crt`` ConfigMap in every namespace.
+    The cluster autoscaler acts only while its add-on runs and discovers ``cluster_name``'s node groups.
     It reconciles on every tick of the simulated clock and after node group changes; the API layer calls
     :meth:`reconcile` after each successful write. Never call it while holding ``store.lock``: reconcile takes its own
     lock, then the store's.
     """
 
     def __init__(
-        self, store: Store, clock: SimClock, images: ImageBehaviours, nodes: NodePool, *, root_ca: str | None = None
+        self,
+        store: Store,
+        clock: SimClock,
+        images: ImageBehaviours,
+        nodes: NodePool,
+        *,
+        root_ca: str | None = None,
+        cluster_name: str = "sts-staging",
     ) -> None:
         self._clock = clock
         self._nodes = nodes
@@ -73,6 +82,7 @@ class ControllerManager:
         ]
         self._root_ca = RootCaPublisher(self._ctx, root_ca) if root_ca is not None else None
         self._scheduler = Scheduler(self._ctx)
+        self._autoscaler = ClusterAutoscaler(self._ctx, nodes, cluster_name)
         self._pod_status = PodStatusSync(self._ctx)
         store.subscribe(cache.on_event)
         cache.prime(store)
@@ -110,6 +120,7 @@ class ControllerManager:
                 if uid_of(obj):  # the API layer assigns uids; an object without one is not ours to own
                     sync(obj, now)
         self._scheduler.run(now)
+        self._autoscaler.run(now)
         self._pod_status.run(now)
         if self._root_ca is not None:
             self._root_ca.run(now)

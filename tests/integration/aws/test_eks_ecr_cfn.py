@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 class StubNodes:
     groups: dict[str, tuple[int, str]] = field(default_factory=dict)
     configs: dict[str, tuple[Any, Any, Any]] = field(default_factory=dict)
+    bounds: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
 
     def set_group(
         self,
@@ -35,8 +36,11 @@ class StubNodes:
         labels: Any = None,
         taints: Any = None,
         capacity_type: Any = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
     ) -> None:
         self.groups[name] = (desired, instance_type)
+        self.bounds[name] = (min_size, max_size)
         self.configs[name] = (labels, taints, capacity_type)
 
 

@@ -253,6 +253,99 @@ def test_unschedulable_pod_fails_after_grace_from_its_condition_time() -> None:
     assert "Insufficient cpu" in failure.message
 
 
+def autoscaler_event(pod: dict[str, Any], reason: str, message: str, at: str, version: str = "900") -> dict[str, Any]:
+    """A Normal Event of the cluster autoscaler on ``pod``, as the API serves it."""
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.1", "namespace": meta["namespace"], "resourceVersion": version},
+        "involvedObject": {"kind": "Pod", "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+        "reason": reason,
+        "message": message,
+        "type": "Normal",
+        "source": {"component": "cluster-autoscaler"},
+        "firstTimestamp": at,
+        "lastTimestamp": at,
+    }
+
+
+TRIGGERED = "pod triggered scale-up: [{eks-general-5f2b 3->4 (max: 6)}]"
+NOT_TRIGGERED = "pod didn't trigger scale-up: 1 max node group size reached, 3 node(s) didn't match Pod's node affinity"
+
+
+def test_an_unschedulable_pod_the_autoscaler_adds_a_node_for_waits_up_to_the_readiness_deadline() -> None:
+    pod = pods_by_name()["r2jfl"]  # unschedulable since 10:15:02
+    scheduled_at = datetime(2026, 1, 26, 10, 15, 2, tzinfo=UTC)
+    said = health.autoscaler_verdicts([autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:10Z")])
+
+    judge = {"grace_seconds": 30, "readiness_seconds": 120, "autoscaler": said}
+    assert pod_failures([pod], now=scheduled_at + timedelta(seconds=120), **judge) == []  # type: ignore[arg-type]
+    [failure] = pod_failures([pod], now=scheduled_at + timedelta(seconds=121), **judge)  # type: ignore[arg-type]
+    assert failure.reason == "Unschedulable"
+    assert failure.blame == "platform"
+    assert TRIGGERED in failure.message
+    assert "Insufficient cpu" in failure.message
+
+
+def test_an_unschedulable_pod_no_node_group_can_run_fails_after_the_definitive_grace_of_the_autoscalers_word() -> None:
+    pod = pods_by_name()["r2jfl"]
+    said_at = datetime(2026, 1, 26, 10, 15, 12, tzinfo=UTC)
+    events = [
+        autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:05Z", version="800"),
+        autoscaler_event(pod, "NotTriggerScaleUp", NOT_TRIGGERED, "2026-01-26T10:15:12Z", version="801"),
+    ]
+    said = health.autoscaler_verdicts(events)
+    judge = {"grace_seconds": 30, "definitive_grace_seconds": 5, "readiness_seconds": 120, "autoscaler": said}
+
+    assert pod_failures([pod], now=said_at + timedelta(seconds=5), **judge) == []  # type: ignore[arg-type]
+    [failure] = pod_failures([pod], now=said_at + timedelta(seconds=6), **judge)  # type: ignore[arg-type]
+    assert failure.blame == "platform"  # never the image's: nothing is quarantined
+    assert failure.since == said_at
+    assert "no node group can run it even after a scale-up" in failure.message
+    assert "max node group size reached" in failure.message
+
+
+def test_autoscaler_verdicts_keep_the_latest_word_per_pod_and_ignore_other_events() -> None:
+    pod = pods_by_name()["r2jfl"]
+    older = autoscaler_event(pod, "NotTriggerScaleUp", NOT_TRIGGERED, "2026-01-26T10:15:05Z", version="10")
+    newer = autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:15Z", version="11")
+    scheduler = {**newer, "reason": "FailedScheduling", "lastTimestamp": "2026-01-26T10:16:00Z"}
+    said = health.autoscaler_verdicts([newer, older, scheduler, pod])
+    assert said == {pod["metadata"]["uid"]: newer}
+
+
+def test_next_judgement_of_an_unschedulable_pod_follows_the_autoscalers_word() -> None:
+    """The watch wakes up when the verdict could change: the definitive grace after a NotTriggerScaleUp, the
+    readiness deadline while a node is being added, else the grace period."""
+    deployment = load("deployment_progressing")
+    pods = {k: v for k, v in pods_by_name().items() if k == "r2jfl"}  # only the unschedulable one
+    objects: dict[tuple[str, str], dict[str, Any]] = {
+        ("ReplicaSet", r["metadata"]["name"]): r for r in load("replicasets_api_gateway")["items"]
+    }
+    objects.update({("Pod", p["metadata"]["name"]): p for p in pods.values()})
+    objects[("Deployment", deployment["metadata"]["name"])] = deployment
+    namespace = deployment["metadata"]["namespace"]
+    refs = [ObjectRef.of(deployment)]
+    judge = health.Judge(grace_seconds=30, readiness_seconds=120, definitive_grace_seconds=5)
+    scheduled_at = datetime(2026, 1, 26, 10, 15, 2, tzinfo=UTC)
+    tick = timedelta(microseconds=1)
+
+    def moment(*events: dict[str, Any]) -> datetime | None:
+        snapshot = {namespace: {**objects, **{("Event", str(i)): e for i, e in enumerate(events)}}}
+        return health.next_judgement(refs, snapshot, now=scheduled_at, judge=judge)
+
+    pod = pods["r2jfl"]
+    assert moment() == scheduled_at + timedelta(seconds=30) + tick
+    assert moment(autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:10Z")) == (
+        scheduled_at + timedelta(seconds=120) + tick
+    )
+    said_at = "2026-01-26T10:15:12Z"
+    assert moment(autoscaler_event(pod, "NotTriggerScaleUp", NOT_TRIGGERED, said_at)) == (
+        datetime(2026, 1, 26, 10, 15, 17, tzinfo=UTC) + tick
+    )
+
+
 def test_failures_say_whether_the_image_or_the_platform_is_to_blame() -> None:
     pods = pods_by_name()
     later = CREATED + timedelta(minutes=3)

@@ -171,9 +171,9 @@ class ApiClient:
             headers.setdefault("Content-Type", "application/json")
         if self._token_source is not None and self.monotonic() - self._signed_at >= TOKEN_REFRESH_S:
             self._renew_token()
-        waited = renewed = False
-        while True:
-            response = self.pool.request(
+
+        def send() -> Any:
+            return self.pool.request(
                 method.upper(),
                 url,
                 body=data,
@@ -182,6 +182,18 @@ class ApiClient:
                 preload_content=_preload_content,
                 redirect=False,
             )
+
+        response = self._send_with_retries(send)
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, response.reason or "", body=response.data, headers=dict(response.headers))
+        return response
+
+    def _send_with_retries(self, send: Callable[[], Any]) -> Any:
+        """``send()`` once, again after a Retry-After within the budget, and again once with a new token after a 401
+        (when there is a token source)."""
+        waited = renewed = False
+        while True:
+            response = send()
             if response.status == 401 and self._token_source is not None and not renewed:
                 _release(response)
                 self._renew_token()  # the token aged out (or the clock drifted): sign a new one, send once more
@@ -189,13 +201,10 @@ class ApiClient:
                 continue
             wait = None if waited else self._retry_after(response)
             if wait is None:
-                break
+                return response
             _release(response)
             self.sleep(wait)  # honour the server's Retry-After, then send the request once more
             waited = True
-        if not 200 <= response.status < 300:
-            raise ApiError(response.status, response.reason or "", body=response.data, headers=dict(response.headers))
-        return response
 
     def _renew_token(self) -> None:
         assert self._token_source is not None  # the callers checked
@@ -363,12 +372,15 @@ class KubeClient:
         content_type: str | None = None,
         query_params: Iterable[tuple[str, str]] = (),
         label_selector: str | None = None,
+        field_selector: str | None = None,
         header_params: Mapping[str, str] | None = None,
     ) -> Any:
         """One request; the raw urllib3 response (``.status``, ``.data``). Errors are the client's ``ApiException``."""
         query = list(query_params)
         if label_selector is not None:
             query.append(("labelSelector", label_selector))
+        if field_selector is not None:
+            query.append(("fieldSelector", field_selector))
         headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
         headers.update(header_params or {})
         return self.client.call_api(
@@ -398,10 +410,17 @@ def request_json(
 
 
 def list_objects(
-    dyn: KubeClient, resource: Resource, namespace: str | None, *, label_selector: str | None = None
+    dyn: KubeClient,
+    resource: Resource,
+    namespace: str | None,
+    *,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
 ) -> list[dict[str, Any]]:
     """The items of one list request, each with its apiVersion and kind (list items omit them on the wire)."""
-    _, body = request_json(dyn, "GET", resource.path(namespace=namespace), label_selector=label_selector)
+    _, body = request_json(
+        dyn, "GET", resource.path(namespace=namespace), label_selector=label_selector, field_selector=field_selector
+    )
     items = body.get("items") or []
     for item in items:
         item.setdefault("apiVersion", resource.group_version)
@@ -435,10 +454,17 @@ def served_at(headers: Mapping[str, str] | None) -> datetime | None:
 
 
 def list_with_time(
-    dyn: KubeClient, resource: Resource, namespace: str | None, *, label_selector: str | None = None
+    dyn: KubeClient,
+    resource: Resource,
+    namespace: str | None,
+    *,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
 ) -> Listing:
     """One list request: its items, its resourceVersion (where a watch starts) and the server's time."""
-    response = dyn.request("GET", resource.path(namespace=namespace), label_selector=label_selector)
+    response = dyn.request(
+        "GET", resource.path(namespace=namespace), label_selector=label_selector, field_selector=field_selector
+    )
     body = json.loads(response.data or b"{}")
     items = body.get("items") or []
     for item in items:
@@ -512,6 +538,7 @@ def watch_objects(
     resource_version: str,
     timeout_s: int,
     label_selector: str | None = None,
+    field_selector: str | None = None,
 ) -> WatchStream:
     """A watch of ``resource`` in ``namespace`` from ``resource_version`` that the server ends after ``timeout_s``
     seconds (bookmarks asked for, so a quiet watch still learns how far it got)."""
@@ -523,6 +550,8 @@ def watch_objects(
     ]
     if label_selector is not None:
         query.append(("labelSelector", label_selector))
+    if field_selector is not None:
+        query.append(("fieldSelector", field_selector))
     try:
         response = dyn.client.call_api(
             resource.path(namespace=namespace),

@@ -20,7 +20,12 @@ Waiting for a progress deadline (10 minutes by default) is slow for states that 
   the grace period (``grace_seconds``: a throttling registry may recover);
 - waiting with ``CrashLoopBackOff`` after at least ``restart_threshold`` restarts (no grace: the restarts are the
   evidence; 1 is the kubelet's first back-off);
-- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``) for longer than the grace period;
+- unschedulable (condition ``PodScheduled`` False, reason ``Unschedulable``), judged by what the cluster
+  autoscaler said about the pod (its latest Event, :func:`autoscaler_verdicts`): ``TriggeredScaleUp`` (a node is
+  being added for it) keeps it waiting, up to the readiness deadline; ``NotTriggerScaleUp`` (no node group can run
+  it even after a scale-up: ``max node group size reached``, ``node(s) didn't match Pod's node affinity/selector``,
+  ``Insufficient cpu`` on every group's template) fails it after the short definitive grace; without either (no
+  autoscaler, or not yet looked) it fails after the grace period;
 - running but not ready for longer than the readiness deadline (``NeverReady``: a readiness probe that never passes
   fails within the deadline, not the 10-minute progress deadline): the Deployment's
   ``synthetictrialstudio.io/readiness-deadline-seconds`` annotation, else the caller's default.
@@ -97,6 +102,11 @@ class Judge:
 
 
 DEFAULT_JUDGE: Final = Judge()
+
+AUTOSCALER: Final = "cluster-autoscaler"
+"""The Events' ``source.component`` of the Cluster Autoscaler (its event recorder's)."""
+SCALE_UP_TRIGGERED: Final = "TriggeredScaleUp"
+SCALE_UP_NOT_TRIGGERED: Final = "NotTriggerScaleUp"
 
 
 def deployment_status(obj: Obj) -> RolloutStatus:
@@ -228,14 +238,16 @@ def pod_failures(
     restart_threshold: int = 3,
     readiness_seconds: int | None = None,
     definitive_grace_seconds: int | None = None,
+    autoscaler: Mapping[str, Obj] | None = None,
 ) -> list[PodFailure]:
     """Pods (of the new revision) in states that waiting will not heal; with ``readiness_seconds``, also pods whose
     running containers stayed unready longer than that.
 
     How long a state must last first: a crash loop none (the restart threshold is its evidence); a registry's own
     failure (429/5xx) and an unschedulable pod ``grace_seconds``; every other image or config error (not found, an
-    invalid name, a missing Secret) ``definitive_grace_seconds`` (``grace_seconds`` when unset).
-    ``now`` should be timezone-aware; a naive value is taken as UTC.
+    invalid name, a missing Secret) ``definitive_grace_seconds`` (``grace_seconds`` when unset). An unschedulable pod
+    with an entry in ``autoscaler`` (pod uid -> the cluster autoscaler's latest Event on it) is judged by it (see the
+    module docstring). ``now`` should be timezone-aware; a naive value is taken as UTC.
     """
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     grace = timedelta(seconds=grace_seconds)
@@ -245,9 +257,12 @@ def pod_failures(
         meta, _, status = _parts(pod)
         if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
             continue
-        scheduled = _condition(status, "PodScheduled")
-        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
-            failures += _unschedulable(meta, scheduled, now=now, grace=grace)
+        scheduled = _unschedulable_condition(status)
+        if scheduled is not None:
+            event = (autoscaler or {}).get(str(meta.get("uid")))
+            failures += _unschedulable(
+                meta, scheduled, event, now=now, bound=_unschedulable_bound(grace, definitive, readiness_seconds, event)
+            )
             continue
         since = _containers_unready_since(meta, status)
         if since is None:
@@ -290,21 +305,94 @@ def _never_ready(meta: Obj, status: Obj, *, since: datetime, deadline: int) -> l
     ]
 
 
-def _unschedulable(meta: Obj, scheduled: Obj, *, now: datetime, grace: timedelta) -> list[PodFailure]:
-    """The pod no node can run, once that has lasted over the grace period."""
-    since = _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
-    if not since or now - since <= grace:
+def _unschedulable_condition(status: Obj) -> Obj | None:
+    """The pod's ``PodScheduled`` condition when it says no node can run the pod."""
+    scheduled = _condition(status, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
+        return scheduled
+    return None
+
+
+def _unschedulable_bound(
+    grace: timedelta, definitive: timedelta, readiness_seconds: int | None, event: Obj | None
+) -> timedelta:
+    """How long an unschedulable pod may wait: the readiness deadline while the autoscaler adds a node for it, the
+    definitive grace once it said no node group can run it, else the grace period."""
+    if event is None:
+        return grace
+    if event.get("reason") == SCALE_UP_NOT_TRIGGERED:
+        return definitive
+    return max(grace, timedelta(seconds=readiness_seconds)) if readiness_seconds is not None else grace
+
+
+def _unschedulable_since(meta: Obj, scheduled: Obj, event: Obj | None) -> datetime | None:
+    """Since when the pod has been unschedulable; since the autoscaler's verdict when it said no."""
+    if event is not None and event.get("reason") == SCALE_UP_NOT_TRIGGERED:
+        return event_time(event)
+    return _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
+
+
+def _unschedulable(
+    meta: Obj, scheduled: Obj, event: Obj | None, *, now: datetime, bound: timedelta
+) -> list[PodFailure]:
+    """The pod no node can run, once that has lasted over ``bound``, with what the scheduler and the cluster
+    autoscaler said about it."""
+    since = _unschedulable_since(meta, scheduled, event)
+    if not since or now - since <= bound:
         return []
+    message = str(scheduled.get("message") or "no node can run the pod")
+    if event is not None and event.get("reason") == SCALE_UP_NOT_TRIGGERED:
+        message = f"no node group can run it even after a scale-up ({event.get('message')}); {message}"
+    elif event is not None:
+        message = f"still no node for it {int(bound.total_seconds())} s after {event.get('message')}; {message}"
     return [
         PodFailure(
             namespace=str(meta.get("namespace", "")),
             pod=str(meta.get("name", "")),
             reason=UNSCHEDULABLE,
-            message=str(scheduled.get("message") or "no node can run the pod"),
+            message=message,
             since=since,
             blame="platform",
         )
     ]
+
+
+def autoscaler_verdicts(objects: Iterable[Obj]) -> dict[str, Obj]:
+    """pod uid -> the cluster autoscaler's latest ``TriggeredScaleUp``/``NotTriggerScaleUp`` Event on it, among
+    ``objects`` (other objects and events are ignored)."""
+    latest: dict[str, Obj] = {}
+    for obj in objects:
+        involved = obj.get("involvedObject") or {}
+        if (
+            obj.get("kind") != "Event"
+            or obj.get("reason") not in (SCALE_UP_TRIGGERED, SCALE_UP_NOT_TRIGGERED)
+            or involved.get("kind") != "Pod"
+            or not involved.get("uid")
+        ):
+            continue
+        uid = str(involved["uid"])
+        if uid not in latest or _event_order(obj) > _event_order(latest[uid]):
+            latest[uid] = obj
+    return latest
+
+
+def event_time(event: Obj) -> datetime | None:
+    """When an Event last happened (``lastTimestamp``, else ``eventTime``, else its creation)."""
+    meta = event.get("metadata") or {}
+    return _time(event.get("lastTimestamp")) or _time(event.get("eventTime")) or _time(meta.get("creationTimestamp"))
+
+
+def _event_order(event: Obj) -> tuple[datetime, int]:
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
+    return event_time(event) or datetime.min.replace(tzinfo=UTC), int(version) if version.isdigit() else 0
+
+
+def unschedulable_pods(objects: Iterable[Obj]) -> bool:
+    """Whether any pod among ``objects`` is unschedulable (then its Events are worth reading)."""
+    for obj in objects:
+        if obj.get("kind") == "Pod" and _unschedulable_condition(obj.get("status") or {}) is not None:
+            return True
+    return False
 
 
 def _failing_containers(meta: Obj, status: Obj, *, since: datetime, restart_threshold: int) -> list[PodFailure]:
@@ -368,6 +456,8 @@ def watched_kinds(refs: Sequence[ObjectRef]) -> dict[str, set[tuple[str, str]]]:
 
 EVENTS: Final = ("v1", "Event")
 """The pods' Events (core/v1): the cluster autoscaler's TriggeredScaleUp / NotTriggerScaleUp on a pending pod."""
+AUTOSCALER_EVENTS: Final = f"source={AUTOSCALER}"
+"""The field selector of the cluster autoscaler's Events (core/v1 events select ``source`` = source.component)."""
 
 
 def health_reads(refs: Sequence[ObjectRef]) -> dict[str, set[tuple[str, str]]]:
@@ -387,7 +477,8 @@ def check_workloads(
     past the workload's readiness deadline, or ``readiness_seconds``, when either is set).
 
     Requests: per namespace, one list per workload kind, one list of ReplicaSets (when there are Deployments)
-    and one list of Pods; never one request per workload.
+    and one list of Pods, and one of the cluster autoscaler's Events when a pod there is unschedulable; never one
+    request per workload.
     """
     refs = validated_refs(workloads)
     dyn = dynamic_client(api)
@@ -395,6 +486,8 @@ def check_workloads(
     for namespace, kinds in watched_kinds(refs).items():
         with translate_errors(f"workloads in namespace {namespace}"):
             snapshot[namespace] = _list_kinds(dyn, namespace, kinds)
+            if unschedulable_pods(snapshot[namespace].values()):  # what the cluster autoscaler said about them
+                snapshot[namespace].update(_list_kinds(dyn, namespace, {EVENTS}, field_selector=AUTOSCALER_EVENTS))
     return assess(refs, snapshot, now=now, judge=judge)
 
 
@@ -408,6 +501,7 @@ def assess(
     """The verdict on ``refs`` from what the API server reported (``snapshot``), judged at ``now``."""
     statuses: list[RolloutStatus] = []
     failures: list[PodFailure] = []
+    verdicts: dict[str, dict[str, Obj]] = {}  # namespace -> the autoscaler's word on its pods
     for ref in refs:
         objects = snapshot.get(str(ref.namespace), {})
         obj = objects.get((ref.kind, ref.name))
@@ -424,6 +518,7 @@ def assess(
             restart_threshold=judge.restart_threshold,
             readiness_seconds=_readiness_deadline(obj, judge.readiness_seconds),
             definitive_grace_seconds=judge.definitive_grace_seconds,
+            autoscaler=verdicts.setdefault(str(ref.namespace), autoscaler_verdicts(objects.values())),
         )
         failures.extend(f.model_copy(update={"workload": ref}) for f in found)
     healthy = all(s.done and not s.failed for s in statuses) and not failures
@@ -440,29 +535,34 @@ def next_judgement(
     """The earliest moment after ``now`` when :func:`assess` could fail a pending pod with no further change reported
     (a grace period or a readiness deadline running out); ``None`` when no pod is waiting on one."""
     moments: list[datetime] = []
+    verdicts: dict[str, dict[str, Obj]] = {}
     for ref in refs:
         objects = snapshot.get(str(ref.namespace), {})
         obj = objects.get((ref.kind, ref.name))
         if obj is None:
             continue
         deadline = _readiness_deadline(obj, judge.readiness_seconds)
+        said = verdicts.setdefault(str(ref.namespace), autoscaler_verdicts(objects.values()))
         for pod in new_revision_pods(obj, objects):
-            moments += _pod_moments(pod, judge.grace_seconds, deadline, judge.definitive_grace_seconds)
+            event = said.get(str((pod.get("metadata") or {}).get("uid")))
+            moments += _pod_moments(pod, judge, deadline, event)
     later = [m for m in moments if m > now]
     return min(later) if later else None
 
 
-def _pod_moments(
-    pod: Obj, grace_seconds: int, readiness_seconds: int | None, definitive_grace_seconds: int | None
-) -> list[datetime]:
+def _pod_moments(pod: Obj, judge: Judge, readiness_seconds: int | None, event: Obj | None) -> list[datetime]:
     """When this pod's grace period and readiness deadline run out (the moments :func:`pod_failures` compares)."""
+    grace_seconds, definitive_grace_seconds = judge.grace_seconds, judge.definitive_grace_seconds
     meta, _, status = _parts(pod)
     if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
         return []
     scheduled = _condition(status, "PodScheduled")
     if scheduled and scheduled.get("status") == "False":
-        since = _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
-        return [since + timedelta(seconds=grace_seconds, microseconds=1)] if since else []
+        grace = timedelta(seconds=grace_seconds)
+        definitive = grace if definitive_grace_seconds is None else timedelta(seconds=definitive_grace_seconds)
+        since = _unschedulable_since(meta, scheduled, event)
+        bound = _unschedulable_bound(grace, definitive, readiness_seconds, event)
+        return [since + bound + timedelta(microseconds=1)] if since else []
     ready = _condition(status, "Ready")
     since = _containers_unready_since(meta, status)
     if (ready and ready.get("status") == "True") or since is None:
@@ -545,12 +645,14 @@ def _controlled_pods(workload: Obj, pods: Sequence[Obj]) -> list[Obj]:
     return [p for p in matching if _owned_by(p, workload) or not (p.get("metadata") or {}).get("ownerReferences")]
 
 
-def _list_kinds(dyn: Any, namespace: str, kinds: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+def _list_kinds(
+    dyn: Any, namespace: str, kinds: set[tuple[str, str]], *, field_selector: str | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
     """(kind, name) → object for every object of ``kinds`` in ``namespace``; one list request per kind."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for api_version, kind in sorted(kinds):
         resource = dyn.resources.get(api_version=api_version, kind=kind)
-        for item in list_objects(dyn, resource, namespace):
+        for item in list_objects(dyn, resource, namespace, field_selector=field_selector):
             found[(kind, item["metadata"]["name"])] = item
     return found
 

@@ -12,6 +12,10 @@ so nothing waits on a clock of its own. The time used to judge is therefore a lo
 failure is never declared early.
 
 A watch whose resourceVersion the server no longer keeps (410 ``Expired``) lists its kind again and carries on.
+
+Events are read only where they matter: once a namespace has a pod no node can run, the cluster autoscaler's Events
+there (``fieldSelector=source=cluster-autoscaler``) are listed and watched too, so a ``NotTriggerScaleUp`` fails the
+pod within seconds and a ``TriggeredScaleUp`` lets it wait for its node (:mod:`controlplane.kube.health`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,17 @@ from controlplane.kube.client import (
     watch_objects,
 )
 from controlplane.kube.errors import translate_errors
-from controlplane.kube.health import Judge, Snapshot, assess, next_judgement, validated_refs, watched_kinds
+from controlplane.kube.health import (
+    AUTOSCALER_EVENTS,
+    EVENTS,
+    Judge,
+    Snapshot,
+    assess,
+    next_judgement,
+    unschedulable_pods,
+    validated_refs,
+    watched_kinds,
+)
 from controlplane.models.kube import HealthReport, ObjectRef
 
 ROUND_SLACK_S = 30.0
@@ -52,6 +66,7 @@ class _Kind:
     resource: Resource
     version: str = ""
     stale: bool = True
+    field_selector: str | None = None
 
 
 @dataclass
@@ -91,7 +106,7 @@ class _Watching:
             if not kind.stale:
                 continue
             with translate_errors(f"{kind.resource.kind} in namespace {kind.namespace}"):
-                listing = list_with_time(self.dyn, kind.resource, kind.namespace)
+                listing = list_with_time(self.dyn, kind.resource, kind.namespace, field_selector=kind.field_selector)
             self.stats.lists += 1
             self.clock.saw(listing.served_at)
             objects = self.snapshot.setdefault(kind.namespace, {})
@@ -115,6 +130,19 @@ class _Watching:
             objects.pop(key, None)
         else:
             objects[key] = obj
+
+    def watch_events_where_pending(self) -> bool:
+        """Add the cluster autoscaler's Events of each namespace that now has an unschedulable pod (listed before
+        the next round); ``True`` when a kind was added."""
+        watched = {k.namespace for k in self.kinds if k.resource.kind == EVENTS[1]}
+        added = False
+        for namespace, objects in self.snapshot.items():
+            if namespace not in watched and unschedulable_pods(objects.values()):
+                with translate_errors("the Event kind"):
+                    resource = self.dyn.resources.get(api_version=EVENTS[0], kind=EVENTS[1])
+                self.kinds.append(_Kind(namespace, resource, field_selector=AUTOSCALER_EVENTS))
+                added = True
+        return added
 
     def round_end(self) -> datetime:
         moment = next_judgement(self.refs, self.snapshot, now=self.clock.known, judge=self.judge)
@@ -182,6 +210,8 @@ def watch_workloads(
         ]
     while True:
         watching.relist()
+        if watching.watch_events_where_pending():
+            watching.relist()
         report = assess(refs, watching.snapshot, now=watching.clock.known, judge=judge)
         if report.healthy or report.failed or watching.clock.known >= until:
             break
@@ -236,7 +266,12 @@ def _open(watching: _Watching, kind: _Kind, end: datetime, *, first: bool) -> Wa
 def _watch_one(watching: _Watching, kind: _Kind, timeout: int) -> WatchStream:
     with translate_errors(f"watch of {kind.resource.kind} in namespace {kind.namespace}"):
         stream = watch_objects(
-            watching.dyn, kind.resource, kind.namespace, resource_version=kind.version, timeout_s=timeout
+            watching.dyn,
+            kind.resource,
+            kind.namespace,
+            resource_version=kind.version,
+            timeout_s=timeout,
+            field_selector=kind.field_selector,
         )
     watching.stats.watches += 1
     watching.clock.saw(stream.opened_at)
@@ -321,6 +356,8 @@ def _handle(
             failures.append(obj)
         return True
     watching.apply(kind, event, obj)
+    if kind.resource.kind == "Pod" and watching.watch_events_where_pending():
+        return True  # a pod no node can run: end the round, list the autoscaler's Events, watch them too
     return _decided(watching, end)
 
 
