@@ -196,14 +196,15 @@ def test_a_scheduled_scale_down_yields_to_a_stay_awake_override_until_it_ends(en
     until = env.cluster.clock.utcnow() + timedelta(hours=3)
     override = env.run("stay_awake", until=until.isoformat(), reason="late demo")
     assert override.status == "SUCCEEDED", (override.error, override.cause)
-    assert override.states_entered()[-1] == "StayAwakeRecorded"
+    assert override.states_entered()[-2:] == ["ReleaseLockRecorded", "StayAwakeRecorded"]
+    assert "AcquireLock" in override.states_entered()  # recorded behind the lock's lease
 
     skipped = env.fire(SCALE_DOWN_SCHEDULE)
 
     assert skipped.status == "SUCCEEDED", (skipped.error, skipped.cause)
-    assert skipped.states_entered()[-1] == "ScaleDownSkipped"
+    assert skipped.states_entered()[-4:] == ["RecordRequest", "WhatNext", "ReleaseLockSkipped", "ScaleDownSkipped"]
     assert "late demo" in skipped.output["reason"]
-    assert "AcquireLock" not in skipped.states_entered()
+    assert env.ledger_item("LOCK") is None  # the override was read under the lock, and the lock given back
     assert set(env.workloads().values()) != {0}
 
     env.cluster.advance(3 * 3600 + 60, step=60)  # three idle hours: reconcile once a simulated minute
@@ -282,6 +283,18 @@ def test_a_scale_down_waits_for_a_deploy_holding_the_lock_then_gives_up_without_
     item = env.ledger_item("LOCK")
     assert item is not None
     assert item["owner"]["S"] == deploy  # the deploy's lock is not ours to release
+
+    until = env.cluster.clock.utcnow() + timedelta(hours=3)
+    stay = env.run("stay_awake", until=until.isoformat(), reason="demo")
+
+    assert (stay.status, stay.error) == ("FAILED", "LockHeldError")
+    assert env.ledger_item("STAY_AWAKE") is None  # a request that gave up waiting for the lock wrote nothing
+    audit = env.cloud.client("dynamodb").query(
+        TableName=str(env.cloud.ref("LedgerTable")),
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :events)",
+        ExpressionAttributeValues={":pk": {"S": "ENV#staging"}, ":events": {"S": "OFFHOURS#"}},
+    )["Items"]
+    assert audit == []
 
 
 def test_a_step_failing_after_the_lock_was_taken_releases_it_before_the_execution_fails(

@@ -177,7 +177,8 @@ class World:
 
     def scale_down(self, trigger: str = "console") -> SleepPlan:
         ctx = self.ctx("down", trigger)
-        plan = offhours.begin(ctx)
+        offhours.begin(ctx)
+        plan = offhours.record_request(ctx)
         if not plan.sleep:
             return plan
         plan = offhours.snapshot_environment(ctx)
@@ -205,6 +206,7 @@ class World:
     def scale_up(self) -> WakeSummary:
         ctx = self.ctx("up")
         offhours.begin(ctx)
+        offhours.record_request(ctx)
         nodes = self.wake_nodes(ctx)
         state = self.wake_workloads(ctx, nodes)
         return offhours.finish_wake(self.at_now(ctx), state)

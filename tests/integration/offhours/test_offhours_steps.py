@@ -218,7 +218,8 @@ def test_a_workload_that_does_not_come_back_is_reported_and_the_others_wake(worl
 def test_a_scheduled_scale_down_yields_to_a_stay_awake_override_and_a_person_does_not(world: World) -> None:
     world.apply(staging_release())
     ctx = world.ctx("stay-awake", until=(world.now + timedelta(hours=3)).isoformat(), by="ana", reason="late demo")
-    assert not offhours.begin(ctx).sleep
+    offhours.begin(ctx)
+    assert not offhours.record_request(ctx).sleep
 
     skipped = world.scale_down(trigger="schedule")
 
@@ -346,10 +347,13 @@ def test_an_off_hours_execution_that_lost_the_lock_writes_nothing_further(world:
     offhours.begin(down)
     world.hold_lock("arn:aws:states:us-east-1:123456789012:execution:deploy:someone-else")
 
-    for step in (offhours.snapshot_environment, offhours.sleep_workloads, offhours.sleep_nodegroups):
+    for step in (offhours.record_request, offhours.snapshot_environment, offhours.sleep_workloads):
         with pytest.raises(LockLostError, match="no longer holds the lock of staging"):
             step(down)
+    with pytest.raises(LockLostError, match="no longer holds the lock of staging"):
+        offhours.sleep_nodegroups(down)
     assert world.ledger.read("staging") is None
+    assert world.ledger.events("staging") == []  # Begin writes nothing; RecordRequest wrote nothing without the lease
     assert world.state() == before
 
     world.scale_down()  # asleep, by an execution that holds the lock

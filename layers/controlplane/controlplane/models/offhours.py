@@ -349,7 +349,7 @@ class StepContext(StrictModel):
 
 
 class SleepPlan(StrictModel):
-    """SnapshotEnvironment's result: sleep (with the snapshot in the ledger), or skip and why."""
+    """RecordRequest's and SnapshotEnvironment's result: sleep (with the snapshot in the ledger), or skip and why."""
 
     environment: Environment
     sleep: bool
@@ -362,10 +362,9 @@ class SleepPlan(StrictModel):
 
 
 class OffhoursBegun(StrictModel):
-    """Begin's result: the request as understood (the later states read it) and whether to go on."""
+    """Begin's result: the request as understood and authenticated (the later states read it)."""
 
     request: OffhoursRequest
-    plan: SleepPlan
 
 
 class SleepReport(StrictModel):

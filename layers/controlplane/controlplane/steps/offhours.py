@@ -1,11 +1,12 @@
 """Off-hours scaling, one function per state of ``statemachines/offhours.asl.json``.
 
 Scale down:  Begin -> AcquireLock (the deploy's lock, purpose ``scale``; Wait loop while a deploy holds it, until
-             a deadline) -> SnapshotEnvironment -> SleepWorkloads -> SleepNodegroups -> ReleaseLock
-Scale up:    Begin -> AcquireLock -> WakeNodegroups -> CheckNodes (Wait loop, deadline) -> RestoreWave ->
-             CheckWave (Wait loop, deadline per wave; next wave) -> FinishWake -> ReleaseLock
-Stay awake:  Begin records the override and ends.
-Every failure after AcquireLock goes through ReleaseLock before the execution fails.
+             a deadline) -> RecordRequest -> SnapshotEnvironment -> SleepWorkloads -> SleepNodegroups -> ReleaseLock
+Scale up:    Begin -> AcquireLock -> RecordRequest -> WakeNodegroups -> CheckNodes (Wait loop, deadline) ->
+             RestoreWave -> CheckWave (Wait loop, deadline per wave; next wave) -> FinishWake -> ReleaseLock
+Stay awake:  Begin -> AcquireLock -> RecordRequest (the override) -> ReleaseLock.
+Begin writes nothing; every write comes after AcquireLock, behind the lease, and every exit after AcquireLock goes
+through ReleaseLock.
 
 Time comes from the state machine (``$$.State.EnteredTime`` as ``now``). The snapshot lives in the ledger, so the
 states pass only references; every step re-reads it and is safe to run twice.
@@ -132,14 +133,25 @@ def offhours_requester(ctx: StepContext, settings: Settings) -> str | None:
     return None
 
 
-def begin(ctx: StepContext) -> SleepPlan:
-    """Begin: record the request; a stay-awake override is stored here; a scheduled scale-down yields to one.
-
-    ``sleep`` says whether the state machine goes on (for ``up`` it is always ``True``).
-    """
+def begin(ctx: StepContext) -> OffhoursBegun:
+    """Begin: read and authenticate the request; nothing is written here. Every write (the override, the audit
+    entry) comes after AcquireLock, behind the lease (:func:`record_request`): a request refused here, or one that
+    gives up waiting for the lock, leaves nothing behind."""
     settings = get_settings()
     _check_environment(ctx, settings)
-    request, ledger = ctx.request, _ledger(settings)
+    offhours_requester(ctx, settings)
+    return OffhoursBegun(request=ctx.request)
+
+
+def record_request(ctx: StepContext) -> SleepPlan:
+    """RecordRequest (holding the lock): record the request behind the lease; a stay-awake override is stored here;
+    a scheduled scale-down yields to an active one (read under the lock, so no override slips in between).
+
+    ``sleep`` says whether the state machine goes on to scale (for ``up`` it is always ``True``)."""
+    settings = get_settings()
+    _check_environment(ctx, settings)
+    ledger = _holding(ctx, settings)
+    request = ctx.request
     environment = request.environment
     requested_by = offhours_requester(ctx, settings)
     if request.action == "stay-awake":
@@ -189,11 +201,6 @@ def begin(ctx: StepContext) -> SleepPlan:
         detail={"trigger": request.trigger, "requested_by": requested_by, "reason": request.reason},
     )
     return SleepPlan(environment=environment, sleep=True, reason=f"{request.trigger} {request.action}")
-
-
-def begin_execution(ctx: StepContext) -> OffhoursBegun:
-    """Begin (the state): :func:`begin`, with the request as understood for the states that follow."""
-    return OffhoursBegun(request=ctx.request, plan=begin(ctx))
 
 
 # ------------------------------------------------------------------------------------------------------------ lock
