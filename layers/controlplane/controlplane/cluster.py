@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import boto3
 from pydantic import ValidationError
 
 from controlplane.aws import eks
 from controlplane.errors import ConfigurationError
-from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
 from controlplane.models.release import validation_message
 from controlplane.settings import Settings
+
+if TYPE_CHECKING:
+    from controlplane.kube.client import ApiClient
 
 
 def connect(settings: Settings) -> ApiClient:
@@ -21,6 +25,9 @@ def connect_to(cluster_name: str, *, region: str, session: boto3.Session | None 
     """An API client for ``cluster_name``, authenticated as ``session``'s identity (the function's role by default):
     the same EKS token path for the functions and an operator's CLI. The client signs a new token when this one
     ages out (an EKS token lasts 15 minutes) or is refused."""
+    # The client loads here: PlanRelease reads only the cluster's version (kubernetes_version) and never connects.
+    from controlplane.kube.client import ClusterAccess, build_api_client  # noqa: PLC0415
+
     info = eks.describe_cluster(cluster_name, region=region, session=session)
     token = eks.get_token(cluster_name, region=region, session=session)
     try:

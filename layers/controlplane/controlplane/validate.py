@@ -25,7 +25,9 @@ running only the entry's pinned ``images``, and no binding to cluster-admin/admi
 
 The control plane's own RBAC (what a cluster admin applies at bootstrap) is not a release and is not checked here.
 
-Schemas are loaded once per process and version (warm Lambda invocations reuse them).
+Schemas are loaded once per process and version (warm Lambda invocations reuse them), and so is the JSON schema
+machinery (jsonschema, referencing, kubernetes-validate: ~50 ms of imports): on the first validation, not when a
+handler imports this module.
 """
 
 from __future__ import annotations
@@ -35,16 +37,15 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
-
-import jsonschema
-import referencing
-import referencing.jsonschema
-from kubernetes_validate import utils as kv
+from typing import TYPE_CHECKING, Any, Final
 
 from controlplane import platform
 from controlplane.errors import ManifestValidationError
 from controlplane.models.addons import ADDON_LABEL, ADDON_SPEC_ANNOTATION, AddonSpec
+
+if TYPE_CHECKING:
+    import referencing
+    from jsonschema import Draft202012Validator
 
 _DEFINITIONS_ID: Final = "https://kubernetes.io/api/_definitions.json"
 _OBJECT_META: Final = {"$ref": f"{_DEFINITIONS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
@@ -137,31 +138,39 @@ class _Schemas:
     """The strict schemas of one Kubernetes version, with one compiled validator per (apiVersion, kind)."""
 
     def __init__(self, version: str) -> None:
+        import jsonschema  # noqa: PLC0415 - on the first validation, see the module's docstring
+        import referencing.jsonschema  # noqa: PLC0415
+        from kubernetes_validate import utils as kv  # noqa: PLC0415
+
         self.version = version
         self.directory = f"kubernetes-json-schema/v{version}-local-strict"
-        definitions = kv.schema_contents(f"{self.directory}/_definitions.json", version)
+        self._contents = kv.schema_contents
+        self._validator_class = jsonschema.Draft202012Validator
+        definitions = self._contents(f"{self.directory}/_definitions.json", version)
         self.registry: referencing.Registry[Any] = (
             referencing.jsonschema.DRAFT202012.create_resource(definitions) @ referencing.Registry()
         )
-        self._validators: dict[tuple[str, str], jsonschema.Draft202012Validator | None] = {}
-        self.object_meta = jsonschema.Draft202012Validator(_OBJECT_META, registry=self.registry)
+        self._validators: dict[tuple[str, str], Draft202012Validator | None] = {}
+        self.object_meta = self._validator_class(_OBJECT_META, registry=self.registry)
 
-    def validator(self, api_version: str, kind: str) -> jsonschema.Draft202012Validator | None:
+    def validator(self, api_version: str, kind: str) -> Draft202012Validator | None:
         key = (api_version, kind)
         if key not in self._validators:
             # kubernetes-validate's file naming: rbac.authorization.k8s.io/v1 -> rbac-v1; v1 -> v1.
             group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
             try:
-                schema = kv.schema_contents(f"{self.directory}/{kind.lower()}-{group_version}.json", self.version)
+                schema = self._contents(f"{self.directory}/{kind.lower()}-{group_version}.json", self.version)
             except FileNotFoundError:
                 self._validators[key] = None
             else:
-                self._validators[key] = jsonschema.Draft202012Validator(schema, registry=self.registry)
+                self._validators[key] = self._validator_class(schema, registry=self.registry)
         return self._validators[key]
 
 
 @functools.cache
 def _schemas(kubernetes_version: str) -> _Schemas:
+    from kubernetes_validate import utils as kv  # noqa: PLC0415 - on the first validation
+
     wanted = _version_key(kubernetes_version)
     shipped = sorted(kv.all_versions(), key=_version_key)
     candidates = [v for v in shipped if _version_key(v) <= wanted]
@@ -180,7 +189,7 @@ def _path(parts: Iterable[Any]) -> str:
     return text or "(object)"
 
 
-def _schema_problems(validator: jsonschema.Draft202012Validator, instance: Any, prefix: str = "") -> list[Problem]:
+def _schema_problems(validator: Draft202012Validator, instance: Any, prefix: str = "") -> list[Problem]:
     problems = []
     for error in validator.iter_errors(instance):
         path = _path(error.absolute_path)

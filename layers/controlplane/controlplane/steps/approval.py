@@ -8,11 +8,9 @@ from collections.abc import Callable
 
 from controlplane.aws import approval as approvals
 from controlplane.aws import lock, signing
-from controlplane.cluster import connect
 from controlplane.errors import (
     ConfigurationError,
 )
-from controlplane.kube.apply import diff_objects
 from controlplane.models.approval import (
     ApprovalNotice,
     ApprovalOutcome,
@@ -23,14 +21,20 @@ from controlplane.models.approval import (
 from controlplane.models.base import at
 from controlplane.models.kube import ObjectDiff
 from controlplane.observability import correlate
-from controlplane.render import load_bundle, render_release_for
 from controlplane.settings import get_settings
 
 DiffProvider = Callable[[ApprovalRequest], list[ObjectDiff]]
 
 
 def cluster_diff(event: ApprovalRequest) -> list[ObjectDiff]:
-    """What applying the release would change: the rendered release against the cluster (server-side dry run)."""
+    """What applying the release would change: the rendered release against the cluster (server-side dry run).
+
+    The renderer (YAML) and the Kubernetes client load here: ApprovalTimedOut, which shares this module, needs
+    neither."""
+    from controlplane.cluster import connect  # noqa: PLC0415 - RequestApproval only: off ApprovalTimedOut's imports
+    from controlplane.kube.apply import diff_objects  # noqa: PLC0415
+    from controlplane.render import load_bundle, render_release_for  # noqa: PLC0415
+
     settings = get_settings()
     images = {i.service: i.digest for i in event.images}
     objects = render_release_for(settings, load_bundle(settings.deploy.manifests_dir), event.environment, images)

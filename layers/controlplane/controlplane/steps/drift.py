@@ -24,13 +24,10 @@ from controlplane.aws.errors import error_code, translate_aws_errors
 from controlplane.aws.ledger import Ledger
 from controlplane.aws.lock import LockTable
 from controlplane.aws.notify import notify_outcome
-from controlplane.cluster import connect
 from controlplane.errors import PlanError
-from controlplane.kube.drift import detect
 from controlplane.models.base import at
 from controlplane.models.drift import DriftFinding, DriftHeal, DriftMode, DriftReport, DriftRequest, HealStatus
 from controlplane.observability import correlate, logger, metrics
-from controlplane.render import without_addons
 from controlplane.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -42,6 +39,11 @@ _ENDED = {"SUCCEEDED": HealStatus.SUCCEEDED, "FAILED": HealStatus.FAILED}
 
 
 def _findings(settings: Settings, release_id: str) -> tuple[int, list[DriftFinding]]:
+    # The cluster's side (renderer, Kubernetes client) loads here: most HealDrift invocations only poll the rollback.
+    from controlplane.cluster import connect  # noqa: PLC0415
+    from controlplane.kube.drift import detect  # noqa: PLC0415
+    from controlplane.render import without_addons  # noqa: PLC0415
+
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
     # The release's own objects: its add-ons are upstream's, changed by their own controllers (a CRD's status), and
     # live where the drift identity may not read (kube-system).
