@@ -182,6 +182,7 @@ class Follower:
             "succeeded": f"{release} recorded as last known-good",
             "rolled_back": f"{release} recorded failed; rolled back to {self.rollback_target}",
             "restored": f"rolled back to {release}, now last known-good",
+            "restore_unrecorded": f"rolled back to {release} but not recorded: environment marked degraded",
         }
         return wording.get(str(outcome), f"{release} recorded {outcome}")
 

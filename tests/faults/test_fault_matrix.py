@@ -464,6 +464,53 @@ def test_a_failure_record_is_one_transaction_and_a_failed_one_moves_nothing_unti
     assert_invariants(pipe, rerun)
 
 
+def test_an_operator_rollback_whose_recording_fails_marks_the_environment_degraded_and_never_ends_rolled_back(
+    pipe: Pipeline,
+) -> None:
+    """One truth (issue 12): the operator rollback took (the cluster runs its target) but RecordRestored failed
+    through every retry, so the pointer still names the release before. The compensation says so in the ledger: the
+    environment is marked degraded naming the restored release and the stale pointer, the execution ends
+    RestoredUnrecorded with that cause (never RolledBack), the lock is given back, and the next push is queued behind
+    the mark instead of being planned from the stale pointer."""
+    older = pipe.planned_release(pipe.first_release())
+    current = pipe.planned_release(pipe.push_and_deploy("edc-service", "main-2"))
+    record = function_name(pipe, "RecordFunction")
+    pipe.cloud.aws_faults.add(
+        "dynamodb",
+        "TransactWriteItems",
+        code="InternalServerError",
+        status=500,
+        function=record,
+        times=None,
+        containing="LAST_KNOWN_GOOD",  # the pointer's write only: the degraded mark still goes through
+    )
+
+    result = pipe.rollback({"environment": "staging", "release_id": older}, timeout=180)
+
+    entered = result.states_entered()
+    assert (result.status, result.error) == ("FAILED", "AwsThrottledError"), result.cause
+    assert entered[-3:] == ["ReleaseLock", "HowItEnded", "RestoredUnrecorded"]
+    assert "MarkRestoreUnrecorded" in entered
+    assert "RolledBack" not in entered
+    assert older in result.cause
+    assert current in result.cause
+    assert '"acknowledge": true' in result.cause  # what to do
+    assert pipe.deployment_image("edc-service").endswith(pipe.ledger.require_release(older).images["edc-service"])
+    assert pipe.ledger.last_known_good("staging").release_id == current  # type: ignore[union-attr]
+    degraded = pipe.ledger.degraded("staging")
+    assert degraded is not None
+    assert degraded.release_id == older
+    assert "not what the cluster runs" in degraded.cause
+    assert LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION).read("staging") is None  # given back
+
+    writes = len(pipe.writes())
+    queued = pipe.push_and_deploy("analytics-service", "main-3")
+
+    assert queued.status == "SUCCEEDED", (queued.error, queued.cause)
+    assert queued.output["lock"]["outcome"] == "QUEUED"
+    assert len(pipe.writes()) == writes  # queued behind the degraded mark, never applied on the stale pointer
+
+
 def test_a_release_that_regresses_during_its_bake_period_is_rolled_back_and_never_last_known_good(
     pipe: Pipeline,
 ) -> None:

@@ -507,6 +507,9 @@ class Outcome(StrEnum):
     FAILED = "failed"
     ROLLBACK_FAILED = "rollback_failed"
     RESTORED = "restored"
+    RESTORE_UNRECORDED = "restore_unrecorded"
+    """An operator rollback the cluster took but the ledger could not record (RecordRestored failed): the compensation
+    marks the environment degraded, since the last-known-good pointer no longer names what runs."""
     REFUSED = "refused"
 
 

@@ -50,6 +50,8 @@ def record_outcome(event: RecordInput) -> RecordOutput:
     ledger = Ledger(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease))
     if event.outcome is Outcome.RESTORED:
         return _record_restored(event, settings, ledger)
+    if event.outcome is Outcome.RESTORE_UNRECORDED:
+        return _record_restore_unrecorded(event, settings, ledger)
     plan = event.plan
     if plan is None or plan.release is None:
         if event.outcome is Outcome.ROLLBACK_FAILED:  # an operator rollback that failed: no release of ours
@@ -186,6 +188,30 @@ def _record_restored(event: RecordInput, settings: Settings, ledger: Ledger) -> 
         message += "; no longer degraded: the pushes queued meanwhile are deployed next"
     _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
     return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message)
+
+
+def _record_restore_unrecorded(event: RecordInput, settings: Settings, ledger: Ledger) -> RecordOutput:
+    """RecordRestored failed through its retries: the cluster runs the rollback's target, but the pointer still names
+    what ran before. The compensation: the environment is marked degraded with that cause (automatic deploys are
+    queued, never planned from the stale pointer), so the ledger never claims a release the cluster does not run
+    without saying so. The execution still ends failed (RecordingFailed), naming both."""
+    rollback = event.rollback
+    if rollback is None or rollback.release is None:
+        raise InputValidationError("rollback.release: required to record an unrecorded restore")
+    release = rollback.release
+    correlate(release_id=release.release_id)
+    pointer = ledger.last_known_good(release.environment)
+    named = pointer.release_id if pointer else None
+    cause = (
+        f"the operator rollback to release {release.release_id} was applied and is healthy, but recording it failed "
+        f"({_describe(event.error)}): the ledger's last known-good pointer names {named}, not what the cluster runs"
+    )
+    ledger.mark_degraded(_degraded(event, release.environment, release.release_id, cause))
+    _degraded_metric(release.environment, release.release_id)
+    metrics.add_metric(name="RecordingsFailed", unit="Count", value=1)
+    message = f"{cause}. {what_to_do(release.environment, release.release_id)}"
+    _notify(settings, event.outcome, release.release_id, message, event.execution_arn)
+    return RecordOutput(release_id=release.release_id, outcome=event.outcome, message=message[:30000])
 
 
 def _record_operator_rollback_failed(event: RecordInput, settings: Settings) -> RecordOutput:
