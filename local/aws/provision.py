@@ -87,7 +87,8 @@ class LayerMount:
     """Where a layer's ``ContentUri`` directory appears in a function's ``/opt``.
 
     A layer built by SAM as Python (``Metadata.BuildMethod: python*``) has its ContentUri packaged under ``python/``,
-    so it appears at ``/opt/python``; any other layer (no BuildMethod: the directory is zipped as is) at ``/opt``.
+    so it appears at ``/opt/python``; a layer without BuildMethod (the directory is zipped as is) at ``/opt``. A
+    ``makefile`` layer has no mount: its Makefile decides what it holds.
     """
 
     content_dir: Path
@@ -322,8 +323,12 @@ class Provisioner:
             LayerName=name, Content={"ZipFile": _dummy_zip()}, CompatibleRuntimes=props.get("CompatibleRuntimes", [])
         )
         arn = str(response["LayerVersionArn"])
-        python_build = str(self._metadata.get("BuildMethod") or "").startswith("python")
-        self.layer_mounts[arn] = LayerMount(path, f"{_OPT}/python" if python_build else _OPT)
+        build_method = str(self._metadata.get("BuildMethod") or "")
+        # A makefile-built layer is what its Makefile writes (ControlPlaneLayer: python/, compiled), which the
+        # harness does not run: /opt paths into it resolve to nothing rather than to a guessed layout.
+        if build_method != "makefile":
+            python_build = build_method.startswith("python")
+            self.layer_mounts[arn] = LayerMount(path, f"{_OPT}/python" if python_build else _OPT)
         return Resource(logical_id, "AWS::Serverless::LayerVersion", arn, {"Arn": arn})
 
     # -- Step Functions ---------------------------------------------------------------------------------------------
