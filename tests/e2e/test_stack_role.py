@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from controlplane import platform
-from controlplane.aws.lock import LockTable
+from controlplane.aws.lock import LockTable, lock_key
+from controlplane.aws.table import Condition
 from controlplane.models.lock import LockRequest
 
 from local.pipeline import Pipeline, pipeline
@@ -396,6 +397,51 @@ def test_provisioning_waits_for_a_running_deploy_then_changes_the_stacks(stacks:
     assert entered[:3] == ["AcquireLock", "LockAcquired", "WaitForLock"]
     assert _entered(provisioned, "StartStacks") >= _exited(release, "ReleaseLock")
     assert [s["phase"] for s in provisioned.output["stacks"]["stacks"]] == ["SKIPPED", "SKIPPED"]  # the deploy's
+
+
+def test_provisioning_that_lost_its_lease_changes_no_stack_and_ends_lock_lost(stacks: Pipeline) -> None:
+    """Fencing (issue 12): StartStacks and AdvanceStacks renew the lease of the lock provisioning holds before any
+    change; once the token moved on (the lock taken over or handed on) the run ends LockLost: no change set is made,
+    no stack hash recorded, and the lock is not released (it is not ours any more)."""
+    ledger_table = str(stacks.cloud.ref("LedgerTable"))
+    locks = LockTable(ledger_table, region="us-east-1")
+    start = str(stacks.cloud.ref("StartStacksFunction"))
+    # StartStacks' renewal of its lease is throttled; while the SDK backs off, the lease moves on (the lock's token
+    # bumped, as a take-over does) and DynamoDB answers again.
+    fault = stacks.cloud.aws_faults.add("dynamodb", "UpdateItem", function=start, times=None)
+    bumped: list[int] = []
+
+    def take_the_lease_once_throttled(_now: float) -> None:
+        held = locks.read("staging")
+        if fault.fired and not bumped and held is not None and held.purpose.value == "provision":
+            fault.times = fault.fired  # healed first: this listener runs inside the function's SDK back-off
+            bumped.append(held.lease + 1)
+            locks.table.update(
+                lock_key("staging"), Condition("SET #lease = :next", {"#lease": "lease"}, {":next": held.lease + 1})
+            )
+
+    stacks.cloud.clock.subscribe(take_the_lease_once_throttled)
+
+    lost = stacks.cloud.run("ProvisionStateMachine", {"environment": "staging"}, timeout=180)
+
+    assert (lost.status, lost.error) == ("FAILED", "LockLostError"), lost.cause
+    assert "no longer holds the lock of staging" in str(lost.cause)
+    entered = lost.states_entered()
+    assert entered[-1] == "LockLost"
+    assert "ReleaseLockAfterFailure" not in entered
+    assert "AdvanceStacks" not in entered
+    names = [s["StackName"] for s in stacks.cloud.client("cloudformation").describe_stacks()["Stacks"]]
+    assert STORAGE not in names
+    assert EKS not in names
+    hashes = stacks.cloud.client("dynamodb").query(
+        TableName=ledger_table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :stack)",
+        ExpressionAttributeValues={":pk": {"S": "ENV#staging"}, ":stack": {"S": "STACK#"}},
+    )["Items"]
+    assert hashes == []
+    held = locks.read("staging")
+    assert held is not None
+    assert held.lease == bumped[0]  # the lock as the new holder left it: not released by the run that lost it
 
 
 def test_provisioning_gives_up_behind_a_lock_held_past_its_wait_and_changes_nothing(

@@ -40,7 +40,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
-from controlplane.aws.table import Key, Table, environment_key
+from controlplane.aws.table import Fence, Items, Key, Put, environment_key
 from controlplane.errors import ConfigurationError, DeadlineExceededError, StackFailedError
 from controlplane.models.provision import (
     ProvisionRequest,
@@ -114,7 +114,9 @@ class Provisioner:
     cfn: CloudFormationClient | None = None
     s3: S3Client | None = None
     ddb: DynamoDBClient | None = None
-    _table: Table = field(init=False, repr=False)
+    fence: Fence | None = None
+    """The lock holder's lease: every ledger write (the stacks' template hashes) is behind it (``LockLostError``)."""
+    _items: Items = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.role_arn:
@@ -127,7 +129,7 @@ class Provisioner:
                 "ARTIFACTS_BUCKET is not set: stack templates are passed by TemplateURL from the artifacts bucket"
             )
         self.cfn = self.cfn or boto3.client("cloudformation", region_name=self.region)
-        self._table = Table(self.table_name, region=self.region, client=self.ddb)
+        self._items = Items(self.table_name, region=self.region, client=self.ddb, fence=self.fence)
 
     @property
     def _cfn(self) -> CloudFormationClient:
@@ -497,19 +499,21 @@ class Provisioner:
         return environment_key(environment, f"STACK#{stack_name}")
 
     def recorded_hash(self, environment: str, stack_name: str) -> str | None:
-        data = self._table.get(self._record_key(environment, stack_name))
+        data = self._items.table.get(self._record_key(environment, stack_name))
         return str(data["template_hash"]) if data is not None else None
 
     def record_hash(self, state: ProvisionState, progress: StackProgress) -> None:
         assert progress.template_hash is not None
-        self._table.put(
-            self._record_key(state.environment, progress.stack_name),
-            {
-                "kind": "stack",
-                "stack_name": progress.stack_name,
-                "template_hash": progress.template_hash,
-                "release_id": state.release_id,
-            },
+        self._items.write(
+            Put(
+                self._record_key(state.environment, progress.stack_name),
+                {
+                    "kind": "stack",
+                    "stack_name": progress.stack_name,
+                    "template_hash": progress.template_hash,
+                    "release_id": state.release_id,
+                },
+            )
         )
 
 

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from controlplane.errors import ConfigurationError
 from controlplane.models.base import StrictModel
+from controlplane.models.lease import Lease
 from controlplane.models.release import Environment
 
 
@@ -153,9 +154,16 @@ class ProvisionState(StrictModel):
         return {s.suffix: dict(s.outputs) for s in self.stacks if s.finished}
 
 
+class StartStacksInput(ProvisionRequest):
+    """StartStacks: the request, and the lock's lease of the execution (deploy or provisioning) that holds it."""
+
+    lease: Lease = Field(description="$.lock.lease: renewed first; the stacks' ledger records are written behind it")
+
+
 class AdvanceStacksInput(StrictModel):
     provision: ProvisionState
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
+    lease: Lease = Field(description="$.lock.lease: renewed first; the stacks' ledger records are written behind it")
 
 
 PROTECTED_RESOURCE_TYPES = ("AWS::RDS::*", "AWS::ElastiCache::*", "AWS::S3::Bucket")
