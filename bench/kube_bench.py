@@ -81,8 +81,9 @@ def control_plane_apply(
     drifted: frozenset[str] | None = None,
 ) -> tuple[int, dict[str, AppliedObject], dict[str, int]]:
     """(requests, the record for the next apply, actions) of one deploy's applies as the deploy makes them: with a
-    record, InstallAddons (the add-ons, their live objects checked) then ApplyRelease (everything; ``drifted``: what
-    a recent drift check found, ``None``: no recent check, the live objects are listed)."""
+    record, InstallAddons (the add-ons) then ApplyRelease (everything). ``drifted``: what a recent drift check found
+    (drift checks compare the add-ons too), ``None``: no recent check, the live objects are listed (the add-ons'
+    kinds by both steps)."""
     api = build_api_client(
         ClusterAccess(endpoint=cluster.endpoint, ca_data=cluster.ca_data, token=cluster.token()),
         token_source=lambda: SecretStr(cluster.token()),  # a long apply outlasts the token's 15 minutes
@@ -90,7 +91,7 @@ def control_plane_apply(
     before = len(cluster.requests)
     try:
         if recorded:
-            apply_objects(api, addon_objects(objects), release_id="bench", last_applied=recorded)
+            apply_objects(api, addon_objects(objects), release_id="bench", last_applied=recorded, drifted=drifted)
         result = apply_objects(
             api, objects, release_id="bench", last_applied=recorded, before_first_write=lambda: None, drifted=drifted
         )

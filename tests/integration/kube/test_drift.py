@@ -14,9 +14,10 @@ import pytest
 from controlplane import platform
 from controlplane.kube.apply import apply_objects
 from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
-from controlplane.kube.drift import detect, field_path, reclaim
+from controlplane.kube.drift import detect, detect_addons, field_path, reclaim
 from controlplane.models.drift import DriftFinding
-from controlplane.render import load_bundle, render_release, without_addons
+from controlplane.models.kube import ObjectRef
+from controlplane.render import addon_objects, load_bundle, render_release, without_addons
 from kubernetes.client import AppsV1Api, CoreV1Api
 
 from local.cluster import Cluster, api_client
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 NS = platform.NAMESPACE
+SYSTEM = "kube-system"
 NO_HPA = "quality-service"
 RELEASE = "rel-00000000000000000001"
 
@@ -128,3 +130,62 @@ def test_other_managers_edits_are_reported_with_paths_and_managers_and_reclaim_r
         e for e in live["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "DEBUG"
     ]
     assert "kubectl-edit" not in {m["manager"] for m in live["metadata"]["managedFields"]}
+
+
+def test_addons_are_compared_by_listing_with_the_record_of_the_last_apply_and_a_forced_apply_restores(
+    world: Any,
+) -> None:
+    cluster, api, _ = world
+    addons = addon_objects(release())
+    record = {o.ref.key: o for o in apply_objects(api, addons, release_id=RELEASE).objects}
+    cluster.advance(30)  # controllers write the add-on workloads' status: not drift
+    assert detect_addons(api, addons, record) == []
+
+    official = api_client(cluster)
+    apps, core = AppsV1Api(official), CoreV1Api(official)
+    # kubectl edit of the autoscaler's command in kube-system (a field of ours: the ownership view names it)
+    autoscaler = official.sanitize_for_serialization(apps.read_namespaced_deployment("cluster-autoscaler", SYSTEM))
+    container = autoscaler["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [("--v=9" if arg == "--v=4" else arg) for arg in container["command"]]
+    apps.replace_namespaced_deployment("cluster-autoscaler", SYSTEM, autoscaler, field_manager="kubectl-edit")
+    # a JSON patch removing a field of ours (nobody owns a removed field: only the record shows the change)
+    apps.patch_namespaced_deployment(
+        "external-secrets",
+        "external-secrets",
+        [{"op": "remove", "path": "/spec/template/spec/containers/0/args"}],
+        field_manager="kubectl-patch",
+    )
+    # kubectl delete of the webhook's Service
+    core.delete_namespaced_service("aws-load-balancer-webhook-service", SYSTEM)
+    cluster.advance(30)
+
+    found = by_path(detect_addons(api, addons, record))
+    command = found["cluster-autoscaler", "spec.template.spec.containers[name=cluster-autoscaler].command"]
+    assert (command.ref.namespace, command.kind, command.manager, command.found_by) == (
+        SYSTEM,
+        "changed",
+        "kubectl-edit",
+        "ownership",
+    )
+    assert "--v=9" in command.live
+    moved = found["external-secrets", "metadata.generation"]
+    # (a write that only removed fields owns nothing: nobody can name its manager)
+    assert (moved.kind, moved.found_by, moved.manager) == ("changed", "record", None)
+    assert moved.live == record[ObjectRef.of(_named(addons, "Deployment", "external-secrets")).key].generation + 1
+    deleted = found["aws-load-balancer-webhook-service", None]
+    assert (deleted.ref.kind, deleted.kind, deleted.found_by) == ("Service", "deleted", "listing")
+    assert len(found) == 3, sorted(found)
+    # without a record of the last apply, only what listing and ownership show
+    assert {(f.ref.name, f.path) for f in detect_addons(api, addons, {})} == {
+        ("cluster-autoscaler", command.path),
+        ("aws-load-balancer-webhook-service", None),
+    }
+
+    # the next release's forced apply of what was found restores them; its record is the new baseline
+    record |= {o.ref.key: o for o in apply_objects(api, addons, release_id=RELEASE, last_applied=record).objects}
+    cluster.advance(30)
+    assert detect_addons(api, addons, record) == []
+
+
+def _named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)

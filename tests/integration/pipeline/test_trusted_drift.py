@@ -11,7 +11,7 @@ from controlplane.aws.drift import DriftReports
 from controlplane.models.drift import DriftFinding, DriftKind, DriftMode, DriftReport
 from controlplane.models.kube import ObjectRef
 from controlplane.settings import Settings, get_settings, reset_settings
-from controlplane.steps.apply import trusted_drift
+from controlplane.steps.apply import trusted_addon_drift, trusted_drift
 from moto import mock_aws
 
 pytestmark = pytest.mark.integration
@@ -91,3 +91,31 @@ def test_no_check_at_all_or_trust_turned_off_checks_the_live_objects(
     monkeypatch.setenv("DRIFT_TRUST_SECONDS", "0")
     reset_settings()
     assert trusted_drift("staging", NOW, get_settings()) is None
+
+
+AUTOSCALER = ObjectRef(api_version="apps/v1", kind="Deployment", namespace="kube-system", name="cluster-autoscaler")
+WEBHOOK = ObjectRef(
+    api_version="v1", kind="Service", namespace="kube-system", name="aws-load-balancer-webhook-service"
+)
+NEW_ADDON = ObjectRef(api_version="v1", kind="ServiceAccount", namespace="kube-system", name="new-addon")
+
+
+def _addon(ref: ObjectRef) -> dict[str, object]:
+    return {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": {"name": ref.name, "namespace": ref.namespace}}
+
+
+def test_the_addons_trust_a_check_only_for_what_it_compared_and_resend_what_it_found(settings: Settings) -> None:
+    addons = [_addon(AUTOSCALER), _addon(WEBHOOK), _addon(NEW_ADDON)]
+    found = [DriftFinding(ref=AUTOSCALER, kind=DriftKind.CHANGED, path="spec.template.spec.containers[name=x].image")]
+    _check(600, found, addons_checked=sorted([AUTOSCALER.key, WEBHOOK.key]))
+    # the finding is sent again; the add-on object the check never saw (new in this release) too; the rest trusted
+    assert trusted_addon_drift(addons, "staging", NOW, settings) == {AUTOSCALER.key, NEW_ADDON.key}
+
+
+def test_a_check_that_compared_no_addons_leaves_them_to_their_live_objects(settings: Settings) -> None:
+    _check(600)  # a check made before drift checks covered the add-ons (addons_checked empty)
+    assert trusted_addon_drift([_addon(WEBHOOK)], "staging", NOW, settings) is None
+    assert trusted_drift("staging", NOW, settings) == frozenset()  # the release's own objects still trust it
+    _check(300, addons_checked=[WEBHOOK.key])  # the next check compared it and found it in sync
+    assert trusted_addon_drift([_addon(WEBHOOK)], "staging", NOW, settings) == frozenset()
+    assert trusted_addon_drift([_addon(WEBHOOK)], "staging", NOW + timedelta(seconds=3_700), settings) is None

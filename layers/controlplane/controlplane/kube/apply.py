@@ -61,6 +61,7 @@ __all__ = [
     "PROTECTED_KINDS",
     "apply_and_prune",
     "apply_objects",
+    "change_since_applied",
     "diff_objects",
     "live_owned_objects",
     "prune",
@@ -350,28 +351,37 @@ def _unchanged_by_record(
 
 
 def _drifted(body: Mapping[str, Any], current: Mapping[str, Any] | None, last: AppliedObject) -> bool:
-    """Whether someone changed ``current`` since we applied it as ``last``.
+    """Whether someone changed ``current`` since we applied it as ``last`` (:func:`change_since_applied`)."""
+    return change_since_applied(body, current, last) is not None
 
-    Gone (or no longer carrying our label): drifted. Objects with a ``generation`` (spec changes bump it; status
-    writes do not): drifted when it moved. Others: when their resourceVersion moved. Labels and annotations (which
-    move neither generation nor, always, our attention) must still carry the values we set.
+
+def change_since_applied(
+    body: Mapping[str, Any], current: Mapping[str, Any] | None, last: AppliedObject
+) -> tuple[str | None, Any, Any] | None:
+    """How ``current`` moved since we applied it as ``last`` (recorded), as ``(path, live, recorded)``, or ``None``.
+
+    Gone (or no longer carrying our label): ``(None, None, None)``. Recreated: ``metadata.uid``. Objects with a
+    ``generation`` (spec changes bump it; status writes do not): ``metadata.generation`` when it moved. Others:
+    ``metadata.resourceVersion`` when it moved. Labels and annotations (which move neither generation nor, always,
+    our attention) must still carry the values we set: ``metadata.labels.<key>`` / ``metadata.annotations.<key>``.
     """
     if current is None:
-        return True
+        return None, None, None
     meta = current.get("metadata") or {}
     if last.uid is not None and meta.get("uid") != last.uid:
-        return True
+        return "metadata.uid", meta.get("uid"), last.uid
     if last.generation is not None:
         if meta.get("generation") != last.generation:
-            return True
+            return "metadata.generation", meta.get("generation"), last.generation
     elif meta.get("resourceVersion") != last.resource_version:
-        return True
+        return "metadata.resourceVersion", meta.get("resourceVersion"), last.resource_version
     wanted = body.get("metadata") or {}
     for part in ("labels", "annotations"):
         have = meta.get(part) or {}
-        if any(have.get(k) != v for k, v in (wanted.get(part) or {}).items()):
-            return True
-    return False
+        for key, value in (wanted.get(part) or {}).items():
+            if have.get(key) != value:
+                return f"metadata.{part}.{key}", have.get(key), value
+    return None
 
 
 def diff_objects(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[ObjectDiff]:

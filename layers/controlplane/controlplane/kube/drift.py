@@ -16,6 +16,13 @@ Objects of the release missing from the cluster are ``deleted``; objects of the 
 namespaces that the release does not have (and that no controller owns: no ownerReferences) are ``added``. Only
 reads and dry-run patches: detection needs ``get``/``list`` and ``patch`` (a dry run is authorized like the write).
 
+The release's add-ons (:func:`detect_addons`) are compared by listing only: ownership as above, plus the ledger's
+record of the last apply (``found_by="record"``: uid, generation or resourceVersion moved, or a label/annotation we
+set is gone: what the deploy's apply checks before skipping an unchanged object,
+:func:`controlplane.kube.apply.change_since_applied`). No dry run: the drift identity may only ``list`` the add-ons'
+kinds (kube-system is not ours to patch, and a dry-run patch of a Role would need RBAC's ``escalate``), and no
+``added`` objects (their namespaces hold what others deploy).
+
 :func:`reclaim` removes the foreign fields the release does not have (one guarded JSON patch per object); the next
 forced apply of the release restores the rest.
 """
@@ -26,12 +33,12 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from controlplane.kube.apply import FIELD_MANAGER, HANDOVER_FIELD_MANAGER, diff_objects
+from controlplane.kube.apply import FIELD_MANAGER, HANDOVER_FIELD_MANAGER, change_since_applied, diff_objects
 from controlplane.kube.client import ApiClient, KubeClient, dynamic_client, list_objects, request_json
 from controlplane.kube.diff import RELEASE_ANNOTATION
 from controlplane.kube.errors import translate_errors
 from controlplane.models.drift import DriftFinding, DriftKind
-from controlplane.models.kube import ObjectDiff, ObjectRef
+from controlplane.models.kube import AppliedObject, ObjectDiff, ObjectRef
 from controlplane.observability import logger
 from controlplane.render import hpa_targets
 
@@ -48,7 +55,15 @@ SYSTEM_OBJECTS = frozenset({("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount"
 Keys = tuple[str, ...]
 """A field's path as managedFields spells it: ``("f:spec", "f:template", ..., 'k:{"name":"app"}', "f:image")``."""
 
-__all__ = ["RECLAIM_FIELD_MANAGER", "detect", "field_path", "foreign_fields", "json_pointer", "reclaim"]
+__all__ = [
+    "RECLAIM_FIELD_MANAGER",
+    "detect",
+    "detect_addons",
+    "field_path",
+    "foreign_fields",
+    "json_pointer",
+    "reclaim",
+]
 
 
 # -- managedFields paths ----------------------------------------------------------------------------------------------
@@ -209,6 +224,56 @@ def detect(api: ApiClient, objects: Sequence[Mapping[str, Any]]) -> list[DriftFi
         findings += owned + _dry_run_findings(diff, live, reported={f.path for f in owned})
     findings += _added_objects(cluster, objects)
     return findings
+
+
+def detect_addons(
+    api: ApiClient, objects: Sequence[Mapping[str, Any]], recorded: Mapping[str, AppliedObject]
+) -> list[DriftFinding]:
+    """How the cluster differs from the release's add-on ``objects``, by listing alone (see the module docstring):
+    missing (``deleted``), fields other managers wrote (ownership), and, for an object ``recorded`` (the ledger's
+    record of the last apply, by key) without such a field, what moved since that apply (``found_by="record"``)."""
+    cluster = _Cluster(dynamic_client(api))
+    findings: list[DriftFinding] = []
+    for obj in objects:
+        ref = ObjectRef.of(obj)
+        live = cluster.get(ref)
+        if live is None:
+            findings.append(DriftFinding(ref=ref, kind=DriftKind.DELETED, found_by="listing"))
+            continue
+        owned = [f for _, f in foreign_fields(live, obj, frozenset())]
+        last = recorded.get(ref.key)
+        moved = change_since_applied(obj, live, last) if last is not None and not owned else None
+        if moved is not None:
+            path, now, then = moved
+            manager, operation = _last_writer(live)
+            owned.append(
+                DriftFinding(
+                    ref=ref,
+                    kind=DriftKind.CHANGED,
+                    path=path,
+                    manager=manager,
+                    operation=operation,
+                    live=_json(now),
+                    desired=_json(then),
+                    found_by="record",
+                )
+            )
+        findings += owned
+    return findings
+
+
+def _last_writer(live: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The foreign manager that wrote ``live`` last (its latest entry outside ``status``), or ``None`` when nobody
+    can tell (a write that only removed fields leaves its manager owning nothing, so no entry)."""
+    entries = [
+        m
+        for m in (live.get("metadata") or {}).get("managedFields") or []
+        if m.get("subresource") != "status" and m.get("manager") not in OUR_MANAGERS
+    ]
+    if not entries:
+        return None, None
+    last = max(entries, key=lambda m: str(m.get("time") or ""))
+    return str(last.get("manager") or "") or None, str(last.get("operation") or "") or None
 
 
 def kept_foreign_fields(

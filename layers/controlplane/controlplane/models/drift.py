@@ -47,7 +47,7 @@ class DriftFinding(StrictModel):
     operation: str | None = None
     live: JsonValue = None
     desired: JsonValue = None
-    found_by: Literal["ownership", "dry-run", "listing"] = "ownership"
+    found_by: Literal["ownership", "dry-run", "listing", "record"] = "ownership"
 
 
 class DriftRequest(StrictModel):
@@ -84,6 +84,9 @@ class DriftReport(StrictModel):
     release_id: str | None = None
     """The last known-good release compared against (``None``: nothing deployed yet, nothing to compare)."""
     objects: int = 0
+    addons_checked: list[str] = Field(default_factory=list)
+    """The add-on objects compared (``ObjectRef.key``): a deploy trusts this check for these only (InstallAddons
+    checks the live ones of the others; empty in checks made before the drift check covered the add-ons)."""
     findings: list[DriftFinding] = Field(default_factory=list)
     findings_total: int = 0
     """How many findings there were (``findings`` may hold only the first ones: a state's payload is bounded)."""

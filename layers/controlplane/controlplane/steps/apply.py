@@ -19,9 +19,11 @@ A rollback (also a drift heal) restores the release exactly: fields other manage
 from ``kubectl edit``), which a server-side apply would keep, are removed first (``controlplane.kube.drift.reclaim``).
 
 A release's objects include its environment's add-ons (``manifests/addons``). InstallAddons (purpose ``addons``)
-applies only those, before anything of the release, and returns their workloads for CheckAddons; ApplyRelease then
-applies the rest and records everything, so a rollback (which applies all of its target's objects) re-applies the
-add-ons its target ran with. Add-ons are never pruned.
+applies only those, before anything of the release (only the ones whose content changed or which drifted: the drift
+check compares the add-ons too, :func:`trusted_addon_drift`), records what it sent in the environment's applied
+state and returns their workloads for CheckAddons; ApplyRelease then applies the rest and records everything, so a
+rollback (which applies all of its target's objects) re-applies the add-ons its target ran with. Add-ons are never
+pruned.
 
 Before the first write of a deploy (in InstallAddons) and of a rollback, the preflight asks the API server whether
 the deploy identity may make every request the release needs (``controlplane.kube.preflight``) and fails naming
@@ -156,6 +158,29 @@ def trusted_drift(environment: str, now: datetime, settings: Settings) -> frozen
     return frozenset(f.ref.key for f in report.findings) if report is not None else None
 
 
+def trusted_addon_drift(
+    addons: Sequence[Mapping[str, Any]], environment: str, now: datetime, settings: Settings
+) -> frozenset[str] | None:
+    """For InstallAddons: the add-on objects to send whatever the record says, by key: what the trusted drift check
+    (:func:`trusted_drift_report`) found changed or deleted, and those it did not compare (checks made before drift
+    checks covered the add-ons compared none: ``None``, check the live add-ons instead, one list per kind)."""
+    report = trusted_drift_report(environment, now, settings)
+    if report is None or not report.addons_checked:
+        return None
+    checked = set(report.addons_checked)
+    unchecked = {key for key in (ObjectRef.of(o).key for o in addons) if key not in checked}
+    return frozenset({f.ref.key for f in report.findings} | unchecked)
+
+
+def _drifted_beyond_addons(report: DriftReport | None, objects: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
+    """For ApplyRelease: what the trusted drift check found, less the add-ons (InstallAddons sent those in this
+    deploy and recorded what it sent), by key; ``None`` without a trusted check (a rollback's, or none recent)."""
+    if report is None:
+        return None
+    addons = {ObjectRef.of(o).key for o in addon_objects(objects)}
+    return frozenset(f.ref.key for f in report.findings if f.ref.key not in addons)
+
+
 def validate_unless_planned(
     event: ApplyInput,
     objects: Sequence[Mapping[str, Any]],
@@ -227,7 +252,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
             reclaim(api, to_apply)
         else:
             report = trusted_drift_report(release.environment, event.now, settings)
-        drifted = frozenset(f.ref.key for f in report.findings) if report is not None else None
+        drifted = _drifted_beyond_addons(report, objects)
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             # Without a record, prune lists the platform's own objects' kinds in its own namespaces: never an
             # add-on's namespace (kube-system is not ours to list).
@@ -316,13 +341,20 @@ def _install_addons(
     ledger: Ledger,
 ) -> ApplyOutput:
     """InstallAddons: the deploy's first cluster write. Ask the API server whether every request of the whole release
-    will be allowed (the preflight), then apply the release's add-ons alone (nothing of the release yet; unchanged
-    ones are skipped) and name their workloads. ApplyRelease records them with the rest."""
+    will be allowed (the preflight), then apply the release's add-ons alone (nothing of the release yet) and name
+    their workloads. ApplyRelease records them with the rest.
+
+    Unchanged add-ons are skipped: same content as recorded, and unchanged in the cluster since by the latest drift
+    check within ``DRIFT_TRUST_SECONDS`` (what it found drifted, or did not compare, is sent again:
+    :func:`trusted_addon_drift`), or without such a check by their live objects (one list per kind and namespace)."""
     release = event.release
-    api = connect(get_settings())
+    settings = get_settings()
+    api = connect(settings)
     try:
         check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY)
-        objects = with_webhook_certificates(api, addon_objects(objects), now=event.now, before_first_write=mark_written)
+        addons = addon_objects(objects)
+        drifted = trusted_addon_drift(addons, release.environment, event.now, settings) if last_applied else None
+        objects = with_webhook_certificates(api, addons, now=event.now, before_first_write=mark_written)
         result = apply_objects(
             api,
             objects,
@@ -330,11 +362,16 @@ def _install_addons(
             force=True,
             before_first_write=mark_written if objects else None,
             last_applied=last_applied,
+            drifted=drifted,
         )
     finally:
         api.close()
     changed = [o.ref.key for o in result.objects if o.action != "unchanged"]
     logger.info("add-ons applied", extra={"objects": len(objects), "changed": changed})
+    if changed:  # what ApplyRelease (and the next drift check) compares with: the add-ons as just applied
+        ledger.record_applied_state(
+            release.environment, release.release_id, still_applied(result.objects, last_applied, [])
+        )
     rollout = Rollout(workloads=workloads_of(objects), smoke_targets=[])
     return ApplyOutput(
         release_id=release.release_id,

@@ -1,10 +1,11 @@
 """DetectDrift and HealDrift: the drift state machine's steps (``statemachines/drift.asl.json``).
 
 * DetectDrift compares the cluster with the last known-good release as the ledger recorded it applied
-  (:func:`controlplane.kube.drift.detect`: ownership and server-side dry run), records the report in the ledger and
-  S3, emits ``DriftedObjects`` and notifies when something drifted. While the deploy lock is held (a release is being
-  applied) it compares nothing and says so. In heal mode (``DRIFT_MODE=heal``, never in production, where a rollback
-  needs an authenticated operator) a drifted report asks the state machine to heal.
+  (:func:`controlplane.kube.drift.detect`: ownership and server-side dry run; its add-ons by ownership and the
+  ledger's record of the last apply, :func:`controlplane.kube.drift.detect_addons`), records the report in the
+  ledger and S3, emits ``DriftedObjects`` and notifies when something drifted. While the deploy lock is held (a
+  release is being applied) it compares nothing and says so. In heal mode (``DRIFT_MODE=heal``, never in
+  production, where a rollback needs an authenticated operator) a drifted report asks the state machine to heal.
 * HealDrift starts the rollback state machine on the last known-good release (it takes the lock, reclaims fields
   other managers added, re-applies, checks health, records), then, polled from a Wait loop, follows it and once it
   succeeded checks again: the report records the rollback, its outcome and what is left.
@@ -27,6 +28,7 @@ from controlplane.aws.notify import notify_outcome
 from controlplane.errors import PlanError
 from controlplane.models.base import at
 from controlplane.models.drift import DriftFinding, DriftHeal, DriftMode, DriftReport, DriftRequest, HealStatus
+from controlplane.models.kube import ObjectRef
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import Settings, get_settings
 
@@ -38,23 +40,27 @@ FINDINGS_IN_STATE = 20
 _ENDED = {"SUCCEEDED": HealStatus.SUCCEEDED, "FAILED": HealStatus.FAILED}
 
 
-def _findings(settings: Settings, release_id: str) -> tuple[int, list[DriftFinding]]:
+def _findings(settings: Settings, environment: str, release_id: str) -> tuple[int, list[str], list[DriftFinding]]:
+    """(objects compared, the add-on objects among them by key, findings): the release's own objects by ownership
+    and dry run; its add-ons (upstream's, changed by their own controllers, in namespaces the drift identity may
+    only list) by ownership and the ledger's record of the last apply (``kube.drift.detect_addons``)."""
     # The cluster's side (renderer, Kubernetes client) loads here: most HealDrift invocations only poll the rollback.
     from controlplane.cluster import connect  # noqa: PLC0415
-    from controlplane.kube.drift import detect  # noqa: PLC0415
-    from controlplane.render import without_addons  # noqa: PLC0415
+    from controlplane.kube.drift import detect, detect_addons  # noqa: PLC0415
+    from controlplane.render import addon_objects, without_addons  # noqa: PLC0415
 
     ledger = Ledger(settings.ledger_table_name, region=settings.region)
-    # The release's own objects: its add-ons are upstream's, changed by their own controllers (a CRD's status), and
-    # live where the drift identity may not read (kube-system).
-    objects = without_addons(ledger.applied_objects(release_id))
+    applied = ledger.applied_objects(release_id)
+    objects, addons = without_addons(applied), addon_objects(applied)
     if not objects:
         raise PlanError(f"release {release_id} has no applied objects in the ledger: nothing to compare with")
+    recorded = (ledger.applied_state(environment) or {}) if addons else {}
     api = connect(settings)
     try:
-        return len(objects), detect(api, objects)
+        findings = detect(api, objects) + (detect_addons(api, addons, recorded) if addons else [])
     finally:
         api.close()
+    return len(applied), sorted(ObjectRef.of(o).key for o in addons), findings
 
 
 def detect_drift(event: DriftRequest) -> DriftReport:
@@ -75,10 +81,16 @@ def detect_drift(event: DriftRequest) -> DriftReport:
     elif lock is not None:
         report = report.model_copy(update={"skipped": f"the deploy lock is held ({lock.purpose.value}: {lock.owner})"})
     else:
-        count, findings = _findings(settings, lkg.release_id)
+        count, addons, findings = _findings(settings, event.environment, lkg.release_id)
         heal = bool(findings) and settings.drift_mode is DriftMode.HEAL and event.environment != "production"
         report = report.model_copy(
-            update={"objects": count, "findings": findings, "findings_total": len(findings), "should_heal": heal}
+            update={
+                "objects": count,
+                "addons_checked": addons,
+                "findings": findings,
+                "findings_total": len(findings),
+                "should_heal": heal,
+            }
         )
     if settings.drift_bucket:
         report = report.model_copy(
@@ -139,7 +151,7 @@ def heal_drift(report: DriftReport, *, client: SFNClient | None = None) -> Drift
     if status is None:  # ABORTED, TIMED_OUT, PENDING_REDRIVE
         status = HealStatus.FAILED
     if status is HealStatus.SUCCEEDED:
-        remaining = _findings(settings, report.release_id)[1]
+        remaining = _findings(settings, report.environment, report.release_id)[2]
         heal = heal.model_copy(update={"status": status, "remaining": len(remaining)})
     elif status is HealStatus.FAILED:
         heal = heal.model_copy(
