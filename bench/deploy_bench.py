@@ -1,7 +1,10 @@
 """Numbers of the deploy pipeline on the local cloud (``make bench`` / ``python -m bench deploy``).
 
 * state transitions of a 1-service and a 7-service deploy (targets <= 40 and <= 60);
-* wall time of a 7-service deploy with instant rollouts.
+* wall time of a 7-service deploy with instant rollouts;
+* the Kubernetes requests of a 1-service redeploy through the deploy state machine after a clean drift check, by
+  what made them (the apply steps' requests are ``bench/kube_bench.py``'s, goal <= 12; the preflight's self reviews,
+  the add-ons' and the release's health watches and the smoke test's proxy come on top).
 
 Kubernetes requests per deploy: ``bench/kube_bench.py``; handler cold imports: ``bench/startup_bench.py``; verdict
 lag, failure detection per kind and the health step's cost, watch vs poll: ``bench/health_bench.py``.
@@ -12,6 +15,7 @@ Not timed tests: numbers to read, with the targets next to them.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -63,8 +67,32 @@ def transitions_and_wall_time() -> None:
         print(f"wall time, 1-service deploy (warm): {time.perf_counter() - started:.2f} s ({again.status})")
 
 
+def redeploy_requests() -> None:
+    with _pipeline() as pipe:
+        first = pipe.first_release()
+        assert first.status == "SUCCEEDED", first.cause
+        check = pipe.cloud.run("DriftStateMachine", {"environment": "staging"})
+        assert check.status == "SUCCEEDED", check.cause
+        pipe.cluster.requests.clear()
+        one = pipe.push_and_deploy("edc-service", "main-2")
+        assert one.status == "SUCCEEDED", one.cause
+        parts: Counter[str] = Counter()
+        for r in pipe.cluster.requests:
+            if r.user == pipe.cluster.admin_username:
+                continue
+            function = r.user.rsplit("/", 1)[-1].rsplit("-", 1)[-1]  # ...:assumed-role/<role>/<stack>-ApplyFunction
+            parts["preflight self reviews" if r.resource == "selfsubjectaccessreviews" else function] += 1
+        apply = parts.get("ApplyFunction", 0)
+        print(
+            f"Kubernetes requests, 1-service redeploy through the state machine after a clean drift check: "
+            f"{sum(parts.values())}; apply steps {apply} (goal <= 12: {'OK' if apply <= 12 else 'OVER'}), "
+            f"by what made them: {dict(parts.most_common())}"
+        )
+
+
 def main() -> None:
     transitions_and_wall_time()
+    redeploy_requests()
     print(f"(services in the platform: {len(platform.SERVICE_NAMES)})")
 
 

@@ -94,9 +94,7 @@ def test_no_check_at_all_or_trust_turned_off_checks_the_live_objects(
 
 
 AUTOSCALER = ObjectRef(api_version="apps/v1", kind="Deployment", namespace="kube-system", name="cluster-autoscaler")
-WEBHOOK = ObjectRef(
-    api_version="v1", kind="Service", namespace="kube-system", name="aws-load-balancer-webhook-service"
-)
+WEBHOOK = ObjectRef(api_version="v1", kind="Service", namespace="kube-system", name="aws-load-balancer-webhook-service")
 NEW_ADDON = ObjectRef(api_version="v1", kind="ServiceAccount", namespace="kube-system", name="new-addon")
 
 
