@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from controlplane.kube.apply import apply_objects
 from controlplane.kube.client import ApiClient, ClusterAccess, build_api_client
 from controlplane.kube.health import Judge
@@ -132,3 +134,48 @@ def test_a_watch_whose_resource_version_expired_lists_again(monkeypatch: pytest.
             client.close()
     assert report.healthy, report
     assert stats.lists > 3  # listed again after the 410
+
+
+AUTOSCALER_ADDON = Path(__file__).resolve().parents[3] / "manifests" / "addons" / "cluster-autoscaler"
+
+
+def _install_autoscaler(cluster: Cluster) -> None:
+    """The vendored Cluster Autoscaler's ServiceAccount and Deployment, rendered for this cluster, as an admin."""
+    text = (AUTOSCALER_ADDON / "cluster-autoscaler.yaml").read_text().replace("${CLUSTER_NAME}", cluster.name)
+    docs = [d for d in yaml.safe_load_all(text) if d and d["kind"] in ("ServiceAccount", "Deployment")]
+    cluster.bootstrap(docs)
+    cluster.advance(5)
+
+
+def _needing(api: ApiClient, cluster: Cluster, *, cpu: str, replicas: int) -> tuple[ObjectRef, datetime]:
+    obj = deployment("edc-service", IMAGE + "c" * 64, replicas=replicas)
+    obj["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu, "memory": "256Mi"}}
+    apply_objects(api, [obj], release_id="r")
+    return ObjectRef.of(obj), cluster.clock.utcnow()
+
+
+def test_a_pod_no_node_group_can_run_fails_when_the_autoscaler_says_so(api: ApiClient, cluster: Cluster) -> None:
+    _install_autoscaler(cluster)
+    ref, applied = _needing(api, cluster, cpu="8", replicas=1)  # larger than any node of any group
+    stats = WatchStats()
+    report = _watch(api, cluster, ref, stats=stats)
+    took = (cluster.clock.utcnow() - applied).total_seconds()
+    assert report.failed, report
+    (failure,) = report.failures
+    assert failure.blame == "platform"
+    assert "pod didn't trigger scale-up: 1 Insufficient cpu" in failure.message
+    assert took <= 17  # the autoscaler looks every 10 s; its word is definitive after 5 s
+    assert stats.lists == 4  # the Events were listed (then watched) once a pod was unschedulable
+
+
+def test_a_pod_waits_for_the_node_the_autoscaler_adds(api: ApiClient, cluster: Cluster) -> None:
+    _install_autoscaler(cluster)
+    cluster.nodes.set_group("general", 3, max_size=4)
+    ref, applied = _needing(api, cluster, cpu="1500m", replicas=4)  # one per node: the fourth needs a new node
+    now = cluster.clock.utcnow()
+    judge = Judge(grace_seconds=30, restart_threshold=1, readiness_seconds=120, definitive_grace_seconds=5)
+    report = watch_workloads(api, [ref], now=now, until=now + timedelta(seconds=120), judge=judge)
+    took = (cluster.clock.utcnow() - applied).total_seconds()
+    assert report.healthy, report
+    assert 60 <= took <= 75  # the node boots for 60 s after the autoscaler's next look
+    assert cluster.nodes.groups()["general"].desired == 4

@@ -24,7 +24,7 @@ import contextlib
 import math
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,6 +90,16 @@ class _Clock:
             self.known = moment
 
 
+def settled(report: HealthReport) -> bool:
+    """A rollout's verdict is known: healthy, or failed."""
+    return report.healthy or report.failed
+
+
+def regressed(report: HealthReport) -> bool:
+    """A baking release's verdict is known: it is no longer healthy (a workload no longer ready, a crash loop)."""
+    return not report.healthy
+
+
 @dataclass
 class _Watching:
     refs: list[ObjectRef]
@@ -97,6 +107,7 @@ class _Watching:
     judge: Judge
     until: datetime
     clock: _Clock
+    decided: Callable[[HealthReport], bool] = settled
     kinds: list[_Kind] = field(default_factory=list)
     snapshot: Snapshot = field(default_factory=dict)
     stats: WatchStats = field(default_factory=WatchStats)
@@ -195,13 +206,15 @@ def watch_workloads(
     until: datetime,
     judge: Judge,
     stats: WatchStats | None = None,
+    decided: Callable[[HealthReport], bool] = settled,
 ) -> HealthReport:
-    """The verdict on ``workloads`` as soon as it is known (healthy, or failed), else the picture at ``until`` (the
-    server's time; ``now`` is a lower bound of it). ``checked_at`` of the report is the server's time as far as
-    its answers prove it. One list per kind and namespace, then watches (see the module docstring)."""
+    """The verdict on ``workloads`` as soon as it is known (``decided``: healthy or failed for a rollout,
+    :func:`regressed` for a bake), else the picture at ``until`` (the server's time; ``now`` is a lower bound of
+    it). ``checked_at`` of the report is the server's time as far as its answers prove it. One list per kind and
+    namespace, then watches (see the module docstring)."""
     refs = validated_refs(workloads)
     dyn = dynamic_client(api)
-    watching = _Watching(refs, dyn, judge, until, _Clock(now), stats=stats or WatchStats())
+    watching = _Watching(refs, dyn, judge, until, _Clock(now), decided, stats=stats or WatchStats())
     with translate_errors("the workloads' kinds"):
         watching.kinds = [
             _Kind(namespace, dyn.resources.get(api_version=api_version, kind=kind))
@@ -213,7 +226,7 @@ def watch_workloads(
         if watching.watch_events_where_pending():
             watching.relist()
         report = assess(refs, watching.snapshot, now=watching.clock.known, judge=judge)
-        if report.healthy or report.failed or watching.clock.known >= until:
+        if decided(report) or watching.clock.known >= until:
             break
         _round(watching)
     if watching.stats.rounds:  # time passed while watching: when the verdict came, by the server's clock
@@ -226,7 +239,7 @@ def _decided(watching: _Watching, round_end: datetime) -> bool:
     """After an event: is the verdict known, or could a judgement change before this round ends?"""
     now = watching.clock.known
     report = assess(watching.refs, watching.snapshot, now=now, judge=watching.judge)
-    if report.healthy or report.failed:
+    if watching.decided(report):
         return True
     moment = next_judgement(watching.refs, watching.snapshot, now=now, judge=watching.judge)
     return moment is not None and moment < round_end - timedelta(seconds=1)

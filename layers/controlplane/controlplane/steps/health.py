@@ -4,7 +4,9 @@ One invocation lists the workloads, ReplicaSets and Pods, then watches them (:mo
 to ``WATCH_BUDGET_SECONDS`` (90 s), never past the invocation's remaining time less :data:`LAMBDA_MARGIN_S` nor past
 the release's deadline, and returns as soon as the release is healthy or fails; the state machine loops only when
 the budget ends without a verdict (``wait_seconds`` 0). With a budget of 0 it is one look, and the state machine
-waits :data:`POLL_INTERVAL_S` before the next. The bake period is one look per invocation (its Wait is 30 s).
+waits :data:`POLL_INTERVAL_S` before the next. The bake period is watched the same way, up to the bake's end: a
+regression (a workload no longer ready, a crash loop) fails it as soon as the API server reports it (with a budget
+of 0, one look every :data:`BAKE_POLL_INTERVAL_S`).
 
 Time comes from the state machine (``$$.State.EnteredTime`` as ``now``, the release's deadline computed from
 ``$$.Execution.StartTime``) and, while watching, from the API server's answers; never from this function's clock.
@@ -20,7 +22,7 @@ from controlplane.cluster import connect
 from controlplane.errors import AddonNotReadyError, DeadlineExceededError, PlatformNotReadyError, RolloutFailedError
 from controlplane.kube.client import ApiClient
 from controlplane.kube.health import Judge, check_workloads
-from controlplane.kube.watch import watch_workloads
+from controlplane.kube.watch import regressed, settled, watch_workloads
 from controlplane.models.kube import HealthReport, ObjectRef
 from controlplane.models.release import HealthInput, HealthOutput
 from controlplane.observability import correlate, logger, metrics, tracer
@@ -28,6 +30,8 @@ from controlplane.settings import Settings, get_settings
 
 POLL_INTERVAL_S = 10
 """The state machine's wait between two looks when the health step does not watch (budget 0)."""
+BAKE_POLL_INTERVAL_S = 30
+"""The same during the bake period."""
 LAMBDA_MARGIN_S = 20.0
 """Time an invocation keeps after its watch for the verdict, the lease and the answer (Lambda's timeout is 150 s)."""
 
@@ -54,11 +58,12 @@ def check_health(event: HealthInput, *, remaining_s: float | None = None) -> Hea
     now = max(event.now, report.checked_at)
     event = event.model_copy(update={"now": now})
     wait_s = 0 if budget > 0 else POLL_INTERVAL_S
-    if report.failed:
-        raise _addons_failure(event, report) if event.subject == "addons" else _failure(event, report)
     pending = [f"{w.ref}: {w.message}" for w in report.workloads if not w.done]
     if event.baking_since is not None:
-        return _bake(event, report.healthy, pending, settings.deploy.bake_for(event.lease.environment))
+        bake_s = settings.deploy.bake_for(event.lease.environment)
+        return _bake(event, report, pending, bake_s, wait_s=0 if budget > 0 else BAKE_POLL_INTERVAL_S)
+    if report.failed:
+        raise _addons_failure(event, report) if event.subject == "addons" else _failure(event, report)
     if report.healthy:
         logger.info("add-ons are ready" if event.subject == "addons" else "release is healthy")
         return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now, wait_seconds=wait_s)
@@ -79,13 +84,14 @@ def check_health(event: HealthInput, *, remaining_s: float | None = None) -> Hea
 
 
 def _budget(event: HealthInput, settings: Settings, remaining_s: float | None) -> float:
-    """Seconds to watch for a verdict: 0 (one look) during the bake period or past the deadline."""
-    if event.baking_since is not None:
-        return 0.0
+    """Seconds to watch for a verdict: up to the deadline (for a bake, the bake period's end); 0 (one look) past it."""
     budget = float(settings.deploy.watch_budget_seconds)
     if remaining_s is not None:
         budget = min(budget, remaining_s - LAMBDA_MARGIN_S)
-    budget = min(budget, (event.deadline_at - event.now).total_seconds())
+    end = event.deadline_at
+    if event.baking_since is not None:
+        end = event.baking_since + timedelta(seconds=settings.deploy.bake_for(event.lease.environment))
+    budget = min(budget, (end - event.now).total_seconds())
     return max(0.0, budget)
 
 
@@ -102,14 +108,18 @@ def _look(
     if budget <= 0:
         return check_workloads(api, workloads, now=event.now, judge=judge)
     until = event.now + timedelta(seconds=budget)
-    return watch_workloads(api, workloads, now=event.now, until=until, judge=judge)
+    decided = regressed if event.baking_since is not None else settled
+    return watch_workloads(api, workloads, now=event.now, until=until, judge=judge, decided=decided)
 
 
-def _bake(event: HealthInput, healthy: bool, pending: list[str], bake_s: int) -> HealthOutput:
-    """One look during the bake period: still healthy (``baked`` once the period is over), or the release regressed
-    after it was declared healthy and fails like any rollout (rolled back, its digests quarantined)."""
+def _bake(event: HealthInput, report: HealthReport, pending: list[str], bake_s: int, *, wait_s: int) -> HealthOutput:
+    """The bake period watched (or looked at) so far: still healthy (``baked`` once the period is over), or the
+    release regressed after it was declared healthy and fails like any rollout (rolled back; a failing pod is
+    classified as in a rollout, a workload merely no longer ready is the images')."""
     assert event.baking_since is not None  # the caller checked
-    if not healthy:
+    if report.failed:
+        raise _regression(event, report, bake_s)
+    if not report.healthy:
         raise RolloutFailedError(
             f"release {event.release_id} regressed during its bake period (healthy since "
             f"{event.baking_since.isoformat()}, {bake_s} s to go through): " + "; ".join(pending[:10])
@@ -117,7 +127,25 @@ def _bake(event: HealthInput, healthy: bool, pending: list[str], bake_s: int) ->
     until = event.baking_since + timedelta(seconds=bake_s)
     baked = event.now >= until
     logger.info("release baking", extra={"bake_until": until.isoformat(), "baked": baked})
-    return HealthOutput(release_id=event.release_id, healthy=True, checked_at=event.now, baked=baked, bake_until=until)
+    return HealthOutput(
+        release_id=event.release_id,
+        healthy=True,
+        checked_at=event.now,
+        baked=baked,
+        bake_until=until,
+        wait_seconds=wait_s,
+    )
+
+
+def _regression(event: HealthInput, report: HealthReport, bake_s: int) -> RolloutFailedError | PlatformNotReadyError:
+    """A baking release whose pods or workloads failed: the failure as a rollout's (the image's problems quarantine
+    its digests, the platform's do not), named as a regression during the bake."""
+    assert event.baking_since is not None  # the caller checked
+    failure = _failure(event, report)
+    return type(failure)(
+        f"release {event.release_id} regressed during its bake period (healthy since "
+        f"{event.baking_since.isoformat()}, {bake_s} s to go through): {failure}"
+    )
 
 
 def _failure(event: HealthInput, report: HealthReport) -> RolloutFailedError | PlatformNotReadyError:
