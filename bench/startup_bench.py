@@ -48,6 +48,7 @@ def _time_import(module: str, cwd: Path, layer: Path) -> float:
     env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(layer)])
     env["AWS_DEFAULT_REGION"] = "us-east-1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # app.py compiled on every import, as in Lambda; nothing written here
+    env["PYDANTIC_DISABLE_PLUGINS"] = "__all__"  # as template.yaml's Globals set it
     done = subprocess.run(
         [sys.executable, "-c", _PROBE.format(module)], cwd=cwd, env=env, capture_output=True, text=True, check=True
     )
