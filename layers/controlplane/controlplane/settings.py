@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from controlplane.errors import ConfigurationError, InputValidationError, PlanError
 from controlplane.models.drift import DriftMode
 from controlplane.models.freeze import FreezeCalendar
-from controlplane.models.offhours import OffhoursConfig
+from controlplane.models.offhours_config import OffhoursConfig
 from controlplane.models.release import ConsoleRequest, Request, validation_message
 from controlplane.models.scan import ScanPolicy, Severity
 

@@ -24,7 +24,6 @@ from controlplane.models.offhours import (
     Exclusion,
     HpaSnapshot,
     NodegroupSnapshot,
-    OffhoursConfig,
     OffhoursRequest,
     Snapshot,
     StayAwake,
@@ -32,6 +31,7 @@ from controlplane.models.offhours import (
     savings,
     wake_waves,
 )
+from controlplane.models.offhours_config import OffhoursConfig
 from controlplane.settings import _VARIABLES, Settings, get_settings
 from pydantic import ValidationError
 

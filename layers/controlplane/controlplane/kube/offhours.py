@@ -36,10 +36,10 @@ from controlplane.models.offhours import (
     SCALABLE_KINDS,
     Exclusion,
     HpaSnapshot,
-    OffhoursConfig,
     Snapshot,
     WorkloadSnapshot,
 )
+from controlplane.models.offhours_config import OffhoursConfig
 
 OFFHOURS_FIELD_MANAGER = f"{FIELD_MANAGER}-offhours"
 ASLEEP_ANNOTATION = "offhours.synthetictrialstudio.io/asleep"

@@ -44,7 +44,6 @@ from controlplane.models.offhours import (
     NodegroupSnapshot,
     NodesState,
     OffhoursBegun,
-    OffhoursConfig,
     Savings,
     SleepPlan,
     SleepReport,
@@ -58,6 +57,7 @@ from controlplane.models.offhours import (
     savings,
     wake_waves,
 )
+from controlplane.models.offhours_config import OffhoursConfig
 from controlplane.models.operator import OperatorAction
 from controlplane.models.release import Environment
 from controlplane.observability import correlate, logger, metrics
