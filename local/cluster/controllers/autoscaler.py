@@ -142,9 +142,11 @@ class ClusterAutoscaler:
         return False
 
     def run(self, now: float) -> None:
-        if now < self._next_scan or not self.installed():
+        if now < self._next_scan:
             return
-        self._next_scan = now + SCAN_INTERVAL_S
+        self._next_scan = now + SCAN_INTERVAL_S  # its loop; whether it runs at all is looked at as often
+        if not self.installed():
+            return
         pending = sorted((p for p in self.ctx.cache.objects(PODS) if _unschedulable(p)), key=creation_key)
         self._told = {uid: m for uid, m in self._told.items() if uid in {uid_of(p) for p in pending}}
         groups = self.nodes.groups()

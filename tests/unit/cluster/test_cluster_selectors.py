@@ -76,3 +76,11 @@ def test_field_selectors_match_dotted_paths() -> None:
 def test_unsupported_field_labels_are_rejected() -> None:
     with pytest.raises(SelectorError, match=r"field label not supported: spec\.foo"):
         parse_field_selector("spec.foo=bar", frozenset({"metadata.name"}))
+
+
+def test_an_events_source_field_selects_its_source_component() -> None:
+    """core/v1 Events: ``fieldSelector=source=cluster-autoscaler`` matches ``source.component`` (the API server's
+    field label for Events), as ``kubectl get events --field-selector source=...`` relies on."""
+    event = {"kind": "Event", "reason": "TriggeredScaleUp", "source": {"component": "cluster-autoscaler"}}
+    assert fields_match(parse_field_selector("source=cluster-autoscaler,reason=TriggeredScaleUp"), event)
+    assert not fields_match(parse_field_selector("source=default-scheduler"), event)
