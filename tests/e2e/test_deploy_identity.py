@@ -81,3 +81,44 @@ def test_removing_verbs_from_the_shipped_rbac_fails_the_preflight_naming_each_be
     (release,) = pipe.releases("staging")
     assert release.status.value == "failed"
     assert pipe.ledger.quarantined(pipe.digests.values()) == {}
+
+
+def test_a_redeploy_asks_only_for_what_it_sends_and_is_refused_before_any_write_when_that_is_denied(
+    pipe: Pipeline,
+) -> None:
+    pipe.first_release()
+    check = pipe.cloud.run("DriftStateMachine", {"environment": "staging"})  # clean: the deploy trusts the record
+    assert check.status == "SUCCEEDED", check.cause
+    documents = bootstrap_documents()
+    # The administrator takes away writing the storage classes, which a 1-service redeploy does not send.
+    (cluster_role,) = [
+        d for d in documents if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "clinical-trials-deploy-cluster"
+    ]
+    for rule in cluster_role["rules"]:
+        if rule["resources"] == ["storageclasses"] and rule.get("resourceNames"):
+            rule["verbs"] = ["get"]
+    pipe.cluster.bootstrap([cluster_role])
+    redeployed = pipe.push_and_deploy("edc-service", "main-2")
+    assert redeployed.status == "SUCCEEDED", redeployed.cause
+
+    # Then patching Deployments, which it sends (the deploy role and off-hours' both grant it): refused by the
+    # preflight, naming it, before any write.
+    roles = [
+        d
+        for d in documents
+        if (d["kind"], d["metadata"]["name"])
+        in {("Role", "clinical-trials-deploy"), ("ClusterRole", "clinical-trials-offhours")}
+    ]
+    for rule in (r for role in roles for r in role["rules"]):
+        if "deployments" in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "patch"]
+    pipe.cluster.bootstrap(roles)
+    writes = len(pipe.writes())
+    refused = pipe.push_and_deploy("edc-service", "main-3")
+    assert refused.status == "FAILED"
+    assert refused.error == "PreflightForbiddenError", refused.cause
+    cause = str(refused.cause)
+    assert f"patch deployments.apps/edc-service in namespace {platform.NAMESPACE}" in cause
+    assert "storageclasses" not in cause  # not needed by this deploy, so not asked
+    assert len(pipe.writes()) == writes
+    assert "ApplyRelease" not in refused.states_entered()

@@ -65,6 +65,7 @@ __all__ = [
     "diff_objects",
     "live_owned_objects",
     "prune",
+    "unchanged_by_record",
 ]
 
 
@@ -348,6 +349,14 @@ def _unchanged_by_record(
         for last in [recorded.get(ref.key)]
         if last is not None and ref.key not in gone and last.sha256 == canonical_sha256(body)
     }
+
+
+def unchanged_by_record(
+    objects: Sequence[Mapping[str, Any]], recorded: Mapping[str, AppliedObject], drifted: Collection[str]
+) -> frozenset[str]:
+    """Keys of the ``objects`` an apply given ``last_applied=recorded`` and ``drifted`` will not send (same digest
+    as recorded and not drifted); what :func:`apply_objects` decides for the bodies it is given."""
+    return frozenset(_unchanged_by_record([(ObjectRef.of(o), dict(o)) for o in objects], recorded, drifted))
 
 
 def _drifted(body: Mapping[str, Any], current: Mapping[str, Any] | None, last: AppliedObject) -> bool:

@@ -14,6 +14,11 @@ asked for the whole namespace first and, only if that is denied, for the object'
 ``resourceNames``, as the shipped RBAC does in kube-system); a cluster-scoped one is asked for the name. One review
 per distinct question.
 
+A redeploy that knows which objects it will send (``sending``: the ledger's record and a trusted drift check say
+the others are unchanged, :func:`controlplane.steps.apply.deploy_writes`) asks the write permissions of those only,
+and ``delete`` of exactly what its prune will delete (``deleting``); ``list``/``watch`` for the health steps and the
+webhook certificate's Secret are asked for the whole release as before.
+
 Kinds whose CustomResourceDefinition is part of the same release (and so may not be served yet) are resolved from
 that CRD; every other kind from discovery.
 """
@@ -95,11 +100,20 @@ def _allowed(dyn: KubeClient, permission: Permission) -> bool:
     return bool((review.get("status") or {}).get("allowed"))
 
 
-def check_permissions(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, prune: bool, who: str) -> int:
+def check_permissions(
+    api: ApiClient,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    prune: bool,
+    who: str,
+    sending: Sequence[Mapping[str, Any]] | None = None,
+    deleting: Sequence[ObjectRef] = (),
+) -> int:
     """Raise :class:`PreflightForbiddenError` naming every permission the release needs that ``who`` (the identity
-    ``api`` authenticates as) lacks; return the number of reviews asked. Writes nothing."""
+    ``api`` authenticates as) lacks; return the number of reviews asked. Writes nothing. ``sending`` / ``deleting``:
+    see :func:`questions`."""
     dyn = dynamic_client(api)
-    missing, asked = _missing(dyn, questions(dyn, objects, prune=prune))
+    missing, asked = _missing(dyn, questions(dyn, objects, prune=prune, sending=sending, deleting=deleting))
     logger.info("preflight", extra={"reviews": asked, "missing": [str(p) for p in missing]})
     if missing:
         raise PreflightForbiddenError(
@@ -109,20 +123,27 @@ def check_permissions(api: ApiClient, objects: Sequence[Mapping[str, Any]], *, p
     return asked
 
 
-def questions(dyn: KubeClient, objects: Sequence[Mapping[str, Any]], *, prune: bool) -> list[Permission]:
-    """Every permission the release needs, by name where it names an object (see the module docstring)."""
+def questions(
+    dyn: KubeClient,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    prune: bool,
+    sending: Sequence[Mapping[str, Any]] | None = None,
+    deleting: Sequence[ObjectRef] = (),
+) -> list[Permission]:
+    """Every permission the release needs, by name where it names an object (see the module docstring).
+
+    ``sending`` (default: every object): the objects the deploy will write; given, ``prune`` is ignored and
+    ``delete`` is asked for ``deleting`` (what the prune will delete) instead of every object."""
     crds = _crd_resources(objects)
-    verbs = (*APPLY_VERBS, "delete") if prune else APPLY_VERBS
+    verbs = (*APPLY_VERBS, "delete") if prune and sending is None else APPLY_VERBS
     needed: dict[Permission, None] = {}
-    for obj in objects:
-        ref = ObjectRef.of(obj)
+    for obj in objects if sending is None else sending:
+        needed.update(dict.fromkeys(_write_questions(dyn, ObjectRef.of(obj), verbs, crds)))
+    for ref in deleting:
         resource = _resource(dyn, ref.api_version, ref.kind, crds)
         namespace = (ref.namespace or "") if resource.namespaced else ""
-        needed[Permission("list", resource.group, resource.name, namespace)] = None
-        for verb in verbs:
-            if verb == "delete" and ref.kind in PROTECTED_KINDS:
-                continue  # prune spares them (unless an operator allows it by name, then asked for at delete)
-            needed[Permission(verb, resource.group, resource.name, namespace, ref.name)] = None
+        needed[Permission("delete", resource.group, resource.name, namespace, ref.name)] = None
     for namespace, secret in certificate_secrets(objects):  # an add-on's webhook certificate, kept by us
         for verb in ("get", *APPLY_VERBS):
             needed[Permission(verb, "", "secrets", namespace, secret)] = None
@@ -133,6 +154,20 @@ def questions(dyn: KubeClient, objects: Sequence[Mapping[str, Any]], *, prune: b
             for verb in HEALTH_VERBS:
                 needed[Permission(verb, resource.group, resource.name, namespace)] = None
     return sorted(needed)
+
+
+def _write_questions(
+    dyn: KubeClient, ref: ObjectRef, verbs: Sequence[str], crds: Mapping[tuple[str, str], Resource]
+) -> list[Permission]:
+    """``list`` of the object's type in its namespace (apply and prune list what we own), and ``verbs`` on it."""
+    resource = _resource(dyn, ref.api_version, ref.kind, crds)
+    namespace = (ref.namespace or "") if resource.namespaced else ""
+    asked = [Permission("list", resource.group, resource.name, namespace)]
+    for verb in verbs:
+        if verb == "delete" and ref.kind in PROTECTED_KINDS:
+            continue  # prune spares them (unless an operator allows it by name, then asked for at delete)
+        asked.append(Permission(verb, resource.group, resource.name, namespace, ref.name))
+    return asked
 
 
 def _missing(dyn: KubeClient, asked_for: Iterable[Permission]) -> tuple[list[Permission], int]:

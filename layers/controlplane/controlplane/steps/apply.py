@@ -46,7 +46,7 @@ from controlplane.aws.offhours import OffhoursLedger
 from controlplane.aws.table import Fence
 from controlplane.cluster import connect, kubernetes_version
 from controlplane.errors import PlanError
-from controlplane.kube.apply import apply_and_prune, apply_objects
+from controlplane.kube.apply import PROTECTED_KINDS, apply_and_prune, apply_objects, unchanged_by_record
 from controlplane.kube.client import ApiClient
 from controlplane.kube.crds import without_foreign_crd_copies
 from controlplane.kube.offhours import keep_asleep_objects
@@ -164,12 +164,50 @@ def trusted_addon_drift(
     """For InstallAddons: the add-on objects to send whatever the record says, by key: what the trusted drift check
     (:func:`trusted_drift_report`) found changed or deleted, and those it did not compare (checks made before drift
     checks covered the add-ons compared none: ``None``, check the live add-ons instead, one list per kind)."""
-    report = trusted_drift_report(environment, now, settings)
+    return _addon_drift(trusted_drift_report(environment, now, settings), addons)
+
+
+def _addon_drift(report: DriftReport | None, addons: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
     if report is None or not report.addons_checked:
         return None
     checked = set(report.addons_checked)
     unchecked = {key for key in (ObjectRef.of(o).key for o in addons) if key not in checked}
     return frozenset({f.ref.key for f in report.findings} | unchecked)
+
+
+ALWAYS_ASKED_KINDS = frozenset({*WORKLOAD_KINDS, "HorizontalPodAutoscaler"})
+"""Sent by a deploy while the environment sleeps whatever the record says (at the sleeping size, marked with the
+release: :func:`keep_asleep`), so the preflight always asks their permissions."""
+
+
+def deploy_writes(
+    objects: Sequence[Mapping[str, Any]],
+    last_applied: Mapping[str, AppliedObject],
+    report: DriftReport | None,
+    *,
+    prune: bool,
+) -> tuple[list[Mapping[str, Any]] | None, list[ObjectRef]]:
+    """For the deploy's preflight: ``(the objects InstallAddons and ApplyRelease may send, the recorded objects the
+    prune deletes)``; ``(None, [])`` when that cannot be told before listing (nothing recorded, or no trusted drift
+    check): the preflight then asks for every object.
+
+    An object is left out when the record and the trusted check say it will not be sent (same digest as recorded,
+    not found drifted: :func:`~controlplane.kube.apply.unchanged_by_record`; the add-ons only if the check compared
+    them). Workloads and HPAs are always in (a sleeping environment re-sends them), and so are webhook configurations
+    whose CA the apply fills in (their rendered body never matches the digest of what was sent)."""
+    if not last_applied or report is None:
+        return None, []
+    addons = addon_objects(objects)
+    skipped = unchanged_by_record(without_addons(objects), last_applied, {f.ref.key for f in report.findings})
+    addon_drift = _addon_drift(report, addons)
+    if addon_drift is not None:
+        skipped |= unchanged_by_record(addons, last_applied, addon_drift)
+    sending = [o for o in objects if o.get("kind") in ALWAYS_ASKED_KINDS or ObjectRef.of(o).key not in skipped]
+    keys = {ObjectRef.of(o).key for o in objects}
+    deleting = [
+        o.ref for o in last_applied.values() if prune and o.ref.key not in keys and o.ref.kind not in PROTECTED_KINDS
+    ]
+    return sending, deleting
 
 
 def _drifted_beyond_addons(report: DriftReport | None, objects: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
@@ -340,8 +378,9 @@ def _install_addons(
     last_applied: Mapping[str, AppliedObject],
     ledger: Ledger,
 ) -> ApplyOutput:
-    """InstallAddons: the deploy's first cluster write. Ask the API server whether every request of the whole release
-    will be allowed (the preflight), then apply the release's add-ons alone (nothing of the release yet) and name
+    """InstallAddons: the deploy's first cluster write. Ask the API server whether every request of the deploy will
+    be allowed (the preflight: of every object, or of those the record and a trusted drift check say it may send,
+    :func:`deploy_writes`), then apply the release's add-ons alone (nothing of the release yet) and name
     their workloads. ApplyRelease records them with the rest.
 
     Unchanged add-ons are skipped: same content as recorded, and unchanged in the cluster since by the latest drift
@@ -349,11 +388,13 @@ def _install_addons(
     :func:`trusted_addon_drift`), or without such a check by their live objects (one list per kind and namespace)."""
     release = event.release
     settings = get_settings()
+    report = trusted_drift_report(release.environment, event.now, settings) if last_applied else None
+    sending, deleting = deploy_writes(objects, last_applied, report, prune=event.prune)
     api = connect(settings)
     try:
-        check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY)
+        check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY, sending=sending, deleting=deleting)
         addons = addon_objects(objects)
-        drifted = trusted_addon_drift(addons, release.environment, event.now, settings) if last_applied else None
+        drifted = _addon_drift(report, addons)
         objects = with_webhook_certificates(api, addons, now=event.now, before_first_write=mark_written)
         result = apply_objects(
             api,
