@@ -19,6 +19,7 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 
 from local.cluster import api_client
 from local.pipeline import Pipeline, pipeline
+from tests.e2e.test_addon_drift import hand_edit, live_args
 from tests.e2e.test_cli import Cli
 from tests.e2e.test_deploy import notifications, subscribe
 
@@ -115,6 +116,8 @@ def test_heal_mode_restores_the_cluster_through_the_rollback_and_records_it(clus
         lkg = pipe.ledger.last_known_good("staging")
         assert lkg is not None
         tamper(pipe)
+        # and an add-on in kube-system: the autoscaler's command (kubectl edit)
+        hand_edit(pipe, "kube-system", "cluster-autoscaler", "command", "--v=4", "--v=9")
 
         done = pipe.cloud.run("DriftStateMachine", {"environment": "staging"})
         assert done.status == "SUCCEEDED", (done.error, done.cause)
@@ -138,6 +141,7 @@ def test_heal_mode_restores_the_cluster_through_the_rollback_and_records_it(clus
         finally:
             api.close()
         assert not [e for e in edc.spec.template.spec.containers[0].env or [] if e.name == "DEBUG"]
+        assert "--v=4" in live_args(pipe, "kube-system", "cluster-autoscaler", "command")
         after = pipe.ledger.last_known_good("staging")
         assert after is not None
         assert after.release_id == lkg.release_id
@@ -145,7 +149,7 @@ def test_heal_mode_restores_the_cluster_through_the_rollback_and_records_it(clus
         latest = DriftReports(str(pipe.cloud.ref("LedgerTable")), region="us-east-1").latest("staging")
         assert latest is not None
         assert latest.heal is not None
-        assert (latest.heal.status.value, latest.heal.remaining, latest.findings_total) == ("succeeded", 0, 3)
+        assert (latest.heal.status.value, latest.heal.remaining, latest.findings_total) == ("succeeded", 0, 4)
         # a forged heal (anyone with StartExecution can write trigger "drift") re-applies only the last known-good
         writes = len(pipe.writes())
         older = pipe.cloud.run(
