@@ -87,8 +87,8 @@ def control_plane_apply(
 ) -> tuple[int, dict[str, AppliedObject], dict[str, int]]:
     """(requests, the record for the next apply, actions) of one deploy's applies as the deploy makes them: with a
     record, InstallAddons (the add-ons) then ApplyRelease (everything). ``drifted``: what a recent drift check found
-    (drift checks compare the add-ons too), ``None``: no recent check, the live objects are listed (the add-ons'
-    kinds by both steps)."""
+    (drift checks compare the add-ons too), ``None``: no recent check, the live objects are listed (the add-ons' by
+    InstallAddons, which ApplyRelease then trusts)."""
     api = build_api_client(
         ClusterAccess(endpoint=cluster.endpoint, ca_data=cluster.ca_data, token=cluster.token()),
         timeout=CLIENT_TIMEOUT_S,
@@ -96,10 +96,21 @@ def control_plane_apply(
     )
     before = len(cluster.requests)
     try:
+        verified: frozenset[str] = frozenset()
         if recorded:
-            apply_objects(api, addon_objects(objects), release_id="bench", last_applied=recorded, drifted=drifted)
+            addons = apply_objects(
+                api, addon_objects(objects), release_id="bench", last_applied=recorded, drifted=drifted
+            )
+            recorded = {**recorded, **{o.ref.key: o for o in addons.objects}}  # InstallAddons records what it sent
+            verified = frozenset(o.ref.key for o in addons.objects)
         result = apply_objects(
-            api, objects, release_id="bench", last_applied=recorded, before_first_write=lambda: None, drifted=drifted
+            api,
+            objects,
+            release_id="bench",
+            last_applied=recorded,
+            before_first_write=lambda: None,
+            drifted=drifted,
+            verified=verified,
         )
     finally:
         RENEWALS.append(api.token_refreshes)

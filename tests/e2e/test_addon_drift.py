@@ -134,3 +134,8 @@ def test_redeploys_send_only_changed_or_drifted_addons_as_the_drift_check_covers
         hand_edit(pipe, "external-secrets", "external-secrets", "args", "--concurrent=1", "--concurrent=8")
         deploy(pipe, "api-gateway", "main-3")
         assert "--concurrent=1" in live_args(pipe, "external-secrets", "external-secrets", "args")
+        # InstallAddons listed the add-ons' kinds; ApplyRelease trusted what it had just checked (no second list)
+        lists = [(r.resource, r.namespace) for r in apply_requests(pipe) if r.verb == "list"]
+        addon_lists = [(resource, ns) for resource, ns in lists if ns in ADDON_NAMESPACES]
+        assert addon_lists
+        assert len(addon_lists) == len(set(addon_lists)), addon_lists

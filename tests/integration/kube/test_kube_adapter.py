@@ -387,6 +387,24 @@ def test_trusting_the_record_sends_what_changed_and_what_drift_found_reading_not
     assert made[1:] == [("PATCH", "configmaps"), ("PATCH", "services")]
 
 
+def test_objects_the_caller_verified_are_trusted_to_the_record_while_the_others_are_listed(
+    api: ApiClient, cluster: Cluster
+) -> None:
+    first = apply_objects(api, release(), release_id="rel-1", last_applied={})
+    changed = release()
+    changed[1] = config_map("edc-config", value="2")
+    before = len(cluster.requests)
+    # InstallAddons checked the Service and the Deployment moments ago (the add-ons, in a deploy): not listed again
+    verified = frozenset({ref(release()[2]).key, ref(release()[3]).key})
+    result = apply_objects(api, changed, release_id="rel-2", last_applied=state_of(first), verified=verified)
+    assert [o.action for o in result.objects] == ["unchanged", "configured", "unchanged", "unchanged"]
+    made = made_since(cluster, before)
+    assert ("GET", "services") not in made
+    assert ("GET", "deployments") not in made
+    assert ("GET", "namespaces") in made  # the one not verified: its live object checked
+    assert [m for m in made if m[0] != "GET"] == [("PATCH", "configmaps")]
+
+
 def test_prune_from_the_record_deletes_what_left_the_release_without_listing(api: ApiClient, cluster: Cluster) -> None:
     old = [namespace(), config_map("keep"), config_map("gone"), service("old-service")]
     first = apply_objects(api, old, release_id="r1", last_applied={})

@@ -79,6 +79,7 @@ def apply_objects(
     before_first_write: Callable[[], None] | None = None,
     last_applied: Mapping[str, AppliedObject] | None = None,
     drifted: Collection[str] | None = None,
+    verified: Collection[str] = (),
 ) -> ApplyResult:
     """Server-side apply ``objects`` in the given order; ``release_id`` names the apply in logs and the result.
 
@@ -91,7 +92,8 @@ def apply_objects(
     ``drifted`` (by ``ObjectRef.key``): instead of checking the live objects for changes (one list per type and
     namespace), trust the record except for these keys, which are sent again. The caller passes what a recent drift
     check found (``controlplane.steps.apply.trusted_drift``): a 1-service redeploy then sends one object and reads
-    nothing else.
+    nothing else. ``verified`` (by key): without ``drifted``, objects whose live state the caller checked moments
+    ago against this record (InstallAddons, the add-ons, in the same deploy): trusted to the record, not listed.
 
     ``before_first_write`` is called once, after the API server first answered and before the first request that
     can change the cluster (so a caller can record that the cluster is about to change; an outage from the start
@@ -114,6 +116,7 @@ def apply_objects(
         before_first_write=before_first_write,
         last_applied=last_applied,
         drifted=drifted,
+        verified=verified,
     )
 
 
@@ -129,6 +132,7 @@ def apply_and_prune(
     before_first_write: Callable[[], None] | None = None,
     last_applied: Mapping[str, AppliedObject] | None = None,
     drifted: Collection[str] | None = None,
+    verified: Collection[str] = (),
 ) -> tuple[ApplyResult, list[ObjectRef]]:
     """:func:`apply_objects`, then delete what left the release.
 
@@ -149,6 +153,7 @@ def apply_and_prune(
         before_first_write=before_first_write,
         last_applied=last_applied,
         drifted=drifted,
+        verified=verified,
     )
     keep = [ObjectRef.of(o) for o in objects]
     if not last_applied:
@@ -179,15 +184,13 @@ def _apply(
     before_first_write: Callable[[], None] | None = None,
     last_applied: Mapping[str, AppliedObject] | None = None,
     drifted: Collection[str] | None = None,
+    verified: Collection[str] = (),
 ) -> ApplyResult:
     crd_kinds = _kinds_defined_by_crds(objects)
     dyn.resources.hint(_crd_resources(objects))
     bodies = [(ObjectRef.of(o), copy.deepcopy(dict(o))) for o in objects]
     recorded = {} if last_applied is None or dry_run else last_applied
-    if drifted is None:
-        skipped = _unchanged(dyn, live, bodies, recorded, crd_kinds)
-    else:
-        skipped = _unchanged_by_record(bodies, recorded, drifted)
+    skipped = _skipped(dyn, live, bodies, recorded, crd_kinds, drifted=drifted, verified=verified)
     to_send = [(ref, body) for ref, body in bodies if ref.key not in skipped]
     if before_first_write is not None and not dry_run:
         _before_writing(dyn, live, to_send, recorded, crd_kinds, hook=before_first_write)
@@ -223,6 +226,25 @@ def _apply(
         },
     )
     return result
+
+
+def _skipped(
+    dyn: KubeClient,
+    live: _LiveIndex,
+    bodies: Sequence[tuple[ObjectRef, dict[str, Any]]],
+    recorded: Mapping[str, AppliedObject],
+    crd_kinds: frozenset[tuple[str, str]],
+    *,
+    drifted: Collection[str] | None,
+    verified: Collection[str],
+) -> dict[str, AppliedObject]:
+    """The objects not to send: by the record and ``drifted`` alone, or (no ``drifted``) by the record and their
+    live objects (:func:`_unchanged`), except ``verified`` ones, by the record alone."""
+    if drifted is not None:
+        return _unchanged_by_record(bodies, recorded, drifted)
+    trusted = set(verified)
+    skipped = _unchanged(dyn, live, [b for b in bodies if b[0].key not in trusted], recorded, crd_kinds)
+    return skipped | _unchanged_by_record([b for b in bodies if b[0].key in trusted], recorded, ())
 
 
 def _before_writing(

@@ -210,13 +210,18 @@ def deploy_writes(
     return sending, deleting
 
 
-def _drifted_beyond_addons(report: DriftReport | None, objects: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
-    """For ApplyRelease: what the trusted drift check found, less the add-ons (InstallAddons sent those in this
-    deploy and recorded what it sent), by key; ``None`` without a trusted check (a rollback's, or none recent)."""
+def _trust(
+    purpose: ApplyPurpose, report: DriftReport | None, objects: Sequence[Mapping[str, Any]]
+) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """For ApplyRelease: ``(drifted, verified)`` for :func:`~controlplane.kube.apply.apply_objects`. ``drifted``:
+    what the trusted drift check found, less the add-ons, by key (``None`` without a trusted check: a rollback's,
+    or none recent). ``verified``: in a deploy, the add-ons, which InstallAddons sent or checked moments ago (and
+    recorded what it sent): trusted to the record, never listed twice."""
+    addons = frozenset(ObjectRef.of(o).key for o in addon_objects(objects))
+    verified = addons if purpose is ApplyPurpose.DEPLOY else frozenset()
     if report is None:
-        return None
-    addons = {ObjectRef.of(o).key for o in addon_objects(objects)}
-    return frozenset(f.ref.key for f in report.findings if f.ref.key not in addons)
+        return None, verified
+    return frozenset(f.ref.key for f in report.findings if f.ref.key not in addons), verified
 
 
 def validate_unless_planned(
@@ -290,7 +295,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
             reclaim(api, to_apply)
         else:
             report = trusted_drift_report(release.environment, event.now, settings)
-        drifted = _drifted_beyond_addons(report, objects)
+        drifted, verified = _trust(event.purpose, report, objects)
         if event.prune or event.purpose is ApplyPurpose.ROLLBACK:
             # Without a record, prune lists the platform's own objects' kinds in its own namespaces: never an
             # add-on's namespace (kube-system is not ours to list).
@@ -305,6 +310,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 before_first_write=mark_written,
                 last_applied=last_applied,
                 drifted=drifted,
+                verified=verified,
             )
         else:
             result = apply_objects(
@@ -315,6 +321,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 before_first_write=mark_written,
                 last_applied=last_applied,
                 drifted=drifted,
+                verified=verified,
             )
         kept = kept_changes(api, objects, report) if event.purpose is ApplyPurpose.DEPLOY else []
     finally:
@@ -409,7 +416,10 @@ def _install_addons(
         api.close()
     changed = [o.ref.key for o in result.objects if o.action != "unchanged"]
     logger.info("add-ons applied", extra={"objects": len(objects), "changed": changed})
-    if changed:  # what ApplyRelease (and the next drift check) compares with: the add-ons as just applied
+    # What ApplyRelease (and the next drift check) compares with: the add-ons as just applied. Not without an earlier
+    # record (a first release): ApplyRelease then sends everything and prunes by listing, as a partial record would
+    # make it prune by the record.
+    if changed and last_applied:
         ledger.record_applied_state(
             release.environment, release.release_id, still_applied(result.objects, last_applied, [])
         )
