@@ -44,7 +44,12 @@ class TagRule(BaseModel):
 class _Section(BaseSettings):
     """A group of variables: names as ``template.yaml`` spells them, empty means unset, unknown ones ignored."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=True, env_ignore_empty=True)
+    # defer_build: the validators are built by the first get_settings(), as every model's on its first use, not on
+    # import; the defaults below are made with model_construct (a default is not validated), so no model of theirs
+    # builds one on import either.
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, case_sensitive=True, env_ignore_empty=True, defer_build=True
+    )
 
 
 def _json(value: Any) -> Any:
@@ -69,7 +74,7 @@ def _flag(value: Any) -> Any:
     return value
 
 
-DEFAULT_TAG_RULES = (TagRule(tag="*", environment="staging"),)
+DEFAULT_TAG_RULES = (TagRule.model_construct(tag="*", environment="staging"),)
 
 
 DEFAULT_BAKE_SECONDS = {"staging": 120, "production": 600}
@@ -151,7 +156,7 @@ class GateSettings(_Section):
     approval_topic_arn: str | None = Field(default=None, validation_alias="APPROVAL_TOPIC_ARN")
     approval_bucket: str | None = Field(default=None, validation_alias="APPROVAL_BUCKET")
     freeze_calendar: Annotated[FreezeCalendar, NoDecode] = Field(
-        default=FreezeCalendar(), validation_alias="FREEZE_CALENDAR"
+        default=FreezeCalendar.model_construct(), validation_alias="FREEZE_CALENDAR"
     )
     staging_ledger_table_name: str | None = Field(
         default=None,
@@ -201,7 +206,9 @@ class OffhoursSettings(_Section):
     ``OFFHOURS_SCHEDULED`` (whether this environment's schedules run: only then is a schedule's unsigned request
     honoured)."""
 
-    config: Annotated[OffhoursConfig, NoDecode] = Field(default=OffhoursConfig(), validation_alias="OFFHOURS_CONFIG")
+    config: Annotated[OffhoursConfig, NoDecode] = Field(
+        default=OffhoursConfig.model_construct(), validation_alias="OFFHOURS_CONFIG"
+    )
     wake_on_deploy: Annotated[bool | None, NoDecode] = Field(default=None, validation_alias="OFFHOURS_WAKE_ON_DEPLOY")
     scheduled: Annotated[bool, NoDecode] = Field(default=False, validation_alias="OFFHOURS_SCHEDULED")
 
