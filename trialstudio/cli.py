@@ -26,7 +26,7 @@ from controlplane.models.lock import LockRecord
 from controlplane.models.offhours import SleepRecord, StayAwake
 from controlplane.models.release import Degraded, LastKnownGood, ReleaseRecord
 
-from trialstudio import cluster, render
+from trialstudio import cluster, pushes, render
 from trialstudio.control import (
     REQUIRED_OUTPUTS,
     CliError,
@@ -400,6 +400,7 @@ def parser() -> argparse.ArgumentParser:
     unquarantine.add_argument("image", metavar="SERVICE@DIGEST")
     unquarantine.add_argument("--reason", required=True, help="why (recorded in the ledger with your identity)")
     cluster.add_parsers(sub)
+    pushes.add_parsers(sub)
     decide = [sub.add_parser(a, help=f"{a} a release waiting for approval, then follow it") for a in DECISIONS]
     for parser_ in decide:
         parser_.add_argument("release")
@@ -430,6 +431,7 @@ COMMANDS = {
     "stay-awake": cmd_offhours,
     "unquarantine": cmd_unquarantine,
     **cluster.COMMANDS,
+    **pushes.COMMANDS,
 }
 
 

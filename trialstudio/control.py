@@ -1,10 +1,10 @@
 """The control plane as the CLI sees it: its stack outputs, the ledger, Step Functions and the operator API.
 
 Reads go straight to DynamoDB and Step Functions with the caller's AWS credentials (boto3's usual chain); every
-privileged action (deploy, rollback, approve, off-hours, unquarantine) is a SigV4-signed POST to the operator API, so
-the ledger records the caller's own principal. Only ``diff`` and ``drift`` reach the cluster: with an EKS token signed
-by the caller's credentials, the same token path as the functions (``controlplane.cluster.connect_to``), so the
-caller's IAM principal needs an EKS access entry.
+privileged action (deploy, rollback, approve, off-hours, unquarantine, resending a dead-lettered push) is a
+SigV4-signed POST to the operator API, so the ledger records the caller's own principal. Only ``diff`` and ``drift``
+reach the cluster: with an EKS token signed by the caller's credentials, the same token path as the functions
+(``controlplane.cluster.connect_to``), so the caller's IAM principal needs an EKS access entry.
 """
 
 from __future__ import annotations

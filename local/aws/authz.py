@@ -333,6 +333,12 @@ def _function(params: Mapping[str, Any], lookup: Lookup) -> str:
     return lookup.arn("lambda", f"function:{name}")
 
 
+def _queue(params: Mapping[str, Any], lookup: Lookup) -> str:
+    """A queue URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``, or moto's host) -> its ARN."""
+    account, name = str(params["QueueUrl"]).rstrip("/").split("/")[-2:]
+    return f"arn:aws:sqs:{lookup.region}:{account}:{name}"
+
+
 def _event_bus(params: Mapping[str, Any], lookup: Lookup) -> list[Access]:
     buses = {str(e.get("EventBusName") or "default") for e in params.get("Entries") or []}
     return [
@@ -404,6 +410,9 @@ OPERATIONS: dict[tuple[str, str], Mapper] = {
     ("lambda", "GetFunction"): _one("lambda:GetFunction", _function),
     ("lambda", "GetFunctionConfiguration"): _one("lambda:GetFunctionConfiguration", _function),
     ("events", "PutEvents"): _event_bus,
+    ("sqs", "ReceiveMessage"): _one("sqs:ReceiveMessage", _queue),
+    ("sqs", "DeleteMessage"): _one("sqs:DeleteMessage", _queue),
+    ("sqs", "ChangeMessageVisibility"): _one("sqs:ChangeMessageVisibility", _queue),
     ("cloudwatch", "PutMetricData"): _any("cloudwatch:PutMetricData"),
     ("sts", "GetCallerIdentity"): lambda _params, _lookup: [],  # never needs a permission
 }

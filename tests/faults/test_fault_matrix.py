@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 from local.aws.eventbridge import EVENTBRIDGE_PRINCIPAL
 from local.cluster import Behaviour, api_client
 from local.pipeline import REGION, OperatorRefusedError, Pipeline
+from tests.e2e.test_cli import Cli
 
 from .conftest import assert_invariants, function_name
 
@@ -611,11 +613,14 @@ def test_a_push_whose_start_execution_is_throttled_is_retried_by_eventbridge_and
 
 
 def test_a_push_that_cannot_start_a_deploy_through_a_day_of_retries_waits_in_the_dead_letter_queue(
-    pipe: Pipeline,
+    pipe: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Step Functions throttles the rule's StartExecution for good: after the RetryPolicy's 185 retries EventBridge
     sends the push event to the rule's dead-letter queue, with its error attributes (the PushesUndeliveredAlarm
-    fires on it); the cluster and the ledger are unchanged, and sending the event again deploys it."""
+    fires on it); the cluster and the ledger are unchanged. `trialstudio pushes list` shows it and keeps it; a
+    `pushes resend` the operator API cannot start keeps it (exit 1); once Step Functions answers, `pushes resend`
+    starts its deploy through the operator API as the caller, deletes the message, and the push is deployed. The
+    execution is named after the event: sending it again starts nothing new."""
     first = pipe.first_release()
     fault = pipe.cloud.aws_faults.add("sfn", "StartExecution", function=EVENTBRIDGE_PRINCIPAL, times=None)
     digest = pipe.push("edc-service", "main-2")
@@ -628,21 +633,39 @@ def test_a_push_that_cannot_start_a_deploy_through_a_day_of_retries_waits_in_the
     assert (delivery.failure.code, delivery.failure.exhausted) == ("ThrottlingException", "MaximumRetryAttempts")
     assert delivery.failure.retries == 185
     assert delivery.failure.dead_lettered
-    sqs = pipe.cloud.client("sqs")
-    url = str(pipe.cloud.ref("PushDeadLetterQueue"))
-    [message] = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
-    assert json.loads(message["Body"])["detail"]["image-digest"] == digest
-    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
-    assert attributes["ERROR_CODE"] == "ThrottlingException"
-    assert attributes["RULE_ARN"].endswith("EcrPush")
     assert_invariants(pipe, first)  # nothing changed
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    cli = Cli(pipe, tmp_path)
+    [listed] = cli.json("pushes", "list")["messages"]
+    assert (listed["digest"], listed["error"]) == (digest, "ThrottlingException")
+    assert listed["rule"].endswith("EcrPush")
+    fault.times = fault.fired  # Step Functions answers EventBridge again; the operator API's start fails for a while
+    down = pipe.cloud.aws_faults.add(
+        "sfn", "StartExecution", function=function_name(pipe, "OperatorApiFunction"), code="ServiceUnavailable",
+        status=503, times=None,
+    )  # fmt: skip
 
-    fault.times = fault.fired  # Step Functions answers again: the operator sends the event again
-    [arn] = pipe.deliver(json.loads(message["Body"]))
-    result = pipe.cloud.wait_execution(arn, timeout=120)
+    failed = cli.json("pushes", "resend", expect=1)
+
+    assert failed["resent"] == []
+    assert [k["digest"] for k in failed["kept"]] == [digest]
+    assert [m["digest"] for m in cli.json("pushes", "resend", "--dry-run")["messages"]] == [digest]  # kept
+    down.times = down.fired
+    principal = cli.as_operator("release-manager", "dana")
+
+    [resent] = cli.json("pushes", "resend")["resent"]
+
+    assert (resent["digest"], resent["status"], resent["by"]) == (digest, "STARTED", principal)
+    assert cli.json("pushes", "list")["messages"] == []  # deleted once its deploy started
+    result = pipe.cloud.wait_execution(resent["execution_arn"], timeout=180)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert pipe.deployment_image("edc-service").endswith(digest)
     assert_invariants(pipe, result, new_release=pipe.planned_release(result))
+    status, again = pipe.operator("release-manager", session="dana").call(
+        {"action": "resend", "environment": "staging", "event": event}
+    )
+    assert (status, again["status"], again["execution_arn"]) == (200, "ALREADY_STARTED", resent["execution_arn"])
 
 
 def test_a_hand_off_whose_start_execution_is_throttled_keeps_the_push_until_the_follow_up_starts(

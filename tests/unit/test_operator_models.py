@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from controlplane.errors import InputValidationError
 from controlplane.models.operator import is_one_of, principal_key
-from controlplane.steps.operator import parse_body
+from controlplane.steps.operator import parse_body, resend_request
 
 ROLE = "arn:aws:iam::123456789012:role/release-approver"
 
@@ -74,3 +74,42 @@ def test_a_well_formed_body_parses() -> None:
 
 def test_an_unquarantine_body_parses() -> None:
     assert parse_body(UNQUARANTINE).digest == "sha256:" + "a" * 64  # type: ignore[union-attr]
+
+
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:sts-deploy"
+PUSH = {
+    "version": "0",
+    "id": "4f1a5c2e-0b7d-4a36-9c51-5d0e7c3f2a11",
+    "detail-type": "ECR Image Action",
+    "source": "aws.ecr",
+    "account": "123456789012",
+    "time": "2026-12-01T10:00:00Z",
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {
+        "result": "SUCCESS",
+        "action-type": "PUSH",
+        "repository-name": "clinical-trials/edc-service",
+        "image-digest": "sha256:" + "a" * 64,
+        "image-tag": "main-2",
+    },
+}
+
+
+def _resend(**detail: Any) -> Any:
+    return parse_body(
+        {"action": "resend", "environment": "staging", "event": PUSH | {"detail": PUSH["detail"] | detail}}
+    )
+
+
+def test_a_dead_lettered_push_is_resent_only_if_the_push_rule_would_have_forwarded_it() -> None:
+    assert resend_request(_resend(), MACHINE).detail.image_digest == "sha256:" + "a" * 64
+    with pytest.raises(InputValidationError, match=r"image-tag: 'staging-rel-1' is a promotion's retag"):
+        resend_request(_resend(**{"image-tag": "staging-rel-1"}), MACHINE)
+    with pytest.raises(InputValidationError, match=r"repository-name: not a repository of the platform"):
+        resend_request(_resend(**{"repository-name": "other/edc-service"}), MACHINE)
+    foreign = r"account/region: 123456789012/us-east-1 is not this control plane's \(999999999999"
+    with pytest.raises(InputValidationError, match=foreign):
+        resend_request(_resend(), MACHINE.replace("123456789012", "999999999999"))
+    with pytest.raises(InputValidationError, match="event"):
+        resend_request(parse_body({"action": "resend", "environment": "staging", "event": {"id": "x"}}), MACHINE)

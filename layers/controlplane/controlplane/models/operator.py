@@ -252,8 +252,18 @@ class UnquarantineBody(_Body):
     reason: Reason
 
 
+class ResendBody(_Body):
+    """``{"action": "resend", "environment", "event": {...}}``: an ECR push event EventBridge could not deliver
+    (a message of PushDeadLetterQueue), started on the deploy state machine as the push rule would have."""
+
+    action: Literal["resend"]
+    environment: Environment
+    event: dict[str, Any]
+
+
 OperatorBody = Annotated[
-    DecideBody | DeployBody | RollbackBody | OffHoursBody | UnquarantineBody, Field(discriminator="action")
+    DecideBody | DeployBody | RollbackBody | OffHoursBody | UnquarantineBody | ResendBody,
+    Field(discriminator="action"),
 ]
 
 

@@ -12,6 +12,11 @@ for a role's session). That ARN is the only identity this module uses; bodies na
 * ``deploy`` (``force`` included), ``rollback``, ``offhours``: the request is validated here (the same models the
   state machines use: a refusal names the field and nothing starts), signed over the execution's name, and started
   on the state machine. The state machines honour ``force`` and production overrides only with a valid signature.
+* ``resend``: a push event EventBridge dead-lettered (``trialstudio pushes resend`` reads PushDeadLetterQueue) is
+  started on the deploy state machine exactly as the push rule's target does (the event unchanged as the input,
+  unsigned like EventBridge's), once it is shown to be a successful push of this account and region to one of our
+  repositories with a tag the rule forwards; the execution is named after the event, so sending it twice starts it
+  once. The caller is logged; nobody gets ``states:StartExecution`` for it.
 
 Answers: HTTP 200 with :class:`~controlplane.models.operator.OperatorResponse`, 400 (bad input, the field named),
 403 (not allowed: the rule named), 409 (the approval is not pending, the digest is not quarantined).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -30,6 +36,7 @@ import boto3
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter, ValidationError
 
+from controlplane import platform
 from controlplane.aws import approval as approvals
 from controlplane.aws import signing
 from controlplane.aws.decision import Decisions
@@ -43,6 +50,7 @@ from controlplane.errors import (
     QuarantineStateError,
 )
 from controlplane.models.approval import ApprovalStatus, Decision
+from controlplane.models.arn import Arn, execution_of
 from controlplane.models.base import at
 from controlplane.models.offhours import OffhoursRequest
 from controlplane.models.operator import (
@@ -57,13 +65,20 @@ from controlplane.models.operator import (
     OperatorCaller,
     OperatorResponse,
     OperatorSignature,
+    ResendBody,
     RollbackBody,
     SignedDecision,
     UnquarantineBody,
     is_one_of,
     principal_key,
 )
-from controlplane.models.release import ConsoleRequest, OperatorRollbackRequest, parse, validation_message
+from controlplane.models.release import (
+    ConsoleRequest,
+    EcrPushEvent,
+    OperatorRollbackRequest,
+    parse,
+    validation_message,
+)
 from controlplane.observability import correlate, logger, metrics
 from controlplane.settings import Settings, get_settings
 
@@ -72,7 +87,10 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 16 * 1024
 _BODY = TypeAdapter[Any](OperatorBody)
-AnyBody = DecideBody | DeployBody | RollbackBody | OffHoursBody | UnquarantineBody
+AnyBody = DecideBody | DeployBody | RollbackBody | OffHoursBody | UnquarantineBody | ResendBody
+_EXECUTION_NAME = re.compile(r"[^A-Za-z0-9_-]")
+PROMOTION_TAGS = ("staging", "production")
+"""Tags the push rule never forwards (``anything-but: {wildcard: [staging*, production*]}``): PromoteImages' retags."""
 
 
 def caller_of(event: Mapping[str, Any]) -> OperatorCaller:
@@ -163,6 +181,8 @@ def dispatch(caller: OperatorCaller, body: AnyBody, *, now: datetime) -> Operato
         return decide(caller, body, settings=settings, now=now)
     if isinstance(body, UnquarantineBody):
         return unquarantine(caller, body, settings=settings, now=now)
+    if isinstance(body, ResendBody):
+        return resend(caller, body, settings=settings)
     action, machine, request = execution_request(body, settings)
     return start(caller, action, machine, request, settings=settings, now=now)
 
@@ -266,6 +286,55 @@ def unquarantine(
         release_id=str(record["quarantine"].get("release_id") or "") or None,
         status="UNQUARANTINED",
     )
+
+
+# ----------------------------------------------------------------------------------------------- dead-lettered pushes
+def resend_request(body: ResendBody, deploy_state_machine_arn: str) -> EcrPushEvent:
+    """The dead-lettered event, if it is what the push rule forwards for this control plane: a successful ECR push
+    of this account and region, to one of our repositories, with a tag that is not a promotion's retag."""
+    event = parse(EcrPushEvent, body.event, what="event")
+    machine = Arn.parse(deploy_state_machine_arn)
+    if (event.account, event.region) != (machine.account, machine.region):
+        raise InputValidationError(
+            f"event.account/region: {event.account}/{event.region} is not this control plane's "
+            f"({machine.account}/{machine.region}); the push rule forwards only its own account's pushes"
+        )
+    try:
+        platform.service_for_repository(event.detail.repository_name)
+    except KeyError as exc:
+        raise InputValidationError(f"event.detail.repository-name: not a repository of the platform: {exc}") from None
+    tag = event.detail.image_tag
+    if tag is not None and tag.startswith(PROMOTION_TAGS):
+        raise InputValidationError(
+            f"event.detail.image-tag: {tag!r} is a promotion's retag, which the push rule never forwards"
+        )
+    return event
+
+
+def resend(
+    caller: OperatorCaller, body: ResendBody, *, settings: Settings, client: SFNClient | None = None
+) -> OperatorResponse:
+    """Start the deploy state machine on a dead-lettered push event as the push rule's target would have."""
+    machine = settings.require("deploy_state_machine_arn")
+    event = resend_request(body, machine)
+    name = f"resend-{_EXECUTION_NAME.sub('-', event.id)}"[:80]
+    sfn: SFNClient = client or boto3.client("stepfunctions", region_name=settings.region)
+    try:
+        with translate_aws_errors("states:StartExecution"):
+            arn = str(
+                sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(body.event))["executionArn"]
+            )
+        status = "STARTED"
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionAlreadyExists":
+            raise
+        arn, status = execution_of(machine, name), "ALREADY_STARTED"  # sent before: the execution runs or ran
+    logger.info(
+        "dead-lettered push sent again",
+        extra={"event_id": event.id, "digest": event.detail.image_digest, "status": status},
+    )
+    metrics.add_metric(name="PushesResent", unit="Count", value=1)
+    return OperatorResponse(ok=True, action=body.action, principal=caller.principal, execution_arn=arn, status=status)
 
 
 # ------------------------------------------------------------------------------------------------- started actions
