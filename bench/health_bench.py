@@ -11,8 +11,8 @@
 * bake regression lag: a release that passes its smoke test, then crash-loops during its bake period; from the
   moment its Deployment stops being healthy to the rollback starting (poll: the Bake loop looked every 30 s);
 * estimated AWS cost per deploy: Step Functions standard transitions ($0.025 per 1,000), the health function's
-  Lambda GB-seconds ($0.0000166667 per GB-s at its 512 MB; a watch is billed for the simulated time it watched, a
-  look for :data:`LOOK_SECONDS`) and requests ($0.20 per million).
+  Lambda GB-seconds in CheckAddons, CheckHealth and Bake ($0.0000166667 per GB-s at its 512 MB; a watch is billed
+  for the simulated time it watched, a look for :data:`LOOK_SECONDS`) and requests ($0.20 per million).
 
 "watch" is the template's default (HealthWatchSeconds 90); "poll" is HealthWatchSeconds 0 (one look per invocation
 and a 10 s Wait state between looks, the design before). Numbers to read, not timed tests.
@@ -37,7 +37,7 @@ REQUEST_USD = 0.20 / 1_000_000
 MEMORY_GB = 0.5
 LOOK_SECONDS = 0.3
 """Billed duration of one look (a handful of list requests from a warm function), for the cost estimate."""
-HEALTH_STATES = ("CheckAddons", "CheckHealth", "RollBackCheckHealth")
+HEALTH_STATES = ("CheckAddons", "CheckHealth", "Bake", "RollBackCheckHealth")
 LAG_GOAL_S = 2.0
 MODES = {"watch": {}, "poll": {"HealthWatchSeconds": 0}}
 

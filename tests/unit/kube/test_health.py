@@ -288,22 +288,24 @@ def test_an_unschedulable_pod_the_autoscaler_adds_a_node_for_waits_up_to_the_rea
     assert "Insufficient cpu" in failure.message
 
 
-def test_an_unschedulable_pod_no_node_group_can_run_fails_after_the_definitive_grace_of_the_autoscalers_word() -> None:
-    pod = pods_by_name()["r2jfl"]
-    said_at = datetime(2026, 1, 26, 10, 15, 12, tzinfo=UTC)
+def test_an_unschedulable_pod_no_node_group_can_run_fails_once_unschedulable_past_the_definitive_grace() -> None:
+    pod = pods_by_name()["r2jfl"]  # unschedulable since 10:15:02
+    scheduled_at = datetime(2026, 1, 26, 10, 15, 2, tzinfo=UTC)
     events = [
-        autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:05Z", version="800"),
-        autoscaler_event(pod, "NotTriggerScaleUp", NOT_TRIGGERED, "2026-01-26T10:15:12Z", version="801"),
+        autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:03Z", version="800"),
+        autoscaler_event(pod, "NotTriggerScaleUp", NOT_TRIGGERED, "2026-01-26T10:15:04Z", version="801"),
     ]
     said = health.autoscaler_verdicts(events)
     judge = {"grace_seconds": 30, "definitive_grace_seconds": 5, "readiness_seconds": 120, "autoscaler": said}
 
-    assert pod_failures([pod], now=said_at + timedelta(seconds=5), **judge) == []  # type: ignore[arg-type]
-    [failure] = pod_failures([pod], now=said_at + timedelta(seconds=6), **judge)  # type: ignore[arg-type]
+    assert pod_failures([pod], now=scheduled_at + timedelta(seconds=5), **judge) == []  # type: ignore[arg-type]
+    [failure] = pod_failures([pod], now=scheduled_at + timedelta(seconds=6), **judge)  # type: ignore[arg-type]
     assert failure.blame == "platform"  # never the image's: nothing is quarantined
-    assert failure.since == said_at
+    assert failure.since == scheduled_at
     assert "no node group can run it even after a scale-up" in failure.message
     assert "max node group size reached" in failure.message
+    # without the autoscaler's word the same pod waits out the grace period
+    assert pod_failures([pod], now=scheduled_at + timedelta(seconds=30), grace_seconds=30) == []
 
 
 def test_autoscaler_verdicts_keep_the_latest_word_per_pod_and_ignore_other_events() -> None:
@@ -340,9 +342,9 @@ def test_next_judgement_of_an_unschedulable_pod_follows_the_autoscalers_word() -
     assert moment(autoscaler_event(pod, "TriggeredScaleUp", TRIGGERED, "2026-01-26T10:15:10Z")) == (
         scheduled_at + timedelta(seconds=120) + tick
     )
-    said_at = "2026-01-26T10:15:12Z"
+    said_at = "2026-01-26T10:15:04Z"
     assert moment(autoscaler_event(pod, "NotTriggerScaleUp", NOT_TRIGGERED, said_at)) == (
-        datetime(2026, 1, 26, 10, 15, 17, tzinfo=UTC) + tick
+        scheduled_at + timedelta(seconds=5) + tick
     )
 
 

@@ -317,7 +317,8 @@ def _unschedulable_bound(
     grace: timedelta, definitive: timedelta, readiness_seconds: int | None, event: Obj | None
 ) -> timedelta:
     """How long an unschedulable pod may wait: the readiness deadline while the autoscaler adds a node for it, the
-    definitive grace once it said no node group can run it, else the grace period."""
+    definitive grace once it said no node group can run it (so its word fails a pod unschedulable for longer at
+    once: the autoscaler looks every 10 s), else the grace period."""
     if event is None:
         return grace
     if event.get("reason") == SCALE_UP_NOT_TRIGGERED:
@@ -325,10 +326,8 @@ def _unschedulable_bound(
     return max(grace, timedelta(seconds=readiness_seconds)) if readiness_seconds is not None else grace
 
 
-def _unschedulable_since(meta: Obj, scheduled: Obj, event: Obj | None) -> datetime | None:
-    """Since when the pod has been unschedulable; since the autoscaler's verdict when it said no."""
-    if event is not None and event.get("reason") == SCALE_UP_NOT_TRIGGERED:
-        return event_time(event)
+def _unschedulable_since(meta: Obj, scheduled: Obj) -> datetime | None:
+    """Since when the pod has been unschedulable (its ``PodScheduled`` condition's transition)."""
     return _time(scheduled.get("lastTransitionTime")) or _time(meta.get("creationTimestamp"))
 
 
@@ -337,7 +336,7 @@ def _unschedulable(
 ) -> list[PodFailure]:
     """The pod no node can run, once that has lasted over ``bound``, with what the scheduler and the cluster
     autoscaler said about it."""
-    since = _unschedulable_since(meta, scheduled, event)
+    since = _unschedulable_since(meta, scheduled)
     if not since or now - since <= bound:
         return []
     message = str(scheduled.get("message") or "no node can run the pod")
@@ -560,7 +559,7 @@ def _pod_moments(pod: Obj, judge: Judge, readiness_seconds: int | None, event: O
     if scheduled and scheduled.get("status") == "False":
         grace = timedelta(seconds=grace_seconds)
         definitive = grace if definitive_grace_seconds is None else timedelta(seconds=definitive_grace_seconds)
-        since = _unschedulable_since(meta, scheduled, event)
+        since = _unschedulable_since(meta, scheduled)
         bound = _unschedulable_bound(grace, definitive, readiness_seconds, event)
         return [since + bound + timedelta(microseconds=1)] if since else []
     ready = _condition(status, "Ready")
