@@ -14,9 +14,12 @@ from hypothesis import settings
 
 # Hypothesis profiles: "ci" (the default) bounds every property test so `make test` stays inside its time budget;
 # "soak" is opt-in for long runs (`make soak`, or HYPOTHESIS_PROFILE=soak on any pytest command).
-settings.register_profile("ci", max_examples=8, deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.register_profile("ci", max_examples=50, deadline=None, print_blob=True)
 settings.register_profile("soak", max_examples=300, deadline=None, print_blob=True)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+settings.load_profile(HYPOTHESIS_PROFILE)
+WORLD_PER_EXAMPLE_MAX = 8 if HYPOTHESIS_PROFILE == "ci" else settings().max_examples
+"""Examples of a property test that builds an emulator and a LocalCloud for each (~1.5 s apiece): fewer in ``ci``."""
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "tests" / "events"

@@ -9,16 +9,27 @@ harness's ``simulated`` time mode, where nothing else runs while a Lambda waits)
 simulated time costs a waiter :data:`IDLE_PACE` of wall time with nothing to report, and a waiter moves the clock only
 if nobody moved it meanwhile and no waiter moved it within the last :data:`IDLE_PACE` (so several waiters do not make
 time pass several times as fast, and a client has that long to read what the last second brought).
+
+Idle stretches are crossed in one step. A listener may say when it next has something to do (``due``: the earliest
+simulated time at which it could act with nothing else happening; ``math.inf`` for never); while every listener
+has said so, :meth:`SimClock.advance` skips the ticks before the earliest of those times and tells the listeners at
+the first tick (of the same ``step`` grid) at or after it. The ticks skipped are exactly those at which every
+listener would have done nothing, so what the listeners see and do is the same as ticking through; a listener
+without ``due`` (a test's hook) is told every tick, as before. This is how a simulated day of EventBridge back-off
+or an environment asleep overnight costs a handful of reconciles instead of one per second.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 Listener = Callable[[float], None]
+Due = Callable[[float], float]
+"""Given the clock's reading, when the listener next acts (at or before it: tick as usual; ``math.inf``: never)."""
 
 IDLE_PACE = 0.02
 """Wall seconds a waiter waits for something to report before it lets one simulated second pass (driven mode)."""
@@ -30,7 +41,7 @@ class SimClock:
     def __init__(self, start: float | None = None) -> None:
         self._now = time.time() if start is None else start
         self._lock = threading.RLock()
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, Due | None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._driven = False
@@ -44,24 +55,43 @@ class SimClock:
     def utcnow(self) -> datetime:
         return datetime.fromtimestamp(self.now(), tz=UTC)
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, *, due: Due | None = None) -> None:
+        """Tell ``listener`` the time after every tick; with ``due``, only at the ticks it says it acts (module
+        docstring)."""
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners.append((listener, due))
 
     def advance(self, seconds: float, *, step: float = 1.0) -> None:
-        """Move time forward by ``seconds`` in increments of at most ``step``, telling listeners after each."""
+        """Move time forward by ``seconds`` in increments of at most ``step``, telling listeners after each (ticks at
+        which every listener says it has nothing to do are skipped: see the module docstring)."""
         if seconds < 0:
             raise ValueError("the clock never goes backwards")
         remaining = seconds
         while remaining > 0:
             delta = min(step, remaining)
             with self._lock:
+                listeners = list(self._listeners)
+                start = self._now
+            idle_until = self._idle_until(listeners, start)
+            if idle_until > start + delta:  # the first tick at or after it, or the end
+                ticks = math.ceil((idle_until - start) / step) if idle_until < start + remaining else math.inf
+                delta = min(ticks * step, remaining)
+            with self._lock:
                 self._now += delta
                 now = self._now
-                listeners = list(self._listeners)
-            for listener in listeners:
+            for listener, _ in listeners:
                 listener(now)
             remaining -= delta
+
+    @staticmethod
+    def _idle_until(listeners: list[tuple[Listener, Due | None]], now: float) -> float:
+        """The earliest time a listener acts; ``now`` when one of them cannot say."""
+        earliest = math.inf
+        for _, due in listeners:
+            if due is None:
+                return now
+            earliest = min(earliest, due(now))
+        return earliest
 
     def drive_by_waiters(self, on: bool = True) -> None:
         """Let waiters with nothing to report move the clock themselves (see the module docstring)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -264,6 +265,46 @@ def _simulate_container(
         restarts += 1
 
 
+def _next_transition(behaviour: Behaviour, *, restart_policy: str, start: float, now: float) -> float:
+    """The first time after ``now`` at which :func:`_simulate_container`'s answer changes (``math.inf``: never): the
+    bounds of its branches, walked the same way."""
+    t = max(0.0, now - start)
+    if behaviour.kind == "err_image_pull":
+        attempt_at, attempt = 0.0, 0
+        while attempt_at + _backoff(attempt) <= t:
+            attempt_at += _backoff(attempt)
+            attempt += 1
+        if t - attempt_at < PULL_ERROR_SECONDS:
+            return start + attempt_at + PULL_ERROR_SECONDS
+        return start + attempt_at + _backoff(attempt)
+    if behaviour.kind in ("create_container_config_error", "never_ready"):
+        return math.inf
+    if behaviour.kind == "crashes_after" and t >= behaviour.crash_after:
+        first = replace(behaviour, kind="crash_loop", run_for=behaviour.crash_after)
+        return _next_transition(first, restart_policy=restart_policy, start=start, now=now)
+    if behaviour.kind in ("ready", "crashes_after"):
+        bounds = [behaviour.ready_after]
+        if behaviour.kind == "crashes_after":
+            bounds.append(behaviour.crash_after)
+        if restart_policy != "Always":
+            if t >= behaviour.completes_after:
+                return math.inf
+            bounds.append(behaviour.completes_after)
+        return min((start + b for b in bounds if b > t), default=math.inf)
+    run_start, restarts = 0.0, 0
+    while True:
+        exit_at = run_start + behaviour.run_for
+        if t < exit_at:
+            return start + exit_at
+        if restart_policy == "Never":
+            return math.inf
+        delay = _backoff(restarts)
+        if t < exit_at + delay:
+            return start + exit_at + delay
+        run_start = exit_at + delay
+        restarts += 1
+
+
 def _set_condition(old_status: Obj, type_: str, status: str, now: float, **extra: str) -> Obj:
     old = get_condition(old_status, type_)
     since = extra.pop("since", None)
@@ -348,6 +389,21 @@ class Kubelet:
         if init:
             status["initContainerStatuses"] = [_init_container_status(c, start) for c in init]
         return status
+
+    def next_change(self, pod: Obj, now: float) -> float:
+        """When the status :meth:`desired_status` answers for ``pod`` next changes after ``now`` (``math.inf``: never;
+        ``now`` for a pod it has not reported on yet): a pod's status is a function of the clock between these."""
+        start = parse_time((pod.get("status") or {}).get("startTime"))
+        if start is None:
+            return now
+        restart_policy = str((pod.get("spec") or {}).get("restartPolicy") or "Always")
+        return min(
+            (
+                _next_transition(behaviour, restart_policy=restart_policy, start=start, now=now)
+                for behaviour in self.behaviours(pod)
+            ),
+            default=math.inf,
+        )
 
     def _simulate(self, pod: Obj, start: float, now: float) -> list[_ContainerSim]:
         spec = pod.get("spec") or {}

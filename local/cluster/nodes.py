@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -393,6 +394,13 @@ class NodePool:
             group = self._groups[name]
             return self._node_object(
                 name, group, f"template-node-for-{name}", zone=self._zones()[0], now=self._clock.now(), ready=True
+            )
+
+    def next_ready(self) -> float:
+        """When the next booting node is due to turn Ready (``math.inf``: none is booting)."""
+        with self._lock:
+            return min(
+                (n.ready_at for g in self._groups.values() for n in g.nodes if not n.marked_ready), default=math.inf
             )
 
     def tick(self, now: float) -> bool:

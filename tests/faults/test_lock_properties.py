@@ -39,13 +39,12 @@ from controlplane.models.lock import FollowUp, LockOutcome, LockPurpose, LockReq
 from controlplane.models.release import Degraded, ReleaseRecord, ReleaseStatus, Trigger, TriggerKind
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from moto import mock_aws
 
 pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
-TABLE = "ledger"
 ENV = "staging"
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:sts-deploy"
 TTL_S = 4 * 3600
@@ -84,13 +83,14 @@ def retried(step: Callable[[], T], attempts: int = 20) -> T:
 
 
 class Environment(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    """One example: a fresh ledger table (its own name) in the test's moto world, so nothing carries over."""
+
+    def __init__(self, ddb: Any, table: str) -> None:
         super().__init__()
-        self.mock = mock_aws()
-        self.mock.start()
-        ddb = boto3.client("dynamodb", region_name=REGION)
+        self.ddb = ddb
+        self.table_name = table
         ddb.create_table(
-            TableName=TABLE,
+            TableName=table,
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[
                 {"AttributeName": "pk", "AttributeType": "S"},
@@ -98,9 +98,9 @@ class Environment(RuleBasedStateMachine):
             ],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         )
-        self.client = ThrottlingClient(boto3.client("dynamodb", region_name=REGION))
-        self.table = lock.LockTable(TABLE, client=self.client)  # type: ignore[arg-type]
-        self.ledger = Ledger(TABLE, region=REGION)
+        self.client = ThrottlingClient(ddb)
+        self.table = lock.LockTable(table, client=self.client)  # type: ignore[arg-type]
+        self.ledger = Ledger(table, client=ddb)
         self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
         self.status: dict[str, str] = {}
         self.ids = itertools.count(1)
@@ -112,7 +112,7 @@ class Environment(RuleBasedStateMachine):
         self.baked: set[str] = set()  # releases that stayed healthy through their bake period
 
     def teardown(self) -> None:
-        self.mock.stop()
+        self.ddb.delete_table(TableName=self.table_name)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _arn(self, prefix: str) -> str:
@@ -147,7 +147,7 @@ class Environment(RuleBasedStateMachine):
 
     def _fenced(self, lease: Lease) -> Ledger:
         """The ledger as the lease's holder writes it (behind the fence), over the throttling client."""
-        return Ledger(TABLE, client=self.client, fence=lock.fence(lease))  # type: ignore[arg-type]
+        return Ledger(self.table_name, client=self.client, fence=lock.fence(lease))  # type: ignore[arg-type]
 
     def _holds(self, lease: Lease) -> bool:
         record = retried(lambda: self.table.read(ENV))
@@ -372,10 +372,17 @@ class Environment(RuleBasedStateMachine):
         assert lkg is None or lkg.release_id in self.baked, f"{lkg} never baked, yet it is last known-good"
 
 
-# Examples: the loaded hypothesis profile's (``ci``: 8; ``HYPOTHESIS_PROFILE=soak``: 300); each a fresh moto world.
-Environment.TestCase.settings = settings(
-    stateful_step_count=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_queue_lock_and_degraded_mark_under_interleavings = Environment.TestCase
+def test_queue_lock_and_degraded_mark_under_interleavings() -> None:
+    """Examples: the loaded hypothesis profile's (``ci``: 50; ``HYPOTHESIS_PROFILE=soak``: 300). One moto world for
+    the run, a fresh table per example: an example costs its steps, not a moto start, reset and two new clients."""
+    tables = itertools.count(1)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        run_state_machine_as_test(
+            lambda: Environment(ddb, f"ledger-{next(tables)}"),
+            settings=settings(
+                stateful_step_count=15,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )

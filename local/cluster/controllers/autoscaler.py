@@ -30,6 +30,7 @@ recorded when its message changes, not every loop (the event recorder would coun
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -140,6 +141,10 @@ class ClusterAutoscaler:
                 if image.startswith(f"{IMAGE}:") and _discovers(args, self.cluster):
                     return True
         return False
+
+    def next_due(self) -> float:
+        """When its next loop runs, while it runs at all (its loop's phase is kept: a skipped tick changes nothing)."""
+        return self._next_scan if self.installed() else math.inf
 
     def run(self, now: float) -> None:
         if now < self._next_scan:

@@ -7,6 +7,7 @@ a pass changed nothing (the controllers have settled).
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from collections.abc import Callable
 
@@ -178,6 +179,10 @@ class Context:
                 "reportingInstance": "",
             },
         )
+
+    def events_due(self) -> float:
+        """After when the oldest event the controllers recorded expires (``math.inf``: none)."""
+        return self.events[0][0] + EVENT_TTL if self.events else math.inf
 
     def expire_events(self, now: float) -> None:
         while self.events and self.events[0][0] + EVENT_TTL < now:

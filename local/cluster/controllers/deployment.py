@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -452,6 +453,20 @@ class DeploymentController:
                 cond = deployment_condition("Progressing", "False", "ProgressDeadlineExceeded", message, now)
                 return set_condition(conditions, cond)
         return conditions
+
+    @staticmethod
+    def deadline_due(d: Obj) -> float:
+        """After when ``d``'s rollout passes its progress deadline with no progress meanwhile (``math.inf``: a
+        rollout that is complete, paused, past it already or without a deadline)."""
+        spec = d.get("spec") or {}
+        deadline = spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE)
+        if spec.get("paused") or deadline is None or deadline >= 2**31 - 1:
+            return math.inf
+        current = get_condition(d.get("status"), "Progressing")
+        if current is None or current.get("reason") in ("NewReplicaSetAvailable", "ProgressDeadlineExceeded"):
+            return math.inf
+        since = parse_time(current.get("lastUpdateTime"))
+        return math.inf if since is None else since + int(deadline)
 
     def _cleanup_history(self, d: Obj, olds: list[Obj]) -> None:
         limit = (d.get("spec") or {}).get("revisionHistoryLimit", DEFAULT_HISTORY_LIMIT)

@@ -7,6 +7,8 @@ one whose matching tolerations set no ``tolerationSeconds`` stays.
 
 from __future__ import annotations
 
+import math
+
 from local.cluster.controllers.base import Context
 from local.cluster.controllers.placement import node_taints, tolerates
 from local.cluster.objects import NODES, PODS, is_deleting, name_of, namespace_of, parse_time, pod_terminal
@@ -39,19 +41,31 @@ class TaintEviction:
         self.ctx = ctx
 
     def run(self, now: float) -> None:
+        for pod, due in self._evictions(now):
+            if due <= now:
+                message = f"Marking for deletion Pod {namespace_of(pod)}/{name_of(pod)}"
+                self.ctx.event(pod, "Pod", "TaintManagerEviction", message, component=COMPONENT)
+                self.ctx.delete(PODS, pod)
+
+    def next_due(self, now: float) -> float:
+        """When the next pod tolerating a NoExecute taint for a while is due to go (``math.inf``: none)."""
+        return min((due for _, due in self._evictions(now)), default=math.inf)
+
+    def _evictions(self, now: float) -> list[tuple[Obj, float]]:
+        """Pods on NoExecute-tainted nodes that must go, with when."""
         tainted: dict[str, list[Obj]] = {}
         for node in self.ctx.cache.objects(NODES):
             no_execute = [t for t in node_taints(node) if t.get("effect") == "NoExecute"]
             if no_execute:
                 tainted[name_of(node)] = no_execute
         if not tainted:
-            return
+            return []
+        found: list[tuple[Obj, float]] = []
         for pod in self.ctx.cache.objects(PODS):
             taints = tainted.get(str((pod.get("spec") or {}).get("nodeName") or ""))
             if taints is None or pod_terminal(pod) or is_deleting(pod):
                 continue
             due = eviction_time(pod, taints, now)
-            if due is not None and due <= now:
-                message = f"Marking for deletion Pod {namespace_of(pod)}/{name_of(pod)}"
-                self.ctx.event(pod, "Pod", "TaintManagerEviction", message, component=COMPONENT)
-                self.ctx.delete(PODS, pod)
+            if due is not None:
+                found.append((pod, due))
+        return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 
@@ -30,8 +31,10 @@ from local.cluster.objects import (
     HORIZONTALPODAUTOSCALERS,
     JOBS,
     PODDISRUPTIONBUDGETS,
+    PODS,
     REPLICASETS,
     STATEFULSETS,
+    pod_ready_since,
     uid_of,
 )
 from local.cluster.store import GroupResource, Obj, Store
@@ -67,13 +70,15 @@ class ControllerManager:
         self._lock = threading.RLock()
         self._running = False
         self._dirty = False
+        self._settled_at: int | None = None  # the store's resourceVersion after the last pass that wrote nothing
         cache = Informer()
         self._ctx = Context(store, clock, cache, self.kubelet)
         self._gc = GarbageCollector(self._ctx)
         self._eviction = TaintEviction(self._ctx)
+        self._deployments = DeploymentController(self._ctx)
         self._workloads: list[tuple[GroupResource, Callable[[Obj, float], None]]] = [
             (HORIZONTALPODAUTOSCALERS, HpaController(self._ctx).sync),
-            (DEPLOYMENTS, DeploymentController(self._ctx).sync),
+            (DEPLOYMENTS, self._deployments.sync),
             (REPLICASETS, ReplicaSetController(self._ctx).sync),
             (STATEFULSETS, StatefulSetController(self._ctx).sync),
             (DAEMONSETS, DaemonSetController(self._ctx).sync),
@@ -86,7 +91,7 @@ class ControllerManager:
         self._pod_status = PodStatusSync(self._ctx)
         store.subscribe(cache.on_event)
         cache.prime(store)
-        clock.subscribe(self._on_tick)
+        clock.subscribe(self._on_tick, due=self.next_due)
         nodes.subscribe(self.reconcile)
 
     def _on_tick(self, _now: float) -> None:
@@ -100,15 +105,51 @@ class ControllerManager:
                 return
             self._running = True
             try:
+                self._settled_at = None
                 for _ in range(MAX_PASSES):
                     self._dirty = False
                     before = self._ctx.writes
                     self._pass(self._clock.now())
                     if not self._dirty and self._ctx.writes == before:
+                        self._settled_at = self._ctx.store.resource_version
                         return
                 logger.warning("controllers did not settle after %d passes", MAX_PASSES)
             finally:
                 self._running = False
+
+    def next_due(self, now: float) -> float:
+        """The earliest simulated time after ``now`` at which a pass could write something with nothing written
+        from outside meanwhile (``math.inf``: never; ``now``: cannot tell, tick as usual). What the clock alone moves:
+        a booting node turning Ready, a container's next transition (ready, exit, restart, pull retry, completion), a
+        pod's ``minReadySeconds`` running out, a toleration's ``tolerationSeconds``, a rollout's progress deadline,
+        the cluster autoscaler's next loop (while it runs) and an event's expiry. Every other decision of the
+        controllers depends on the objects only, which did not change since the last pass wrote nothing."""
+        with self._lock:
+            if self._running or self._settled_at is None or self._settled_at != self._ctx.store.resource_version:
+                return now
+            deadlines = (self._deployments.deadline_due(d) for d in self._ctx.cache.objects(DEPLOYMENTS) if uid_of(d))
+            return min(
+                self._nodes.next_ready(),
+                self._pod_status.next_due(now),
+                self._available_due(now),
+                self._eviction.next_due(now),
+                self._autoscaler.next_due(),
+                min(deadlines, default=math.inf),
+                self._ctx.events_due(),
+            )
+
+    def _available_due(self, now: float) -> float:
+        """When the next ready pod becomes available to a controller with ``minReadySeconds`` (every such delay is
+        tried on every ready pod: a superset of the real moments, never later than one)."""
+        delays = {
+            int((obj.get("spec") or {}).get("minReadySeconds") or 0)
+            for gr in (REPLICASETS, STATEFULSETS, DAEMONSETS)
+            for obj in self._ctx.cache.objects(gr)
+        } - {0}
+        if not delays:
+            return math.inf
+        since = [s for pod in self._ctx.cache.objects(PODS) if (s := pod_ready_since(pod)) is not None]
+        return min((s + d for s in since for d in delays if s + d > now), default=math.inf)
 
     def _pass(self, now: float) -> None:
         if self._nodes.tick(now):

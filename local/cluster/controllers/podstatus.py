@@ -6,6 +6,8 @@ pods the API marked for deletion (no graceful termination) and records the kubel
 
 from __future__ import annotations
 
+import math
+
 from local.cluster.controllers.base import Context
 from local.cluster.kubelet import HEALTH_ANNOTATION
 from local.cluster.objects import NODES, PODS, annotations_of, is_deleting, pod_terminal
@@ -35,6 +37,20 @@ class PodStatusSync:
             if node is None or pod_terminal(pod):
                 continue
             self._sync(pod, node, now)
+
+    def next_due(self, now: float) -> float:
+        """When the next bound pod's status changes by the clock alone (the kubelet's next container transition)."""
+        due = math.inf
+        for pod in self.ctx.cache.objects(PODS):
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            if not node_name:
+                continue
+            if is_deleting(pod):
+                return now
+            if self.ctx.cache.get(NODES, "", str(node_name)) is None or pod_terminal(pod):
+                continue
+            due = min(due, self.ctx.kubelet.next_change(pod, now))
+        return due
 
     def _sync(self, pod: Obj, node: Obj, now: float) -> None:
         status = self.ctx.kubelet.desired_status(pod, node, now)

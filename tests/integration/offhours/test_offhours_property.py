@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import WORLD_PER_EXAMPLE_MAX
 from tests.integration.offhours.conftest import CLUSTER, World, fresh_world, hpa, namespace, workload
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def arrange(world: World, state: dict[str, Any]) -> None:
 
 
 @pytest.mark.soak
-@settings(deadline=None)  # examples run against the emulator and moto; their count comes from the loaded profile
+@settings(deadline=None, max_examples=WORLD_PER_EXAMPLE_MAX)  # a new emulator and moto for each example
 @given(initial=initial_states())
 @pytest.mark.usefixtures("offhours_env")
 def test_down_then_up_restores_every_size_exactly(initial: dict[str, Any]) -> None:
