@@ -2,7 +2,8 @@
 
 Two identical clusters run the same hour and more of every time-driven behaviour the emulator has (containers that
 turn ready, crash-loop with back-off, fail to pull and retry, crash after a while, complete; a rollout past its
-progress deadline; ``minReadySeconds``; a node that boots; a toleration that runs out; events that expire): one
+progress deadline; ``minReadySeconds``; a node that boots; a toleration that runs out; the cluster autoscaler's
+loop scaling up or saying why not; events that expire): one
 ticks every second (a listener without ``due`` forces it), the other skips the ticks at which the controllers say
 they have nothing to do. Every store change, its content and the simulated second it happened at are the same.
 """
@@ -23,10 +24,12 @@ from local.cluster.objects import DEPLOYMENTS, JOBS, PODS
 from local.cluster.store import Event
 
 from .conftest import Sim, deployment
+from .test_controllers_autoscaler import install_autoscaler
 
 pytestmark = pytest.mark.unit
 
 SECONDS = 3_700.0  # past the events' one-hour expiry
+GENERAL = {"workload-class": "general"}  # where the cluster autoscaler add-on runs
 
 
 def _job(name: str, image: str) -> dict[str, Any]:
@@ -57,7 +60,8 @@ def _run(monkeypatch: pytest.MonkeyPatch, *, tick_every_second: bool) -> tuple[l
     counter = itertools.count()
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter)))
     monkeypatch.setattr(objects, "secrets", random.Random(7))
-    sim = Sim(nodes=2)
+    sim = Sim(nodes=0)
+    sim.nodes.set_group("general", 2, "t3.medium", boot_seconds=0, labels=GENERAL, min_size=1, max_size=3)
     sim.nodes.set_group("spot", 1, "t3.medium", boot_seconds=0)
     images = sim.images
     images.set("registry.local/ok:v1", Behaviour.ready(after=3))
@@ -82,6 +86,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, *, tick_every_second: bool) -> tuple[l
         sim.clock.subscribe(count)  # a listener that cannot say when it acts: every tick is made
     else:
         sim.clock.subscribe(count, due=lambda _now: math.inf)
+    install_autoscaler(sim)  # its loop every 10 s: a scale-up for "big", NotTriggerScaleUp for "huge"
     sim.apply(PODS, _tolerating_pod("spot-worker", 30))
     sim.advance(5)
     sim.nodes.set_group("spot", 1, "t3.medium", taints=[{"key": "spot", "value": "reclaimed", "effect": "NO_EXECUTE"}])
@@ -93,6 +98,9 @@ def _run(monkeypatch: pytest.MonkeyPatch, *, tick_every_second: bool) -> tuple[l
     sim.apply(DEPLOYMENTS, deployment("never", "registry.local/never:v1", 1, progressDeadlineSeconds=60))
     sim.apply(DEPLOYMENTS, deployment("config", "registry.local/config:v1", 1))
     sim.apply(JOBS, _job("once", "registry.local/ok:v1"))
+    sim.advance(7)
+    sim.apply(DEPLOYMENTS, deployment("big", "registry.local/ok:v1", 3, cpu="1500m"))
+    sim.apply(DEPLOYMENTS, deployment("huge", "registry.local/ok:v1", 1, cpu="64"))
     sim.advance(SECONDS)
     return changes, ticks
 
@@ -101,10 +109,10 @@ def test_skipping_idle_ticks_changes_nothing_the_controllers_write_nor_when(monk
     ticked, every_tick = _run(monkeypatch, tick_every_second=True)
     skipped, fewer_ticks = _run(monkeypatch, tick_every_second=False)
 
-    assert every_tick == 5 + SECONDS
+    assert every_tick == 5 + 5 + 7 + SECONDS
     assert len(ticked) > 200  # the scenario moves: every behaviour writes (some checked one by one below)
     reasons = {str(obj.get("reason")) for _, kind, gr, obj in ticked if gr.resource == "events"}
-    assert {"BackOff", "Failed", "TaintManagerEviction"} <= reasons
+    assert {"BackOff", "Failed", "TaintManagerEviction", "TriggeredScaleUp", "NotTriggerScaleUp"} <= reasons
     deleted_events = [c for c in ticked if c[1] == "DELETED" and c[2].resource == "events"]
     assert deleted_events, "events expire after an hour"
     assert any(
