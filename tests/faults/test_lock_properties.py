@@ -335,17 +335,23 @@ class Environment(RuleBasedStateMachine):
 
     # ---------------------------------------------------------------------------------------------- invariants
     @invariant()
-    def no_push_is_lost(self) -> None:
+    def every_invariant_holds(self) -> None:
+        """All of them after every step, on one read of the lock (each DynamoDB call through moto costs a few ms)."""
         record = retried(lambda: self.table.read(ENV))
+        self.no_push_is_lost(record)
+        self.the_lock_is_free_held_by_a_live_execution_or_parked_while_degraded(record)
+        self.nothing_is_applied_while_degraded()
+        self.a_running_owners_lease_never_changes(record)
+        self.last_known_good_is_always_a_baked_release()
+
+    def no_push_is_lost(self, record: Any) -> None:
         for service, push in self.newest.items():
             covered = [self.handled.get(service, 0)]
             if record is not None:
                 covered += [p.sequence for p in (record.pending.get(service), record.carried.get(service)) if p]
             assert max(covered) >= push.sequence, f"the newest push of {service} is neither handled nor queued"
 
-    @invariant()
-    def the_lock_is_free_held_by_a_live_execution_or_parked_while_degraded(self) -> None:
-        record = retried(lambda: self.table.read(ENV))
+    def the_lock_is_free_held_by_a_live_execution_or_parked_while_degraded(self, record: Any) -> None:
         if record is None:
             return
         if lock.is_parked(record):
@@ -353,20 +359,16 @@ class Environment(RuleBasedStateMachine):
         else:
             assert self.status.get(record.owner) == "RUNNING", f"held by {record.owner}, which is not running"
 
-    @invariant()
     def nothing_is_applied_while_degraded(self) -> None:
         assert self.applied_while_degraded == []
 
-    @invariant()
-    def a_running_owners_lease_never_changes(self) -> None:
+    def a_running_owners_lease_never_changes(self, record: Any) -> None:
         """Time passes beyond the TTL and others try to take the lock: a RUNNING owner keeps its token."""
-        record = retried(lambda: self.table.read(ENV))
         if record is None or self.status.get(record.owner) != "RUNNING":
             return
         first = self.running_tokens.setdefault(record.owner, record.lease)
         assert record.lease == first, f"{record.owner} is RUNNING but its lease moved {first} -> {record.lease}"
 
-    @invariant()
     def last_known_good_is_always_a_baked_release(self) -> None:
         lkg = retried(lambda: self.ledger.last_known_good(ENV))
         assert lkg is None or lkg.release_id in self.baked, f"{lkg} never baked, yet it is last known-good"
