@@ -49,8 +49,6 @@ from controlplane.errors import PlanError
 from controlplane.kube.apply import PROTECTED_KINDS, apply_and_prune, apply_objects, unchanged_by_record
 from controlplane.kube.client import ApiClient
 from controlplane.kube.crds import without_foreign_crd_copies
-from controlplane.kube.offhours import keep_asleep_objects
-from controlplane.kube.preflight import check_permissions
 from controlplane.kube.webhook_certs import with_webhook_certificates
 from controlplane.models.addons import AddonSpec
 from controlplane.models.drift import DriftKind, DriftReport
@@ -127,6 +125,8 @@ def keep_asleep(
     record = ledger.read(environment)
     if record is None or not record.asleep or record.snapshot is None or config.wake_on_deploy:
         return [dict(o) for o in objects], False
+    from controlplane.kube.offhours import keep_asleep_objects  # noqa: PLC0415 - only while the environment sleeps
+
     adjusted, rebased = keep_asleep_objects(objects, record.snapshot, config, release_id=release_id, now=now)
     ledger.replace_snapshot(record, rebased)
     logger.info("deploy while asleep: applied at the sleeping size", extra={"release_id": release_id})
@@ -284,6 +284,9 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     api = connect(settings)
     try:
         if event.purpose is ApplyPurpose.ROLLBACK:  # a deploy asked in InstallAddons, before its first write
+            # The preflight (and kube.health's read list it asks for) loads here: not on a deploy's ApplyRelease.
+            from controlplane.kube.preflight import check_permissions  # noqa: PLC0415
+
             check_permissions(api, to_apply, prune=True, who=DEPLOY_IDENTITY)
         to_apply = without_foreign_crd_copies(api, to_apply)
         to_apply = with_webhook_certificates(api, to_apply, now=event.now, before_first_write=mark_written)
@@ -397,6 +400,8 @@ def _install_addons(
     settings = get_settings()
     report = trusted_drift_report(release.environment, event.now, settings) if last_applied else None
     sending, deleting = deploy_writes(objects, last_applied, report, prune=event.prune)
+    from controlplane.kube.preflight import check_permissions  # noqa: PLC0415 - InstallAddons and rollbacks only
+
     api = connect(settings)
     try:
         check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY, sending=sending, deleting=deleting)
