@@ -92,3 +92,40 @@ def test_an_addon_that_never_becomes_ready_stops_the_first_release_with_its_caus
         assert [key for key in pipe.owned() if f"/{platform.NAMESPACE}/" in key] == []
         (release,) = pipe.releases("staging")
         assert release.status.value == "failed"
+
+
+def test_an_addon_crash_looping_after_checkaddons_is_the_platforms_never_the_release_and_quarantines_nothing(
+    pipe: Pipeline,
+) -> None:
+    """Failure attribution (#12): CheckHealth and Bake watch the release's own workloads; an add-on (CheckAddons'
+    subject, proven ready before ApplyRelease) that starts crash-looping during the bake neither rolls the release
+    back nor quarantines a service's digest. The next deploy's CheckAddons reports it as the platform's."""
+    # Ready in CheckAddons, crash-looping 30 s (simulated) after it started: while the release is checked and bakes.
+    pipe.cluster.images.set(ESO_IMAGE, Behaviour.crashes_after(30))
+
+    first = pipe.first_release()
+
+    entered = first.states_entered()
+    assert "Bake" in entered
+    assert "RecordSuccess" in entered
+    release = pipe.planned_release(first)
+    assert pipe.ledger.require_release(release).status.value == "succeeded"
+    assert pipe.ledger.last_known_good("staging").release_id == release  # type: ignore[union-attr]
+    assert pipe.ledger.quarantined(pipe.digests.values()) == {}
+    eso = CoreV1Api(api_client(pipe.cluster)).list_namespaced_pod("external-secrets").items
+    assert any(
+        (s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff") or s.restart_count > 0
+        for p in eso
+        for s in p.status.container_statuses or []
+    )  # the add-on did regress while the release baked
+
+    # The next deploy finds it in CheckAddons: the platform's (AddonNotReadyError), its release never applied, nothing
+    # quarantined. (What follows, the rollback to the last known-good release, also watches the add-ons: see README.)
+    result = pipe.push_and_deploy("edc-service", "main-2")
+
+    assert result.status == "FAILED"
+    assert "AddonNotReadyError: release" in result.cause
+    assert "external-secrets" in result.cause
+    assert "nothing quarantined" in result.cause
+    assert "ApplyRelease" not in result.states_entered()
+    assert pipe.ledger.quarantined(pipe.digests.values()) == {}

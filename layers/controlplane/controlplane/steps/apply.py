@@ -22,8 +22,9 @@ A release's objects include its environment's add-ons (``manifests/addons``). In
 applies only those, before anything of the release (only the ones whose content changed or which drifted: the drift
 check compares the add-ons too, :func:`trusted_addon_drift`), records what it sent in the environment's applied
 state and returns their workloads for CheckAddons; ApplyRelease then applies the rest and records everything, so a
-rollback (which applies all of its target's objects) re-applies the add-ons its target ran with. Add-ons are never
-pruned.
+rollback (which applies all of its target's objects) re-applies the add-ons its target ran with, and names only the
+release's own workloads for CheckHealth and Bake (:func:`health_subject`: an add-on is CheckAddons' subject, and
+its failure is the platform's, never the release's images'). Add-ons are never pruned.
 
 Before the first write of a deploy (in InstallAddons) and of a rollback, the preflight asks the API server whether
 the deploy identity may make every request the release needs (``controlplane.kube.preflight``) and fails naming
@@ -100,6 +101,15 @@ def still_applied(
 
 def workloads_of(objects: Sequence[Mapping[str, Any]]) -> list[ObjectRef]:
     return [ObjectRef.of(obj) for obj in objects if obj.get("kind") in WORKLOAD_KINDS]
+
+
+def health_subject(purpose: ApplyPurpose, objects: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The objects whose workloads CheckHealth and Bake watch after this apply. A deploy's: the release's own (its
+    services), never its add-ons: CheckAddons proved those ready before ApplyRelease, and an add-on regressing
+    during the bake is the platform's, which must not roll back the release nor quarantine its images (the next
+    deploy's CheckAddons reports it, ``AddonNotReadyError``, nothing quarantined). A rollback's (or a heal's): every
+    workload, add-ons included, since it may restore add-ons and no CheckAddons follows it."""
+    return list(without_addons(objects)) if purpose is ApplyPurpose.DEPLOY else list(objects)
 
 
 def smoke_targets_of(objects: Sequence[Mapping[str, Any]], services: Sequence[str]) -> list[SmokeTarget]:
@@ -344,7 +354,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         },
     )
     rollout = Rollout(
-        workloads=workloads_of(objects),
+        workloads=workloads_of(health_subject(event.purpose, objects)),
         smoke_targets=[] if asleep else smoke_targets_of(objects, sorted(release.images)),
     )
     return ApplyOutput(
