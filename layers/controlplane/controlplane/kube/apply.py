@@ -133,12 +133,15 @@ def apply_and_prune(
     last_applied: Mapping[str, AppliedObject] | None = None,
     drifted: Collection[str] | None = None,
     verified: Collection[str] = (),
+    kept: Iterable[ObjectRef] = (),
 ) -> tuple[ApplyResult, list[ObjectRef]]:
     """:func:`apply_objects`, then delete what left the release.
 
     With a recorded ``last_applied`` the candidates are the recorded objects the release no longer has (deleted by
     the uid recorded with them: no list request at all). Without one (``None`` or ``{}``), the owned objects of
     ``kinds`` in ``namespaces`` are the candidates, from the listing made while applying where there was one.
+    ``kept``: objects of the release the caller leaves out of ``objects`` (applied by an earlier step of the same
+    deploy), never pruned.
     """
     _check_owned(objects)
     dyn = dynamic_client(api)
@@ -155,7 +158,7 @@ def apply_and_prune(
         drifted=drifted,
         verified=verified,
     )
-    keep = [ObjectRef.of(o) for o in objects]
+    keep = [*(ObjectRef.of(o) for o in objects), *kept]
     if not last_applied:
         candidates = live.owned(namespaces, kinds)
     else:

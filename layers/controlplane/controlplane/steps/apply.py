@@ -50,7 +50,7 @@ from controlplane.errors import PlanError
 from controlplane.kube.apply import PROTECTED_KINDS, apply_and_prune, apply_objects, unchanged_by_record
 from controlplane.kube.client import ApiClient
 from controlplane.kube.crds import without_foreign_crd_copies
-from controlplane.kube.webhook_certs import with_webhook_certificates
+from controlplane.kube.webhook_certs import certificate_secrets, with_webhook_certificates
 from controlplane.models.addons import AddonSpec
 from controlplane.models.drift import DriftKind, DriftReport
 from controlplane.models.kube import AppliedObject, ObjectRef
@@ -234,6 +234,20 @@ def _trust(
     return frozenset(f.ref.key for f in report.findings if f.ref.key not in addons), verified
 
 
+def installed_webhooks(
+    purpose: ApplyPurpose, objects: Sequence[Mapping[str, Any]], last_applied: Mapping[str, AppliedObject]
+) -> frozenset[str]:
+    """For a deploy's ApplyRelease: the add-ons' webhook configurations whose CA the apply fills in from their
+    certificate's Secret (:mod:`controlplane.kube.webhook_certs`) that InstallAddons applied (or found unchanged) and
+    recorded moments ago, by key. ApplyRelease neither reads that Secret again nor sends them: they stay as recorded
+    (and are never pruned: kept by key). None without a record (a first release: InstallAddons recorded nothing, so
+    ApplyRelease sends every add-on object, CA filled in, and records it)."""
+    if purpose is not ApplyPurpose.DEPLOY or not last_applied:
+        return frozenset()
+    keys = (ObjectRef.of(o).key for o in addon_objects(objects) if certificate_secrets([o]))
+    return frozenset(key for key in keys if key in last_applied)
+
+
 def validate_unless_planned(
     event: ApplyInput,
     objects: Sequence[Mapping[str, Any]],
@@ -291,6 +305,8 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         now=event.now,
         fence=lock.fence(event.lease),
     )
+    installed = installed_webhooks(event.purpose, objects, last_applied)
+    to_apply = [o for o in to_apply if ObjectRef.of(o).key not in installed]
     api = connect(settings)
     try:
         if event.purpose is ApplyPurpose.ROLLBACK:  # a deploy asked in InstallAddons, before its first write
@@ -324,6 +340,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 last_applied=last_applied,
                 drifted=drifted,
                 verified=verified,
+                kept=[last_applied[key].ref for key in sorted(installed)],
             )
         else:
             result = apply_objects(
