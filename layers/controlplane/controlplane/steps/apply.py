@@ -234,18 +234,24 @@ def _trust(
     return frozenset(f.ref.key for f in report.findings if f.ref.key not in addons), verified
 
 
-def installed_webhooks(
+def leave_installed_webhooks(
     purpose: ApplyPurpose, objects: Sequence[Mapping[str, Any]], last_applied: Mapping[str, AppliedObject]
-) -> frozenset[str]:
-    """For a deploy's ApplyRelease: the add-ons' webhook configurations whose CA the apply fills in from their
-    certificate's Secret (:mod:`controlplane.kube.webhook_certs`) that InstallAddons applied (or found unchanged) and
-    recorded moments ago, by key. ApplyRelease neither reads that Secret again nor sends them: they stay as recorded
-    (and are never pruned: kept by key). None without a record (a first release: InstallAddons recorded nothing, so
-    ApplyRelease sends every add-on object, CA filled in, and records it)."""
+) -> tuple[list[dict[str, Any]], list[ObjectRef]]:
+    """For a deploy's ApplyRelease: ``(the objects to apply, the webhook configurations left as recorded)``. Left
+    out: the add-ons' webhook configurations whose CA the apply fills in from their certificate's Secret
+    (:mod:`controlplane.kube.webhook_certs`) and which InstallAddons applied (or found unchanged) and recorded
+    moments ago: ApplyRelease neither reads that Secret again nor sends them, and its prune keeps them. None without
+    a record (a first release: InstallAddons recorded nothing, so ApplyRelease sends every add-on object, CA filled
+    in, and records it) nor in a rollback."""
     if purpose is not ApplyPurpose.DEPLOY or not last_applied:
-        return frozenset()
-    keys = (ObjectRef.of(o).key for o in addon_objects(objects) if certificate_secrets([o]))
-    return frozenset(key for key in keys if key in last_applied)
+        return [dict(o) for o in objects], []
+    installed = {
+        key: last_applied[key].ref
+        for o in addon_objects(objects)
+        for key in [ObjectRef.of(o).key]
+        if key in last_applied and certificate_secrets([o])
+    }
+    return [dict(o) for o in objects if ObjectRef.of(o).key not in installed], list(installed.values())
 
 
 def validate_unless_planned(
@@ -305,8 +311,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
         now=event.now,
         fence=lock.fence(event.lease),
     )
-    installed = installed_webhooks(event.purpose, objects, last_applied)
-    to_apply = [o for o in to_apply if ObjectRef.of(o).key not in installed]
+    to_apply, installed = leave_installed_webhooks(event.purpose, to_apply, last_applied)
     api = connect(settings)
     try:
         if event.purpose is ApplyPurpose.ROLLBACK:  # a deploy asked in InstallAddons, before its first write
@@ -340,7 +345,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
                 last_applied=last_applied,
                 drifted=drifted,
                 verified=verified,
-                kept=[last_applied[key].ref for key in sorted(installed)],
+                kept=installed,
             )
         else:
             result = apply_objects(
