@@ -3,6 +3,7 @@ the invariants of ``conftest.assert_invariants`` afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
@@ -326,6 +327,57 @@ def test_a_lambda_crash_mid_apply_rolls_back_and_a_rerun_deploys(pipe: Pipeline)
     [again] = pipe.deliver({**event, "id": event["id"] + "-rerun"})
     rerun = pipe.cloud.wait_execution(again, timeout=120)
 
+    assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
+    assert pipe.deployment_image("edc-service").endswith(digest)
+    assert_invariants(pipe, rerun, new_release=pipe.planned_release(rerun))
+
+
+def test_a_lambda_timeout_mid_apply_rolls_back_and_a_rerun_deploys(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apply function outlasts its Timeout while writing to the cluster (one slow server-side apply): Lambda
+    answers Sandbox.Timedout, which no Retry names (an apply cut off at its deadline may have written anything), so
+    the release is rolled back like a failed apply, nothing is quarantined (the image is not to blame), and rerunning
+    the push deploys it."""
+    pipe.first_release()
+    runtime = pipe.cloud.runtime
+    spec = runtime.lookup(function_name(pipe, "ApplyFunction"))
+    assert spec is not None
+    pipe.cluster.faults.add(verb="patch", resource="deployments", name="edc-service", latency=1.5, times=1)
+    invoke = runtime.invoke
+    shortened: list[str] = []
+
+    def release_apply_with_a_short_timeout(name: str, payload: Any) -> Any:
+        """ApplyRelease's first invocation runs with a Timeout of 1 s (the template's 240 s made short); every other
+        invocation with the template's."""
+        raw = payload.decode() if isinstance(payload, bytes) else str(payload or "")
+        if shortened or runtime.lookup(name) != spec or json.loads(raw or "{}").get("purpose") != "deploy":
+            return invoke(name, payload)
+        shortened.append(name)
+        runtime.register(dataclasses.replace(spec, timeout_s=1))
+        try:
+            return invoke(name, payload)
+        finally:
+            runtime.register(spec)
+
+    monkeypatch.setattr(runtime, "invoke", release_apply_with_a_short_timeout)
+    digest = pipe.push("edc-service", "main-2")
+    event = pipe.push_event("clinical-trials/edc-service", digest, "main-2")
+
+    [arn] = pipe.deliver(event)
+    timed_out = pipe.cloud.wait_execution(arn, timeout=180)
+
+    assert (timed_out.status, timed_out.error) == ("FAILED", "Sandbox.Timedout"), timed_out.cause
+    assert "Task timed out after 1.00 seconds" in str(timed_out.cause)
+    entered = timed_out.states_entered()
+    assert entered.count("ApplyRelease") == 1
+    assert "RollBackApply" in entered
+    assert entered[-1] == "DeployFailedRolledBack"
+    assert pipe.ledger.quarantined([digest]) == {}
+    assert_invariants(pipe, timed_out)
+
+    [again] = pipe.deliver({**event, "id": event["id"] + "-rerun"})
+    rerun = pipe.cloud.wait_execution(again, timeout=120)
     assert rerun.status == "SUCCEEDED", (rerun.error, rerun.cause)
     assert pipe.deployment_image("edc-service").endswith(digest)
     assert_invariants(pipe, rerun, new_release=pipe.planned_release(rerun))
