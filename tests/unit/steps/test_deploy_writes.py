@@ -60,22 +60,40 @@ def test_a_redeploy_asks_only_for_what_changed_drifted_or_may_be_resent_asleep()
     last = record(same, drifted, gone, workload, hpa, addon, new_addon, changed)
     objects = [same, drifted, workload, hpa, addon, new_addon, obj("ConfigMap", "changed", data="2")]
 
-    sending, deleting = deploy_writes(objects, last, report(drifted, addons=[addon]), prune=True)
+    sending, deleting = deploy_writes(objects, last, report(drifted, addons=[addon]), prune=True, sleeping=[NS])
     # the drifted one, the changed one, the workload and its HPA (re-sent while asleep), the add-on the check did
     # not compare; not the unchanged ConfigMap or the compared, unchanged add-on
     assert names(sending) == ["drifted", "edc-service", "edc-service", "new", "changed"]
     assert [r.name for r in deleting] == ["gone"]  # what the prune deletes, by name
-    assert deploy_writes(objects, last, report(drifted, addons=[addon]), prune=False)[1] == []
+    assert deploy_writes(objects, last, report(drifted, addons=[addon]), prune=False, sleeping=[NS])[1] == []
 
 
 def test_without_a_record_or_a_trusted_check_every_object_is_asked_for() -> None:
     objects = [obj("ConfigMap", "a")]
-    assert deploy_writes(objects, {}, report(), prune=True) == (None, [])
-    assert deploy_writes(objects, record(*objects), None, prune=True) == (None, [])
+    assert deploy_writes(objects, {}, report(), prune=True, sleeping=[NS]) == (None, [])
+    assert deploy_writes(objects, record(*objects), None, prune=True, sleeping=[NS]) == (None, [])
 
 
 def test_a_check_that_compared_no_addons_leaves_every_addon_asked_for() -> None:
     addon = obj("ServiceAccount", "ca", namespace="kube-system", addon=True)
     own = obj("ConfigMap", "a")
-    sending, _ = deploy_writes([own, addon], record(own, addon), report(), prune=False)
+    sending, _ = deploy_writes([own, addon], record(own, addon), report(), prune=False, sleeping=[NS])
     assert names(sending) == ["ca"]
+
+
+def test_an_addon_workload_is_asked_for_only_when_it_changed_or_sleeps_with_the_release() -> None:
+    """InstallAddons never keeps an add-on asleep and ApplyRelease trusts what it recorded: an unchanged add-on
+    Deployment outside the namespaces off-hours scales is not sent, so its permissions are not asked."""
+    own = obj("Deployment", "edc-service")
+    addon = obj("Deployment", "cluster-autoscaler", namespace="kube-system", addon=True)
+    objects = [own, addon]
+
+    sending, _ = deploy_writes(objects, record(*objects), report(addons=[addon]), prune=False, sleeping=[NS])
+    assert names(sending) == ["edc-service"]
+    sending, _ = deploy_writes(
+        objects, record(*objects), report(addons=[addon]), prune=False, sleeping=[NS, "kube-system"]
+    )
+    assert names(sending) == ["edc-service", "cluster-autoscaler"]
+    changed = obj("Deployment", "cluster-autoscaler", namespace="kube-system", addon=True, data="2")
+    sending, _ = deploy_writes([own, changed], record(*objects), report(addons=[addon]), prune=False, sleeping=[NS])
+    assert names(sending) == ["edc-service", "cluster-autoscaler"]

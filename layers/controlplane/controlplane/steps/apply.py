@@ -36,7 +36,7 @@ certificate's CA from the Secret the control plane keeps for them (:mod:`control
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -187,7 +187,16 @@ def _addon_drift(report: DriftReport | None, addons: Sequence[Mapping[str, Any]]
 
 ALWAYS_ASKED_KINDS = frozenset({*WORKLOAD_KINDS, "HorizontalPodAutoscaler"})
 """Sent by a deploy while the environment sleeps whatever the record says (at the sleeping size, marked with the
-release: :func:`keep_asleep`), so the preflight always asks their permissions."""
+release: :func:`keep_asleep`), so the preflight always asks their permissions: the release's own, and an add-on's
+only in a namespace off-hours scales (``sleeping``; elsewhere an add-on is sent only as the record and the check
+say: InstallAddons never keeps one asleep, and ApplyRelease trusts what it recorded)."""
+
+
+def _always_asked(obj: Mapping[str, Any], addon_keys: frozenset[str], sleeping: Collection[str]) -> bool:
+    if obj.get("kind") not in ALWAYS_ASKED_KINDS:
+        return False
+    ref = ObjectRef.of(obj)
+    return ref.key not in addon_keys or ref.namespace in sleeping
 
 
 def deploy_writes(
@@ -196,6 +205,7 @@ def deploy_writes(
     report: DriftReport | None,
     *,
     prune: bool,
+    sleeping: Collection[str],
 ) -> tuple[list[Mapping[str, Any]] | None, list[ObjectRef]]:
     """For the deploy's preflight: ``(the objects InstallAddons and ApplyRelease may send, the recorded objects the
     prune deletes)``; ``(None, [])`` when that cannot be told before listing (nothing recorded, or no trusted drift
@@ -203,8 +213,9 @@ def deploy_writes(
 
     An object is left out when the record and the trusted check say it will not be sent (same digest as recorded,
     not found drifted: :func:`~controlplane.kube.apply.unchanged_by_record`; the add-ons only if the check compared
-    them). Workloads and HPAs are always in (a sleeping environment re-sends them), and so are webhook configurations
-    whose CA the apply fills in (their rendered body never matches the digest of what was sent)."""
+    them). The release's workloads and HPAs are always in (a sleeping environment re-sends them), an add-on's only in
+    a namespace off-hours scales (``sleeping``: :func:`_always_asked`), and so are webhook configurations whose CA
+    the apply fills in (their rendered body never matches the digest of what was sent)."""
     if not last_applied or report is None:
         return None, []
     addons = addon_objects(objects)
@@ -212,7 +223,8 @@ def deploy_writes(
     addon_drift = _addon_drift(report, addons)
     if addon_drift is not None:
         skipped |= unchanged_by_record(addons, last_applied, addon_drift)
-    sending = [o for o in objects if o.get("kind") in ALWAYS_ASKED_KINDS or ObjectRef.of(o).key not in skipped]
+    addon_keys = frozenset(ObjectRef.of(o).key for o in addons)
+    sending = [o for o in objects if _always_asked(o, addon_keys, sleeping) or ObjectRef.of(o).key not in skipped]
     keys = {ObjectRef.of(o).key for o in objects}
     deleting = [
         o.ref for o in last_applied.values() if prune and o.ref.key not in keys and o.ref.kind not in PROTECTED_KINDS
@@ -431,7 +443,9 @@ def _install_addons(
     release = event.release
     settings = get_settings()
     report = trusted_drift_report(release.environment, event.now, settings) if last_applied else None
-    sending, deleting = deploy_writes(objects, last_applied, report, prune=event.prune)
+    sending, deleting = deploy_writes(
+        objects, last_applied, report, prune=event.prune, sleeping=settings.offhours.rules.namespaces
+    )
     from controlplane.kube.preflight import check_permissions  # noqa: PLC0415 - InstallAddons and rollbacks only
 
     api = connect(settings)
