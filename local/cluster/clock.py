@@ -47,6 +47,9 @@ class SimClock:
         self._driven = False
         self._drive_lock = threading.Lock()
         self._last_idle_pass = 0.0
+        self.tick_seconds = 1.0
+        """The ``step`` of the advance under way (after it, the last one's): how far apart the ticks it makes or skips
+        are."""
 
     def now(self) -> float:
         with self._lock:
@@ -67,6 +70,7 @@ class SimClock:
         if seconds < 0:
             raise ValueError("the clock never goes backwards")
         remaining = seconds
+        self.tick_seconds = step
         while remaining > 0:
             delta = min(step, remaining)
             with self._lock:

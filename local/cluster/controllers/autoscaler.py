@@ -125,6 +125,7 @@ class ClusterAutoscaler:
         self.nodes = nodes
         self.cluster = cluster
         self._next_scan = 0.0
+        self._last_pass: float | None = None
         self._told: dict[str, str] = {}  # pod uid -> the NotTriggerScaleUp message last recorded
 
     def installed(self) -> bool:
@@ -143,8 +144,26 @@ class ClusterAutoscaler:
         return False
 
     def next_due(self) -> float:
-        """When its next loop runs, while it runs at all (its loop's phase is kept: a skipped tick changes nothing)."""
-        return self._next_scan if self.installed() else math.inf
+        """When its next loop could act: while it runs and a pod is unschedulable (another loop finds nothing to do;
+        :meth:`catch_up` keeps the phase such loops would have set)."""
+        if not any(_unschedulable(p) for p in self.ctx.cache.objects(PODS)) or not self.installed():
+            return math.inf
+        return self._next_scan
+
+    def catch_up(self, now: float, tick: float) -> None:
+        """Before a pass at ``now``: the loops that ran at the ticks the clock skipped since the last pass (every
+        ``tick`` seconds) found no pod to help (else :meth:`next_due` would have stopped the clock there); all that
+        is left of them is when the next one runs, and the pods no longer pending forgotten."""
+        last, self._last_pass = self._last_pass, now
+        if last is None or now - last <= tick:
+            return
+        while self._next_scan < now:
+            at = last + max(1, math.ceil((self._next_scan - last) / tick)) * tick
+            if at >= now:
+                return
+            self._next_scan = at + SCAN_INTERVAL_S
+            if self.installed():
+                self._told.clear()
 
     def run(self, now: float) -> None:
         if now < self._next_scan:

@@ -122,8 +122,9 @@ class ControllerManager:
         from outside meanwhile (``math.inf``: never; ``now``: cannot tell, tick as usual). What the clock alone moves:
         a booting node turning Ready, a container's next transition (ready, exit, restart, pull retry, completion), a
         pod's ``minReadySeconds`` running out, a toleration's ``tolerationSeconds``, a rollout's progress deadline,
-        the cluster autoscaler's next loop (while it runs) and an event's expiry. Every other decision of the
-        controllers depends on the objects only, which did not change since the last pass wrote nothing."""
+        the cluster autoscaler's next loop (while it runs and a pod is unschedulable) and an event's expiry. Every
+        other decision of the controllers depends on the objects only, which did not change since the last pass
+        wrote nothing."""
         with self._lock:
             if self._running or self._settled_at is None or self._settled_at != self._ctx.store.resource_version:
                 return now
@@ -152,6 +153,7 @@ class ControllerManager:
         return min((s + d for s in since for d in delays if s + d > now), default=math.inf)
 
     def _pass(self, now: float) -> None:
+        self._autoscaler.catch_up(now, self._clock.tick_seconds)
         if self._nodes.tick(now):
             self._ctx.writes += 1
         self._gc.run(now)

@@ -10,7 +10,6 @@ they have nothing to do. Every store change, its content and the simulated secon
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import uuid
@@ -23,12 +22,12 @@ from local.cluster.kubelet import Behaviour
 from local.cluster.objects import DEPLOYMENTS, JOBS, PODS
 from local.cluster.store import Event
 
-from .conftest import Sim, deployment
+from .conftest import START, Sim, deployment
 from .test_controllers_autoscaler import install_autoscaler
 
 pytestmark = pytest.mark.unit
 
-SECONDS = 3_700.0  # past the events' one-hour expiry
+HALF, LAST = 1_800.0, 100.0  # past the events' one-hour expiry in all
 GENERAL = {"workload-class": "general"}  # where the cluster autoscaler add-on runs
 
 
@@ -57,8 +56,8 @@ def _tolerating_pod(name: str, seconds: int) -> dict[str, Any]:
 
 def _run(monkeypatch: pytest.MonkeyPatch, *, tick_every_second: bool) -> tuple[list[tuple[Any, ...]], int]:
     """The store's changes as (simulated second, type, resource, object) and how many ticks the controllers saw."""
-    counter = itertools.count()
-    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter)))
+    uids = random.Random(11)  # uids (and the event names made from them) the same in both runs, all different
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=uids.getrandbits(128), version=4))
     monkeypatch.setattr(objects, "secrets", random.Random(7))
     sim = Sim(nodes=0)
     sim.nodes.set_group("general", 2, "t3.medium", boot_seconds=0, labels=GENERAL, min_size=1, max_size=3)
@@ -101,7 +100,15 @@ def _run(monkeypatch: pytest.MonkeyPatch, *, tick_every_second: bool) -> tuple[l
     sim.advance(7)
     sim.apply(DEPLOYMENTS, deployment("big", "registry.local/ok:v1", 3, cpu="1500m"))
     sim.apply(DEPLOYMENTS, deployment("huge", "registry.local/ok:v1", 1, cpu="64"))
-    sim.advance(SECONDS)
+    sim.advance(HALF)
+    sim.apply(DEPLOYMENTS, deployment("huge", "registry.local/ok:v1", 0, cpu="64"))
+    sim.apply(DEPLOYMENTS, deployment("big", "registry.local/ok:v1", 0, cpu="1500m"))
+    for name in ("crash", "pull", "later"):  # quiet: the clock now stops only for the events' expiry
+        sim.apply(DEPLOYMENTS, deployment(name, f"registry.local/{name}:v1", 0))
+    assert not [p for p in sim.store.list(PODS) if not p["spec"].get("nodeName")], "nothing pending"
+    sim.advance(HALF + 206.5)  # past the first events' expiry: idle, the autoscaler's loops skipped, their phase kept
+    sim.apply(DEPLOYMENTS, deployment("huge", "registry.local/ok:v1", 1, cpu="64"))  # pending again, mid-phase
+    sim.advance(LAST)
     return changes, ticks
 
 
@@ -109,7 +116,7 @@ def test_skipping_idle_ticks_changes_nothing_the_controllers_write_nor_when(monk
     ticked, every_tick = _run(monkeypatch, tick_every_second=True)
     skipped, fewer_ticks = _run(monkeypatch, tick_every_second=False)
 
-    assert every_tick == 5 + 5 + 7 + SECONDS
+    assert every_tick == 5 + 5 + 7 + HALF + HALF + 207 + LAST
     assert len(ticked) > 200  # the scenario moves: every behaviour writes (some checked one by one below)
     reasons = {str(obj.get("reason")) for _, kind, gr, obj in ticked if gr.resource == "events"}
     assert {"BackOff", "Failed", "TaintManagerEviction", "TriggeredScaleUp", "NotTriggerScaleUp"} <= reasons
@@ -120,3 +127,29 @@ def test_skipping_idle_ticks_changes_nothing_the_controllers_write_nor_when(monk
     )
     assert skipped == ticked
     assert fewer_ticks < every_tick / 5
+
+
+def _autoscaler_run(monkeypatch: pytest.MonkeyPatch, *, tick_every_second: bool) -> list[tuple[Any, ...]]:
+    """The autoscaler idle for hours (its loops skipped), then a pod it cannot help, mid-phase on a half-second grid."""
+    uids = random.Random(5)
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=uids.getrandbits(128), version=4))
+    monkeypatch.setattr(objects, "secrets", random.Random(3))
+    sim = Sim(nodes=0)
+    sim.nodes.set_group("general", 1, "t3.medium", boot_seconds=0, labels=GENERAL, min_size=1, max_size=1)
+    changes: list[tuple[Any, ...]] = []
+    sim.store.subscribe(lambda event: changes.append((sim.clock.now(), event.type, event.gr, event.object)))
+    sim.clock.subscribe(lambda _now: None, due=None if tick_every_second else (lambda _now: math.inf))
+    install_autoscaler(sim)
+    sim.advance(2 * 3600 + 6.5)  # past every event's expiry
+    sim.apply(DEPLOYMENTS, deployment("huge", "registry.local/ok:v1", 1, cpu="64"))
+    sim.advance(30)
+    return changes
+
+
+def test_the_autoscalers_loop_keeps_its_phase_through_skipped_idle_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticked = _autoscaler_run(monkeypatch, tick_every_second=True)
+    skipped = _autoscaler_run(monkeypatch, tick_every_second=False)
+
+    [(at, *_)] = [c for c in ticked if c[2].resource == "events" and c[3].get("reason") == "NotTriggerScaleUp"]
+    assert (at - START) % 10 == 0.5  # the loop's 10 s grid, seen at the first half-second tick after it
+    assert skipped == ticked
