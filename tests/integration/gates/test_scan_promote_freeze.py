@@ -12,11 +12,14 @@ from typing import Any
 import boto3
 import pytest
 from controlplane.aws.freeze import read_override
+from controlplane.aws.lock import LockTable, lock_key
 from controlplane.aws.promote import tag_digest
+from controlplane.aws.table import Condition
 from controlplane.errors import (
     FreezeWindowError,
     ImageNotFoundError,
     ImageTagConflictError,
+    LockLostError,
     ScanBlockedError,
     ScanFailedError,
 )
@@ -204,7 +207,7 @@ def test_promotion_tags_the_release_and_is_idempotent_on_immutable_repositories(
     gate_env: dict[str, str],
 ) -> None:
     image = push_image("edc-service", 1, immutable=True)
-    request = PromotionRequest(environment="staging", release_id="rel-1", images=[image])
+    request = PromotionRequest(environment="staging", release_id="rel-1", images=[image], lease=scan_lease())
 
     first = promote_images(request)
     second = promote_images(request)
@@ -217,9 +220,11 @@ def test_promotion_tags_the_release_and_is_idempotent_on_immutable_repositories(
 
 def test_a_second_release_promotes_in_an_immutable_repository(gate_env: dict[str, str]) -> None:
     old, new = push_image("edc-service", 1, immutable=True), push_image("edc-service", 2, immutable=True)
-    promote_images(PromotionRequest(environment="staging", release_id="rel-1", images=[old]))
+    promote_images(PromotionRequest(environment="staging", release_id="rel-1", images=[old], lease=scan_lease()))
 
-    report = promote_images(PromotionRequest(environment="staging", release_id="rel-2", images=[new]))
+    report = promote_images(
+        PromotionRequest(environment="staging", release_id="rel-2", images=[new], lease=scan_lease())
+    )
 
     assert [(r.tag, r.outcome) for r in report.results] == [("staging-rel-2", TagOutcome.TAGGED)]
 
@@ -227,7 +232,9 @@ def test_a_second_release_promotes_in_an_immutable_repository(gate_env: dict[str
 def test_promotion_moves_the_environment_tag_in_a_mutable_repository(gate_env: dict[str, str]) -> None:
     image = push_image("edc-service", 1)
 
-    report = promote_images(PromotionRequest(environment="staging", release_id="rel-1", images=[image]))
+    report = promote_images(
+        PromotionRequest(environment="staging", release_id="rel-1", images=[image], lease=scan_lease())
+    )
 
     assert [r.tag for r in report.results] == ["staging", "staging-rel-1"]
     assert {"staging", "staging-rel-1"} <= tags_of(image)
@@ -248,6 +255,21 @@ def test_a_mutable_environment_tag_moves_to_the_new_digest(gate_env: dict[str, s
     assert tag_digest(new, "staging", region=REGION).outcome is TagOutcome.TAGGED
     assert "staging" in tags_of(new)
     assert "staging" not in tags_of(old)
+
+
+def test_a_promotion_whose_lock_was_taken_retags_nothing(gate_env: dict[str, str]) -> None:
+    """PromoteImages renews the lease before its first retag: a holder whose lock changed hands (the token moved on)
+    ends LockLostError and the images keep their tags."""
+    image = push_image("edc-service", 1)
+    lease = scan_lease()
+    LockTable(TABLE, region=REGION).table.update(
+        lock_key("staging"), Condition("SET #lease = :next", {"#lease": "lease"}, {":next": lease.token + 1})
+    )
+
+    with pytest.raises(LockLostError, match="no longer holds the lock of staging"):
+        promote_images(PromotionRequest(environment="staging", release_id="rel-1", images=[image], lease=lease))
+
+    assert not {"staging", "staging-rel-1"} & tags_of(image)
 
 
 def test_promoting_a_digest_that_is_not_in_the_repository_fails_permanently(gate_env: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from controlplane.models.base import StrictModel
 from controlplane.models.images import Images
+from controlplane.models.lease import Lease
 from controlplane.models.release import Environment
 
 
@@ -17,6 +18,7 @@ class PromotionRequest(StrictModel):
     release_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
     images: Images
     now: datetime | None = Field(default=None, description="$$.State.EnteredTime (the clock the Wait states follow).")
+    lease: Lease = Field(description="$.lock.lease: renewed before any tag is written (lost: LockLostError)")
 
     def tags(self, *, moving: bool = True) -> list[str]:
         """The release's own tag, and the environment's moving tag when the repository lets tags move."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controlplane.aws import promote
+from controlplane.aws import lock, promote
 from controlplane.models.base import at
 from controlplane.models.promote import PromotionReport, PromotionRequest
 from controlplane.settings import get_settings
@@ -20,12 +20,15 @@ def promote_images(event: PromotionRequest) -> PromotionReport:
     from here, not from the execution's start (an approval may have taken hours).
     """
     settings = get_settings()
+    now = at(event.now)
+    # A holder that lost its lease (the lock taken over or handed on) retags nothing: LockLostError first.
+    locks = lock.LockTable(settings.ledger_table_name, region=settings.region)
+    lock.renew(locks, event.lease, now=now, ttl_s=settings.gates.lock_ttl_s)
     results = [
         promote.tag_digest(image, tag, region=settings.region)
         for image in event.images
         for tag in event.tags(moving=promote.tags_move(image.repository, region=settings.region))
     ]
-    now = at(event.now)
     return PromotionReport(
         environment=event.environment,
         release_id=event.release_id,
