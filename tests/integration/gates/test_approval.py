@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from controlplane.aws import approval as approvals
 from controlplane.aws.decision import decision_key
 from controlplane.aws.ledger import Ledger
-from controlplane.aws.lock import LockTable, lock_key
+from controlplane.aws.lock import LockTable, fence, lock_key
 from controlplane.aws.table import Condition
 from controlplane.errors import ApprovalNotVerifiedError, ApprovalStateError, LockLostError, NotHealthyInStagingError
 from controlplane.models.approval import (
@@ -292,6 +292,32 @@ def test_a_timeout_whose_lock_was_taken_during_the_wait_writes_nothing(productio
         record_approval_timeout(ApprovalTimeoutRequest(release_id=REL, now=NOW, lease=lease))
 
     assert approvals.Approvals(TABLE, region=REGION).outcome(REL).status is ApprovalStatus.PENDING  # type: ignore[union-attr]
+
+
+def test_a_pending_approval_is_written_behind_the_lease(production: dict[str, Any]) -> None:
+    """RequestApproval renews the lease, then registers the pending approval behind it: a holder whose lock changed
+    hands in between writes no approval (LockLostError)."""
+    lease = hold_lock("production", EXECUTION)
+    LockTable(TABLE, region=REGION).table.update(
+        lock_key("production"), Condition("SET #lease = :next", {"#lease": "lease"}, {":next": lease.token + 1})
+    )
+    pending = approvals.Approvals(TABLE, region=REGION, fence=fence(lease))
+
+    with pytest.raises(LockLostError, match="no longer holds"):
+        pending.register(
+            release_id=REL,
+            environment="production",
+            task_token_ciphertext="Y2lwaGVy",
+            execution_arn=EXECUTION,
+            images={"edc-service": D1},
+            bundle_hash="bundle-1",
+            requested_by=REQUESTER,
+            diff_uri="s3://approvals/diff.json",
+            summary="",
+            now=NOW,
+        )
+
+    assert pending.get(REL) is None
 
 
 def test_asking_again_after_a_decision_is_refused(production: dict[str, Any]) -> None:

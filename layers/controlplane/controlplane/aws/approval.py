@@ -23,7 +23,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from controlplane.aws.errors import error_code, translate_aws_errors
-from controlplane.aws.table import Condition, ConditionFailedError, Items, Update, approval_key
+from controlplane.aws.table import Condition, ConditionFailedError, Items, Put, Update, approval_key
 from controlplane.errors import ApprovalStateError
 from controlplane.models.approval import ApprovalOutcome, ApprovalStatus, Decision
 
@@ -72,7 +72,8 @@ class Approvals(Items):
         summary: str,
         now: datetime,
     ) -> None:
-        """Record the pending approval (a retried task with a new token replaces the pending one, not a decided one)."""
+        """Record the pending approval (a retried task with a new token replaces the pending one, not a decided one),
+        behind the adapter's fence when it has one (``LockLostError``: nothing written)."""
         approval = {
             "kind": "approval",
             "release_id": release_id,
@@ -93,7 +94,7 @@ class Approvals(Items):
             {":pending": ApprovalStatus.PENDING.value},
         )
         try:
-            self.table.put(approval_key(release_id), approval, condition=still_pending)
+            self.write(Put(approval_key(release_id), approval, still_pending))
         except ConditionFailedError:
             raise ApprovalStateError(f"release {release_id} was already decided; not asking again") from None
 

@@ -91,7 +91,7 @@ def request_approval(event: ApprovalRequest, *, diff: DiffProvider) -> ApprovalN
         {"release_id": event.release_id, "execution_arn": event.execution_arn},
         region=settings.region,
     )
-    approvals.Approvals(settings.ledger_table_name, region=settings.region).register(
+    approvals.Approvals(settings.ledger_table_name, region=settings.region, fence=lock.fence(event.lease)).register(
         release_id=event.release_id,
         environment=event.environment,
         task_token_ciphertext=ciphertext,
