@@ -13,7 +13,13 @@ import pytest
 import yaml
 from controlplane.kube.apply import OWNERSHIP_LABEL, OWNERSHIP_VALUE, apply_objects, diff_objects
 from controlplane.kube.client import ClusterAccess, build_api_client
-from controlplane.kube.webhook_certs import CERTIFICATE_ANNOTATION, certificate_secrets, with_webhook_certificates
+from controlplane.kube.webhook_certs import (
+    CERTIFICATE_ANNOTATION,
+    certificate_secrets,
+    usable_bundles,
+    with_ca_bundles,
+    with_webhook_certificates,
+)
 from cryptography import x509
 from kubernetes.client import CoreV1Api
 
@@ -81,6 +87,24 @@ def test_the_certificate_is_made_once_set_as_every_ca_bundle_and_renewed_before_
     new_secret = _secret(cluster)
     assert new_secret.data["ca.crt"] != secret.data["ca.crt"]
     assert {w["clientConfig"]["caBundle"] for obj in renewed for w in obj["webhooks"]} == {new_secret.data["ca.crt"]}
+
+
+def test_a_usable_certificate_is_read_ahead_without_writing_and_not_read_again(cluster: Any) -> None:
+    """InstallAddons reads the CA before its preflight (to tell whether the webhook configurations will be sent):
+    nothing when the Secret is missing or expiring; the CA the apply then fills in, read once."""
+    api = build_api_client(ClusterAccess(endpoint=cluster.endpoint, ca_data=cluster.ca_data, token=cluster.token()))
+    assert usable_bundles(api, WEBHOOKS, now=NOW) == {}  # missing: made by the apply, which the preflight asks
+    assert with_ca_bundles(WEBHOOKS, {}) == WEBHOOKS
+    filled = with_webhook_certificates(api, WEBHOOKS, now=NOW)
+
+    usable = usable_bundles(api, WEBHOOKS, now=NOW)
+
+    assert usable == {("kube-system", "aws-load-balancer-tls"): _secret(cluster).data["ca.crt"]}
+    assert with_ca_bundles(WEBHOOKS, usable) == filled
+    assert usable_bundles(api, WEBHOOKS, now=NOW + dt.timedelta(days=3640)) == {}  # expiring: to be renewed
+    before = len(cluster.requests)
+    assert with_webhook_certificates(api, WEBHOOKS, now=NOW, usable=usable) == filled
+    assert len(cluster.requests) == before  # not read again
 
 
 def test_a_diff_of_the_rendered_webhooks_leaves_out_the_ca_bundle_the_apply_fills_in(cluster: Any) -> None:

@@ -55,13 +55,17 @@ def with_webhook_certificates(
     *,
     now: dt.datetime,
     before_first_write: Callable[[], None] | None = None,
+    usable: Mapping[tuple[str, str], str] | None = None,
 ) -> list[dict[str, Any]]:
     """``objects`` with every annotated webhook's ``caBundle`` set from its Secret, making or renewing the Secret
     first when it is missing, incomplete, expiring or for other names (``before_first_write`` runs before that
-    write). Objects without webhooks are returned unchanged."""
-    bundles: dict[tuple[str, str], str] = {}
+    write). Objects without webhooks are returned unchanged. ``usable``: the bundles :func:`usable_bundles` just
+    read, by Secret (not read again)."""
+    bundles: dict[tuple[str, str], str] = dict(usable or {})
     dyn = dynamic_client(api)
     for (namespace, name), dns_names in certificate_secrets(objects).items():
+        if (namespace, name) in bundles:
+            continue
         path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
         ref = ObjectRef(api_version="v1", kind="Secret", namespace=namespace, name=name)
         with translate_errors(ref):
@@ -82,11 +86,42 @@ def with_webhook_certificates(
                     query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                 )
         bundles[(namespace, name)] = base64.b64encode(ca_pem).decode()
+    return with_ca_bundles(objects, bundles)
+
+
+def usable_bundles(
+    api: ApiClient, objects: Iterable[Mapping[str, Any]], *, now: dt.datetime
+) -> dict[tuple[str, str], str]:
+    """The CA bundle (base64) of each webhook certificate Secret of ``objects`` that is usable as it is, read and
+    never written: before a deploy's preflight, to tell whether the CA-filled webhook configurations will be sent.
+    A Secret missing, incomplete, expiring, for other names or not readable (the preflight then names ``get``) is
+    left out: :func:`with_webhook_certificates` reads (and makes) it."""
+    bundles: dict[tuple[str, str], str] = {}
+    dyn = dynamic_client(api)
+    for (namespace, name), dns_names in certificate_secrets(objects).items():
+        ref = ObjectRef(api_version="v1", kind="Secret", namespace=namespace, name=name)
+        with translate_errors(ref):
+            try:
+                current = _read(dyn, f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            except ApiError as exc:
+                if exc.status != 403:
+                    raise
+                continue  # not ours to read: the preflight names the missing get
+        ca_pem = _usable_ca(current, dns_names, now)
+        if ca_pem is not None:
+            bundles[(namespace, name)] = base64.b64encode(ca_pem).decode()
+    return bundles
+
+
+def with_ca_bundles(
+    objects: Iterable[Mapping[str, Any]], bundles: Mapping[tuple[str, str], str]
+) -> list[dict[str, Any]]:
+    """``objects`` (copies) with the ``caBundle`` of every annotated webhook whose Secret is in ``bundles``."""
     out = []
     for obj in objects:
         secret = _secret_of(obj)
         copied = copy.deepcopy(dict(obj))
-        if secret is not None:
+        if secret is not None and secret in bundles:
             for webhook in copied.get("webhooks") or []:
                 webhook.setdefault("clientConfig", {})["caBundle"] = bundles[secret]
         out.append(copied)

@@ -50,7 +50,12 @@ from controlplane.errors import PlanError
 from controlplane.kube.apply import PROTECTED_KINDS, apply_and_prune, apply_objects, unchanged_by_record
 from controlplane.kube.client import ApiClient
 from controlplane.kube.crds import without_foreign_crd_copies
-from controlplane.kube.webhook_certs import certificate_secrets, with_webhook_certificates
+from controlplane.kube.webhook_certs import (
+    certificate_secrets,
+    usable_bundles,
+    with_ca_bundles,
+    with_webhook_certificates,
+)
 from controlplane.models.addons import AddonSpec
 from controlplane.models.drift import DriftKind, DriftReport
 from controlplane.models.kube import AppliedObject, ObjectRef
@@ -214,8 +219,9 @@ def deploy_writes(
     An object is left out when the record and the trusted check say it will not be sent (same digest as recorded,
     not found drifted: :func:`~controlplane.kube.apply.unchanged_by_record`; the add-ons only if the check compared
     them). The release's workloads and HPAs are always in (a sleeping environment re-sends them), an add-on's only in
-    a namespace off-hours scales (``sleeping``: :func:`_always_asked`), and so are webhook configurations whose CA
-    the apply fills in (their rendered body never matches the digest of what was sent)."""
+    a namespace off-hours scales (``sleeping``: :func:`_always_asked`). Webhook configurations whose CA the apply
+    fills in compare equal to the record only with that CA filled in (InstallAddons reads it first,
+    :func:`~controlplane.kube.webhook_certs.usable_bundles`); without it they are in."""
     if not last_applied or report is None:
         return None, []
     addons = addon_objects(objects)
@@ -443,17 +449,24 @@ def _install_addons(
     release = event.release
     settings = get_settings()
     report = trusted_drift_report(release.environment, event.now, settings) if last_applied else None
-    sending, deleting = deploy_writes(
-        objects, last_applied, report, prune=event.prune, sleeping=settings.offhours.rules.namespaces
-    )
     from controlplane.kube.preflight import check_permissions  # noqa: PLC0415 - InstallAddons and rollbacks only
 
     api = connect(settings)
     try:
+        # Read before the preflight (never written): the webhook configurations InstallAddons would fill with an
+        # unchanged CA compare equal to the record and are not asked for.
+        usable = usable_bundles(api, objects, now=event.now) if report is not None else {}
+        sending, deleting = deploy_writes(
+            with_ca_bundles(objects, usable),
+            last_applied,
+            report,
+            prune=event.prune,
+            sleeping=settings.offhours.rules.namespaces,
+        )
         check_permissions(api, objects, prune=event.prune, who=DEPLOY_IDENTITY, sending=sending, deleting=deleting)
         addons = addon_objects(objects)
         drifted = _addon_drift(report, addons)
-        objects = with_webhook_certificates(api, addons, now=event.now, before_first_write=mark_written)
+        objects = with_webhook_certificates(api, addons, now=event.now, before_first_write=mark_written, usable=usable)
         result = apply_objects(
             api,
             objects,
