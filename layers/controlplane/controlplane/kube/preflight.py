@@ -17,7 +17,8 @@ per distinct question.
 A redeploy that knows which objects it will send (``sending``: the ledger's record and a trusted drift check say
 the others are unchanged, :func:`controlplane.steps.apply.deploy_writes`) asks the write permissions of those only,
 and ``delete`` of exactly what its prune will delete (``deleting``); ``list``/``watch`` for the health steps and the
-webhook certificate's Secret are asked for the whole release as before.
+webhook certificate's Secret are asked for the whole release as before: CheckHealth and Bake watch only the release's
+own workloads, but CheckAddons reads the add-ons' namespaces, so every namespace with a workload is still read.
 
 Kinds whose CustomResourceDefinition is part of the same release (and so may not be served yet) are resolved from
 that CRD; every other kind from discovery.
