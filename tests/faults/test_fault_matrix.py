@@ -18,6 +18,7 @@ from local.aws.eventbridge import EVENTBRIDGE_PRINCIPAL
 from local.cluster import Behaviour, api_client
 from local.pipeline import REGION, OperatorRefusedError, Pipeline
 from tests.e2e.test_cli import Cli
+from tests.eventually import eventually
 
 from .conftest import assert_invariants, function_name
 
@@ -620,11 +621,20 @@ def test_a_push_during_an_operator_rollback_queues_behind_it_and_is_deployed_aft
     event = pipe.push_event("clinical-trials/analytics-service", digest, "main-3")
     delivered: list[str] = []
 
+    locks = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION)
+
     def push_while_rolling_back(_now: float) -> None:
         if not delivered:
-            held = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION).read("staging")
+            held = locks.read("staging")
             if held is not None and held.purpose.value == "rollback":
                 delivered.extend(pipe.deliver(event))
+                # Hold the clock (and so the rollback, which waits on it) until the push's AcquireLock has queued
+                # it: on a loaded machine the rollback could otherwise end and free the lock first, and the push
+                # would take a free lock, which proves nothing about a push arriving during a rollback.
+                eventually(
+                    lambda: "analytics-service" in getattr(locks.read("staging"), "pending", {}),
+                    what="the push queued behind the rollback's lock",
+                )
 
     pipe.cloud.clock.subscribe(push_while_rolling_back)
     restored = pipe.rollback({"environment": "staging", "release_id": older}, timeout=120)
