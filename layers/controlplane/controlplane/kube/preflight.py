@@ -9,10 +9,10 @@ the Secret holding an add-on's webhook certificate (``controlplane.kube.webhook_
 of what the health and bake steps read in each namespace with a workload (:data:`HEALTH_READS`: the workloads'
 kinds, their ReplicaSets and Pods, and the Events the verdict reads for pods waiting on the cluster autoscaler), so a
 missing watch is named before anything is written, not when CheckHealth opens its first watch. A namespaced
-permission is
-asked for the whole namespace first and, only if that is denied, for the object's name (RBAC may grant by
-``resourceNames``, as the shipped RBAC does in kube-system); a cluster-scoped one is asked for the name. One review
-per distinct question.
+permission needed for several names is asked for the whole namespace first and, only if that is denied, for each
+object's name (RBAC may grant by ``resourceNames``, as the shipped RBAC does in kube-system); for one name only, for
+the name (a namespace-wide grant answers it as well); a cluster-scoped one is asked for the name. One review per
+distinct question.
 
 A redeploy that knows which objects it will send (``sending``: the ledger's record and a trusted drift check say
 the others are unchanged, :func:`controlplane.steps.apply.deploy_writes`) asks the write permissions of those only,
@@ -26,6 +26,7 @@ that CRD; every other kind from discovery.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -171,15 +172,22 @@ def _write_questions(
     return asked
 
 
+def _wide(permission: Permission) -> Permission:
+    return Permission(permission.verb, permission.group, permission.resource, permission.namespace)
+
+
 def _missing(dyn: KubeClient, asked_for: Iterable[Permission]) -> tuple[list[Permission], int]:
-    """The permissions the server denies, and how many reviews that took. A named permission in a namespace is
-    first asked for the whole namespace (one review answers every name); only a no there asks for the name."""
+    """The permissions the server denies, and how many reviews that took. Named permissions in a namespace that share
+    verb and resource with another name are first asked for the whole namespace (one review answers every name);
+    only a no there asks for each name. A lone name is asked for directly (a namespace-wide grant answers it too)."""
+    asked_for = list(asked_for)
+    names = Counter(_wide(p) for p in asked_for if p.namespace and p.name)
     namespace_wide: dict[Permission, bool] = {}
     missing: list[Permission] = []
     asked = 0
     for permission in asked_for:
-        if permission.namespace and permission.name:
-            wide = Permission(permission.verb, permission.group, permission.resource, permission.namespace)
+        if permission.namespace and permission.name and names[_wide(permission)] > 1:
+            wide = _wide(permission)
             if wide not in namespace_wide:
                 namespace_wide[wide] = _allowed(dyn, wide)
                 asked += 1
