@@ -7,6 +7,8 @@ or expect the handler to give up with ``AwsThrottledError``). ``function=`` limi
 (the in-process invocation running on the calling thread); by default faults only fire inside handlers, so the
 harness's own calls (starting executions, reading the ledger in a test) are never hit. ``containing=`` limits it
 to requests whose body holds that text (one kind of item in a DynamoDB write, one state machine's ARN).
+``every_call=True`` (with ``times=None``) fails the FIRST attempt of every matching call and answers its retry
+(the same request sent again on the same thread): every call the handlers make meets the error once.
 ``code``/``status`` choose another error (``ProvisionedThroughputExceededException``, ``InternalServerError`` 500,
 ``ServiceUnavailable`` 503, SNS's ``Throttling``). ``cloud.aws_faults.calls`` records every call a handler made as
 ``(function, service, operation, failed)``.
@@ -56,6 +58,7 @@ class AwsFault:
     times: int | None = 1
     function: str | None = None
     containing: bytes | None = None
+    every_call: bool = False
     fired: int = 0
 
     def matches(self, service: str, operation: str, function: str | None, body: bytes) -> bool:
@@ -83,6 +86,8 @@ class AwsFaults:
         self._lock = threading.Lock()
         self._faults: list[AwsFault] = []
         self.calls: list[AwsCall] = []
+        self._failed_last: dict[int, tuple[str, str, bytes]] = {}
+        """Per thread: the request an ``every_call`` fault failed last (its retry is answered)."""
 
     def add(
         self,
@@ -95,11 +100,12 @@ class AwsFaults:
         times: int | None = 1,
         function: str | None = None,
         containing: str | None = None,
+        every_call: bool = False,
     ) -> AwsFault:
         if not 400 <= status <= 599:
             raise ValueError(f"status {status}: an AWS error is a 4xx or 5xx")
         needle = containing.encode() if containing is not None else None
-        fault = AwsFault(service, operation, code, status, message, times, function, needle)
+        fault = AwsFault(service, operation, code, status, message, times, function, needle, every_call)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -117,6 +123,13 @@ class AwsFaults:
         _, service, operation = ([*event_name.split(".", 2), "", ""])[:3]
         with self._lock:
             fault = next((f for f in self._faults if f.matches(service, operation, function, body)), None)
+            if fault is not None and fault.every_call:
+                request, thread = (service, operation, body), threading.get_ident()
+                if self._failed_last.get(thread) == request:
+                    del self._failed_last[thread]  # the retry of the attempt that failed: answered
+                    fault = None
+                else:
+                    self._failed_last[thread] = request
             if fault is not None:
                 fault.fired += 1
             self.calls.append(AwsCall(function, service, operation, failed=fault is not None))
