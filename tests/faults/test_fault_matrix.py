@@ -644,25 +644,17 @@ def test_a_push_during_an_operator_rollback_queues_behind_it_and_is_deployed_aft
     pipe.push_and_deploy("edc-service", "main-2")
     digest = pipe.push("analytics-service", "main-3")
     event = pipe.push_event("clinical-trials/analytics-service", digest, "main-3")
-    delivered: list[str] = []
-
     locks = LockTable(str(pipe.cloud.ref("LedgerTable")), region=REGION)
 
-    def push_while_rolling_back(_now: float) -> None:
-        if not delivered:
-            held = locks.read("staging")
-            if held is not None and held.purpose.value == "rollback":
-                delivered.extend(pipe.deliver(event))
-                # Hold the clock (and so the rollback, which waits on it) until the push's AcquireLock has queued
-                # it: on a loaded machine the rollback could otherwise end and free the lock first, and the push
-                # would take a free lock, which proves nothing about a push arriving during a rollback.
-                eventually(
-                    lambda: "analytics-service" in getattr(locks.read("staging"), "pending", {}),
-                    what="the push queued behind the rollback's lock",
-                )
-
-    pipe.cloud.clock.subscribe(push_while_rolling_back)
-    restored = pipe.rollback({"environment": "staging", "release_id": older}, timeout=120)
+    rolling_back = pipe.start_rollback({"environment": "staging", "release_id": older})
+    # The push arrives as soon as the rollback holds the lock (it has its target to resolve, an apply and a health
+    # watch still to do): from this thread, never from a clock listener, which would hold up the executions.
+    eventually(
+        lambda: (held := locks.read("staging")) is not None and held.purpose.value == "rollback",
+        what="the operator rollback holding the lock",
+    )
+    delivered = pipe.deliver(event)
+    restored = pipe.cloud.wait_execution(rolling_back, timeout=120)
 
     assert restored.status == "SUCCEEDED", (restored.error, restored.cause)
     [arn] = delivered

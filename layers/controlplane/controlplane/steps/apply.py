@@ -399,7 +399,7 @@ def apply_release(event: ApplyInput) -> ApplyOutput:
     )
     return ApplyOutput(
         release_id=release.release_id,
-        applied=len(result.objects),
+        applied=len(result.objects) + len(installed),  # the release's objects in place: kept as InstallAddons applied
         pruned=len(pruned),
         rollout=ledger.record_rollout(release.release_id, event.purpose, rollout),
         applied_at=event.now,
