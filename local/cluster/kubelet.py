@@ -193,15 +193,22 @@ def _backoff(attempt: int) -> float:
     return float(min(INITIAL_BACKOFF * 2**attempt, MAX_BACKOFF))
 
 
+def _pull_attempt(t: float) -> tuple[float, int]:
+    """When (seconds after the container's start) the image pull under way at ``t`` began, and its number: attempts
+    are spaced by the kubelet's back-off."""
+    attempt_at, attempt = 0.0, 0
+    while attempt_at + _backoff(attempt) <= t:
+        attempt_at += _backoff(attempt)
+        attempt += 1
+    return attempt_at, attempt
+
+
 def _simulate_container(
     behaviour: Behaviour, *, name: str, image: str, pod_name: str, restart_policy: str, start: float, now: float
 ) -> _ContainerSim:
     t = max(0.0, now - start)
     if behaviour.kind == "err_image_pull":
-        attempt_at, attempt = 0.0, 0
-        while attempt_at + _backoff(attempt) <= t:
-            attempt_at += _backoff(attempt)
-            attempt += 1
+        attempt_at, _ = _pull_attempt(t)
         if t - attempt_at < PULL_ERROR_SECONDS:
             message = behaviour.message or (
                 f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
@@ -270,10 +277,7 @@ def _next_transition(behaviour: Behaviour, *, restart_policy: str, start: float,
     bounds of its branches, walked the same way."""
     t = max(0.0, now - start)
     if behaviour.kind == "err_image_pull":
-        attempt_at, attempt = 0.0, 0
-        while attempt_at + _backoff(attempt) <= t:
-            attempt_at += _backoff(attempt)
-            attempt += 1
+        attempt_at, attempt = _pull_attempt(t)
         if t - attempt_at < PULL_ERROR_SECONDS:
             return start + attempt_at + PULL_ERROR_SECONDS
         return start + attempt_at + _backoff(attempt)
